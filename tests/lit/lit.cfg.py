@@ -1,0 +1,22 @@
+# lit configuration for the vmoe lit tests. The folders below mirror the
+# source tree: dialects/ tests the vmoe dialect and its passes, tools/ the
+# command-line tools.
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "vmoe"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.vmoe_obj_root, "tests", "lit")
+
+llvm_config.with_system_environment(["HOME", "TMPDIR"])
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+
+tool_dirs = [config.vmoe_tools_dir, config.llvm_tools_dir]
+llvm_config.add_tool_substitutions(["vmoe-opt", "FileCheck", "not", "count"],
+                                   tool_dirs)

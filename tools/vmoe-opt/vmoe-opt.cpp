@@ -1,0 +1,28 @@
+//===- vmoe-opt.cpp - the vmoe pass driver --------------------------------===//
+//
+// mlir-opt with the vmoe dialect and passes, plus every upstream dialect,
+// pass and extension that our pipelines use, so that pass debugging works
+// with the usual flags: --pass-pipeline, --mlir-print-ir-after-all,
+// --mlir-print-ir-tree-dir, -split-input-file, -verify-diagnostics.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "vmoe/Dialect/IR/VmoeDialect.h"
+#include "vmoe/Dialect/Transforms/Passes.h"
+
+int main(int argc, char **argv) {
+  mlir::registerAllPasses();
+  mlir::vmoe::registerVmoePasses();
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<mlir::vmoe::VmoeDialect>();
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "vmoe optimizer driver\n", registry));
+}
