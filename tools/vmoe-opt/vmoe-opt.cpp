@@ -12,12 +12,16 @@
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "vmoe/Conversion/Passes.h"
 #include "vmoe/Dialect/IR/VmoeDialect.h"
 #include "vmoe/Dialect/Transforms/Passes.h"
+#include "vmoe/Target/CPU/Passes.h"
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::vmoe::registerVmoePasses();
+  mlir::vmoe::cpu::registerCpuCodegenPasses();
+  mlir::vmoe::registerVmoeConversionPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

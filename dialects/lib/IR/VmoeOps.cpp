@@ -10,6 +10,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/STLExtras.h"
@@ -165,6 +166,11 @@ LogicalResult CapacityOp::verify() {
   if (!matchPattern(getCapacityFactor(), m_Constant(&cf)))
     return success();
   double value = cf.getValueAsDouble();
+  if (std::optional<APFloat> maxCf = getMaxCapacityFactor();
+      maxCf && !(maxCf->convertToDouble() >= value))
+    return emitOpError() << "max_capacity_factor "
+                         << maxCf->convertToDouble()
+                         << " is below the default capacity factor " << value;
   if (!(value > 0.0) || !std::isfinite(value))
     return emitOpError() << "capacity factor must be a positive finite number, got "
                          << value;
@@ -177,6 +183,8 @@ LogicalResult CapacityOp::verify() {
 }
 
 OpFoldResult CapacityOp::fold(FoldAdaptor adaptor) {
+  if (getMaxCapacityFactor())
+    return {}; // a run-time knob
   auto cf = dyn_cast_if_present<FloatAttr>(adaptor.getCapacityFactor());
   if (!cf)
     return {};
@@ -655,6 +663,54 @@ LogicalResult ClassifierHeadOp::verify() {
       failed(checkShape(*this, getResult().getType(), {b, classes}, "result",
                         "batch x classes")))
     return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LaunchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LaunchOp::verify() {
+  ArrayRef<int64_t> grid = getGrid();
+  if (grid.size() != 3)
+    return emitOpError() << "expects a grid of 3 dimensions (x, y, z), got "
+                         << grid.size();
+  for (int64_t n : grid)
+    if (n < 1 || n > std::numeric_limits<uint32_t>::max())
+      return emitOpError() << "expects grid dimensions in [1, 2^32), got " << n;
+  for (Value c : getConstants())
+    if (!c.getType().isIndex() && !c.getType().isSignlessInteger())
+      return emitOpError() << "expects index or integer constants, got "
+                           << c.getType();
+  return success();
+}
+
+LogicalResult
+LaunchOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto kernel = symbolTable.lookupNearestSymbolFrom<FunctionOpInterface>(
+      *this, getKernelAttr());
+  if (!kernel)
+    return emitOpError() << "kernel @" << getKernel()
+                         << " is not a function of this module";
+  // Bindings, then constants, then the workgroup id (x, y, z), then the
+  // worker's scratch buffer when the kernel declares `vmoe.scratch_size`.
+  ArrayRef<Type> params = kernel.getArgumentTypes();
+  size_t expected = getBindings().size() + getConstants().size() + 3;
+  if (kernel->hasAttr("vmoe.scratch_size"))
+    ++expected;
+  if (params.size() != expected)
+    return emitOpError() << "kernel @" << getKernel() << " takes "
+                         << params.size() << " arguments, the launch passes "
+                         << expected
+                         << " (bindings, constants, x, y, z[, scratch])";
+  size_t i = 0;
+  for (Value v : llvm::concat<const Value>(getBindings(), getConstants())) {
+    if (v.getType() != params[i])
+      return emitOpError() << "operand " << i << " has type " << v.getType()
+                           << " but kernel @" << getKernel() << " expects "
+                           << params[i];
+    ++i;
+  }
   return success();
 }
 

@@ -76,8 +76,15 @@ struct DecomposeSparseMoe : OpRewritePattern<SparseMoeOp> {
     } else {
       Value cf = arith::ConstantOp::create(
           rewriter, loc, rewriter.getF64FloatAttr(*op.getCapacityFactorValue()));
-      capacity = CapacityOp::create(rewriter, loc, cf,
-                                    op.getRoutedTokensPerGroup(), e);
+      // A run-time knob up to the largest capacity factor a call may ask
+      // for; the lowering records both in the module.
+      auto capacityOp = CapacityOp::create(
+          rewriter, loc, cf, op.getRoutedTokensPerGroup(), e,
+          /*multiple_of=*/4, /*round=*/false, /*max_capacity_factor=*/nullptr);
+      capacityOp.setMaxCapacityFactorAttr(
+          rewriter.getF64FloatAttr(op.getMaxCapacityFactorValue().value_or(
+              *op.getCapacityFactorValue())));
+      capacity = capacityOp;
     }
 
     Value experts, slots, weights;

@@ -75,3 +75,15 @@ func.func @bpr_with_drops(%x: tensor<8x16xf32>, %r: tensor<16x4xf32>, %w1: tenso
          tensor<4x8x16xf32>, tensor<4x16xf32>) -> tensor<8x16xf32>
   return %y, %z : tensor<8x16xf32>, tensor<8x16xf32>
 }
+
+// -----
+
+// A capacity with max_capacity_factor is a run-time knob: it does not fold.
+
+// CHECK-LABEL: func.func @keep_knob
+// CHECK: vmoe.capacity %{{.*}} {max_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64, num_tokens = 800 : i64} : f64
+func.func @keep_knob() -> index {
+  %cf = arith.constant 1.1 : f64
+  %c = vmoe.capacity %cf {num_tokens = 800, num_experts = 4, max_capacity_factor = 2.0 : f64} : f64
+  return %c : index
+}

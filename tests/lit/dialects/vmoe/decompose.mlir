@@ -8,7 +8,7 @@
 // CHECK-SAME: (%[[X:.*]]: tensor<2x16x32xf32>, %[[R:.*]]: tensor<32x8xf32>, %[[W1:.*]]: tensor<8x32x64xf32>, %[[B1:.*]]: tensor<8x64xf32>, %[[W2:.*]]: tensor<8x64x32xf32>, %[[B2:.*]]: tensor<8x32xf32>)
 // CHECK-DAG: %[[G:.*]] = vmoe.router %[[X]], %[[R]] : tensor<2x16x32xf32>, tensor<32x8xf32> -> tensor<2x16x8xf32>
 // CHECK-DAG: %[[CF:.*]] = arith.constant 1.050000e+00 : f64
-// CHECK-DAG: %[[C:.*]] = vmoe.capacity %[[CF]] {num_experts = 8 : i64, num_tokens = 32 : i64} : f64
+// CHECK-DAG: %[[C:.*]] = vmoe.capacity %[[CF]] {max_capacity_factor = 1.050000e+00 : f64, num_experts = 8 : i64, num_tokens = 32 : i64} : f64
 // CHECK-DAG: %[[V:.*]], %[[I:.*]] = vmoe.top_k %[[G]] {k = 2 : i64}
 // CHECK-DAG: %[[BPR:.*]] = arith.constant true
 // CHECK: %[[S:.*]], %{{.*}} = vmoe.assign_slots %[[I]], %[[V]], %[[C]], %[[BPR]] {max_capacity = 8 : i64, num_experts = 8 : i64} : tensor<2x16x2xi32>, tensor<2x16x2xf32> -> tensor<2x16x2xi32>, tensor<2x8xi32>
@@ -71,7 +71,7 @@ func.func @explicit_capacity(%x: tensor<8x16xf32>, %r: tensor<16x4xf32>, %w1: te
 
 // CHECK-LABEL: func.func @expert_choice
 // CHECK: %[[CF:.*]] = arith.constant 2.000000e+00 : f64
-// CHECK: %[[C:.*]] = vmoe.capacity %[[CF]] {num_experts = 4 : i64, num_tokens = 8 : i64} : f64
+// CHECK: %[[C:.*]] = vmoe.capacity %[[CF]] {max_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64, num_tokens = 8 : i64} : f64
 // CHECK: %[[E:.*]], %[[S:.*]], %[[W:.*]] = vmoe.expert_choice %{{.*}}, %[[C]] {max_capacity = 4 : i64} : tensor<1x8x4xf32> -> tensor<1x8x4xi32>, tensor<1x8x4xi32>, tensor<1x8x4xf32>
 // CHECK: vmoe.dispatch %{{.*}}, %[[E]], %[[S]] : {{.*}} -> tensor<4x1x4x16xf32>
 // CHECK: vmoe.combine %{{.*}}, %[[E]], %[[S]], %[[W]]

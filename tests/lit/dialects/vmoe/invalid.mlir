@@ -313,3 +313,12 @@ func.func @head_features(%x: tensor<2x17x8xf32>, %pk: tensor<8x16xf32>, %pb: ten
       : (tensor<2x17x8xf32>, tensor<8x16xf32>, tensor<16xf32>, tensor<8x10xf32>, tensor<10xf32>) -> tensor<2x10xf32>
   return
 }
+
+// -----
+
+func.func @capacity_knob_maximum() -> index {
+  %cf = arith.constant 1.5 : f64
+  // expected-error @+1 {{'vmoe.capacity' op max_capacity_factor 1.000000e+00 is below the default capacity factor 1.500000e+00}}
+  %c = vmoe.capacity %cf {num_tokens = 16, num_experts = 8, max_capacity_factor = 1.0 : f64} : f64
+  return %c : index
+}

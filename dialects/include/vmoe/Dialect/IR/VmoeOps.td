@@ -7,6 +7,7 @@ include "vmoe/Dialect/IR/VmoeBase.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/IR/OpBase.td"
+include "mlir/IR/SymbolInterfaces.td"
 
 //===----------------------------------------------------------------------===//
 // Routing
@@ -62,7 +63,10 @@ def Vmoe_CapacityOp : Vmoe_Op<"capacity", [Pure]> {
     multiple of `multiple_of`. Top-k routing uses `num_tokens = S * k`,
     expert choice `num_tokens = S`. A capacity below 1 is an error. The
     capacity factor is an operand so that a compiled module can take it per
-    call; a constant operand folds the op to a constant.
+    call; a constant operand folds the op to a constant, except when
+    `max_capacity_factor` is set: the capacity is then a run-time knob of the
+    compiled module (the constant is its default, the attribute its maximum)
+    and stays an op until code generation turns it into an argument.
 
     Example:
     ```mlir
@@ -74,7 +78,8 @@ def Vmoe_CapacityOp : Vmoe_Op<"capacity", [Pure]> {
                    ConfinedAttr<I64Attr, [IntPositive]>:$num_tokens,
                    ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
                    DefaultValuedAttr<ConfinedAttr<I64Attr, [IntPositive]>, "4">:$multiple_of,
-                   DefaultValuedAttr<BoolAttr, "false">:$round);
+                   DefaultValuedAttr<BoolAttr, "false">:$round,
+                   OptionalAttr<F64Attr>:$max_capacity_factor);
   let results = (outs Index:$capacity);
   let assemblyFormat = "$capacity_factor attr-dict `:` type($capacity_factor)";
   let hasVerifier = 1;
@@ -425,6 +430,52 @@ def Vmoe_ClassifierHeadOp : Vmoe_Op<"classifier_head",
     `head` `(` $kernel `,` $bias `)` attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+}
+
+
+//===----------------------------------------------------------------------===//
+// Host level: the schedule of a compiled model, on buffers
+//===----------------------------------------------------------------------===//
+
+def Vmoe_LaunchOp : Vmoe_Op<"launch", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "run a compiled kernel over a grid of workgroups";
+  let description = [{
+    One dispatch of the schedule: the kernel function `kernel` runs once per
+    workgroup of the `grid` (x, y, z), with the buffers `bindings` and the
+    scalar `constants` (run-time knobs such as a layer's capacity, or
+    literals). Workgroups of one launch may run in parallel, in any order;
+    launches run in program order. The kernel's arguments are the bindings,
+    then the constants, then the workgroup id (x, y, z) as `index`.
+
+    Example:
+    ```mlir
+    vmoe.launch @layer_norm_0 grid [9, 1, 1] (%x, %scale, %bias, %y)
+        : memref<34x32xf32>, memref<32xf32>, memref<32xf32>, memref<34x32xf32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$kernel, DenseI64ArrayAttr:$grid,
+                   Variadic<AnyMemRef>:$bindings, Variadic<AnyType>:$constants);
+  let assemblyFormat = [{
+    $kernel `grid` $grid `(` $bindings `)` (`constants` `(` $constants^ `:` type($constants) `)`)?
+    attr-dict `:` type($bindings)
+  }];
+  let hasVerifier = 1;
+}
+
+def Vmoe_RoutingStatsOp : Vmoe_Op<"routing_stats"> {
+  let summary = "where a MoE layer's routing statistics live after a run";
+  let description = [{
+    Marks the buffers that the routing kernel of MoE layer `layer` fills:
+    `counts` (groups x experts, raw assignment counts including those past
+    capacity) and `kept` (tokens, the number of kept assignments of each
+    token). The runtime reads them after a run to report what routing did.
+  }];
+  let arguments = (ins AnyMemRef:$counts, AnyMemRef:$kept,
+                   ConfinedAttr<I64Attr, [IntNonNegative]>:$layer);
+  let assemblyFormat = [{
+    $counts `,` $kept attr-dict `:` type($counts) `,` type($kept)
+  }];
 }
 
 #endif // VMOE_DIALECT_VMOEOPS_TD

@@ -1,0 +1,91 @@
+//===- KernelBuilder.h - building CPU kernel bodies in MLIR -----*- C++ -*-===//
+//
+// Small helpers to write loop nests, and the register-blocked GEMM that every
+// matrix product of the model goes through. Kernel bodies are plain
+// scf/arith/math/memref/vector IR; LLVM turns them into machine code.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VMOE_CONVERSION_KERNELBUILDER_H
+#define VMOE_CONVERSION_KERNELBUILDER_H
+
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/Value.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
+
+namespace mlir::vmoe {
+
+/// Register blocking of the GEMM micro-kernel: `mr` rows by `nr` columns of
+/// `vectorWidth` f32 lanes each (nr is a multiple of vectorWidth).
+struct GemmTiling {
+  int64_t vectorWidth = 8;
+  int64_t mr = 6;
+  int64_t nr = 16;
+  /// Rows per workgroup and column panels per workgroup.
+  int64_t rowTile = 48;
+  int64_t panelTile = 4;
+};
+
+using BodyFn = llvm::function_ref<void(ImplicitLocOpBuilder &, Value)>;
+using AccBodyFn = llvm::function_ref<SmallVector<Value>(
+    ImplicitLocOpBuilder &, Value, ValueRange)>;
+
+Value constIndex(ImplicitLocOpBuilder &b, int64_t v);
+Value constF32(ImplicitLocOpBuilder &b, double v);
+Value constI32(ImplicitLocOpBuilder &b, int32_t v);
+Value minIndex(ImplicitLocOpBuilder &b, Value x, Value y);
+
+/// for (iv = lb; iv < ub; iv += step) body(iv)
+void forLoop(ImplicitLocOpBuilder &b, Value lb, Value ub, Value step,
+             BodyFn body);
+/// The same, carrying `init` through the iterations; returns the results.
+SmallVector<Value> forLoopAcc(ImplicitLocOpBuilder &b, Value lb, Value ub,
+                              Value step, ValueRange init, AccBodyFn body);
+/// if (cond) body()
+void ifThen(ImplicitLocOpBuilder &b, Value cond,
+            llvm::function_ref<void(ImplicitLocOpBuilder &)> body);
+
+/// Round an f32 scalar or vector to bfloat16 and back (round to nearest
+/// even, NaN kept), in integer arithmetic so no runtime helper is needed.
+Value roundToBf16(ImplicitLocOpBuilder &b, Value x);
+/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) on f32 scalars/vectors.
+Value geluTanh(ImplicitLocOpBuilder &b, Value x);
+
+enum class Activation { None, Gelu, Tanh };
+
+/// One register-blocked GEMM over a block of rows:
+///   C[r, n] = epilogue(sum_k A[r, k] * B[k, n] + bias[n])
+/// for rows r in [rowBegin, rowEnd) and all column panels in
+/// [panelBegin, panelEnd). B is pre-packed into panels of `nr` columns,
+/// `(..., N/nr, K, nr)`, and the bias padded to `(..., panels * nr)`.
+/// Accessors turn (row, k) / (row, col) into memref indices, so that rows
+/// can come from a gather or from a strided view.
+struct GemmOperands {
+  int64_t n = 0, k = 0;
+  Value a;
+  llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &, Value row,
+                                        Value k)>
+      aIndex;
+  Value b;
+  SmallVector<Value> bPrefix; // leading indices of B before (panel, k, lane)
+  Value bias;                 // may be null
+  SmallVector<Value> biasPrefix;
+  Activation activation = Activation::None;
+  bool bf16RoundOutput = false;
+  /// Optional per-row scale applied last (the combine gate).
+  llvm::function_ref<Value(ImplicitLocOpBuilder &, Value row)> rowScale;
+  /// Optional residual: C = R + epilogue(...). Same indexing as C.
+  Value residual;
+  Value c;
+  llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &, Value row,
+                                        Value col)>
+      cIndex;
+};
+
+void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
+                   const GemmOperands &ops, Value rowBegin, Value rowEnd,
+                   Value panelBegin, Value panelEnd);
+
+} // namespace mlir::vmoe
+
+#endif // VMOE_CONVERSION_KERNELBUILDER_H

@@ -1,0 +1,42 @@
+//===- Passes.td - vmoe conversion passes ------------------*- tablegen -*-===//
+
+#ifndef VMOE_CONVERSION_PASSES_TD
+#define VMOE_CONVERSION_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
+  let summary = "Fuse the decomposed model into CPU kernels and a host schedule";
+  let description = [{
+    Turns the tensor-level model function (after `vmoe-infer-capacity`,
+    `vmoe-decompose` and `canonicalize`) into
+    * kernel functions (`vmoe.kernel`) over buffers, written as scf / vector
+      loop nests: register-blocked GEMMs with fused epilogues, the fused
+      router (gates + softmax + top-k), the slot assignment (vanilla or BPR),
+      expert GEMM1 that gathers its rows by slot and applies bias and GELU,
+      expert GEMM2 with bias, bf16 rounding and the gate, the combine, and
+      the dense ViT kernels;
+    * the host function with the same name, over memrefs: buffers
+      (`memref.alloc`, weights as `memref.global` packed at compile time for
+      the kernels), `vmoe.launch`es in program order, and
+      `vmoe.routing_stats`. Each MoE layer's capacity and BPR flag become
+      host arguments (`vmoe.knob`), so a compiled module takes them per call;
+      the layers' routing metadata is the `vmoe.moe_layers` attribute.
+    Expert kernels loop only over the slots that routing filled.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", "8",
+           "f32 lanes of the target's vector registers (8: AVX2, 16: AVX-512, 4: NEON)">,
+    Option<"microRows", "micro-rows", "int64_t", "6",
+           "rows of the GEMM register block">,
+    Option<"microVectors", "micro-vectors", "int64_t", "2",
+           "vectors per row of the GEMM register block">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+  ];
+}
+
+#endif // VMOE_CONVERSION_PASSES_TD

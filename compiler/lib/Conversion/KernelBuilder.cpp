@@ -1,0 +1,217 @@
+//===- KernelBuilder.cpp - building CPU kernel bodies in MLIR -------------===//
+
+#include "vmoe/Conversion/KernelBuilder.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <cmath>
+
+namespace mlir::vmoe {
+
+Value constIndex(ImplicitLocOpBuilder &b, int64_t v) {
+  return arith::ConstantIndexOp::create(b, v);
+}
+
+Value constF32(ImplicitLocOpBuilder &b, double v) {
+  return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+}
+
+Value constI32(ImplicitLocOpBuilder &b, int32_t v) {
+  return arith::ConstantOp::create(b, b.getI32IntegerAttr(v));
+}
+
+Value minIndex(ImplicitLocOpBuilder &b, Value x, Value y) {
+  return arith::MinSIOp::create(b, x, y);
+}
+
+void forLoop(ImplicitLocOpBuilder &b, Value lb, Value ub, Value step,
+             BodyFn body) {
+  scf::ForOp::create(b, lb, ub, step, ValueRange{},
+                     [&](OpBuilder &nested, Location loc, Value iv,
+                         ValueRange) {
+                       ImplicitLocOpBuilder ib(loc, nested);
+                       body(ib, iv);
+                       scf::YieldOp::create(ib);
+                     });
+}
+
+SmallVector<Value> forLoopAcc(ImplicitLocOpBuilder &b, Value lb, Value ub,
+                              Value step, ValueRange init, AccBodyFn body) {
+  auto loop = scf::ForOp::create(
+      b, lb, ub, step, init,
+      [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        SmallVector<Value> next = body(ib, iv, args);
+        scf::YieldOp::create(ib, next);
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
+void ifThen(ImplicitLocOpBuilder &b, Value cond,
+            llvm::function_ref<void(ImplicitLocOpBuilder &)> body) {
+  scf::IfOp::create(b, cond, [&](OpBuilder &nested, Location loc) {
+    ImplicitLocOpBuilder ib(loc, nested);
+    body(ib);
+    scf::YieldOp::create(ib);
+  });
+}
+
+/// Splat `v` to the shape of `like` when `like` is a vector.
+static Value splatLike(ImplicitLocOpBuilder &b, Value v, Type like) {
+  if (auto vt = dyn_cast<VectorType>(like))
+    return vector::BroadcastOp::create(b, vt, v);
+  return v;
+}
+
+static Type withElement(Type like, Type element) {
+  if (auto vt = dyn_cast<VectorType>(like))
+    return VectorType::get(vt.getShape(), element);
+  return element;
+}
+
+Value roundToBf16(ImplicitLocOpBuilder &b, Value x) {
+  Type type = x.getType();
+  Type intType = withElement(type, b.getI32Type());
+  auto c = [&](int32_t v) { return splatLike(b, constI32(b, v), intType); };
+  Value bits = arith::BitcastOp::create(b, intType, x);
+  // RNE: add 0x7fff plus the lowest kept bit, then clear the low 16 bits.
+  Value lsb = arith::AndIOp::create(
+      b, arith::ShRUIOp::create(b, bits, c(16)), c(1));
+  Value rounded = arith::AddIOp::create(
+      b, arith::AddIOp::create(b, bits, c(0x7fff)), lsb);
+  Value cleared = arith::AndIOp::create(b, rounded, c(int32_t(0xffff0000u)));
+  // NaN: keep sign and top payload bits, force a quiet NaN.
+  Value quiet = arith::AndIOp::create(
+      b, arith::OrIOp::create(b, bits, c(0x00400000)), c(int32_t(0xffff0000u)));
+  Value isNan =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, x, x);
+  Value result = arith::SelectOp::create(b, isNan, quiet, cleared);
+  return arith::BitcastOp::create(b, type, result);
+}
+
+Value geluTanh(ImplicitLocOpBuilder &b, Value x) {
+  Type type = x.getType();
+  auto c = [&](double v) { return splatLike(b, constF32(b, v), type); };
+  Value x3 = arith::MulFOp::create(b, arith::MulFOp::create(b, x, x), x);
+  Value inner = arith::MulFOp::create(
+      b, c(std::sqrt(2.0 / M_PI)),
+      arith::AddFOp::create(b, x, arith::MulFOp::create(b, c(0.044715), x3)));
+  Value t = math::TanhOp::create(b, inner);
+  return arith::MulFOp::create(
+      b, arith::MulFOp::create(b, c(0.5), x),
+      arith::AddFOp::create(b, c(1.0), t));
+}
+
+void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
+                   const GemmOperands &ops, Value rowBegin, Value rowEnd,
+                   Value panelBegin, Value panelEnd) {
+  const int64_t vw = tiling.vectorWidth, mr = tiling.mr, nr = tiling.nr;
+  const int64_t nv = nr / vw;
+  auto vecType = VectorType::get({vw}, b.getF32Type());
+  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
+  Value cMr = constIndex(b, mr), cNr = constIndex(b, nr);
+  Value cK = constIndex(b, ops.k), cN = constIndex(b, ops.n);
+  Value zero = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
+
+  // Panels outside, rows inside: one B panel (K x nr) stays in cache while
+  // every row block of the workgroup streams past it.
+  forLoop(b, panelBegin, panelEnd, c1, [&](ImplicitLocOpBuilder &b, Value p) {
+    forLoop(b, rowBegin, rowEnd, cMr, [&](ImplicitLocOpBuilder &b, Value r0) {
+      // Rows past rowEnd read the last valid row and are not stored, so the
+      // micro-kernel is always a full mr x nr block.
+      Value last = arith::SubIOp::create(b, rowEnd, c1);
+      SmallVector<Value> rows, loadRows;
+      for (int64_t i = 0; i < mr; ++i) {
+        Value r = arith::AddIOp::create(b, r0, constIndex(b, i));
+        rows.push_back(r);
+        loadRows.push_back(minIndex(b, r, last));
+      }
+      SmallVector<Value> init(mr * nv, zero);
+      SmallVector<Value> acc = forLoopAcc(
+          b, c0, cK, c1, init,
+          [&](ImplicitLocOpBuilder &b, Value k, ValueRange acc) {
+            SmallVector<Value> bv;
+            for (int64_t v = 0; v < nv; ++v) {
+              SmallVector<Value> idx(ops.bPrefix);
+              idx.append({p, k, constIndex(b, v * vw)});
+              bv.push_back(vector::LoadOp::create(b, vecType, ops.b, idx));
+            }
+            SmallVector<Value> next;
+            for (int64_t i = 0; i < mr; ++i) {
+              Value a = memref::LoadOp::create(b, ops.a,
+                                               ops.aIndex(b, loadRows[i], k));
+              Value av = vector::BroadcastOp::create(b, vecType, a);
+              for (int64_t v = 0; v < nv; ++v)
+                next.push_back(vector::FMAOp::create(b, av, bv[v],
+                                                     acc[i * nv + v]));
+            }
+            return next;
+          });
+
+      // Epilogue and store, masked on the last partial panel of N.
+      Value col0 = arith::MulIOp::create(b, p, cNr);
+      SmallVector<Value> biasVec;
+      for (int64_t v = 0; v < nv; ++v) {
+        Value col = arith::AddIOp::create(b, col0, constIndex(b, v * vw));
+        if (ops.bias) {
+          SmallVector<Value> idx(ops.biasPrefix);
+          idx.push_back(col);
+          biasVec.push_back(vector::LoadOp::create(b, vecType, ops.bias, idx));
+        }
+      }
+      for (int64_t i = 0; i < mr; ++i) {
+        Value inRange = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
+                                              rows[i], rowEnd);
+        ifThen(b, inRange, [&](ImplicitLocOpBuilder &b) {
+          Value scale = ops.rowScale ? ops.rowScale(b, rows[i]) : Value();
+          for (int64_t v = 0; v < nv; ++v) {
+            Value x = acc[i * nv + v];
+            if (ops.bias)
+              x = arith::AddFOp::create(b, x, biasVec[v]);
+            if (ops.activation == Activation::Gelu)
+              x = geluTanh(b, x);
+            else if (ops.activation == Activation::Tanh)
+              x = math::TanhOp::create(b, x);
+            if (ops.bf16RoundOutput)
+              x = roundToBf16(b, x);
+            if (scale)
+              x = arith::MulFOp::create(
+                  b, x, vector::BroadcastOp::create(b, vecType, scale));
+            Value col = arith::AddIOp::create(b, col0, constIndex(b, v * vw));
+            SmallVector<Value> cIdx = ops.cIndex(b, rows[i], col);
+            Value remaining = arith::SubIOp::create(b, cN, col);
+            Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::sge,
+                                               remaining, constIndex(b, vw));
+            auto maskType = VectorType::get({vw}, b.getI1Type());
+            Value mask = vector::CreateMaskOp::create(
+                b, maskType, ValueRange{minIndex(b, remaining, constIndex(b, vw))});
+            if (ops.residual) {
+              Value r = vector::MaskedLoadOp::create(b, vecType, ops.residual,
+                                                     cIdx, mask, zero);
+              x = arith::AddFOp::create(b, x, r);
+            }
+            scf::IfOp::create(
+                b, full,
+                [&](OpBuilder &nested, Location loc) {
+                  ImplicitLocOpBuilder ib(loc, nested);
+                  vector::StoreOp::create(ib, x, ops.c, cIdx);
+                  scf::YieldOp::create(ib);
+                },
+                [&](OpBuilder &nested, Location loc) {
+                  ImplicitLocOpBuilder ib(loc, nested);
+                  vector::MaskedStoreOp::create(ib, ops.c, cIdx, mask, x);
+                  scf::YieldOp::create(ib);
+                });
+          }
+        });
+      }
+    });
+  });
+}
+
+} // namespace mlir::vmoe
