@@ -1,0 +1,25 @@
+// RUN: vmoe-opt %s -split-input-file --vmoe-lower-to-kernels -verify-diagnostics
+
+// Weights must be compile-time constants: they are packed for the kernels.
+func.func @runtime_weights(%x: tensor<2x5x8xf32>, %k: tensor<8x10xf32>) -> tensor<2x10xf32> {
+  %b = arith.constant dense<0.1> : tensor<10xf32>
+  // expected-error @+1 {{needs compile-time weights for this operand}}
+  %l = vmoe.classifier_head %x head(%k, %b) : (tensor<2x5x8xf32>, tensor<8x10xf32>, tensor<10xf32>) -> tensor<2x10xf32>
+  return %l : tensor<2x10xf32>
+}
+
+// -----
+
+// Composites must be decomposed first.
+func.func @composite(%x: tensor<8x16xf32>) -> tensor<8x16xf32> {
+  %r = arith.constant dense<0.1> : tensor<16x4xf32>
+  %w1 = arith.constant dense<0.01> : tensor<4x16x32xf32>
+  %b1 = arith.constant dense<0.0> : tensor<4x32xf32>
+  %w2 = arith.constant dense<0.02> : tensor<4x32x16xf32>
+  %b2 = arith.constant dense<0.5> : tensor<4x16xf32>
+  // expected-error @+1 {{'vmoe.sparse_moe' op is not supported by the CPU target here; composite ops must be decomposed first (vmoe-decompose)}}
+  %y = vmoe.sparse_moe %x, %r, %w1, %b1, %w2, %b2 {num_experts = 4, k = 2, group_size = 8, capacity = 4}
+      : (tensor<8x16xf32>, tensor<16x4xf32>, tensor<4x16x32xf32>, tensor<4x32xf32>,
+         tensor<4x32x16xf32>, tensor<4x16xf32>) -> tensor<8x16xf32>
+  return %y : tensor<8x16xf32>
+}

@@ -1,0 +1,72 @@
+// RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels | FileCheck %s
+// RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=vector-width=16 | FileCheck %s --check-prefix=AVX512
+
+// A MoE layer after LayerNorm with a residual add. The capacity (a function
+// of the per-call capacity factor) and the BPR flag become host arguments;
+// the layer's routing metadata is an attribute of the host function.
+
+// CHECK-LABEL: func.func private @moe_moe_gates_0
+// CHECK-SAME: attributes {vmoe.kernel}
+// CHECK: math.exp
+// CHECK-LABEL: func.func private @moe_moe_assign_0
+// CHECK: scf.while
+// CHECK-LABEL: func.func private @moe_moe_expert_up_0
+// CHECK-SAME: memref<384xi8>
+// CHECK-SAME: vmoe.scratch_size = 384 : i64
+// CHECK: memref.view
+// CHECK: vector.fma {{.*}} : vector<8xf32>
+// CHECK: math.tanh
+// CHECK-LABEL: func.func private @moe_moe_expert_down_0
+// CHECK: vector.fma {{.*}} : vector<8xf32>
+// CHECK-LABEL: func.func @moe
+// CHECK-SAME: (%[[IN:.*]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:.*]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[CAP:.*]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[BPR:.*]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
+// CHECK-SAME: vmoe.entry
+// CHECK-SAME: vmoe.moe_layers = [{batch_priority = true, bf16_dispatch = true, capacity_factor = 1.000000e+00 : f64, group_size = 8 : i64, k = 2 : i64, layer = 0 : i64, max_capacity = 8 : i64, max_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64, num_groups = 1 : i64, tokens_per_image = 4 : i64}]
+// CHECK: vmoe.launch @moe_layer_norm_0
+// CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1]
+// CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]] : index, index)
+// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, 1, 4]({{.*}}) constants(%[[CAP]] : index)
+// CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, 1, 4]({{.*}}) constants(%[[CAP]] : index)
+// CHECK: vmoe.launch @moe_moe_combine_0
+// CHECK: vmoe.routing_stats %{{.*}}, %{{.*}} {layer = 0 : i64} : memref<1x4xi32>, memref<8xi32>
+// CHECK: vmoe.launch @moe_add_0 grid [1, 1, 1](%{{.*}}, %{{.*}}, %{{.*}}) : memref<128xf32>, memref<128xf32>, memref<128xf32>
+// CHECK: return
+
+// AVX512-LABEL: func.func private @moe_moe_expert_up_0
+// AVX512: vector.fma {{.*}} : vector<16xf32>
+func.func @moe(%x: tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
+  %r = arith.constant dense<0.1> : tensor<16x4xf32>
+  %w1 = arith.constant dense<0.01> : tensor<4x16x32xf32>
+  %b1 = arith.constant dense<0.0> : tensor<4x32xf32>
+  %w2 = arith.constant dense<0.02> : tensor<4x32x16xf32>
+  %b2 = arith.constant dense<0.5> : tensor<4x16xf32>
+  %s = arith.constant dense<1.0> : tensor<16xf32>
+  %z = arith.constant dense<0.0> : tensor<16xf32>
+  %n = vmoe.layer_norm %x, %s, %z : (tensor<2x4x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x4x16xf32>
+  %y = vmoe.sparse_moe %n, %r, %w1, %b1, %w2, %b2 {num_experts = 4, k = 2, group_size = 8,
+      capacity_factor = 1.0 : f64, max_capacity_factor = 2.0 : f64, batch_priority = true, bf16_dispatch = true}
+      : (tensor<2x4x16xf32>, tensor<16x4xf32>, tensor<4x16x32xf32>, tensor<4x32xf32>,
+         tensor<4x32x16xf32>, tensor<4x16xf32>) -> tensor<2x4x16xf32>
+  %o = arith.addf %x, %y : tensor<2x4x16xf32>
+  return %o : tensor<2x4x16xf32>
+}
+
+// -----
+
+// Dense parts: weights are packed at compile time into panels of nr = 16
+// columns (the head's 10 classes are padded to one panel), the result is
+// written straight into the output buffer.
+
+// CHECK-LABEL: func.func @vit_head
+// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<2x10xf32> {vmoe.output = 0 : i64}
+// CHECK: vmoe.launch @vit_head_pool_token_0 grid [2, 1, 1]
+// CHECK-DAG: %[[W:.*]] = memref.get_global @vit_head_head_packed_0 : memref<1x8x16xf32>
+// CHECK-DAG: %[[B:.*]] = memref.get_global @vit_head_head_bias_0 : memref<16xf32>
+// CHECK: vmoe.launch @vit_head_head_0 grid [1, 1, 1](%{{.*}}, %[[W]], %[[B]], %[[OUT]]) : memref<2x8xf32>, memref<1x8x16xf32>, memref<16xf32>, memref<2x10xf32>
+func.func @vit_head(%x: tensor<2x5x8xf32>) -> tensor<2x10xf32> {
+  %k = arith.constant dense<0.5> : tensor<8x10xf32>
+  %b = arith.constant dense<0.1> : tensor<10xf32>
+  %l = vmoe.classifier_head %x head(%k, %b) : (tensor<2x5x8xf32>, tensor<8x10xf32>, tensor<10xf32>) -> tensor<2x10xf32>
+  return %l : tensor<2x10xf32>
+}
+
