@@ -1,0 +1,57 @@
+//===- Compile.h - the whole compiler as one call ---------------*- C++ -*-===//
+//
+// Tensor-level model IR -> module file bytes, the path vmoe-compile and the
+// end-to-end tests take:
+//   vmoe-infer-capacity, vmoe-decompose, canonicalize, cse   (graph)
+//   vmoe-lower-to-kernels                                    (kernels)
+//   CPU code generation                                      (shared object)
+//   serialization                                            (module file)
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VMOE_PIPELINES_COMPILE_H
+#define VMOE_PIPELINES_COMPILE_H
+
+#include "vmoe/Serialize/ModuleSerializer.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/Pass/PassManager.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::vmoe {
+
+struct CompileOptions {
+  /// --cpu: host, x86-64-v3, x86-64-v4, aarch64.
+  std::string cpu = "host";
+  /// Largest per-call capacity factor; 0: each layer's own.
+  double maxCapacityFactor = 0.0;
+  unsigned optLevel = 3;
+  std::string modelName;
+  std::string configJson;
+  std::vector<std::string> classNames;
+  /// Where to write the optimized LLVM IR, when set.
+  std::string dumpLlvmIrPath;
+};
+
+/// Registers every dialect the compiler parses or produces.
+void registerCompilerDialects(DialectRegistry &registry);
+
+/// Adds the graph-level passes (capacity inference, decomposition, cleanup).
+void buildGraphPipeline(OpPassManager &pm, const CompileOptions &options);
+
+/// Runs the graph passes and the kernel lowering on `module` in place, for
+/// the vector width of `options.cpu`.
+LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
+                             std::string *error);
+
+/// The whole flow. `module` is consumed (lowered in place).
+LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
+                              std::vector<uint8_t> &bytes, std::string *error,
+                              SerializeStats *stats = nullptr);
+
+} // namespace mlir::vmoe
+
+#endif // VMOE_PIPELINES_COMPILE_H

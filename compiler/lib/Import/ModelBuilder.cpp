@@ -1,0 +1,322 @@
+//===- ModelBuilder.cpp - a V-MoE as vmoe dialect IR ----------------------===//
+
+#include "vmoe/Import/ModelBuilder.h"
+
+#include "vmoe/Dialect/IR/VmoeOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Verifier.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
+namespace mlir::vmoe {
+
+int64_t VitMoeConfig::tokensPerImage() const {
+  int64_t patches = (imageHeight / patchSize) * (imageWidth / patchSize);
+  return patches + (classifier == "token" ? 1 : 0);
+}
+
+bool VitMoeConfig::validate(std::string *error) const {
+  auto bad = [&](const std::string &message) {
+    *error = message;
+    return false;
+  };
+  if (patchSize < 1 || imageHeight < patchSize || imageWidth < patchSize)
+    return bad("image size " + std::to_string(imageHeight) + "x" +
+               std::to_string(imageWidth) + " must hold at least one " +
+               std::to_string(patchSize) + "x" + std::to_string(patchSize) +
+               " patch");
+  if (channels < 1 || hiddenSize < 1 || numLayers < 1 || mlpDim < 1 ||
+      numHeads < 1 || numClasses < 1 || batchSize < 1)
+    return bad("channels, hidden_size, num_layers, mlp_dim, num_heads, "
+               "num_classes and the batch size must be positive");
+  if (hiddenSize % numHeads != 0)
+    return bad("hidden_size " + std::to_string(hiddenSize) +
+               " is not a multiple of num_heads " + std::to_string(numHeads));
+  if (classifier != "token" && classifier != "gap")
+    return bad("classifier '" + classifier +
+               "' is not supported (token or gap)");
+  if (representationSize && *representationSize < 1)
+    return bad("representation_size must be positive");
+  std::set<int64_t> seen;
+  for (int64_t l : moeLayers) {
+    if (l < 0 || l >= numLayers)
+      return bad("MoE layer " + std::to_string(l) + " is outside [0, " +
+                 std::to_string(numLayers) + ")");
+    if (!seen.insert(l).second)
+      return bad("MoE layer " + std::to_string(l) + " is listed twice");
+  }
+  if (!moeLayers.empty()) {
+    if (numExperts < 1)
+      return bad("num_experts must be positive");
+    if (numSelectedExperts < 1 || numSelectedExperts > numExperts)
+      return bad("num_selected_experts " + std::to_string(numSelectedExperts) +
+                 " must be in [1, num_experts = " +
+                 std::to_string(numExperts) + "]");
+    int64_t tokens = batchSize * tokensPerImage();
+    int64_t group = groupSize > 0 ? groupSize : tokensPerImage();
+    if (tokens % group != 0)
+      return bad("group_size " + std::to_string(group) +
+                 " does not divide the " + std::to_string(tokens) +
+                 " tokens of a batch of " + std::to_string(batchSize) +
+                 " (vmoe issue #182); choose a divisor, e.g. the tokens per "
+                 "image " +
+                 std::to_string(tokensPerImage()));
+    if (!(capacityFactor > 0.0) || !std::isfinite(capacityFactor))
+      return bad("capacity_factor must be a positive number");
+    if (maxCapacityFactor != 0.0 && !(maxCapacityFactor >= capacityFactor))
+      return bad("max_capacity_factor must not be below capacity_factor");
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>>
+expectedWeights(const VitMoeConfig &c) {
+  int64_t d = c.hiddenSize, p = c.patchSize, h = c.numHeads, dh = d / h;
+  int64_t m = c.mlpDim, e = c.numExperts;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> w;
+  w.push_back({"embedding/kernel", {p, p, c.channels, d}});
+  w.push_back({"embedding/bias", {d}});
+  if (c.classifier == "token")
+    w.push_back({"cls", {1, 1, d}});
+  w.push_back({"Encoder/posembed_input/pos_embedding",
+               {1, c.tokensPerImage(), d}});
+  for (int64_t i = 0; i < c.numLayers; ++i) {
+    std::string b = "Encoder/encoderblock_" + std::to_string(i) + "/";
+    w.push_back({b + "LayerNorm_0/scale", {d}});
+    w.push_back({b + "LayerNorm_0/bias", {d}});
+    for (const char *part : {"query", "key", "value"}) {
+      w.push_back({b + "SelfAttention/" + part + "/kernel", {d, h, dh}});
+      w.push_back({b + "SelfAttention/" + part + "/bias", {h, dh}});
+    }
+    w.push_back({b + "SelfAttention/out/kernel", {h, dh, d}});
+    w.push_back({b + "SelfAttention/out/bias", {d}});
+    w.push_back({b + "LayerNorm_1/scale", {d}});
+    w.push_back({b + "LayerNorm_1/bias", {d}});
+    if (std::count(c.moeLayers.begin(), c.moeLayers.end(), i)) {
+      w.push_back({b + "Moe/Router/dense/kernel", {d, e}});
+      w.push_back({b + "Moe/Mlp/Dense_0/kernel", {e, d, m}});
+      w.push_back({b + "Moe/Mlp/Dense_0/bias", {e, m}});
+      w.push_back({b + "Moe/Mlp/Dense_1/kernel", {e, m, d}});
+      w.push_back({b + "Moe/Mlp/Dense_1/bias", {e, d}});
+    } else {
+      w.push_back({b + "Mlp/Dense_0/kernel", {d, m}});
+      w.push_back({b + "Mlp/Dense_0/bias", {m}});
+      w.push_back({b + "Mlp/Dense_1/kernel", {m, d}});
+      w.push_back({b + "Mlp/Dense_1/bias", {d}});
+    }
+  }
+  w.push_back({"Encoder/encoder_norm/scale", {d}});
+  w.push_back({"Encoder/encoder_norm/bias", {d}});
+  int64_t features = d;
+  if (c.representationSize) {
+    features = *c.representationSize;
+    w.push_back({"pre_logits/kernel", {d, features}});
+    w.push_back({"pre_logits/bias", {features}});
+  }
+  w.push_back({"head/kernel", {features, c.numClasses}});
+  w.push_back({"head/bias", {c.numClasses}});
+  return w;
+}
+
+static std::string shapeString(const std::vector<int64_t> &shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
+                                  const VitMoeConfig &c,
+                                  const WeightMap &weights,
+                                  std::string *error) {
+  if (!c.validate(error))
+    return nullptr;
+  // Check names and shapes before building anything.
+  auto expected = expectedWeights(c);
+  std::set<std::string> names;
+  for (auto &[name, shape] : expected) {
+    names.insert(name);
+    auto it = weights.find(name);
+    if (it == weights.end()) {
+      *error = "missing weight " + name + " of shape " + shapeString(shape);
+      return nullptr;
+    }
+    if (it->second.shape != shape) {
+      *error = "weight " + name + " has shape " +
+               shapeString(it->second.shape) + ", the config needs " +
+               shapeString(shape);
+      return nullptr;
+    }
+    int64_t n = 1;
+    for (int64_t dim : shape)
+      n *= dim;
+    if (static_cast<int64_t>(it->second.data.size()) != n) {
+      *error = "weight " + name + " holds " +
+               std::to_string(it->second.data.size()) + " values, its shape " +
+               shapeString(shape) + " needs " + std::to_string(n);
+      return nullptr;
+    }
+  }
+  for (auto &[name, tensor] : weights)
+    if (!names.count(name)) {
+      *error = "unexpected weight " + name + " of shape " +
+               shapeString(tensor.shape) + " (not used by this config)";
+      return nullptr;
+    }
+
+  context.loadDialect<VmoeDialect, func::FuncDialect, arith::ArithDialect>();
+  Location loc = NameLoc::get(StringAttr::get(&context, c.name));
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  OpBuilder b(&context);
+  b.setInsertionPointToEnd(module->getBody());
+  Type f32 = b.getF32Type();
+  auto tensor = [&](ArrayRef<int64_t> shape) {
+    return RankedTensorType::get(shape, f32);
+  };
+  int64_t bsz = c.batchSize, d = c.hiddenSize;
+  int64_t t = c.tokensPerImage();
+  auto func = func::FuncOp::create(
+      b, loc, c.name,
+      b.getFunctionType(
+          {tensor({bsz, c.imageHeight, c.imageWidth, c.channels})},
+          {tensor({bsz, c.numClasses})}));
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToEnd(entry);
+
+  auto weight = [&](const std::string &name) -> Value {
+    const WeightTensor &w = weights.at(name);
+    std::string key = name;
+    std::replace(key.begin(), key.end(), '/', '.');
+    auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<float>(w.data);
+    auto attr = DenseResourceElementsAttr::get(tensor(w.shape), key,
+                                               std::move(blob));
+    return arith::ConstantOp::create(b, NameLoc::get(b.getStringAttr(name)),
+                                     attr);
+  };
+
+  int64_t patches = t - (c.classifier == "token" ? 1 : 0);
+  Value x = PatchEmbedOp::create(b, loc, tensor({bsz, patches, d}),
+                                 entry->getArgument(0),
+                                 weight("embedding/kernel"),
+                                 weight("embedding/bias"));
+  if (c.classifier == "token")
+    x = ClassTokenOp::create(b, loc, tensor({bsz, t, d}), x, weight("cls"));
+  x = PositionEmbedOp::create(b, loc, tensor({bsz, t, d}), x,
+                              weight("Encoder/posembed_input/pos_embedding"));
+  Type tokens = tensor({bsz, t, d});
+  for (int64_t i = 0; i < c.numLayers; ++i) {
+    std::string p = "Encoder/encoderblock_" + std::to_string(i) + "/";
+    Location blockLoc = NameLoc::get(b.getStringAttr("encoderblock_" + std::to_string(i)));
+    auto block = EncoderBlockOp::create(
+        b, blockLoc, tokens, x, weight(p + "LayerNorm_0/scale"),
+        weight(p + "LayerNorm_0/bias"),
+        weight(p + "SelfAttention/query/kernel"),
+        weight(p + "SelfAttention/query/bias"),
+        weight(p + "SelfAttention/key/kernel"),
+        weight(p + "SelfAttention/key/bias"),
+        weight(p + "SelfAttention/value/kernel"),
+        weight(p + "SelfAttention/value/bias"),
+        weight(p + "SelfAttention/out/kernel"),
+        weight(p + "SelfAttention/out/bias"), weight(p + "LayerNorm_1/scale"),
+        weight(p + "LayerNorm_1/bias"));
+    // createBlock moves the builder into the region; it moves back after
+    // the yield.
+    Block *body = b.createBlock(&block.getMlp(), {}, {tokens}, {blockLoc});
+    Value h = body->getArgument(0);
+    Value mlp;
+    if (std::count(c.moeLayers.begin(), c.moeLayers.end(), i)) {
+      int64_t group = c.groupSize > 0 ? c.groupSize : t;
+      auto moe = SparseMoeOp::create(
+          b, blockLoc, tokens, h, weight(p + "Moe/Router/dense/kernel"),
+          weight(p + "Moe/Mlp/Dense_0/kernel"),
+          weight(p + "Moe/Mlp/Dense_0/bias"),
+          weight(p + "Moe/Mlp/Dense_1/kernel"),
+          weight(p + "Moe/Mlp/Dense_1/bias"),
+          b.getI64IntegerAttr(c.numExperts),
+          b.getI64IntegerAttr(c.numSelectedExperts),
+          b.getI64IntegerAttr(group), b.getF64FloatAttr(c.capacityFactor),
+          c.maxCapacityFactor > 0.0 ? b.getF64FloatAttr(c.maxCapacityFactor)
+                                    : FloatAttr(),
+          IntegerAttr(), IntegerAttr(), b.getBoolAttr(c.batchPriority),
+          b.getBoolAttr(c.bf16Dispatch),
+          RoutingKindAttr::get(&context, RoutingKind::TopK));
+      mlp = moe.getResult();
+    } else {
+      mlp = MlpOp::create(b, blockLoc, tokens, h,
+                          weight(p + "Mlp/Dense_0/kernel"),
+                          weight(p + "Mlp/Dense_0/bias"),
+                          weight(p + "Mlp/Dense_1/kernel"),
+                          weight(p + "Mlp/Dense_1/bias"));
+    }
+    YieldOp::create(b, blockLoc, mlp);
+    b.setInsertionPointAfter(block);
+    x = block.getResult();
+  }
+  x = LayerNormOp::create(b, loc, tokens, x,
+                          weight("Encoder/encoder_norm/scale"),
+                          weight("Encoder/encoder_norm/bias"),
+                          APFloat(1e-6));
+  Value preKernel, preBias;
+  if (c.representationSize) {
+    preKernel = weight("pre_logits/kernel");
+    preBias = weight("pre_logits/bias");
+  }
+  Value logits = ClassifierHeadOp::create(
+      b, loc, tensor({bsz, c.numClasses}), x, preKernel, preBias,
+      weight("head/kernel"), weight("head/bias"),
+      PoolingAttr::get(&context, c.classifier == "token" ? Pooling::Token
+                                                         : Pooling::Gap));
+  func::ReturnOp::create(b, loc, logits);
+  if (failed(verify(*module))) {
+    *error = "the built model does not verify";
+    return nullptr;
+  }
+  return module;
+}
+
+WeightMap randomWeights(const VitMoeConfig &config, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  WeightMap map;
+  for (auto &entry : expectedWeights(config)) {
+    const std::string &name = entry.first;
+    const std::vector<int64_t> &shape = entry.second;
+    WeightTensor w;
+    w.shape = shape;
+    int64_t n = 1;
+    for (int64_t dim : shape)
+      n *= dim;
+    w.data.resize(n);
+    auto endsWith = [&](const char *suffix) {
+      std::string s(suffix);
+      return name.size() >= s.size() &&
+             name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (endsWith("/scale")) {
+      std::fill(w.data.begin(), w.data.end(), 1.0f);
+    } else {
+      double scale = 0.02;
+      if (endsWith("/kernel")) {
+        int64_t fanIn = name.find("Moe/Mlp") != std::string::npos
+                            ? shape[1]
+                            : n / shape.back();
+        scale = std::sqrt(3.0 / static_cast<double>(fanIn));
+      }
+      std::uniform_real_distribution<float> dist(-scale, scale);
+      for (float &v : w.data)
+        v = dist(rng);
+    }
+    map.emplace(name, std::move(w));
+  }
+  return map;
+}
+
+} // namespace mlir::vmoe

@@ -1,0 +1,120 @@
+//===- Compile.cpp - the whole compiler as one call -----------------------===//
+
+#include "vmoe/Pipelines/Compile.h"
+
+#include "vmoe/Conversion/Passes.h"
+#include "vmoe/Dialect/IR/VmoeDialect.h"
+#include "vmoe/Dialect/Transforms/Passes.h"
+#include "vmoe/Target/CPU/CpuCodegen.h"
+#include "vmoe/Target/CPU/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace mlir::vmoe {
+
+void registerCompilerDialects(DialectRegistry &registry) {
+  registry.insert<VmoeDialect, func::FuncDialect, arith::ArithDialect,
+                  tensor::TensorDialect>();
+  cpu::registerCpuCodegenDialects(registry);
+}
+
+void buildGraphPipeline(OpPassManager &pm, const CompileOptions &options) {
+  VmoeInferCapacityOptions capacity;
+  capacity.maxCapacityFactor = options.maxCapacityFactor;
+  pm.addPass(createVmoeInferCapacity(capacity));
+  pm.addPass(createVmoeDecompose());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+/// Collects the diagnostics a pass emits, so callers get them as text.
+class DiagnosticCollector {
+public:
+  explicit DiagnosticCollector(MLIRContext *context)
+      : handler(context, [this](Diagnostic &diag) {
+          llvm::raw_string_ostream os(text);
+          os << diag.getLocation() << ": " << diag << "\n";
+          for (Diagnostic &note : diag.getNotes())
+            os << "  note: " << note << "\n";
+          return success();
+        }) {}
+  std::string text;
+
+private:
+  ScopedDiagnosticHandler handler;
+};
+
+LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
+                             std::string *error) {
+  FailureOr<cpu::CpuTarget> target = cpu::resolveCpuTarget(options.cpu, error);
+  if (failed(target))
+    return failure();
+  DiagnosticCollector diagnostics(module.getContext());
+  PassManager pm(module.getContext());
+  buildGraphPipeline(pm, options);
+  VmoeLowerToKernelsOptions lower;
+  lower.vectorWidth = target->vectorWidthF32;
+  pm.addPass(createVmoeLowerToKernels(lower));
+  if (failed(pm.run(module))) {
+    *error = diagnostics.text.empty() ? "the kernel lowering failed"
+                                      : diagnostics.text;
+    return failure();
+  }
+  return success();
+}
+
+/// The features a module records as requirements: the instruction-set
+/// extensions generated code can use. A host target lists every feature of
+/// the machine (clzero, rdpid, ...); those never appear in compute kernels,
+/// and a runtime elsewhere could not check them all.
+static std::string requiredFeatures(StringRef features) {
+  static const char *const kCompute[] = {
+      "sse", "ssse3", "avx", "fma", "f16c", "bmi", "lzcnt", "popcnt",
+      "movbe", "amx", "neon", "fp-armv8", "sve", "bf16", "dotprod",
+      "fullfp16", "i8mm"};
+  SmallVector<StringRef> all;
+  features.split(all, ',', -1, /*KeepEmpty=*/false);
+  std::string out;
+  for (StringRef f : all) {
+    if (!f.consume_front("+"))
+      continue;
+    if (llvm::any_of(kCompute, [&](const char *p) { return f.starts_with(p); }))
+      out += (out.empty() ? "+" : ",+") + f.str();
+  }
+  return out;
+}
+
+LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
+                              std::vector<uint8_t> &bytes, std::string *error,
+                              SerializeStats *stats) {
+  FailureOr<cpu::CpuTarget> target = cpu::resolveCpuTarget(options.cpu, error);
+  if (failed(target) || failed(lowerToKernels(module, options, error)))
+    return failure();
+  cpu::CpuCodegenOptions codegen;
+  codegen.optLevel = options.optLevel;
+  codegen.dumpLlvmIrPath = options.dumpLlvmIrPath;
+  FailureOr<cpu::CpuExecutable> exe =
+      cpu::compileKernels(module, *target, error, codegen);
+  if (failed(exe))
+    return failure();
+  SerializeOptions serialize;
+  serialize.modelName = options.modelName;
+  serialize.configJson = options.configJson;
+  serialize.classNames = options.classNames;
+  serialize.sharedObject = std::move(exe->sharedObject);
+  serialize.targetTriple = target->triple;
+  serialize.cpuFeatures = requiredFeatures(target->features);
+  DiagnosticCollector diagnostics(module.getContext());
+  if (failed(serializeModule(module, serialize, bytes, stats))) {
+    *error = diagnostics.text.empty() ? "serialization failed" : diagnostics.text;
+    return failure();
+  }
+  return success();
+}
+
+} // namespace mlir::vmoe

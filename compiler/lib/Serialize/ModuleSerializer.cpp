@@ -1,0 +1,360 @@
+//===- ModuleSerializer.cpp - host schedule to module file ----------------===//
+
+#include "vmoe/Serialize/ModuleSerializer.h"
+
+#include "vmoe/Dialect/IR/VmoeOps.h"
+#include "vmoe/module/MemoryPlanner.h"
+#include "vmoe/module/ModuleWriter.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/Matchers.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace mlir::vmoe {
+namespace fb = ::vmoe::fb;
+namespace mod = ::vmoe::module;
+
+namespace {
+
+/// Where a host memref lives: a caller buffer, an arena buffer or a constant.
+struct BufferRoot {
+  fb::BufferKind kind = fb::BufferKind::Arena;
+  uint32_t index = 0; // input, output, arena request or constant index
+};
+
+uint64_t byteSize(MemRefType type) {
+  return static_cast<uint64_t>(type.getNumElements()) *
+         (type.getElementTypeBitWidth() / 8);
+}
+
+FailureOr<fb::DType> dtypeOf(Type type) {
+  if (type.isF32())
+    return fb::DType::F32;
+  if (type.isInteger(32))
+    return fb::DType::I32;
+  if (type.isBF16())
+    return fb::DType::BF16;
+  if (type.isInteger(8))
+    return fb::DType::I8;
+  return failure();
+}
+
+/// The bytes of a global's initial value (dense or resource).
+FailureOr<std::vector<uint8_t>> globalBytes(memref::GlobalOp global) {
+  Attribute init = global.getInitialValueAttr();
+  uint64_t size = byteSize(global.getType());
+  if (auto resource = dyn_cast_or_null<DenseResourceElementsAttr>(init)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob || blob->getData().size() != size)
+      return failure();
+    ArrayRef<char> data = blob->getData();
+    return std::vector<uint8_t>(data.begin(), data.end());
+  }
+  if (auto dense = dyn_cast_or_null<DenseElementsAttr>(init)) {
+    ArrayRef<char> raw = dense.getRawData();
+    std::vector<uint8_t> bytes(size);
+    if (dense.isSplat()) {
+      for (uint64_t off = 0; off < size; off += raw.size())
+        std::memcpy(bytes.data() + off, raw.data(), raw.size());
+    } else {
+      if (raw.size() != size)
+        return failure();
+      std::memcpy(bytes.data(), raw.data(), size);
+    }
+    return bytes;
+  }
+  return failure();
+}
+
+} // namespace
+
+LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
+                              std::vector<uint8_t> &bytes,
+                              SerializeStats *stats) {
+  func::FuncOp host;
+  for (auto f : module.getOps<func::FuncOp>())
+    if (f->hasAttr("vmoe.entry"))
+      host = f;
+  if (!host)
+    return module.emitError()
+           << "no host function (vmoe.entry): run vmoe-lower-to-kernels first";
+
+  mod::ModuleWriter writer;
+  llvm::DenseMap<Value, BufferRoot> roots;
+  std::vector<mod::BufferRequest> requests;
+  llvm::StringMap<uint32_t> constants;
+  struct Knob {
+    fb::PushConstantSource source;
+    uint32_t layer;
+  };
+  llvm::DenseMap<Value, Knob> knobs;
+
+  // Signature: the host arguments, in order.
+  int64_t maxBatch = 0;
+  unsigned numInputs = 0, numOutputs = 0;
+  for (BlockArgument arg : host.getArguments()) {
+    unsigned i = arg.getArgNumber();
+    if (auto knob = host.getArgAttrOfType<StringAttr>(i, "vmoe.knob")) {
+      auto layer = host.getArgAttrOfType<IntegerAttr>(i, "vmoe.layer");
+      if (!layer)
+        return host.emitOpError() << "knob argument " << i << " has no layer";
+      auto source = knob.getValue() == "capacity"
+                        ? fb::PushConstantSource::MoeCapacity
+                        : fb::PushConstantSource::MoeBpr;
+      knobs[arg] = {source, static_cast<uint32_t>(layer.getInt())};
+      continue;
+    }
+    auto type = dyn_cast<MemRefType>(arg.getType());
+    bool isInput = host.getArgAttr(i, "vmoe.input") != nullptr;
+    bool isOutput = host.getArgAttr(i, "vmoe.output") != nullptr;
+    if (!type || (!isInput && !isOutput))
+      return host.emitOpError() << "argument " << i
+                                << " is neither an input, an output nor a knob";
+    FailureOr<fb::DType> dtype = dtypeOf(type.getElementType());
+    if (failed(dtype))
+      return host.emitOpError() << "argument " << i << " has an unsupported "
+                                << "element type " << type.getElementType();
+    mod::TensorDesc desc;
+    desc.dtype = *dtype;
+    desc.shape.assign(type.getShape().begin(), type.getShape().end());
+    desc.batchDim = type.getRank() > 0 ? 0 : -1;
+    if (isInput) {
+      desc.name = "input" + std::to_string(numInputs++);
+      roots[arg] = {fb::BufferKind::Input, writer.addInput(desc)};
+    } else {
+      desc.name = "output" + std::to_string(numOutputs++);
+      roots[arg] = {fb::BufferKind::Output, writer.addOutput(desc)};
+    }
+    if (type.getRank() > 0)
+      maxBatch = std::max<int64_t>(maxBatch, type.getShape()[0]);
+  }
+  // Kernels are compiled for this batch: a call runs exactly it.
+  writer.setBatch(std::max<int64_t>(maxBatch, 1), std::max<int64_t>(maxBatch, 1));
+
+  // Buffers and dispatches, in program order.
+  std::vector<LaunchOp> launches;
+  SmallVector<RoutingStatsOp> statsOps;
+  uint64_t constantBytes = 0;
+  for (Operation &op : host.getBody().front()) {
+    if (auto allocOp = dyn_cast<memref::AllocOp>(op)) {
+      mod::BufferRequest request;
+      request.size = byteSize(allocOp.getType());
+      request.alignment = 64;
+      request.firstUse = request.lastUse = launches.size();
+      roots[allocOp] = {fb::BufferKind::Arena,
+                        static_cast<uint32_t>(requests.size())};
+      requests.push_back(request);
+    } else if (auto get = dyn_cast<memref::GetGlobalOp>(op)) {
+      auto it = constants.find(get.getName());
+      if (it == constants.end()) {
+        auto global = SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
+            get, get.getNameAttr());
+        if (!global)
+          return get.emitOpError() << "refers to a missing global";
+        FailureOr<std::vector<uint8_t>> data = globalBytes(global);
+        if (failed(data))
+          return global.emitOpError()
+                 << "has no dense or resource initial value of its size";
+        constantBytes += data->size();
+        uint32_t segment = writer.addSegment(std::move(*data), 64);
+        it = constants
+                 .insert({get.getName(),
+                          writer.addConstant(get.getName().str(), segment)})
+                 .first;
+      }
+      roots[get] = {fb::BufferKind::Constant, it->second};
+    } else if (isa<memref::CollapseShapeOp, memref::ExpandShapeOp>(op)) {
+      auto it = roots.find(op.getOperand(0));
+      if (it == roots.end())
+        return op.emitOpError() << "views a buffer of unknown origin";
+      roots[op.getResult(0)] = it->second;
+    } else if (auto launch = dyn_cast<LaunchOp>(op)) {
+      for (Value v : launch.getBindings()) {
+        auto it = roots.find(v);
+        if (it == roots.end())
+          return launch.emitOpError() << "binds a buffer of unknown origin";
+        if (it->second.kind == fb::BufferKind::Arena)
+          requests[it->second.index].lastUse = launches.size();
+      }
+      launches.push_back(launch);
+    } else if (auto statsOp = dyn_cast<RoutingStatsOp>(op)) {
+      statsOps.push_back(statsOp);
+    } else if (isa<arith::ConstantOp, func::ReturnOp>(op)) {
+      continue;
+    } else {
+      return op.emitOpError() << "is not part of a host schedule";
+    }
+  }
+  if (launches.empty())
+    return host.emitOpError() << "has no kernel launches";
+  // Routing statistics are read after the run: keep them to the end.
+  uint32_t last = launches.size() - 1;
+  llvm::DenseMap<unsigned, std::pair<uint32_t, uint32_t>> statsRequests;
+  for (RoutingStatsOp s : statsOps) {
+    BufferRoot counts = roots.lookup(s.getCounts());
+    BufferRoot kept = roots.lookup(s.getKept());
+    if (counts.kind != fb::BufferKind::Arena || kept.kind != fb::BufferKind::Arena)
+      return s.emitOpError() << "expects arena buffers";
+    requests[counts.index].lastUse = last;
+    requests[kept.index].lastUse = last;
+    statsRequests[s.getLayer()] = {counts.index, kept.index};
+  }
+
+  mod::MemoryPlan plan;
+  std::string error;
+  if (!mod::planMemory(requests, plan, &error))
+    return host.emitOpError() << "memory planning failed: " << error;
+  writer.setArena(plan.arenaSize, plan.arenaAlignment);
+
+  uint32_t executable = writer.addCpuExecutable(
+      "cpu", options.targetTriple, options.cpuFeatures,
+      writer.addSegment(std::vector<uint8_t>(options.sharedObject.begin(),
+                                             options.sharedObject.end()),
+                        4096));
+  for (LaunchOp launch : launches) {
+    auto kernelFunc = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(
+        launch, launch.getKernelAttr());
+    if (!kernelFunc)
+      return launch.emitOpError() << "launches a missing kernel";
+    mod::KernelDesc kernel;
+    kernel.name = launch.getKernel().str();
+    kernel.executable = executable;
+    kernel.entry = kernel.name + "_entry";
+    ArrayRef<int64_t> grid = launch.getGrid();
+    kernel.workgroupCount = {static_cast<uint32_t>(grid[0]),
+                             static_cast<uint32_t>(grid[1]),
+                             static_cast<uint32_t>(grid[2])};
+    kernel.bindingCount = launch.getBindings().size();
+    kernel.constantCount = launch.getConstants().size();
+    if (auto scratch = kernelFunc->getAttrOfType<IntegerAttr>("vmoe.scratch_size"))
+      kernel.scratchSize = scratch.getInt();
+    mod::DispatchDesc dispatch;
+    dispatch.kernel = writer.addKernel(kernel);
+    for (Value v : launch.getBindings()) {
+      BufferRoot root = roots.lookup(v);
+      uint64_t length = byteSize(cast<MemRefType>(v.getType()));
+      switch (root.kind) {
+      case fb::BufferKind::Arena:
+        dispatch.bindings.push_back(
+            mod::BindingDesc::arena(plan.offsets[root.index], length));
+        break;
+      case fb::BufferKind::Constant:
+        dispatch.bindings.push_back(mod::BindingDesc::constant(root.index, 0, length));
+        break;
+      case fb::BufferKind::Input:
+        dispatch.bindings.push_back(mod::BindingDesc::input(root.index, 0, length));
+        break;
+      case fb::BufferKind::Output:
+        dispatch.bindings.push_back(mod::BindingDesc::output(root.index, 0, length));
+        break;
+      }
+    }
+    for (Value c : launch.getConstants()) {
+      if (auto it = knobs.find(c); it != knobs.end()) {
+        dispatch.pushConstants.push_back(
+            it->second.source == fb::PushConstantSource::MoeCapacity
+                ? mod::PushConstantDesc::capacity(it->second.layer)
+                : mod::PushConstantDesc::bpr(it->second.layer));
+        continue;
+      }
+      APInt value;
+      if (!matchPattern(c, m_ConstantInt(&value)))
+        return launch.emitOpError()
+               << "passes a constant that is neither a knob nor a literal";
+      dispatch.pushConstants.push_back(
+          mod::PushConstantDesc::literal(value.getSExtValue()));
+    }
+    writer.addDispatch(std::move(dispatch));
+  }
+
+  auto layers = host->getAttrOfType<ArrayAttr>("vmoe.moe_layers");
+  for (Attribute a : layers ? layers.getValue() : ArrayRef<Attribute>()) {
+    auto dict = cast<DictionaryAttr>(a);
+    auto i64 = [&](StringRef name) {
+      return cast<IntegerAttr>(dict.get(name)).getInt();
+    };
+    auto f64 = [&](StringRef name) {
+      return cast<FloatAttr>(dict.get(name)).getValueAsDouble();
+    };
+    mod::MoeLayerDesc layer;
+    int64_t index = i64("layer");
+    layer.name = "moe" + std::to_string(index);
+    layer.numExperts = i64("num_experts");
+    layer.k = i64("k");
+    layer.groupSize = i64("group_size");
+    layer.numGroups = i64("num_groups");
+    layer.numTokens = static_cast<uint64_t>(layer.groupSize) * layer.numGroups;
+    layer.tokensPerImage = i64("tokens_per_image");
+    layer.maxCapacity = i64("max_capacity");
+    layer.defaultCapacityFactor = f64("capacity_factor");
+    layer.maxCapacityFactor = f64("max_capacity_factor");
+    layer.defaultBpr = cast<BoolAttr>(dict.get("batch_priority")).getValue();
+    if (auto it = statsRequests.find(index); it != statsRequests.end()) {
+      layer.hasStats = true;
+      layer.expertCountsOffset = plan.offsets[it->second.first];
+      layer.tokenKeptOffset = plan.offsets[it->second.second];
+    }
+    writer.addMoeLayer(layer);
+  }
+
+  mod::MetadataDesc metadata;
+  metadata.name = options.modelName;
+  metadata.configJson = options.configJson;
+  metadata.classNames = options.classNames;
+  metadata.producer = options.producer;
+  writer.setMetadata(metadata);
+
+  if (!writer.writeToBuffer(bytes, &error))
+    return module.emitError() << "writing the module failed: " << error;
+  if (stats) {
+    stats->arenaSize = plan.arenaSize;
+    stats->arenaSizeWithoutReuse = 0;
+    for (const mod::BufferRequest &r : requests)
+      stats->arenaSizeWithoutReuse += (r.size + 63) / 64 * 64;
+    stats->constantBytes = constantBytes;
+    stats->dispatches = launches.size();
+    stats->kernels = launches.size();
+  }
+  return success();
+}
+
+LogicalResult writeFileAtomically(const std::string &path,
+                                  const std::vector<uint8_t> &bytes,
+                                  std::string *error) {
+  llvm::SmallString<256> tmp(path);
+  tmp += ".tmp-%%%%%%";
+  int fd = -1;
+  llvm::SmallString<256> tmpPath;
+  if (std::error_code ec = llvm::sys::fs::createUniqueFile(tmp, fd, tmpPath)) {
+    *error = "cannot create " + std::string(tmp) + ": " + ec.message();
+    return failure();
+  }
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    os.close(); // a full disk may only show here
+    if (os.has_error()) {
+      *error = "cannot write " + std::string(tmpPath) + ": " +
+               os.error().message();
+      os.clear_error();
+      llvm::sys::fs::remove(tmpPath);
+      return failure();
+    }
+  }
+  if (std::error_code ec = llvm::sys::fs::rename(tmpPath, path)) {
+    *error = "cannot rename to " + path + ": " + ec.message();
+    llvm::sys::fs::remove(tmpPath);
+    return failure();
+  }
+  return success();
+}
+
+} // namespace mlir::vmoe

@@ -1,0 +1,167 @@
+//===- CpuTarget.cpp - Named CPU code generation targets ------------------===//
+
+#include "vmoe/Target/CPU/CpuCodegen.h"
+
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/Triple.h"
+#include <algorithm>
+#include <memory>
+#include <mutex>
+
+using namespace mlir;
+using namespace mlir::vmoe::cpu;
+
+static LogicalResult fail(std::string *errorMessage, const llvm::Twine &msg) {
+  if (errorMessage)
+    *errorMessage = msg.str();
+  return failure();
+}
+
+void mlir::vmoe::cpu::initializeCpuCodegenLLVMTargets() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeAllTargetInfos();
+    llvm::InitializeAllTargets();
+    llvm::InitializeAllTargetMCs();
+    llvm::InitializeAllAsmPrinters();
+    llvm::InitializeAllAsmParsers();
+  });
+}
+
+ArrayRef<StringRef> mlir::vmoe::cpu::getCpuTargetNames() {
+  static const StringRef names[] = {"host", "x86-64-v3", "x86-64-v4",
+                                    "aarch64"};
+  return names;
+}
+
+/// The subtarget for `cpu` and `features` on the target's triple, or null
+/// with a message. Pass a CPU and features that are known to be valid: LLVM
+/// prints a warning on stderr for any that are not.
+static std::unique_ptr<llvm::MCSubtargetInfo>
+createSubtarget(const CpuTarget &target, StringRef cpu, StringRef features,
+                std::string *errorMessage) {
+  initializeCpuCodegenLLVMTargets();
+  llvm::Triple triple(target.triple);
+  std::string lookupError;
+  const llvm::Target *llvmTarget =
+      llvm::TargetRegistry::lookupTarget(triple, lookupError);
+  if (!llvmTarget) {
+    (void)fail(errorMessage,
+               "unknown target triple '" + target.triple + "': " + lookupError);
+    return nullptr;
+  }
+  std::unique_ptr<llvm::MCSubtargetInfo> sti(
+      llvmTarget->createMCSubtargetInfo(triple, cpu, features));
+  if (!sti)
+    (void)fail(errorMessage, "cannot describe CPU '" + cpu + "' for triple '" +
+                                 target.triple + "'");
+  return sti;
+}
+
+static bool isKnownFeature(const llvm::MCSubtargetInfo &sti,
+                           StringRef feature) {
+  return llvm::any_of(
+      sti.getAllProcessorFeatures(),
+      [&](const llvm::SubtargetFeatureKV &kv) { return feature == kv.Key; });
+}
+
+LogicalResult mlir::vmoe::cpu::verifyCpuTarget(const CpuTarget &target,
+                                               std::string *errorMessage) {
+  llvm::Triple triple(target.triple);
+  if (!triple.isOSBinFormatELF() || !triple.isArch64Bit())
+    return fail(errorMessage, "target triple '" + target.triple +
+                                  "' is not a 64-bit ELF target; the CPU "
+                                  "back end emits LP64 ELF shared objects");
+  // The generic subtarget only lists the CPUs and features LLVM knows.
+  std::unique_ptr<llvm::MCSubtargetInfo> sti =
+      createSubtarget(target, "", "", errorMessage);
+  if (!sti)
+    return failure();
+  if (!target.cpu.empty() && !sti->isCPUStringValid(target.cpu))
+    return fail(errorMessage, "unknown CPU '" + target.cpu +
+                                  "' for target triple '" + target.triple +
+                                  "'");
+  SmallVector<StringRef> features;
+  StringRef(target.features).split(features, ',', -1, /*KeepEmpty=*/false);
+  for (StringRef feature : features) {
+    StringRef name = feature.trim();
+    if (!name.consume_front("+") && !name.consume_front("-"))
+      return fail(errorMessage,
+                  "feature '" + feature + "' must start with '+' or '-'");
+    if (!isKnownFeature(*sti, name))
+      return fail(errorMessage, "unknown CPU feature '" + name +
+                                    "' for target triple '" + target.triple +
+                                    "'");
+  }
+  return success();
+}
+
+/// f32 lanes of the widest vector register the subtarget has.
+static int vectorWidthF32(const CpuTarget &target,
+                          const llvm::MCSubtargetInfo &sti) {
+  llvm::Triple triple(target.triple);
+  if (triple.isX86()) {
+    if (sti.checkFeatures("+avx512f"))
+      return 16;
+    if (sti.checkFeatures("+avx"))
+      return 8;
+  }
+  // SSE and NEON (SVE lengths are not known at compile time).
+  return 4;
+}
+
+/// "+a,-b,..." from the host's feature map, sorted so that the string (and
+/// the module that records it) is deterministic; features this LLVM's
+/// target does not know are dropped (they would only produce warnings).
+static std::string hostFeatures(const CpuTarget &partial) {
+  std::unique_ptr<llvm::MCSubtargetInfo> sti =
+      createSubtarget(partial, "", "", /*errorMessage=*/nullptr);
+  llvm::StringMap<bool> map = llvm::sys::getHostCPUFeatures();
+  std::vector<std::string> entries;
+  for (const auto &entry : map)
+    if (!sti || isKnownFeature(*sti, entry.getKey()))
+      entries.push_back((entry.getValue() ? "+" : "-") + entry.getKey().str());
+  std::sort(entries.begin(), entries.end());
+  return llvm::join(entries, ",");
+}
+
+FailureOr<CpuTarget>
+mlir::vmoe::cpu::resolveCpuTarget(StringRef name, std::string *errorMessage) {
+  CpuTarget target;
+  target.name = name.str();
+  if (name == "host") {
+    target.triple = llvm::sys::getProcessTriple();
+    target.cpu = llvm::sys::getHostCPUName().str();
+    target.features = hostFeatures(target);
+  } else if (name == "x86-64-v3" || name == "x86-64-v4") {
+    // The psABI micro-architecture levels; LLVM's CPU names of the same
+    // spelling imply the features (v3: AVX2, FMA, BMI1/2, F16C, LZCNT,
+    // MOVBE; v4: + AVX-512 F/BW/CD/DQ/VL).
+    target.triple = "x86_64-unknown-linux-gnu";
+    target.cpu = name.str();
+  } else if (name == "aarch64") {
+    // Baseline Armv8-A: runs on every 64-bit Arm Linux device.
+    target.triple = "aarch64-unknown-linux-gnu";
+    target.cpu = "generic";
+    target.features = "+v8a,+fp-armv8,+neon";
+  } else {
+    std::string known = llvm::join(getCpuTargetNames().begin(),
+                                   getCpuTargetNames().end(), ", ");
+    (void)fail(errorMessage, "unknown CPU target '" + name +
+                                 "' (known targets: " + known + ")");
+    return failure();
+  }
+  if (failed(verifyCpuTarget(target, errorMessage)))
+    return failure();
+  std::unique_ptr<llvm::MCSubtargetInfo> sti =
+      createSubtarget(target, target.cpu, target.features, errorMessage);
+  if (!sti)
+    return failure();
+  target.vectorWidthF32 = vectorWidthF32(target, *sti);
+  return target;
+}

@@ -1,0 +1,273 @@
+//===- EndToEndTest.cpp - compiled V-MoE against the reference ------------===//
+//
+// Builds small V-MoE models from random weights, compiles them through the
+// whole compiler (import, graph passes, kernel lowering, CPU code
+// generation, serialization), runs them with the runtime's C API at several
+// capacity factors with and without BPR, and compares with the reference
+// evaluator: logits within a stated tolerance, routing statistics exactly.
+//
+//===----------------------------------------------------------------------===//
+
+#include "reference/Reference.h"
+#include "vmoe/Import/ModelBuilder.h"
+#include "vmoe/Pipelines/Compile.h"
+#include "vmoe/runtime.h"
+
+#include "mlir/IR/MLIRContext.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+namespace {
+
+using namespace mlir::vmoe;
+namespace ref = vmoe::reference;
+
+ref::Tensor toTensor(const WeightTensor &w) {
+  return ref::Tensor(w.shape, w.data);
+}
+
+ref::ModelWeights toReference(const VitMoeConfig &c, const WeightMap &w) {
+  auto t = [&](const std::string &name) { return toTensor(w.at(name)); };
+  ref::ModelWeights m;
+  m.embeddingKernel = t("embedding/kernel");
+  m.embeddingBias = t("embedding/bias");
+  if (c.classifier == "token")
+    m.cls = t("cls");
+  m.posEmbedding = t("Encoder/posembed_input/pos_embedding");
+  for (int64_t i = 0; i < c.numLayers; ++i) {
+    std::string p = "Encoder/encoderblock_" + std::to_string(i) + "/";
+    ref::EncoderBlockWeights b;
+    b.layerNorm0 = {t(p + "LayerNorm_0/scale"), t(p + "LayerNorm_0/bias")};
+    b.layerNorm1 = {t(p + "LayerNorm_1/scale"), t(p + "LayerNorm_1/bias")};
+    b.attention.queryKernel = t(p + "SelfAttention/query/kernel");
+    b.attention.queryBias = t(p + "SelfAttention/query/bias");
+    b.attention.keyKernel = t(p + "SelfAttention/key/kernel");
+    b.attention.keyBias = t(p + "SelfAttention/key/bias");
+    b.attention.valueKernel = t(p + "SelfAttention/value/kernel");
+    b.attention.valueBias = t(p + "SelfAttention/value/bias");
+    b.attention.outKernel = t(p + "SelfAttention/out/kernel");
+    b.attention.outBias = t(p + "SelfAttention/out/bias");
+    if (w.count(p + "Moe/Router/dense/kernel")) {
+      ref::MoeWeights moe;
+      moe.routerKernel = t(p + "Moe/Router/dense/kernel");
+      moe.experts = {t(p + "Moe/Mlp/Dense_0/kernel"),
+                     t(p + "Moe/Mlp/Dense_0/bias"),
+                     t(p + "Moe/Mlp/Dense_1/kernel"),
+                     t(p + "Moe/Mlp/Dense_1/bias")};
+      b.moe = moe;
+    } else {
+      b.mlp = ref::MlpWeights{
+          {t(p + "Mlp/Dense_0/kernel"), t(p + "Mlp/Dense_0/bias")},
+          {t(p + "Mlp/Dense_1/kernel"), t(p + "Mlp/Dense_1/bias")}};
+    }
+    m.blocks.push_back(std::move(b));
+  }
+  m.encoderNorm = {t("Encoder/encoder_norm/scale"),
+                   t("Encoder/encoder_norm/bias")};
+  if (c.representationSize)
+    m.preLogits = ref::DenseWeights{t("pre_logits/kernel"), t("pre_logits/bias")};
+  m.head = {t("head/kernel"), t("head/bias")};
+  return m;
+}
+
+struct Module {
+  vmoe_module_t *module = nullptr;
+  vmoe_session_t *session = nullptr;
+  ~Module() {
+    vmoe_session_destroy(session);
+    vmoe_module_release(module);
+  }
+};
+
+class EndToEnd : public ::testing::TestWithParam<bool> {};
+
+/// Compiles `config` with random weights; returns the module and the
+/// reference weights.
+void compileModel(const VitMoeConfig &config, uint64_t seed, Module &out,
+                  ref::ModelWeights &refWeights) {
+  WeightMap weights = randomWeights(config, seed);
+  refWeights = toReference(config, weights);
+  mlir::DialectRegistry registry;
+  registerCompilerDialects(registry);
+  mlir::MLIRContext context(registry);
+  std::string error;
+  auto module = buildVitMoe(context, config, weights, &error);
+  ASSERT_TRUE(module) << error;
+  CompileOptions options;
+  options.cpu = "host";
+  options.modelName = config.name;
+  std::vector<uint8_t> bytes;
+  ASSERT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
+      << error;
+  vmoe_message_t msg;
+  ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
+                                    VMOE_MEMORY_COPY, &out.module, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
+  vmoe_session_options_t sopts;
+  vmoe_session_options_init(&sopts);
+  sopts.thread_count = 2;
+  ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
+}
+
+ref::Tensor randomImages(const VitMoeConfig &c, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  ref::Tensor images({c.batchSize, c.imageHeight, c.imageWidth, c.channels});
+  for (float &v : images.data)
+    v = dist(rng);
+  return images;
+}
+
+/// Runs the compiled model and the reference at (cf, bpr) and compares.
+void expectMatch(const VitMoeConfig &config, Module &m,
+                 const ref::ModelWeights &weights, const ref::Tensor &images,
+                 double cf, bool bpr) {
+  SCOPED_TRACE("capacity factor " + std::to_string(cf) + ", BPR " +
+               (bpr ? "on" : "off"));
+  ref::ModelConfig refConfig;
+  refConfig.classifier = config.classifier == "token" ? ref::Classifier::Token
+                                                      : ref::Classifier::Gap;
+  refConfig.moe.groupSize =
+      config.groupSize > 0 ? config.groupSize : config.tokensPerImage();
+  refConfig.moe.numSelectedExperts = config.numSelectedExperts;
+  refConfig.moe.capacityFactor = cf;
+  refConfig.moe.batchPriority = bpr;
+  refConfig.moe.bf16Dispatch = config.bf16Dispatch;
+  auto expected = ref::visionTransformerMoe(images, weights, refConfig);
+  ASSERT_TRUE(expected.ok()) << expected.error();
+
+  std::vector<float> logits(config.batchSize * config.numClasses);
+  int64_t inShape[4] = {config.batchSize, config.imageHeight, config.imageWidth,
+                        config.channels};
+  int64_t outShape[2] = {config.batchSize, config.numClasses};
+  vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape,
+                      const_cast<float *>(images.data.data()),
+                      images.data.size() * 4};
+  vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
+                       logits.size() * 4};
+  vmoe_run_options_t ropts = {cf, bpr ? 1 : 0};
+  vmoe_message_t msg;
+  ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, &ropts, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
+
+  // Tolerance: f32 kernels against a double-accumulating reference, through
+  // a few layers with bf16 expert inputs; a bf16 rounding can flip near a
+  // tie, which moves a logit by about 1e-3 at these sizes.
+  double maxDiff = 0.0;
+  for (size_t i = 0; i < logits.size(); ++i)
+    maxDiff = std::max(maxDiff, std::abs(double(logits[i]) -
+                                         expected->logits.data[i]));
+  EXPECT_LT(maxDiff, 2e-3);
+
+  // Routing statistics: exactly the reference's decisions.
+  ASSERT_EQ(expected->moeLayers.size(), config.moeLayers.size());
+  for (size_t l = 0; l < expected->moeLayers.size(); ++l) {
+    const ref::MoeStats &want = expected->moeLayers[l].second.stats;
+    vmoe_routing_stats_t got;
+    ASSERT_EQ(vmoe_session_routing_stats(m.session, l, &got, &msg),
+              VMOE_STATUS_OK)
+        << msg.text;
+    EXPECT_EQ(got.assignments_kept, static_cast<uint64_t>(want.assignmentsKept))
+        << "layer " << l;
+    // A capacity that cannot hold every assignment must drop some: the
+    // comparison then covers the dropping logic, not only the easy case.
+    if (got.capacity * config.numExperts <
+        static_cast<uint64_t>(refConfig.moe.groupSize) * config.numSelectedExperts)
+      EXPECT_GT(got.assignments_dropped, 0u) << "layer " << l;
+    EXPECT_EQ(got.assignments_dropped,
+              static_cast<uint64_t>(want.assignmentsDropped))
+        << "layer " << l;
+    std::vector<uint64_t> assigned(config.numExperts), kept(config.numExperts);
+    ASSERT_EQ(vmoe_session_expert_load(m.session, l, assigned.data(),
+                                       kept.data(), config.numExperts, &msg),
+              VMOE_STATUS_OK)
+        << msg.text;
+    for (int64_t e = 0; e < config.numExperts; ++e) {
+      uint64_t wantAssigned = 0, wantKept = 0;
+      for (int64_t g = 0; g < want.expertCounts.dim(0); ++g) {
+        wantAssigned += want.expertCounts.at(g, e);
+        wantKept += want.expertKept.at(g, e);
+      }
+      EXPECT_EQ(assigned[e], wantAssigned) << "layer " << l << " expert " << e;
+      EXPECT_EQ(kept[e], wantKept) << "layer " << l << " expert " << e;
+    }
+    std::vector<double> shares(config.batchSize);
+    ASSERT_EQ(vmoe_session_image_coverage(m.session, l, shares.data(),
+                                          shares.size(), &msg),
+              VMOE_STATUS_OK);
+    for (int64_t b = 0; b < config.batchSize; ++b)
+      EXPECT_DOUBLE_EQ(shares[b], want.imageTokenShare[b]);
+  }
+}
+
+VitMoeConfig smallConfig() {
+  VitMoeConfig c;
+  c.name = "e2e";
+  c.imageHeight = c.imageWidth = 16;
+  c.patchSize = 4;
+  c.hiddenSize = 32;
+  c.numLayers = 4;
+  c.mlpDim = 64;
+  c.numHeads = 4;
+  c.numClasses = 10;
+  c.moeLayers = {1, 3};
+  c.numExperts = 4;
+  c.numSelectedExperts = 2;
+  c.batchSize = 4;
+  c.groupSize = 2 * c.tokensPerImage(); // groups span two images
+  c.capacityFactor = 1.05;
+  c.maxCapacityFactor = 2.0;
+  return c;
+}
+
+TEST_P(EndToEnd, MatchesReferenceAcrossCapacityAndBpr) {
+  VitMoeConfig config = smallConfig();
+  config.batchPriority = GetParam();
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(config, 7, m, weights);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor images = randomImages(config, 11);
+  for (double cf : {2.0, 1.05, 0.5, 0.25})
+    for (bool bpr : {false, true})
+      expectMatch(config, m, weights, images, cf, bpr);
+}
+
+INSTANTIATE_TEST_SUITE_P(DefaultBpr, EndToEnd, ::testing::Values(false, true));
+
+TEST(EndToEndVariants, GapPoolingPreLogitsAndOddSizes) {
+  // gap pooling, a tanh pre_logits layer, sizes that are not multiples of
+  // the vector width, k = 1, no bf16 dispatch, one group per image.
+  VitMoeConfig c = smallConfig();
+  c.classifier = "gap";
+  c.representationSize = 12;
+  c.imageHeight = 15; // floor(15 / 4) = 3 patches: trailing pixels ignored
+  c.imageWidth = 20;
+  c.hiddenSize = 24;
+  c.numHeads = 3;
+  c.mlpDim = 40;
+  c.numClasses = 7;
+  c.numExperts = 3;
+  c.numSelectedExperts = 1;
+  c.groupSize = 0;
+  c.bf16Dispatch = false;
+  c.batchSize = 3;
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 3, m, weights);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor images = randomImages(c, 5);
+  for (double cf : {2.0, 0.5})
+    expectMatch(c, m, weights, images, cf, true);
+}
+
+} // namespace

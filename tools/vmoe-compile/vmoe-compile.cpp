@@ -1,0 +1,233 @@
+//===- vmoe-compile.cpp - ahead-of-time compiler driver -------------------===//
+//
+// .mlir model (vmoe + upstream dialects) -> one module file:
+//   vmoe-infer-capacity, vmoe-decompose, canonicalize, cse,
+//   vmoe-lower-to-kernels (fused kernels + host schedule),
+//   CPU code generation (LLVM -> object -> shared object),
+//   serialization (FlatBuffer + aligned segments, arena plan).
+// --emit stops at a stage and prints it, for inspection.
+//
+//===----------------------------------------------------------------------===//
+
+#include "vmoe/Conversion/Passes.h"
+#include "vmoe/Dialect/IR/VmoeDialect.h"
+#include "vmoe/Dialect/IR/VmoeOps.h"
+#include "vmoe/Dialect/Transforms/Passes.h"
+#include "vmoe/Pipelines/Compile.h"
+#include "vmoe/Serialize/ModuleSerializer.h"
+#include "vmoe/Target/CPU/CpuCodegen.h"
+#include "vmoe/Target/CPU/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cmath>
+#include <random>
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> inputFile(cl::Positional,
+                                      cl::desc("<model.mlir>"),
+                                      cl::Required);
+static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
+                                       cl::value_desc("path"),
+                                       cl::init("model.vmoe"));
+static cl::opt<std::string> targetName("target",
+                                       cl::desc("Target device: cpu"),
+                                       cl::init("cpu"));
+static cl::opt<std::string>
+    cpuName("cpu", cl::desc("CPU to compile for: host, x86-64-v3, "
+                            "x86-64-v4, aarch64"),
+            cl::init("host"));
+enum class Emit { Mlir, Kernels, LlvmIr, Module };
+static cl::opt<Emit> emit(
+    "emit", cl::desc("What to produce"), cl::init(Emit::Module),
+    cl::values(clEnumValN(Emit::Mlir, "mlir",
+                          "the decomposed tensor-level IR (weights stay in "
+                          "resource blobs)"),
+               clEnumValN(Emit::Kernels, "kernels",
+                          "the kernels and the host schedule"),
+               clEnumValN(Emit::LlvmIr, "llvm", "the optimized LLVM IR"),
+               clEnumValN(Emit::Module, "module", "the module file")));
+static cl::opt<double> maxCapacityFactor(
+    "max-capacity-factor",
+    cl::desc("Largest capacity factor a call may request (sizes the expert "
+             "buffers); default: each layer's own"),
+    cl::init(0.0));
+static cl::opt<int> randomWeights(
+    "random-weights",
+    cl::desc("Bind every function argument after the first --num-inputs to "
+             "deterministic random weights drawn from this seed (for "
+             "benchmarks and examples); -1: off"),
+    cl::init(-1));
+static cl::opt<unsigned> numInputs("num-inputs",
+                                   cl::desc("Model inputs (with "
+                                            "--random-weights)"),
+                                   cl::init(1));
+static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
+                                  cl::init(3));
+static cl::opt<std::string> modelName("name", cl::desc("Model name"),
+                                      cl::init(""));
+
+namespace {
+
+int fail(const llvm::Twine &message) {
+  llvm::errs() << "vmoe-compile: error: " << message << "\n";
+  return 1;
+}
+
+/// Uniform values with unit-variance-preserving scale for matrices, ones for
+/// LayerNorm scales, small values for the rest: random, but numerically sane
+/// enough that benchmarks exercise realistic routing.
+LogicalResult bindRandomWeights(func::FuncOp f, unsigned inputs,
+                                uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Block &entry = f.getBody().front();
+  OpBuilder b = OpBuilder::atBlockBegin(&entry);
+  SmallVector<unsigned> erase;
+  for (unsigned i = inputs; i < f.getNumArguments(); ++i) {
+    BlockArgument arg = f.getArgument(i);
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    if (!type || !type.hasStaticShape() || !type.getElementType().isF32())
+      return f.emitOpError() << "argument " << i
+                             << " is not a static f32 tensor; cannot bind "
+                                "random weights to it";
+    bool isScale = llvm::any_of(arg.getUses(), [](OpOperand &use) {
+      Operation *op = use.getOwner();
+      unsigned n = use.getOperandNumber();
+      return (isa<vmoe::LayerNormOp>(op) && n == 1) ||
+             (isa<vmoe::EncoderBlockOp>(op) && (n == 1 || n == 11));
+    });
+    ArrayRef<int64_t> shape = type.getShape();
+    double scale = 0.02;
+    if (shape.size() >= 2 && shape[0] != 1)
+      scale = std::sqrt(3.0 / static_cast<double>(shape[shape.size() - 2]));
+    std::uniform_real_distribution<float> dist(-scale, scale);
+    std::vector<float> data(type.getNumElements());
+    for (float &v : data)
+      v = isScale ? 1.0f : dist(rng);
+    auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<float>(data);
+    auto attr = DenseResourceElementsAttr::get(
+        type, "weight" + std::to_string(i), std::move(blob));
+    Value c = arith::ConstantOp::create(b, f.getLoc(), attr);
+    arg.replaceAllUsesWith(c);
+    erase.push_back(i);
+  }
+  llvm::BitVector bits(f.getNumArguments());
+  for (unsigned i : erase)
+    bits.set(i);
+  return f.eraseArguments(bits);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "vmoe-compile: compile a V-MoE model into one module file\n");
+  if (targetName != "cpu")
+    return fail("unknown --target=" + targetName + " (known: cpu)");
+  if (maxCapacityFactor < 0.0 || !std::isfinite(maxCapacityFactor))
+    return fail("--max-capacity-factor must be a positive number");
+
+  std::string error;
+  FailureOr<vmoe::cpu::CpuTarget> target =
+      vmoe::cpu::resolveCpuTarget(cpuName, &error);
+  if (failed(target))
+    return fail(error);
+
+  DialectRegistry registry;
+  vmoe::registerCompilerDialects(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  std::string openError;
+  auto file = openInputFile(inputFile, &openError);
+  if (!file)
+    return fail(openError);
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module)
+    return fail("cannot parse " + inputFile);
+
+  if (randomWeights >= 0) {
+    for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
+      if (f.isPublic() &&
+          failed(bindRandomWeights(f, numInputs, randomWeights)))
+        return 1;
+  }
+
+  vmoe::CompileOptions options;
+  options.cpu = cpuName;
+  options.maxCapacityFactor = maxCapacityFactor;
+  options.optLevel = optLevel;
+  options.modelName = modelName.empty()
+                          ? llvm::sys::path::stem(inputFile).str()
+                          : std::string(modelName);
+  if (emit == Emit::Mlir) {
+    PassManager pm(&context);
+    vmoe::buildGraphPipeline(pm, options);
+    if (failed(pm.run(*module)))
+      return 1;
+    module->print(llvm::outs());
+    return 0;
+  }
+  if (emit == Emit::Kernels) {
+    if (failed(vmoe::lowerToKernels(*module, options, &error)))
+      return fail(error);
+    module->print(llvm::outs());
+    return 0;
+  }
+  llvm::SmallString<128> llPath;
+  if (emit == Emit::LlvmIr) {
+    if (std::error_code ec =
+            llvm::sys::fs::createTemporaryFile("vmoe-kernels", "ll", llPath))
+      return fail("cannot create a temporary file: " + ec.message());
+    options.dumpLlvmIrPath = std::string(llPath);
+  }
+  std::vector<uint8_t> bytes;
+  vmoe::SerializeStats stats;
+  if (failed(vmoe::compileToModule(*module, options, bytes, &error, &stats))) {
+    if (!llPath.empty())
+      llvm::sys::fs::remove(llPath);
+    return fail(error);
+  }
+  if (emit == Emit::LlvmIr) {
+    auto buffer = llvm::MemoryBuffer::getFile(llPath);
+    llvm::sys::fs::remove(llPath);
+    if (!buffer)
+      return fail("cannot read the LLVM IR back");
+    llvm::outs() << (*buffer)->getBuffer();
+    return 0;
+  }
+  if (failed(vmoe::writeFileAtomically(outputFile, bytes, &error)))
+    return fail(error);
+  llvm::outs() << "wrote " << outputFile << ": " << bytes.size()
+               << " bytes, " << stats.kernels << " kernels for "
+               << target->name << " (" << target->triple << "), weights "
+               << stats.constantBytes << " bytes, arena " << stats.arenaSize
+               << " bytes (" << stats.arenaSizeWithoutReuse
+               << " without buffer reuse)\n";
+  return 0;
+}

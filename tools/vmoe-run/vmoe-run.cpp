@@ -1,0 +1,354 @@
+//===- vmoe-run.cpp - run a compiled vmoe module --------------------------===//
+//
+// Loads a module, runs it on an input (.npy, or a deterministic random batch)
+// with the chosen capacity factor and BPR setting, prints the top classes of
+// each image and what routing did in every MoE layer, and optionally writes
+// the outputs. Uses only the runtime's C API.
+//
+//===----------------------------------------------------------------------===//
+
+#include "vmoe/runtime.h"
+
+#include "../common/Npy.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char *kUsage =
+    "usage: vmoe-run MODULE [options]\n"
+    "  --input FILE.npy        float32 input of the model's input shape\n"
+    "                          (default: deterministic random values in [-1, 1])\n"
+    "  --seed N                seed of the random input (default 0)\n"
+    "  --output FILE.npy       write the first output\n"
+    "  --capacity-factor X     capacity factor of every MoE layer for this run\n"
+    "                          (0 < X <= the compiled maximum; default: the\n"
+    "                          module's)\n"
+    "  --bpr on|off            Batch Prioritized Routing (default: the module's)\n"
+    "  --threads N             worker threads (default: one per CPU)\n"
+    "  --repeat N              run N times and report the median time\n"
+    "  --top N                 classes to print per image (default 5)\n"
+    "  --quiet                 print only errors and the timing line\n"
+    "  --info                  print the module's contents and exit\n";
+
+struct Options {
+  std::string module, input, output;
+  uint64_t seed = 0;
+  double capacityFactor = 0.0;
+  int bpr = -1;
+  uint32_t threads = 0;
+  int repeat = 1;
+  int top = 5;
+  bool quiet = false, info = false;
+};
+
+int fail(const std::string &message) {
+  std::fprintf(stderr, "vmoe-run: error: %s\n", message.c_str());
+  return 1;
+}
+
+bool parseDouble(const char *s, double &out) {
+  char *end = nullptr;
+  out = std::strtod(s, &end);
+  return end && *end == '\0' && end != s;
+}
+
+bool parseInt(const char *s, long long min, long long max, long long &out) {
+  char *end = nullptr;
+  errno = 0;
+  out = std::strtoll(s, &end, 10);
+  return end && *end == '\0' && end != s && errno == 0 && out >= min &&
+         out <= max;
+}
+
+/// Returns 0 when parsed, 2 on a usage error (message printed).
+int parseArgs(int argc, char **argv, Options &o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char *name) -> const char * {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "vmoe-run: error: %s needs a value\n%s", name,
+                     kUsage);
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    long long n;
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (a == "--input") {
+      const char *v = value("--input");
+      if (!v)
+        return 2;
+      o.input = v;
+    } else if (a == "--output") {
+      const char *v = value("--output");
+      if (!v)
+        return 2;
+      o.output = v;
+    } else if (a == "--seed") {
+      const char *v = value("--seed");
+      if (!v || !parseInt(v, 0, INT64_MAX, n))
+        return fail("--seed needs a non-negative integer"), 2;
+      o.seed = n;
+    } else if (a == "--capacity-factor") {
+      const char *v = value("--capacity-factor");
+      if (!v || !parseDouble(v, o.capacityFactor) ||
+          !(o.capacityFactor > 0.0) || !std::isfinite(o.capacityFactor))
+        return fail("--capacity-factor needs a positive number"), 2;
+    } else if (a == "--bpr") {
+      const char *v = value("--bpr");
+      if (!v)
+        return 2;
+      if (std::strcmp(v, "on") == 0)
+        o.bpr = 1;
+      else if (std::strcmp(v, "off") == 0)
+        o.bpr = 0;
+      else
+        return fail("--bpr takes on or off"), 2;
+    } else if (a == "--threads") {
+      const char *v = value("--threads");
+      if (!v || !parseInt(v, 1, 4096, n))
+        return fail("--threads needs an integer in [1, 4096]"), 2;
+      o.threads = n;
+    } else if (a == "--repeat") {
+      const char *v = value("--repeat");
+      if (!v || !parseInt(v, 1, 1000000, n))
+        return fail("--repeat needs an integer in [1, 1000000]"), 2;
+      o.repeat = n;
+    } else if (a == "--top") {
+      const char *v = value("--top");
+      if (!v || !parseInt(v, 0, 1000000, n))
+        return fail("--top needs a non-negative integer"), 2;
+      o.top = n;
+    } else if (a == "--quiet") {
+      o.quiet = true;
+    } else if (a == "--info") {
+      o.info = true;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "vmoe-run: error: unknown option %s\n%s", a.c_str(),
+                   kUsage);
+      return 2;
+    } else if (o.module.empty()) {
+      o.module = a;
+    } else {
+      return fail("more than one module given"), 2;
+    }
+  }
+  if (o.module.empty()) {
+    std::fprintf(stderr, "vmoe-run: error: no module given\n%s", kUsage);
+    return 2;
+  }
+  return 0;
+}
+
+std::string shapeString(const int64_t *shape, uint32_t rank) {
+  std::string s = "[";
+  for (uint32_t i = 0; i < rank; ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void printInfo(vmoe_module_t *module) {
+  vmoe_module_info_t info;
+  vmoe_module_info(module, &info);
+  std::printf("module %s (format %u.%u, by %s): %" PRIu64 " bytes\n",
+              *info.name ? info.name : "(unnamed)", info.format_major,
+              info.format_minor, *info.producer ? info.producer : "?",
+              info.file_size);
+  std::printf("  %u kernels, %u dispatches, arena %" PRIu64
+              " bytes, weights %" PRIu64 " bytes, batch %" PRId64 "\n",
+              info.kernel_count, info.dispatch_count, info.arena_size,
+              info.constant_bytes, info.max_batch);
+  vmoe_message_t msg;
+  for (uint32_t i = 0; i < info.input_count; ++i) {
+    vmoe_tensor_info_t t;
+    if (vmoe_module_input_info(module, i, &t, &msg) == VMOE_STATUS_OK)
+      std::printf("  input %s: %s %s\n", t.name, vmoe_dtype_name(t.dtype),
+                  shapeString(t.shape, t.rank).c_str());
+  }
+  for (uint32_t i = 0; i < info.output_count; ++i) {
+    vmoe_tensor_info_t t;
+    if (vmoe_module_output_info(module, i, &t, &msg) == VMOE_STATUS_OK)
+      std::printf("  output %s: %s %s\n", t.name, vmoe_dtype_name(t.dtype),
+                  shapeString(t.shape, t.rank).c_str());
+  }
+  for (uint32_t i = 0; i < info.moe_layer_count; ++i) {
+    vmoe_moe_layer_info_t l;
+    if (vmoe_module_moe_layer_info(module, i, &l, &msg) == VMOE_STATUS_OK)
+      std::printf("  MoE layer %u: E=%u k=%u group=%u groups=%u capacity "
+                  "factor %.3g (max %.3g, C_max %u), BPR %s\n",
+                  i, l.num_experts, l.k, l.group_size, l.num_groups,
+                  l.default_capacity_factor, l.max_capacity_factor,
+                  l.max_capacity, l.default_bpr ? "on" : "off");
+  }
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  if (int rc = parseArgs(argc, argv, o))
+    return rc;
+
+  vmoe_message_t msg;
+  vmoe_module_t *module = nullptr;
+  if (vmoe_status_t st = vmoe_module_load_file(o.module.c_str(), &module, &msg))
+    return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
+  if (o.info) {
+    printInfo(module);
+    vmoe_module_release(module);
+    return 0;
+  }
+  vmoe_module_info_t info;
+  vmoe_module_info(module, &info);
+  if (info.input_count != 1) {
+    vmoe_module_release(module);
+    return fail("vmoe-run feeds modules with one input; this one has " +
+                std::to_string(info.input_count));
+  }
+  vmoe_tensor_info_t in;
+  if (vmoe_module_input_info(module, 0, &in, &msg)) {
+    vmoe_module_release(module);
+    return fail(msg.text);
+  }
+  std::vector<int64_t> inShape(in.shape, in.shape + in.rank);
+  std::vector<float> input(in.size_bytes / 4);
+  if (!o.input.empty()) {
+    vmoe::tools::NpyArray array;
+    std::string error;
+    if (!vmoe::tools::readNpy(o.input, array, &error)) {
+      vmoe_module_release(module);
+      return fail(error);
+    }
+    if (array.dtype != "<f4" || array.shape != inShape) {
+      vmoe_module_release(module);
+      return fail(o.input + " holds " + array.dtype + " " +
+                  shapeString(array.shape.data(), array.shape.size()) +
+                  ", the model takes float32 " +
+                  shapeString(inShape.data(), inShape.size()));
+    }
+    std::memcpy(input.data(), array.data.data(), array.data.size());
+  } else {
+    std::mt19937_64 rng(o.seed);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (float &v : input)
+      v = dist(rng);
+  }
+
+  std::vector<std::vector<float>> outputs(info.output_count);
+  std::vector<vmoe_tensor_t> outTensors(info.output_count);
+  std::vector<vmoe_tensor_info_t> outInfos(info.output_count);
+  for (uint32_t i = 0; i < info.output_count; ++i) {
+    vmoe_module_output_info(module, i, &outInfos[i], &msg);
+    outputs[i].resize(outInfos[i].size_bytes / 4);
+    outTensors[i] = {outInfos[i].dtype, outInfos[i].rank, outInfos[i].shape,
+                     outputs[i].data(), outInfos[i].size_bytes};
+  }
+  vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, in.rank, in.shape, input.data(),
+                            in.size_bytes};
+
+  vmoe_session_options_t sopts;
+  vmoe_session_options_init(&sopts);
+  sopts.thread_count = o.threads;
+  vmoe_session_t *session = nullptr;
+  if (vmoe_status_t st = vmoe_session_create(module, &sopts, &session, &msg)) {
+    vmoe_module_release(module);
+    return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
+  }
+  vmoe_run_options_t ropts = {o.capacityFactor, o.bpr};
+  std::vector<double> times;
+  for (int r = 0; r < o.repeat; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    vmoe_status_t st =
+        vmoe_session_run(session, &inTensor, 1, outTensors.data(),
+                         outTensors.size(), &ropts, &msg);
+    auto t1 = std::chrono::steady_clock::now();
+    if (st) {
+      vmoe_session_destroy(session);
+      vmoe_module_release(module);
+      return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
+    }
+    times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  double median = times[times.size() / 2];
+
+  int64_t batch = inShape.empty() ? 1 : inShape[0];
+  if (!o.quiet && info.output_count > 0 && outInfos[0].rank == 2) {
+    int64_t classes = outInfos[0].shape[1];
+    for (int64_t b = 0; b < batch; ++b) {
+      const float *logits = outputs[0].data() + b * classes;
+      std::vector<int64_t> idx(classes);
+      std::iota(idx.begin(), idx.end(), 0);
+      int top = std::min<int64_t>(o.top, classes);
+      std::partial_sort(idx.begin(), idx.begin() + top, idx.end(),
+                        [&](int64_t x, int64_t y) {
+                          return logits[x] > logits[y] ||
+                                 (logits[x] == logits[y] && x < y);
+                        });
+      std::printf("image %" PRId64 ":", b);
+      for (int j = 0; j < top; ++j) {
+        const char *name = vmoe_module_class_name(module, idx[j]);
+        if (name && *name)
+          std::printf(" %s (%.4f)", name, logits[idx[j]]);
+        else
+          std::printf(" %" PRId64 " (%.4f)", idx[j], logits[idx[j]]);
+      }
+      std::printf("\n");
+    }
+  }
+  if (!o.quiet) {
+    for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
+      vmoe_routing_stats_t s;
+      if (vmoe_session_routing_stats(session, l, &s, &msg) != VMOE_STATUS_OK)
+        continue;
+      std::vector<double> shares(s.image_count);
+      vmoe_session_image_coverage(session, l, shares.data(), s.image_count,
+                                  &msg);
+      double minShare = shares.empty()
+                            ? 0.0
+                            : *std::min_element(shares.begin(), shares.end());
+      std::printf("MoE layer %u: capacity %u (factor %.3g), BPR %s, kept %" PRIu64
+                  " of %" PRIu64 " assignments (%.1f%%), least-covered image "
+                  "%.1f%% of its tokens\n",
+                  l, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
+                  s.assignments_kept, s.assignments,
+                  s.assignments ? 100.0 * s.assignments_kept / s.assignments
+                                : 0.0,
+                  100.0 * minShare);
+    }
+  }
+  std::printf("time: median %.3f ms over %d run(s), %.3f ms per image, %u "
+              "thread(s)\n",
+              median, o.repeat, median / batch,
+              vmoe_session_thread_count(session));
+
+  int rc = 0;
+  if (!o.output.empty() && info.output_count > 0) {
+    vmoe::tools::NpyArray array;
+    array.dtype = "<f4";
+    array.shape.assign(outInfos[0].shape,
+                       outInfos[0].shape + outInfos[0].rank);
+    array.data.resize(outInfos[0].size_bytes);
+    std::memcpy(array.data.data(), outputs[0].data(), array.data.size());
+    std::string error;
+    if (!vmoe::tools::writeNpy(o.output, array, &error))
+      rc = fail(error);
+  }
+  vmoe_session_destroy(session);
+  vmoe_module_release(module);
+  return rc;
+}
