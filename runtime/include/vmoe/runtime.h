@@ -1,0 +1,339 @@
+/*
+ * vmoe runtime C API.
+ *
+ * Loads a vmoe module file (made by vmoe-compile), verifies it, and runs it
+ * on caller buffers. Plain C, no exceptions cross it, no hidden global
+ * state: every object is an opaque handle the caller creates and destroys.
+ *
+ * Errors: every fallible function returns a vmoe_status_t (VMOE_STATUS_OK is
+ * 0) and takes a `vmoe_message_t *message` as its last argument; on failure
+ * the runtime writes a readable, NUL-terminated description there (pass NULL
+ * to skip it). On success the message is left untouched.
+ *
+ * Threads: a module is immutable once loaded and may be shared by any number
+ * of sessions on any threads (it is reference counted; sessions hold a
+ * reference). A session has one caller at a time; different sessions may
+ * run concurrently. Each session owns its arena and its thread pool, and
+ * vmoe_session_run allocates nothing.
+ *
+ * Trust: vmoe_module_load_* verifies the whole file (structure, then every
+ * index, offset, size, shape and launch bound) before anything runs, so a
+ * malformed file gets an error, not a crash. A module carries native code,
+ * though: creating a CPU session loads (and so runs the constructors of) the
+ * module's shared object. Load modules only from sources you would take an
+ * executable from.
+ */
+#ifndef VMOE_RUNTIME_H
+#define VMOE_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define VMOE_API __attribute__((visibility("default")))
+#else
+#define VMOE_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and messages ------------------------------------------------ */
+
+typedef enum vmoe_status_t {
+  VMOE_STATUS_OK = 0,
+  /* A bad argument: null pointer, wrong dtype/shape/batch, option range. */
+  VMOE_STATUS_INVALID_ARGUMENT = 1,
+  /* The module failed verification (malformed or inconsistent file). */
+  VMOE_STATUS_INVALID_MODULE = 2,
+  /* The module's format version, kernel ABI or requirements are newer or
+   * older than this runtime implements. */
+  VMOE_STATUS_UNSUPPORTED_VERSION = 3,
+  /* This host or device cannot run the module (architecture, CPU features,
+   * device not built in). */
+  VMOE_STATUS_UNSUPPORTED = 4,
+  VMOE_STATUS_IO_ERROR = 5,
+  VMOE_STATUS_OUT_OF_MEMORY = 6,
+  /* A kernel returned nonzero. */
+  VMOE_STATUS_KERNEL_FAILED = 7,
+  /* The call needs state that does not exist yet (e.g. statistics before a
+   * successful run). */
+  VMOE_STATUS_FAILED_PRECONDITION = 8,
+  VMOE_STATUS_INTERNAL = 9,
+} vmoe_status_t;
+
+#define VMOE_MESSAGE_CAPACITY 1024
+typedef struct vmoe_message_t {
+  char text[VMOE_MESSAGE_CAPACITY];
+} vmoe_message_t;
+
+/* "OK", "INVALID_ARGUMENT", ...; never NULL. */
+VMOE_API const char *vmoe_status_name(vmoe_status_t status);
+
+/* The module format version this runtime reads (module_format.h). */
+VMOE_API void vmoe_runtime_format_version(uint32_t *major, uint32_t *minor);
+
+/* ---- element types ------------------------------------------------------- */
+
+/* Same numbering as DType in runtime/schema/module.fbs. */
+typedef enum vmoe_dtype_t {
+  VMOE_DTYPE_INVALID = 0,
+  VMOE_DTYPE_F32 = 1,
+  VMOE_DTYPE_F16 = 2,
+  VMOE_DTYPE_BF16 = 3,
+  VMOE_DTYPE_F64 = 4,
+  VMOE_DTYPE_I8 = 5,
+  VMOE_DTYPE_U8 = 6,
+  VMOE_DTYPE_I16 = 7,
+  VMOE_DTYPE_I32 = 8,
+  VMOE_DTYPE_I64 = 9,
+  VMOE_DTYPE_BOOL = 10,
+} vmoe_dtype_t;
+
+/* Bytes per element; 0 for an unknown dtype. */
+VMOE_API size_t vmoe_dtype_size(vmoe_dtype_t dtype);
+/* "f32", "bf16", ...; "invalid" for an unknown dtype. */
+VMOE_API const char *vmoe_dtype_name(vmoe_dtype_t dtype);
+
+/* ---- capacity --------------------------------------------------------------
+ */
+
+/* The expert capacity of google-research/vmoe for top-k routing:
+ *   C = roundup4(ceil(group_size * k * capacity_factor / num_experts))
+ * evaluated in double, left to right (a value a hair above an integer ceils
+ * up, as in vmoe). Fails for capacity_factor <= 0, NaN, or C < 1. */
+VMOE_API vmoe_status_t vmoe_compute_capacity(uint64_t group_size, uint32_t k,
+                                             uint32_t num_experts,
+                                             double capacity_factor,
+                                             uint32_t *out_capacity,
+                                             vmoe_message_t *message);
+
+/* ---- modules ---------------------------------------------------------------
+ */
+
+typedef struct vmoe_module_t vmoe_module_t;
+
+/* Maps the file read-only (mmap) and verifies it. Constants are used in
+ * place from the mapping. */
+VMOE_API vmoe_status_t vmoe_module_load_file(const char *path,
+                                             vmoe_module_t **out_module,
+                                             vmoe_message_t *message);
+
+typedef enum vmoe_memory_mode_t {
+  /* The runtime copies the bytes into an aligned buffer it owns; the caller
+   * may free its buffer as soon as the call returns. */
+  VMOE_MEMORY_COPY = 0,
+  /* The runtime uses the caller's bytes in place; they must stay valid and
+   * unchanged until the module's last reference is released, and be aligned
+   * to VMOE_SEGMENT_BASE_ALIGNMENT (4096) so segments keep their alignment
+   * (a misaligned buffer is refused with a message). */
+  VMOE_MEMORY_BORROW = 1,
+} vmoe_memory_mode_t;
+
+VMOE_API vmoe_status_t vmoe_module_load_memory(const void *data, size_t size,
+                                               vmoe_memory_mode_t mode,
+                                               vmoe_module_t **out_module,
+                                               vmoe_message_t *message);
+
+/* Reference counting: a loaded module has one reference; each session holds
+ * one more. The module is freed when the count drops to zero. */
+VMOE_API void vmoe_module_retain(vmoe_module_t *module);
+VMOE_API void vmoe_module_release(vmoe_module_t *module);
+
+typedef struct vmoe_module_info_t {
+  uint32_t format_major;
+  uint32_t format_minor;
+  const char *name;        /* "" when absent */
+  const char *producer;    /* "" when absent */
+  const char *config_json; /* "" when absent */
+  uint64_t config_json_size;
+  uint32_t class_count;
+  uint32_t input_count;
+  uint32_t output_count;
+  uint32_t moe_layer_count;
+  int64_t max_batch;
+  int64_t batch_multiple;
+  uint32_t segment_count;
+  uint32_t constant_count;
+  uint32_t executable_count;
+  uint32_t kernel_count;
+  uint32_t dispatch_count;
+  uint64_t arena_size;
+  uint64_t arena_alignment;
+  uint64_t constant_bytes; /* sum of the constants' segment lengths */
+  uint64_t file_size;
+} vmoe_module_info_t;
+
+/* Strings point into the module and live as long as it. */
+VMOE_API void vmoe_module_info(const vmoe_module_t *module,
+                               vmoe_module_info_t *out_info);
+
+/* Class name `index` (a classifier's label), or NULL when out of range. */
+VMOE_API const char *vmoe_module_class_name(const vmoe_module_t *module,
+                                            uint32_t index);
+
+typedef struct vmoe_tensor_info_t {
+  const char *name;
+  vmoe_dtype_t dtype;
+  uint32_t rank;
+  const int64_t *shape; /* at the maximum batch */
+  int32_t batch_dim;    /* -1: no batch dim */
+  uint64_t size_bytes;  /* at the maximum batch */
+} vmoe_tensor_info_t;
+
+VMOE_API vmoe_status_t vmoe_module_input_info(const vmoe_module_t *module,
+                                              uint32_t index,
+                                              vmoe_tensor_info_t *out_info,
+                                              vmoe_message_t *message);
+VMOE_API vmoe_status_t vmoe_module_output_info(const vmoe_module_t *module,
+                                               uint32_t index,
+                                               vmoe_tensor_info_t *out_info,
+                                               vmoe_message_t *message);
+
+typedef struct vmoe_moe_layer_info_t {
+  const char *name;
+  uint32_t num_experts;      /* E */
+  uint32_t k;                /* experts per token */
+  uint32_t group_size;       /* S */
+  uint32_t num_groups;       /* G at the maximum batch */
+  uint64_t num_tokens;       /* G * S at the maximum batch */
+  uint32_t tokens_per_image; /* T */
+  double default_capacity_factor;
+  double max_capacity_factor;
+  uint32_t max_capacity; /* compiled C_max */
+  int32_t default_bpr;   /* 0 or 1 */
+  int32_t has_stats;     /* the layer records routing statistics */
+} vmoe_moe_layer_info_t;
+
+VMOE_API vmoe_status_t vmoe_module_moe_layer_info(
+    const vmoe_module_t *module, uint32_t index,
+    vmoe_moe_layer_info_t *out_info, vmoe_message_t *message);
+
+typedef enum vmoe_executable_format_t {
+  VMOE_EXECUTABLE_CPU_SHARED_OBJECT = 1,
+  VMOE_EXECUTABLE_CUDA = 2,
+} vmoe_executable_format_t;
+
+typedef struct vmoe_executable_info_t {
+  vmoe_executable_format_t format;
+  const char *name;          /* "" when absent */
+  const char *target_triple; /* CPU; "" otherwise */
+  const char *cpu_features;  /* CPU; "" otherwise */
+  uint64_t size_bytes;       /* shared object, or PTX plus cubins */
+  uint32_t ptx_sm;           /* CUDA: SM of the PTX; 0 without PTX */
+  uint32_t cubin_count;      /* CUDA */
+} vmoe_executable_info_t;
+
+VMOE_API vmoe_status_t vmoe_module_executable_info(
+    const vmoe_module_t *module, uint32_t index,
+    vmoe_executable_info_t *out_info, vmoe_message_t *message);
+
+/* ---- sessions --------------------------------------------------------------
+ */
+
+typedef struct vmoe_session_t vmoe_session_t;
+
+typedef enum vmoe_device_t {
+  VMOE_DEVICE_CPU = 0,
+  VMOE_DEVICE_CUDA = 1, /* not built into this runtime yet */
+} vmoe_device_t;
+
+typedef struct vmoe_session_options_t {
+  vmoe_device_t device;
+  /* Threads that run each dispatch's workgroups, the caller included;
+   * 0: one per online CPU. */
+  uint32_t thread_count;
+  /* Capacity factor for every MoE layer; 0: each layer's default. Must be
+   * > 0 and <= each layer's compiled maximum. */
+  double capacity_factor;
+  /* Batch Prioritized Routing: -1: each layer's default; 0: off; 1: on. */
+  int32_t bpr;
+} vmoe_session_options_t;
+
+/* Defaults: CPU, one thread per CPU, each layer's capacity factor and BPR. */
+VMOE_API void vmoe_session_options_init(vmoe_session_options_t *options);
+
+/* Loads the module's executables for the device (once per module), checks
+ * that the host can run them, and allocates the arena and scratch.
+ * `options` may be NULL (defaults). The session retains the module. */
+VMOE_API vmoe_status_t vmoe_session_create(
+    vmoe_module_t *module, const vmoe_session_options_t *options,
+    vmoe_session_t **out_session, vmoe_message_t *message);
+VMOE_API void vmoe_session_destroy(vmoe_session_t *session);
+
+/* Threads the session runs on (resolved from thread_count). */
+VMOE_API uint32_t vmoe_session_thread_count(const vmoe_session_t *session);
+
+/* A caller buffer. Its dtype and shape must match the signature, with the
+ * batch dim anywhere in 1..max_batch (a multiple of batch_multiple) and the
+ * same batch for every tensor; size_bytes is the buffer's capacity and must
+ * hold the tensor. Inputs are only read. */
+typedef struct vmoe_tensor_t {
+  vmoe_dtype_t dtype;
+  uint32_t rank;
+  const int64_t *shape;
+  void *data;
+  uint64_t size_bytes;
+} vmoe_tensor_t;
+
+typedef struct vmoe_run_options_t {
+  /* For every MoE layer in this call; 0: the session's. Must be > 0 and
+   * <= each layer's compiled maximum. */
+  double capacity_factor;
+  /* -1: the session's; 0: off; 1: on. */
+  int32_t bpr;
+} vmoe_run_options_t;
+
+/* Runs the schedule once. `options` may be NULL. Checks every input and
+ * output against the signature before any kernel runs. */
+VMOE_API vmoe_status_t vmoe_session_run(
+    vmoe_session_t *session, const vmoe_tensor_t *inputs, uint32_t input_count,
+    const vmoe_tensor_t *outputs, uint32_t output_count,
+    const vmoe_run_options_t *options, vmoe_message_t *message);
+
+/* ---- routing statistics of the last successful run ------------------------
+ */
+
+typedef struct vmoe_routing_stats_t {
+  uint32_t capacity;      /* C used by the call */
+  double capacity_factor; /* the factor C came from */
+  int32_t bpr;            /* 0 or 1 */
+  uint32_t num_experts;
+  uint32_t k;
+  uint32_t image_count; /* the call's batch */
+  uint64_t token_count; /* image_count * tokens_per_image */
+  uint32_t group_count; /* groups holding those tokens */
+  /* Assignments of tokens to experts (counting those past capacity), those
+   * that fit in capacity (sum over groups and experts of min(count, C)),
+   * and the difference. */
+  uint64_t assignments;
+  uint64_t assignments_kept;
+  uint64_t assignments_dropped;
+} vmoe_routing_stats_t;
+
+/* Fails with FAILED_PRECONDITION before the first successful run or for a
+ * layer without statistics (vmoe_moe_layer_info_t.has_stats). */
+VMOE_API vmoe_status_t vmoe_session_routing_stats(
+    const vmoe_session_t *session, uint32_t layer,
+    vmoe_routing_stats_t *out_stats, vmoe_message_t *message);
+
+/* Per expert: assignments (out_assigned) and kept assignments (out_kept) of
+ * the last call, summed over its groups. Either pointer may be NULL;
+ * expert_count must equal the layer's num_experts. */
+VMOE_API vmoe_status_t vmoe_session_expert_load(
+    const vmoe_session_t *session, uint32_t layer, uint64_t *out_assigned,
+    uint64_t *out_kept, uint32_t expert_count, vmoe_message_t *message);
+
+/* Per image of the last call: the share of its tokens (0..1) with at least
+ * one kept assignment, i.e. that reached an expert rather than only the
+ * residual. image_count must equal vmoe_routing_stats_t.image_count. */
+VMOE_API vmoe_status_t vmoe_session_image_coverage(
+    const vmoe_session_t *session, uint32_t layer, double *out_shares,
+    uint32_t image_count, vmoe_message_t *message);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* VMOE_RUNTIME_H */
