@@ -383,3 +383,25 @@ vmoe_status_t vmoe_session_image_coverage(const vmoe_session_t *session,
 }
 
 } // extern "C"
+
+vmoe_status_t vmoe_session_profile(const vmoe_session_t *session,
+                                   uint64_t *out_ns, uint32_t dispatch_count,
+                                   uint64_t *out_runs,
+                                   vmoe_message_t *message) {
+  if (!session)
+    return nullArgument(message, "session");
+  if (!out_ns && dispatch_count > 0)
+    return nullArgument(message, "out_ns");
+  return unwrap(session)->profile(out_ns, dispatch_count, out_runs, message);
+}
+
+const char *vmoe_module_dispatch_kernel(const vmoe_module_t *module,
+                                        uint32_t index) {
+  if (!module)
+    return "";
+  const auto &root = unwrap(module)->root();
+  if (index >= sizeOf(root.dispatches()))
+    return "";
+  const auto *kernel = root.kernels()->Get(root.dispatches()->Get(index)->kernel());
+  return kernel->name() ? kernel->name()->c_str() : "";
+}

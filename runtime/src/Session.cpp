@@ -6,6 +6,7 @@
 #include "Diagnostics.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -143,6 +144,7 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
   }
   sessionCapacityFactor = options.capacity_factor;
   sessionBpr = options.bpr;
+  profiling = options.profile != 0;
 
   if (vmoe_status_t status = module->prepareCpu(message))
     return status;
@@ -426,7 +428,11 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
   }
 
   hasStats = false; // the kernels are about to overwrite the statistics
+  if (profiling && profileNs.size() != plans.size())
+    profileNs.assign(plans.size(), 0); // once: sized at the first run
   for (const Plan &plan : plans) {
+    auto start = profiling ? std::chrono::steady_clock::now()
+                           : std::chrono::steady_clock::time_point();
     DispatchRun dispatchRun;
     dispatchRun.fn = plan.fn;
     dispatchRun.state = &plan.state;
@@ -447,10 +453,34 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
                   static_cast<ull>((i / grid[0]) % grid[1]),
                   static_cast<ull>(i / (uint64_t(grid[0]) * grid[1])));
     }
+    if (profiling)
+      profileNs[plan.dispatch] += static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::steady_clock::now() - start)
+              .count());
   }
+  if (profiling)
+    ++profileRuns;
   last.swap(pending);
   lastBatch = batch;
   hasStats = true;
+  return VMOE_STATUS_OK;
+}
+
+vmoe_status_t Session::profile(uint64_t *ns, uint32_t dispatchCount,
+                               uint64_t *runs,
+                               vmoe_message_t *message) const {
+  if (!profiling)
+    return fail(message, VMOE_STATUS_FAILED_PRECONDITION,
+                "the session was created without profiling");
+  if (dispatchCount != plans.size())
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "dispatch count %u does not match the module's %u",
+                dispatchCount, static_cast<uint32_t>(plans.size()));
+  for (uint32_t d = 0; d < dispatchCount; ++d)
+    ns[d] = d < profileNs.size() ? profileNs[d] : 0;
+  if (runs)
+    *runs = profileRuns;
   return VMOE_STATUS_OK;
 }
 

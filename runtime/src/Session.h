@@ -27,6 +27,9 @@ public:
 
   uint32_t threadCount() const { return pool.threadCount(); }
 
+  vmoe_status_t profile(uint64_t *ns, uint32_t dispatchCount, uint64_t *runs,
+                        vmoe_message_t *message) const;
+
   vmoe_status_t routingStats(uint32_t layer, vmoe_routing_stats_t *out,
                              vmoe_message_t *message) const;
   vmoe_status_t expertLoad(uint32_t layer, uint64_t *assigned, uint64_t *kept,
@@ -90,6 +93,10 @@ private:
   int32_t sessionBpr = -1;
 
   std::vector<Plan> plans;
+  /// Per-dispatch nanoseconds over the successful runs (profiling only).
+  bool profiling = false;
+  std::vector<uint64_t> profileNs;
+  uint64_t profileRuns = 0;
   std::vector<void *> bindings;
   std::vector<uint64_t> bindingLengths;
   std::vector<int64_t> constants;

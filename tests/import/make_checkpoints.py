@@ -422,7 +422,6 @@ def read_config(path):
 
   enc = ('encoder.', 'transformer.', '')
   moe = ('encoder.moe.', 'moe.', '')
-  disp = ('encoder.moe.router.dispatcher.', 'moe.router.dispatcher.', '')
   return {
       'image_size': pair(get('image_size', default=224)),
       'num_channels': get('num_channels', 'channels', default=3),
@@ -437,7 +436,6 @@ def read_config(path):
       'moe_layers': list(get('encoder.moe.layers', 'moe.layers', 'moe_layers',
                              default=[])),
       'num_experts': get(*[p + 'num_experts' for p in moe], default=8),
-      'dispatcher_unused': get(*[p + 'capacity_factor' for p in disp]),
   }
 
 

@@ -40,6 +40,7 @@ const char *kUsage =
     "  --repeat N              run N times and report the median time\n"
     "  --top N                 classes to print per image (default 5)\n"
     "  --quiet                 print only errors and the timing line\n"
+    "  --profile               print the time of every dispatch (kernel)\n"
     "  --info                  print the module's contents and exit\n";
 
 struct Options {
@@ -50,7 +51,7 @@ struct Options {
   uint32_t threads = 0;
   int repeat = 1;
   int top = 5;
-  bool quiet = false, info = false;
+  bool quiet = false, info = false, profile = false;
 };
 
 int fail(const std::string &message) {
@@ -135,6 +136,8 @@ int parseArgs(int argc, char **argv, Options &o) {
       o.top = n;
     } else if (a == "--quiet") {
       o.quiet = true;
+    } else if (a == "--profile") {
+      o.profile = true;
     } else if (a == "--info") {
       o.info = true;
     } else if (!a.empty() && a[0] == '-') {
@@ -263,6 +266,7 @@ int main(int argc, char **argv) {
   vmoe_session_options_t sopts;
   vmoe_session_options_init(&sopts);
   sopts.thread_count = o.threads;
+  sopts.profile = o.profile;
   vmoe_session_t *session = nullptr;
   if (vmoe_status_t st = vmoe_session_create(module, &sopts, &session, &msg)) {
     vmoe_module_release(module);
@@ -335,6 +339,23 @@ int main(int argc, char **argv) {
               "thread(s)\n",
               median, o.repeat, median / batch,
               vmoe_session_thread_count(session));
+
+  if (o.profile) {
+    std::vector<uint64_t> ns(info.dispatch_count);
+    uint64_t runs = 0;
+    if (vmoe_session_profile(session, ns.data(), ns.size(), &runs, &msg) ==
+            VMOE_STATUS_OK &&
+        runs > 0) {
+      double total = 0;
+      for (uint64_t v : ns)
+        total += v;
+      std::printf("profile: mean over %" PRIu64 " run(s)\n", runs);
+      for (uint32_t d = 0; d < info.dispatch_count; ++d)
+        std::printf("  %3u %-40s %9.3f ms %5.1f%%\n", d,
+                    vmoe_module_dispatch_kernel(module, d),
+                    ns[d] / 1e6 / runs, total > 0 ? 100.0 * ns[d] / total : 0);
+    }
+  }
 
   int rc = 0;
   if (!o.output.empty() && info.output_count > 0) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <set>
@@ -113,8 +114,8 @@ public:
       if (!seen_.count(required))
         return fail("field " + quote(required) + " is missing");
     if (hasMoe_)
-      for (const char *required : {"encoder.moe.layers",
-                                   "encoder.moe.num_experts"})
+      for (const char *required :
+           {"encoder.moe.layers", "encoder.moe.num_experts"})
         if (!seen_.count(required))
           return fail("field " + quote(required) +
                       " is missing (needed when the config has MoE fields)");
@@ -159,7 +160,8 @@ private:
     return true;
   }
 
-  // ---- typed access -----------------------------------------------------------
+  // ---- typed access
+  // -----------------------------------------------------------
 
   bool typeError(const std::string &raw, const json::Value &v,
                  const char *expected) {
@@ -176,9 +178,11 @@ private:
                int64_t hi, int64_t &out) {
     if (v.kind != json::Kind::Number)
       return typeError(raw, v, "an integer");
-    if (!v.isInteger)
-      return rangeError(raw, "expected an integer, got " +
-                                 std::to_string(v.number));
+    if (!v.isInteger) {
+      char text[32];
+      std::snprintf(text, sizeof(text), "%.17g", v.number);
+      return rangeError(raw, std::string("expected an integer, got ") + text);
+    }
     if (v.integer < lo || v.integer > hi)
       return rangeError(raw, std::to_string(v.integer) + " is outside [" +
                                  std::to_string(lo) + ", " +
@@ -214,8 +218,8 @@ private:
   }
 
   /// An int, or an array of `n` ints.
-  bool ints(const std::string &raw, const json::Value &v, size_t n,
-            int64_t lo, int64_t hi, std::vector<int64_t> &out) {
+  bool ints(const std::string &raw, const json::Value &v, size_t n, int64_t lo,
+            int64_t hi, std::vector<int64_t> &out) {
     out.clear();
     if (v.kind == json::Kind::Number) {
       int64_t x;
@@ -250,9 +254,9 @@ private:
         return false;
       bool ok = !c_.name.empty() && c_.name.size() <= 128;
       for (char ch : c_.name)
-        ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
-                    ch == '.');
+        ok = ok &&
+             ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.');
       if (!ok)
         return rangeError(raw, quote(c_.name) +
                                    " is not 1-128 letters, digits, '_', '-' "
@@ -278,10 +282,9 @@ private:
       if (!ints(raw, *size, 2, 1, kMaxImage, pair))
         return false;
       if (pair[0] != pair[1])
-        return rangeError(raw, "non-square patches (" +
-                                   std::to_string(pair[0]) + ", " +
-                                   std::to_string(pair[1]) +
-                                   ") are not supported");
+        return rangeError(
+            raw, "non-square patches (" + std::to_string(pair[0]) + ", " +
+                     std::to_string(pair[1]) + ") are not supported");
       c_.patchSize = pair[0];
       return true;
     }
@@ -397,7 +400,9 @@ bool checkModelConfig(const ModelConfig &c, std::string *error) {
     *error = message;
     return false;
   };
-  auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  auto in = [](int64_t v, int64_t lo, int64_t hi) {
+    return v >= lo && v <= hi;
+  };
   if (!in(c.imageHeight, 1, kMaxImage) || !in(c.imageWidth, 1, kMaxImage))
     return bad("image_size must be in [1, " + std::to_string(kMaxImage) + "]");
   if (!in(c.channels, 1, 64))
@@ -415,8 +420,7 @@ bool checkModelConfig(const ModelConfig &c, std::string *error) {
     return bad("num_heads " + std::to_string(c.numHeads) +
                " does not divide hidden_size " + std::to_string(c.hiddenSize));
   if (!in(c.numLayers, 1, kMaxLayers))
-    return bad("num_layers must be in [1, " + std::to_string(kMaxLayers) +
-               "]");
+    return bad("num_layers must be in [1, " + std::to_string(kMaxLayers) + "]");
   if (c.classifier != "token" && c.classifier != "gap")
     return bad("classifier " + quote(c.classifier) +
                " is not supported ('token' or 'gap')");
@@ -426,8 +430,7 @@ bool checkModelConfig(const ModelConfig &c, std::string *error) {
   if (!in(c.numClasses, 1, kMaxClasses))
     return bad("num_classes must be in [1, " + std::to_string(kMaxClasses) +
                "]");
-  if (!c.classNames.empty() &&
-      int64_t(c.classNames.size()) != c.numClasses)
+  if (!c.classNames.empty() && int64_t(c.classNames.size()) != c.numClasses)
     return bad("class_names has " + std::to_string(c.classNames.size()) +
                " names for " + std::to_string(c.numClasses) + " classes");
   if (!in(c.batchSize, 1, kMaxBatch))
@@ -445,19 +448,18 @@ bool checkModelConfig(const ModelConfig &c, std::string *error) {
       return bad("num_experts must be in [1, " + std::to_string(kMaxExperts) +
                  "]");
     if (!in(c.numSelectedExperts, 1, c.numExperts))
-      return bad("num_selected_experts " +
-                 std::to_string(c.numSelectedExperts) +
-                 " must be in [1, num_experts = " +
-                 std::to_string(c.numExperts) + "]");
+      return bad(
+          "num_selected_experts " + std::to_string(c.numSelectedExperts) +
+          " must be in [1, num_experts = " + std::to_string(c.numExperts) +
+          "]");
     if (!in(c.groupSize, 0, kMaxGroup))
       return bad("group_size must be in [0, " + std::to_string(kMaxGroup) +
                  "]");
   }
   if (!(c.capacityFactor > 0) || !(c.capacityFactor <= kMaxCapacityFactor))
     return bad("capacity_factor must be in (0, 65536]");
-  if (c.maxCapacityFactor != 0 &&
-      !(c.maxCapacityFactor >= c.capacityFactor &&
-        c.maxCapacityFactor <= kMaxCapacityFactor))
+  if (c.maxCapacityFactor != 0 && !(c.maxCapacityFactor >= c.capacityFactor &&
+                                    c.maxCapacityFactor <= kMaxCapacityFactor))
     return bad("max_capacity_factor must be 0 (none) or in [capacity_factor, "
                "65536]");
   return true;
@@ -507,9 +509,9 @@ struct Arch {
 
 // vmoe-reference.md 8.1 (configs/vmoe_paper/common.py get_vmoe_config).
 constexpr Arch kArchs[] = {
-    {"s32", 8, 512, 2048, 8, 32},     {"b32", 12, 768, 3072, 12, 32},
-    {"b16", 12, 768, 3072, 12, 16},   {"l32", 24, 1024, 4096, 16, 32},
-    {"l16", 24, 1024, 4096, 16, 16},  {"h14", 32, 1280, 5120, 16, 14},
+    {"s32", 8, 512, 2048, 8, 32},    {"b32", 12, 768, 3072, 12, 32},
+    {"b16", 12, 768, 3072, 12, 16},  {"l32", 24, 1024, 4096, 16, 32},
+    {"l16", 24, 1024, 4096, 16, 16}, {"h14", 32, 1280, 5120, 16, 14},
 };
 
 bool parseNumber(std::string_view s, int64_t &out) {
@@ -533,8 +535,7 @@ std::vector<std::string> presetExamples() {
           "vmoe-h14-e32-last5"};
 }
 
-bool presetConfig(std::string_view name, ModelConfig &out,
-                  std::string *error) {
+bool presetConfig(std::string_view name, ModelConfig &out, std::string *error) {
   auto unknown = [&](const std::string &why) {
     std::string known;
     for (const Arch &a : kArchs)

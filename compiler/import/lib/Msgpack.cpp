@@ -42,9 +42,10 @@ namespace {
 class Parser {
 public:
   Parser(ByteSpan bytes, const ReadLimits &limits, std::vector<Value> &values,
-         std::vector<uint32_t> &children, std::string *error)
+         std::vector<uint32_t> &children, std::vector<uint32_t> &stack,
+         std::string *error)
       : p_(bytes.data), size_(bytes.size), limits_(limits), values_(values),
-        children_(children), error_(error) {}
+        children_(children), stack_(stack), error_(error) {}
 
   bool parseDocument() {
     uint32_t id;
@@ -68,13 +69,11 @@ private:
     if (n > left())
       return fail(std::string("truncated: ") + what + " at offset " +
                   std::to_string(at) + " needs " + std::to_string(n) +
-                  " more bytes, only " + std::to_string(left()) +
-                  " remain");
+                  " more bytes, only " + std::to_string(left()) + " remain");
     return true;
   }
 
-  bool readUInt(unsigned width, uint64_t &out, const char *what,
-                uint64_t at) {
+  bool readUInt(unsigned width, uint64_t &out, const char *what, uint64_t at) {
     if (!need(width, what, at))
       return false;
     const uint8_t *q = p_ + pos_;
@@ -259,8 +258,7 @@ private:
         return false;
       v.kind = Kind::Ext;
       v.extType = int8_t(uint8_t(type));
-      return payload(v, uint64_t(1) << (b - 0xd4), "fixext") &&
-             newValue(v, id);
+      return payload(v, uint64_t(1) << (b - 0xd4), "fixext") && newValue(v, id);
     }
     case 0xd9:
     case 0xda:
@@ -288,7 +286,7 @@ private:
   const ReadLimits &limits_;
   std::vector<Value> &values_;
   std::vector<uint32_t> &children_;
-  std::vector<uint32_t> stack_;
+  std::vector<uint32_t> &stack_;
   std::string *error_;
 };
 
@@ -298,7 +296,8 @@ bool Document::parse(ByteSpan bytes, std::string *error,
                      const ReadLimits &limits) {
   values_.clear();
   children_.clear();
-  Parser parser(bytes, limits, values_, children_, error);
+  stack_.clear();
+  Parser parser(bytes, limits, values_, children_, stack_, error);
   if (!parser.parseDocument()) {
     values_.clear();
     children_.clear();

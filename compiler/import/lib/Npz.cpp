@@ -27,7 +27,8 @@ namespace {
 
 enum class Outcome { Ok, Skipped, Failed };
 
-// ---- .npy ----------------------------------------------------------------------
+// ---- .npy
+// ----------------------------------------------------------------------
 
 /// The header dict of a .npy: {'descr': '<f4', 'fortran_order': False,
 /// 'shape': (2, 3), } (a Python literal).
@@ -78,8 +79,7 @@ public:
         if (!tuple(shape, why))
           return false;
       } else {
-        return bad("unexpected key " + quote(key) + " in the header dict",
-                   why);
+        return bad("unexpected key " + quote(key) + " in the header dict", why);
       }
       space();
       if (eat(','))
@@ -271,7 +271,8 @@ Outcome parseNpy(ByteSpan bytes, const std::string &name, Tensor &out,
   return Outcome::Ok;
 }
 
-// ---- ZIP ---------------------------------------------------------------------
+// ---- ZIP
+// ---------------------------------------------------------------------
 
 constexpr uint32_t kLocalSig = 0x04034b50;
 constexpr uint32_t kCentralSig = 0x02014b50;
@@ -414,8 +415,8 @@ public:
     for (Entry &entry : entries) {
       if (!localHeader(entry))
         return false;
-      ranges.push_back({entry.localOffset, entry.dataStart +
-                                               entry.compressedSize});
+      ranges.push_back(
+          {entry.localOffset, entry.dataStart + entry.compressedSize});
     }
     std::vector<size_t> order(entries.size());
     for (size_t i = 0; i < order.size(); ++i)
@@ -443,15 +444,15 @@ public:
     if (entry.method == 0) {
       if (entry.compressedSize != entry.size)
         return bad("is stored with a compressed size of " +
-                   std::to_string(entry.compressedSize) +
-                   " and a size of " + std::to_string(entry.size));
+                   std::to_string(entry.compressedSize) + " and a size of " +
+                   std::to_string(entry.size));
       out = compressed;
     } else if (entry.method == 8) {
       uint64_t bound;
       if (detail::mulOverflow(entry.compressedSize, kMaxDeflateRatio, &bound) ||
           entry.size > bound + 1024)
-        return bad("claims " + std::to_string(entry.size) +
-                   " bytes from " + std::to_string(entry.compressedSize) +
+        return bad("claims " + std::to_string(entry.size) + " bytes from " +
+                   std::to_string(entry.compressedSize) +
                    " deflated bytes, more than deflate can encode");
       if (!inflateEntry(entry, compressed, storage))
         return false;
@@ -469,8 +470,8 @@ public:
     }
     if (crc != entry.crc)
       return bad("CRC-32 mismatch: the directory records " +
-                 detail::hex(entry.crc) + ", the data has " +
-                 detail::hex(crc) + " (corrupt archive)");
+                 detail::hex(entry.crc) + ", the data has " + detail::hex(crc) +
+                 " (corrupt archive)");
     return true;
   }
 
@@ -558,9 +559,10 @@ private:
       if (r == Z_BUF_ERROR)
         why = "the deflate stream is truncated";
       else
-        why = std::string("corrupt deflate data (") +
-              (zs.msg ? std::string(zs.msg) : "zlib error " + std::to_string(r)) +
-              ")";
+        why =
+            std::string("corrupt deflate data (") +
+            (zs.msg ? std::string(zs.msg) : "zlib error " + std::to_string(r)) +
+            ")";
       break;
     }
     inflateEnd(&zs);
@@ -607,8 +609,7 @@ bool readNpz(ByteSpan bytes, const std::string &name, TensorMap &out,
     constexpr std::string_view suffix = ".npy";
     if (key.size() <= suffix.size() ||
         key.substr(key.size() - suffix.size()) != suffix) {
-      *error = name + ": entry " + quote(entry.name) +
-               " is not a .npy array";
+      *error = name + ": entry " + quote(entry.name) + " is not a .npy array";
       return false;
     }
     key.remove_suffix(suffix.size());

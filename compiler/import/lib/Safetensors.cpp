@@ -35,9 +35,9 @@ bool dtypeFromName(std::string_view name, DType &type, bool &integer) {
   else if (name == "F64")
     type = DType::F64;
   else {
-    integer = name == "BOOL" || name == "U8" || name == "I8" ||
-              name == "U16" || name == "I16" || name == "U32" ||
-              name == "I32" || name == "U64" || name == "I64";
+    integer = name == "BOOL" || name == "U8" || name == "I8" || name == "U16" ||
+              name == "I16" || name == "U32" || name == "I32" ||
+              name == "U64" || name == "I64";
     return false;
   }
   return true;

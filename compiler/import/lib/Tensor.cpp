@@ -96,8 +96,7 @@ float halfToFloat(uint16_t bits) {
   return f;
 }
 
-void convertToFloat(DType type, const uint8_t *src, size_t count,
-                    float *dst) {
+void convertToFloat(DType type, const uint8_t *src, size_t count, float *dst) {
   switch (type) {
   case DType::F32:
     for (size_t i = 0; i < count; ++i) {
@@ -160,8 +159,8 @@ FileData &FileData::operator=(FileData &&other) noexcept {
     mapped_ = other.mapped_;
     size_ = other.size_;
     copy_ = std::move(other.copy_);
-    data_ = mapped_ ? other.data_
-                    : reinterpret_cast<const uint8_t *>(copy_.data());
+    data_ =
+        mapped_ ? other.data_ : reinterpret_cast<const uint8_t *>(copy_.data());
     other.data_ = nullptr;
     other.size_ = 0;
     other.mapped_ = false;

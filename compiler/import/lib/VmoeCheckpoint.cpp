@@ -133,9 +133,9 @@ private:
         !(version->kind == Kind::Str && version->str() == kVersionV1))
       return failIndex(
           "unsupported checkpoint version " +
-          (version->kind == Kind::Str ? quote(version->str())
-                                      : std::string("of type ") +
-                                            msgpack::kindName(version->kind)) +
+          (version->kind == Kind::Str
+               ? quote(version->str())
+               : std::string("of type ") + msgpack::kindName(version->kind)) +
           " (this reader knows '20220622' and un-versioned indexes)");
     if (tree->kind != Kind::Map)
       return failIndex(std::string("'index' is ") +
@@ -186,8 +186,8 @@ private:
       if (key.empty() || key.find('/') != std::string_view::npos)
         return failIndex("index key " + quote(key) + " under " + where +
                          " is empty or contains '/'");
-      std::string child = path.empty() ? std::string(key)
-                                       : path + "/" + std::string(key);
+      std::string child =
+          path.empty() ? std::string(key) : path + "/" + std::string(key);
       if (value->kind == Kind::Map) {
         if (!flatten(*value, child))
           return false;
@@ -216,9 +216,11 @@ private:
   }
 
   /// The msgpack payload of a nested object: a bin (how vmoe nests them
-  /// inside ext 8, doc: "Ext codes") or, accepted as well, the ext itself.
+  /// inside ext 8, doc: "Ext codes") or, accepted as well, the ext itself
+  /// or a str (bytes as msgpack packs them without use_bin_type).
   static bool nested(const Value &v, int8_t extCode, ByteSpan &out) {
-    if (v.kind == Kind::Bin || (v.kind == Kind::Ext && v.extType == extCode)) {
+    if (v.kind == Kind::Bin || v.kind == Kind::Str ||
+        (v.kind == Kind::Ext && v.extType == extCode)) {
       out = v.bytes();
       return true;
     }
@@ -235,7 +237,7 @@ private:
   /// Decodes a SliceNd payload (ext 6 / bin): array of Slice payloads
   /// (bin / ext 5), each [start, stop, step] with step nil (doc: ext 5, 6).
   bool decodeSliceNd(ByteSpan payload, SliceNd &out, std::string &why) {
-    Document doc;
+    Document &doc = sliceDoc_;
     if (!doc.parse(payload, &why, options_.limits)) {
       why = "bad SliceNd: " + why;
       return false;
@@ -257,7 +259,7 @@ private:
         why = "axis " + std::to_string(a) + " of a SliceNd is not a Slice";
         return false;
       }
-      Document s;
+      Document &s = axisDoc_;
       if (!s.parse(slicePayload, &why, options_.limits)) {
         why = "bad Slice: " + why;
         return false;
@@ -275,7 +277,8 @@ private:
               "integer";
         return false;
       }
-      if (!(step.kind == Kind::Nil || (step.kind == Kind::Int && step.i == 1))) {
+      if (!(step.kind == Kind::Nil ||
+            (step.kind == Kind::Int && step.i == 1))) {
         why = "a Slice has a step other than nil (strided chunks are not "
               "part of the format)";
         return false;
@@ -309,7 +312,7 @@ private:
       return failIndex("IndexInfo of " + quote(leaf.path) + ": " + what);
     };
     std::string why;
-    Document info;
+    Document &info = infoDoc_;
     if (!info.parse(ext.bytes(), &why, options_.limits))
       return bad(why);
     const Value &root = info.root();
@@ -319,7 +322,7 @@ private:
     ByteSpan shapedPayload;
     if (!nested(info.item(root, 0), kExtShapedArray, shapedPayload))
       return bad("the ShapedArray is not a bin");
-    Document shaped;
+    Document &shaped = shapedDoc_;
     if (!shaped.parse(shapedPayload, &why, options_.limits))
       return bad("bad ShapedArray: " + why);
     const Value &sa = shaped.root();
@@ -346,8 +349,7 @@ private:
         return true;
       }
       return failIndex(
-          "tensor " + quote(leaf.path) + " has dtype " +
-          quote(leaf.dtypeName) +
+          "tensor " + quote(leaf.path) + " has dtype " + quote(leaf.dtypeName) +
           "; only float32, bfloat16, float16 and float64 can be imported");
     }
     // Global slices and their shards.
@@ -427,8 +429,7 @@ private:
       for (size_t i = 0; i < leaf.chunks.size(); ++i)
         if (!leaf.chunks[i].found)
           return fail(shardNames_[leaf.shards[i]] + ": the chunk " +
-                      sliceString(leaf.slices[i]) + " of " +
-                      quote(leaf.path) +
+                      sliceString(leaf.slices[i]) + " of " + quote(leaf.path) +
                       " is missing (the index places it in this shard)");
     }
     return true;
@@ -436,7 +437,9 @@ private:
 
   bool readShard(uint64_t shard, ByteSpan bytes, const std::string &name) {
     shardNames_[shard] = name;
-    auto bad = [&](const std::string &what) { return fail(name + ": " + what); };
+    auto bad = [&](const std::string &what) {
+      return fail(name + ": " + what);
+    };
     // The chunks keep pointers into `bytes`, not into the document.
     Document doc;
     std::string why;
@@ -519,13 +522,14 @@ private:
           return bad("a subchunk of " + sliceString(slice) +
                      " is not an ndarray (ext 1)");
         // flax ndarray: [shape, dtype name, C-order bytes] (doc: ext 1).
-        Document nd;
+        Document &nd = ndDoc_;
         if (!nd.parse(sub.bytes(), &why, options_.limits))
           return bad("bad ndarray: " + why);
         const Value &r = nd.root();
         if (r.kind != Kind::Array || r.count != 3 ||
-            nd.item(r, 0).kind != Kind::Array ||
-            !isDtypeName(nd.item(r, 1)) || nd.item(r, 2).kind != Kind::Bin)
+            nd.item(r, 0).kind != Kind::Array || !isDtypeName(nd.item(r, 1)) ||
+            !(nd.item(r, 2).kind == Kind::Bin ||
+              nd.item(r, 2).kind == Kind::Str))
           return bad("an ndarray is not [shape, dtype, bytes]");
         if (nd.item(r, 1).str() != leaf.dtypeName)
           return bad("a subchunk has dtype " + quote(nd.item(r, 1).str()) +
@@ -557,7 +561,8 @@ private:
     return true;
   }
 
-  // ---- reassembly ------------------------------------------------------------
+  // ---- reassembly
+  // ------------------------------------------------------------
 
   bool assemble(TensorMap &out) {
     for (Leaf &leaf : leaves_) {
@@ -644,6 +649,8 @@ private:
   std::vector<Leaf> leaves_;
   std::vector<const Value *> leafValues_;
   std::map<uint64_t, std::string> shardNames_;
+  // Scratch documents for the nested payloads, reused to spare allocations.
+  Document infoDoc_, shapedDoc_, sliceDoc_, axisDoc_, ndDoc_;
 };
 
 } // namespace
@@ -675,9 +682,8 @@ bool readVmoeCheckpoint(const std::string &prefixOrIndex, TensorMap &out,
   if (!indexFile.open(indexPath, error))
     return false;
   std::deque<detail::FileData> files;
-  VmoeShardSource source = [&](uint64_t shard, uint64_t count,
-                               ByteSpan &bytes, std::string &name,
-                               std::string *why) {
+  VmoeShardSource source = [&](uint64_t shard, uint64_t count, ByteSpan &bytes,
+                               std::string &name, std::string *why) {
     name = vmoeShardPath(prefix, shard, count);
     files.emplace_back();
     if (!files.back().open(name, why))

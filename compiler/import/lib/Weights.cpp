@@ -92,8 +92,8 @@ bool readWeights(const std::string &path, TensorMap &out, std::string *error,
     break;
   }
   if (!detail::fileExists(path)) {
-    *error = "cannot open " + detail::quote(path) +
-             ": no such file, and no " + detail::quote(path + ".index");
+    *error = "cannot open " + detail::quote(path) + ": no such file, and no " +
+             detail::quote(path + ".index");
     return false;
   }
   *error = path +

@@ -1141,6 +1141,15 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   };
   int64_t rowTile = std::min<int64_t>(tiling.rowTile, cap);
   rowTile = std::max<int64_t>(tiling.mr, rowTile / tiling.mr * tiling.mr);
+  // Split the columns only as far as needed for about 64 workgroups: each
+  // split repeats expert-up's gather of its rows.
+  auto panelTileFor = [&](int64_t n) {
+    int64_t panels = ceilDiv(n, tiling.nr);
+    int64_t base = ceilDiv(cap, rowTile) * e * g;
+    int64_t splits = std::clamp<int64_t>(ceilDiv(64, base), 1, panels);
+    return ceilDiv(panels, splits);
+  };
+  int64_t upPanelTile = panelTileFor(m), downPanelTile = panelTileFor(d);
   Value hidden = alloc({e, g, cap, m}, f32);
   {
     // Rows are gathered by slot into the worker's scratch (rounded to bf16
@@ -1174,9 +1183,9 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       });
       int64_t panels = ceilDiv(m, tiling.nr);
       Value panelBegin =
-          arith::MulIOp::create(b, kern.wy, constIndex(b, tiling.panelTile));
+          arith::MulIOp::create(b, kern.wy, constIndex(b, upPanelTile));
       Value panelEnd = minIndex(
-          b, arith::AddIOp::create(b, panelBegin, constIndex(b, tiling.panelTile)),
+          b, arith::AddIOp::create(b, panelBegin, constIndex(b, upPanelTile)),
           constIndex(b, panels));
       auto aIndex = [&](ImplicitLocOpBuilder &b, Value row, Value kk) {
         return SmallVector<Value>{arith::SubIOp::create(b, row, rowBegin), kk};
@@ -1199,7 +1208,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       emitGemmBlock(b, tiling, ops, rowBegin, rowEnd, panelBegin, panelEnd);
     });
     launch(kern,
-           {ceilDiv(cap, rowTile), ceilDiv(ceilDiv(m, tiling.nr), tiling.panelTile),
+           {ceilDiv(cap, rowTile), ceilDiv(ceilDiv(m, tiling.nr), upPanelTile),
             e * g},
            binds, {capacity});
   }
@@ -1218,9 +1227,9 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     ifThen(b, any, [&](ImplicitLocOpBuilder &b) {
       int64_t panels = ceilDiv(d, tiling.nr);
       Value panelBegin =
-          arith::MulIOp::create(b, kern.wy, constIndex(b, tiling.panelTile));
+          arith::MulIOp::create(b, kern.wy, constIndex(b, downPanelTile));
       Value panelEnd = minIndex(
-          b, arith::AddIOp::create(b, panelBegin, constIndex(b, tiling.panelTile)),
+          b, arith::AddIOp::create(b, panelBegin, constIndex(b, downPanelTile)),
           constIndex(b, panels));
       Value kh = kern.bindings[0], kg = kern.bindings[1];
       auto aIndex = [&](ImplicitLocOpBuilder &, Value row, Value kk) {
@@ -1248,7 +1257,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       emitGemmBlock(b, tiling, ops, rowBegin, rowEnd, panelBegin, panelEnd);
     });
     launch(kern,
-           {ceilDiv(cap, rowTile), ceilDiv(ceilDiv(d, tiling.nr), tiling.panelTile),
+           {ceilDiv(cap, rowTile), ceilDiv(ceilDiv(d, tiling.nr), downPanelTile),
             e * g},
            binds, {capacity});
   }

@@ -249,6 +249,9 @@ typedef struct vmoe_session_options_t {
   double capacity_factor;
   /* Batch Prioritized Routing: -1: each layer's default; 0: off; 1: on. */
   int32_t bpr;
+  /* Nonzero: time every dispatch of every run (a clock read per dispatch);
+   * read the totals with vmoe_session_profile. */
+  int32_t profile;
 } vmoe_session_options_t;
 
 /* Defaults: CPU, one thread per CPU, each layer's capacity factor and BPR. */
@@ -331,6 +334,20 @@ VMOE_API vmoe_status_t vmoe_session_expert_load(
 VMOE_API vmoe_status_t vmoe_session_image_coverage(
     const vmoe_session_t *session, uint32_t layer, double *out_shares,
     uint32_t image_count, vmoe_message_t *message);
+
+/* Per-dispatch wall time, in nanoseconds summed over the session's
+ * successful runs, for a session created with `profile` set: out_ns[d] for
+ * dispatch d < dispatch_count (vmoe_module_info_t.dispatch_count); the number
+ * of runs summed goes to *out_runs. FAILED_PRECONDITION without profiling. */
+VMOE_API vmoe_status_t vmoe_session_profile(const vmoe_session_t *session,
+                                            uint64_t *out_ns,
+                                            uint32_t dispatch_count,
+                                            uint64_t *out_runs,
+                                            vmoe_message_t *message);
+
+/* The kernel name of dispatch `index` ("" when out of range or unnamed). */
+VMOE_API const char *vmoe_module_dispatch_kernel(const vmoe_module_t *module,
+                                                 uint32_t index);
 
 #ifdef __cplusplus
 } /* extern "C" */

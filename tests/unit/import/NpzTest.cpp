@@ -7,7 +7,8 @@
 namespace vmoe::import::test {
 namespace {
 
-const char *kF32x3 = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }";
+const char *kF32x3 =
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }";
 
 Bytes npyF32(const std::vector<float> &values) {
   return makeNpy(kF32x3, floatBytes(values));
@@ -53,9 +54,9 @@ TEST(Npz, ReadsNumpySavezCompressedWithParamsPrefix) {
 TEST(Npz, FortranOrderAndHeaderForms) {
   // shape (2, 3) in column-major order: [[0,1,2],[3,4,5]] stored as
   // 0 3 1 4 2 5.
-  Bytes fortran = makeNpy(
-      "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
-      floatBytes({0, 3, 1, 4, 2, 5}));
+  Bytes fortran =
+      makeNpy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+              floatBytes({0, 3, 1, 4, 2, 5}));
   // Double quotes, Python 2 long dimensions, no trailing comma, a scalar.
   Bytes py2 = makeNpy(
       "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (3L,)}",
@@ -64,7 +65,8 @@ TEST(Npz, FortranOrderAndHeaderForms) {
                          "'shape': (), }",
                          Bytes{0, 0, 0, 0, 0, 0, 0x24, 0x40}); // 10.0
   // Format version 2.0: a 4-byte header length.
-  std::string dict = "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }";
+  std::string dict =
+      "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }";
   Bytes v2 = {0x93, 'N', 'U', 'M', 'P', 'Y', 2, 0};
   putLE(v2, dict.size() + 1, 4);
   v2.insert(v2.end(), dict.begin(), dict.end());
@@ -132,7 +134,8 @@ TEST(Npz, BadCrc) {
   // The last byte of the first entry's data (a stored .npy).
   size_t end, cd;
   directory(zip, end, cd);
-  size_t nameLength = zip[26] | zip[27] << 8, extraLength = zip[28] | zip[29] << 8;
+  size_t nameLength = zip[26] | zip[27] << 8,
+         extraLength = zip[28] | zip[29] << 8;
   size_t size = zip[cd + 24] | zip[cd + 25] << 8 | zip[cd + 26] << 16;
   zip[30 + nameLength + extraLength + size - 1] ^= 0x01;
   TensorMap out;
@@ -162,7 +165,8 @@ TEST(Npz, CorruptAndTruncatedDeflate) {
                     "the deflate stream is truncated");
   // Garbage in the stream: a reserved block type (BTYPE 11).
   zip = whole;
-  size_t nameLength = zip[26] | zip[27] << 8, extraLength = zip[28] | zip[29] << 8;
+  size_t nameLength = zip[26] | zip[27] << 8,
+         extraLength = zip[28] | zip[29] << 8;
   zip[30 + nameLength + extraLength] = 0x07;
   EXPECT_FALSE(readMem(zip, out, error));
   EXPECT_NE(error.find("corrupt deflate data"), std::string::npos) << error;
@@ -295,9 +299,9 @@ TEST(Npz, ForgedNpyHeaders) {
   std::string deep = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
   for (int i = 0; i < 40; ++i)
     deep += "1,";
-  EXPECT_FAILS_WITH(readMem(zipOf(makeNpy(deep + "), }", Bytes(4, 0))), out,
-                            error),
-                    error, "'shape' has more than 32 dimensions");
+  EXPECT_FAILS_WITH(
+      readMem(zipOf(makeNpy(deep + "), }", Bytes(4, 0))), out, error), error,
+      "'shape' has more than 32 dimensions");
 }
 
 TEST(Npz, ForgedDirectory) {

@@ -14,20 +14,20 @@ TEST(Msgpack, DecodesEveryForm) {
   Mp m;
   m.arr(15);
   m.i(5).i(-3).i(200).i(40000).i(3000000000LL).i(int64_t(1) << 40).i(-1000000);
-  m.byte(0xcf).be(0xffffffffffffffffull, 8);            // uint64 max
-  m.byte(0xd0).be(0x80, 1);                             // int8 -128
-  m.byte(0xca).be(0x3fc00000, 4);                       // float32 1.5
-  m.byte(0xcb).be(0xc004000000000000ull, 8);            // float64 -2.5
-  m.str(std::string(40, 'x')).bin(Bytes(300, 7));      // str8, bin16
-  m.ext(5, Bytes(3, 1)).ext(6, Bytes(8, 2));           // ext8, fixext8
+  m.byte(0xcf).be(0xffffffffffffffffull, 8);      // uint64 max
+  m.byte(0xd0).be(0x80, 1);                       // int8 -128
+  m.byte(0xca).be(0x3fc00000, 4);                 // float32 1.5
+  m.byte(0xcb).be(0xc004000000000000ull, 8);      // float64 -2.5
+  m.str(std::string(40, 'x')).bin(Bytes(300, 7)); // str8, bin16
+  m.ext(5, Bytes(3, 1)).ext(6, Bytes(8, 2));      // ext8, fixext8
   msgpack::Document doc;
   std::string error;
   ASSERT_TRUE(doc.parse(span(m.b), &error)) << error;
   const msgpack::Value &a = doc.root();
   ASSERT_EQ(a.kind, msgpack::Kind::Array);
   ASSERT_EQ(a.count, 15u);
-  std::vector<int64_t> ints = {5, -3, 200, 40000, 3000000000LL,
-                               int64_t(1) << 40, -1000000};
+  std::vector<int64_t> ints = {
+      5, -3, 200, 40000, 3000000000LL, int64_t(1) << 40, -1000000};
   for (size_t i = 0; i < ints.size(); ++i) {
     EXPECT_EQ(doc.item(a, i).kind, msgpack::Kind::Int);
     EXPECT_EQ(doc.item(a, i).i, ints[i]);
@@ -45,8 +45,8 @@ TEST(Msgpack, DecodesEveryForm) {
   EXPECT_EQ(doc.item(a, 14).size, 8u);
   // Maps, nil, bool and 16/32-bit containers.
   Mp n;
-  n.map(2).str("a").nil().str("b").byte(0xdd).be(2, 4).boolean(true)
-      .boolean(false);
+  n.map(2).str("a").nil().str("b").byte(0xdd).be(2, 4).boolean(true).boolean(
+      false);
   ASSERT_TRUE(doc.parse(span(n.b), &error)) << error;
   EXPECT_EQ(doc.find(doc.root(), "a")->kind, msgpack::Kind::Nil);
   const msgpack::Value *b = doc.find(doc.root(), "b");
@@ -67,18 +67,24 @@ TEST(Msgpack, RejectsMalformedInput) {
                     "truncated: a value at offset 0");
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xcd, 0x01}), &error), error,
                     "truncated: uint at offset 0 needs 2 more bytes");
-  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xdb, 0xff, 0xff, 0xff, 0xff}),
-                              &error),
-                    error, "truncated: str at offset 0 needs 4294967295");
-  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xdd, 0x7f, 0xff, 0xff, 0xff, 0}),
-                              &error),
-                    error, "array of 2147483647 items at offset 0 cannot fit");
+  EXPECT_FAILS_WITH(
+      doc.parse(span(Bytes{0xdb, 0xff, 0xff, 0xff, 0xff}), &error), error,
+      "truncated: str at offset 0 needs 4294967295");
+  EXPECT_FAILS_WITH(
+      doc.parse(span(Bytes{0xdd, 0x7f, 0xff, 0xff, 0xff, 0}), &error), error,
+      "array of 2147483647 items at offset 0 cannot fit");
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xd8, 0x01, 0x00}), &error), error,
                     "truncated: fixext at offset 0 needs 16");
   // Every prefix of a valid document fails cleanly.
   Mp m;
-  m.map(2).str("key").arr(3).i(1).i(300).bin(Bytes(20, 1)).str("e").ext(8,
-                                                                     Bytes(5));
+  m.map(2)
+      .str("key")
+      .arr(3)
+      .i(1)
+      .i(300)
+      .bin(Bytes(20, 1))
+      .str("e")
+      .ext(8, Bytes(5));
   for (size_t cut = 0; cut < m.b.size(); ++cut) {
     Bytes prefix(m.b.begin(), m.b.begin() + cut);
     EXPECT_FALSE(doc.parse(span(prefix), &error)) << cut;
@@ -97,10 +103,11 @@ TEST(Msgpack, RejectsMalformedInput) {
 TEST(Json, ParsesValues) {
   json::Document doc;
   std::string error;
-  ASSERT_TRUE(doc.parse(" {\"a\": [1, -2, 3.5, 1e3, -0, 12345678901234567890],"
-                        " \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"\","
-                        " \"t\": true, \"f\": false, \"n\": null, \"o\": {}} \n",
-                        &error))
+  ASSERT_TRUE(
+      doc.parse(" {\"a\": [1, -2, 3.5, 1e3, -0, 12345678901234567890],"
+                " \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"\","
+                " \"t\": true, \"f\": false, \"n\": null, \"o\": {}} \n",
+                &error))
       << error;
   const json::Value &root = doc.root();
   const json::Value *a = doc.find(root, "a");
@@ -126,23 +133,22 @@ TEST(Json, RejectsMalformedInput) {
   struct Case {
     const char *text, *message;
   };
-  for (Case c : {Case{"", "unexpected end"},
-                 Case{"{\"a\":1,}", "expected a string key"},
-                 Case{"[1,]", "unexpected character"},
-                 Case{"[01]", "leading zero"},
-                 Case{"[1.]", "no digit after '.'"},
-                 Case{"[NaN]", "unexpected character"},
-                 Case{"[1e999]", "number out of range"},
-                 Case{"[\"a\nb\"]", "control character"},
-                 Case{"[\"\\x\"]", "invalid escape"},
-                 Case{"[\"\\ud800\"]", "unpaired high surrogate"},
-                 Case{"[\"\\udc00\"]", "unpaired low surrogate"},
-                 Case{"[\"\xff\"]", "invalid UTF-8"},
-                 Case{"[\"\xc0\xaf\"]", "invalid UTF-8"},
-                 Case{"{\"a\":1,\"a\":2}", "line 1, column 9: duplicate key 'a'"},
-                 Case{"{} {}", "unexpected text after the JSON value"},
-                 Case{"[tru]", "invalid literal"},
-                 Case{"\n\n  [1 2]", "JSON line 3, column 6: expected ','"}})
+  for (Case c :
+       {Case{"", "unexpected end"}, Case{"{\"a\":1,}", "expected a string key"},
+        Case{"[1,]", "unexpected character"}, Case{"[01]", "leading zero"},
+        Case{"[1.]", "no digit after '.'"},
+        Case{"[NaN]", "unexpected character"},
+        Case{"[1e999]", "number out of range"},
+        Case{"[\"a\nb\"]", "control character"},
+        Case{"[\"\\x\"]", "invalid escape"},
+        Case{"[\"\\ud800\"]", "unpaired high surrogate"},
+        Case{"[\"\\udc00\"]", "unpaired low surrogate"},
+        Case{"[\"\xff\"]", "invalid UTF-8"},
+        Case{"[\"\xc0\xaf\"]", "invalid UTF-8"},
+        Case{"{\"a\":1,\"a\":2}", "line 1, column 8: duplicate key 'a'"},
+        Case{"{} {}", "unexpected text after the JSON value"},
+        Case{"[tru]", "invalid literal"},
+        Case{"\n\n  [1 2]", "JSON line 3, column 6: expected ','"}})
     EXPECT_FAILS_WITH(doc.parse(c.text, &error), error, c.message);
   std::string bomb(100000, '[');
   EXPECT_FAILS_WITH(doc.parse(bomb, &error), error,

@@ -9,8 +9,7 @@ namespace {
 
 bool readMem(const Bytes &bytes, TensorMap &out, std::string &error,
              const ReadOptions &options = {}) {
-  return readSafetensors(span(bytes), "mem.safetensors", out, &error,
-                         options);
+  return readSafetensors(span(bytes), "mem.safetensors", out, &error, options);
 }
 
 /// Two float32 tensors, a (2,) at [0, 8) and b (1,) at [8, 12).
@@ -62,14 +61,15 @@ TEST(Safetensors, TruncatedAtSeveralPoints) {
     size_t at;
     const char *message;
   };
-  for (Cut cut : {Cut{0, "too short for a safetensors file"},
-                  Cut{7, "too short for a safetensors file"},
-                  Cut{8, "runs past the end of the 8 bytes"},
-                  Cut{size_t(8 + headerLength / 2), "runs past the end"},
-                  Cut{size_t(8 + headerLength), "run past the end of the 0-byte"},
-                  Cut{size_t(8 + headerLength + 100), "run past the end of the "
-                                                      "100-byte data buffer"},
-                  Cut{whole.size() - 1, "-byte data buffer"}}) {
+  for (Cut cut :
+       {Cut{0, "too short for a safetensors file"},
+        Cut{7, "too short for a safetensors file"},
+        Cut{8, "runs past the end of the 8 bytes"},
+        Cut{size_t(8 + headerLength / 2), "runs past the end"},
+        Cut{size_t(8 + headerLength), "run past the end of the 0-byte"},
+        Cut{size_t(8 + headerLength + 100), "run past the end of the "
+                                            "100-byte data buffer"},
+        Cut{whole.size() - 1, "-byte data buffer"}}) {
     Bytes truncated(whole.begin(), whole.begin() + cut.at);
     TensorMap out;
     std::string error;
@@ -126,8 +126,8 @@ TEST(Safetensors, ForgedOffsets) {
               out, error),
       error, "has too many elements");
   EXPECT_FAILS_WITH(
-      readMem(makeSafetensors(one("[0,8]", "[2,-1]"), data), out, error),
-      error, "'shape' holds something other than non-negative integers");
+      readMem(makeSafetensors(one("[0,8]", "[2,-1]"), data), out, error), error,
+      "'shape' holds something other than non-negative integers");
   // Overlap, a hole, trailing bytes.
   std::string overlap = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
                         "\"data_offsets\":[0,8]},"
@@ -141,7 +141,8 @@ TEST(Safetensors, ForgedOffsets) {
                      "\"b\":{\"dtype\":\"F32\",\"shape\":[1],"
                      "\"data_offsets\":[8,12]}}";
   EXPECT_FAILS_WITH(readMem(makeSafetensors(hole, Bytes(12, 0)), out, error),
-                    error, "bytes [4, 8) of the data buffer belong to no tensor");
+                    error,
+                    "bytes [4, 8) of the data buffer belong to no tensor");
   EXPECT_FAILS_WITH(readMem(makeSafetensors(kTwo, Bytes(16, 0)), out, error),
                     error, "bytes [12, 16) at the end of the data buffer");
   ASSERT_TRUE(readMem(makeSafetensors(kTwo, Bytes(12, 0)), out, error))

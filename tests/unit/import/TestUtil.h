@@ -132,7 +132,8 @@ inline void expectTinyWeights(const TensorMap &weights, DType type) {
   }
 }
 
-// ---- msgpack, as msgpack-python's packb(use_bin_type=True) ----------------------
+// ---- msgpack, as msgpack-python's packb(use_bin_type=True)
+// ----------------------
 
 struct Mp {
   Bytes b;
@@ -198,7 +199,11 @@ struct Mp {
   Mp &ext(int8_t code, const Bytes &payload) {
     size_t n = payload.size();
     if (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) {
-      uint8_t tag = n == 1 ? 0xd4 : n == 2 ? 0xd5 : n == 4 ? 0xd6 : n == 8 ? 0xd7 : 0xd8;
+      uint8_t tag = n == 1   ? 0xd4
+                    : n == 2 ? 0xd5
+                    : n == 4 ? 0xd6
+                    : n == 8 ? 0xd7
+                             : 0xd8;
       byte(tag);
     } else if (n < 256) {
       byte(0xc7).be(n, 1);
@@ -215,8 +220,8 @@ inline Bytes slicePayload(int64_t start, int64_t stop) {
   return Mp().arr(3).i(start).i(stop).nil().b;
 }
 /// SliceNd payload: array of bin Slice payloads.
-inline Bytes sliceNdPayload(
-    const std::vector<std::pair<int64_t, int64_t>> &slices) {
+inline Bytes
+sliceNdPayload(const std::vector<std::pair<int64_t, int64_t>> &slices) {
   Mp m;
   m.arr(slices.size());
   for (auto [a, z] : slices)
@@ -268,7 +273,8 @@ inline bool readCheckpoint(const Bytes &index, const std::vector<Bytes> &shards,
                             options);
 }
 
-// ---- ZIP / .npy / safetensors builders --------------------------------------------
+// ---- ZIP / .npy / safetensors builders
+// --------------------------------------------
 
 inline uint32_t crc32Of(const Bytes &data) {
   uint32_t crc = 0xffffffffu;
@@ -352,7 +358,8 @@ inline ZipRecord addStored(Bytes &local, const std::string &name,
 }
 
 /// A ZIP archive of stored entries (APPNOTE 4.3.7, 4.3.12, 4.3.16).
-inline Bytes makeZip(const std::vector<std::pair<std::string, Bytes>> &entries) {
+inline Bytes
+makeZip(const std::vector<std::pair<std::string, Bytes>> &entries) {
   Bytes local;
   std::vector<ZipRecord> records;
   for (auto &[name, data] : entries)

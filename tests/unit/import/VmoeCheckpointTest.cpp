@@ -27,19 +27,21 @@ Bytes makeIndex(const std::vector<std::pair<std::string, Bytes>> &leaves,
   return m.b;
 }
 
-using Chunk = std::pair<std::vector<std::pair<int64_t, int64_t>>,
-                        std::vector<float>>;
+using Chunk =
+    std::pair<std::vector<std::pair<int64_t, int64_t>>, std::vector<float>>;
 
 /// {magic: true, "<id>": [[[ndarray], SliceNd], ...], ...}.
-Bytes makeShard(const std::vector<std::pair<std::string, std::vector<Chunk>>>
-                    &arrays,
-                const std::string &dtype = "float32") {
+Bytes makeShard(
+    const std::vector<std::pair<std::string, std::vector<Chunk>>> &arrays,
+    const std::string &dtype = "float32") {
   Mp m;
   m.map(1 + arrays.size()).str(kMagic).boolean(true);
   for (auto &[id, chunks] : arrays) {
     m.str(id).arr(chunks.size());
     for (auto &[slice, values] : chunks)
-      m.arr(2).arr(1).ext(1, ndarrayPayload(values, dtype))
+      m.arr(2)
+          .arr(1)
+          .ext(1, ndarrayPayload(values, dtype))
           .ext(6, sliceNdPayload(slice));
   }
   return m.b;
@@ -47,14 +49,15 @@ Bytes makeShard(const std::vector<std::pair<std::string, std::vector<Chunk>>>
 
 /// A 2x3 float32 tensor "w" in one chunk.
 Bytes simpleIndex() {
-  return makeIndex({{"w", indexInfoPayload({2, 3}, "float32",
-                                           {{{0, 2}, {0, 3}}}, {0})}});
+  return makeIndex(
+      {{"w", indexInfoPayload({2, 3}, "float32", {{{0, 2}, {0, 3}}}, {0})}});
 }
 Bytes simpleShard() {
   return makeShard({{"0", {{{{0, 2}, {0, 3}}, {1, 2, 3, 4, 5, 6}}}}});
 }
 
-// ---- the byte examples of the format doc -------------------------------------------
+// ---- the byte examples of the format doc
+// -------------------------------------------
 
 Bytes fromHex(const std::string &hex) {
   Bytes out;
@@ -110,7 +113,8 @@ TEST(VmoeCheckpoint, ReadsTheFormatDocExample) {
   EXPECT_EQ(out["b"].data, (std::vector<float>{0, 1, 2, 3, 4, 5}));
 }
 
-// ---- the generated checkpoints -------------------------------------------------------
+// ---- the generated checkpoints
+// -------------------------------------------------------
 
 TEST(VmoeCheckpoint, ReadsOneShard) {
   REQUIRE_TEST_DATA();
@@ -196,8 +200,7 @@ TEST(VmoeCheckpoint, ReadsOnlyTheParamsOfATrainState) {
   // opt_state leaves first.
   TensorMap out;
   std::string error;
-  ASSERT_TRUE(
-      readVmoeCheckpoint(dataPath("tiny_ckpt_trainstate"), out, &error))
+  ASSERT_TRUE(readVmoeCheckpoint(dataPath("tiny_ckpt_trainstate"), out, &error))
       << error;
   expectTinyWeights(out, DType::F32);
 }
@@ -242,10 +245,10 @@ TEST(VmoeCheckpoint, AssemblesTwoDimensionalChunks) {
         v.push_back(float(4 * r + c));
     return v;
   };
-  Bytes shard0 = makeShard(
-      {{"0", {{slices[0], block(0, 0)}, {slices[3], block(2, 2)}}}});
-  Bytes shard1 = makeShard(
-      {{"0", {{slices[1], block(0, 2)}, {slices[2], block(2, 0)}}}});
+  Bytes shard0 =
+      makeShard({{"0", {{slices[0], block(0, 0)}, {slices[3], block(2, 2)}}}});
+  Bytes shard1 =
+      makeShard({{"0", {{slices[1], block(0, 2)}, {slices[2], block(2, 0)}}}});
   TensorMap out;
   std::string error;
   ASSERT_TRUE(readCheckpoint(index, {shard0, shard1}, out, error)) << error;
@@ -253,14 +256,43 @@ TEST(VmoeCheckpoint, AssemblesTwoDimensionalChunks) {
     EXPECT_EQ(out["w"].data[i], float(i));
 }
 
-// ---- malformed checkpoints -------------------------------------------------------------
+TEST(VmoeCheckpoint, ArrayIdsFollowSortedKeyOrder) {
+  // Keys written out of order: ids follow jax's flatten order, sorted by
+  // code point at every level ("x10" < "x2" < "y"), not the file order.
+  Bytes leaf = indexInfoPayload({1}, "float32", {{{0, 1}}}, {0});
+  Bytes index = Mp().map(3)
+                    .str("shard_count")
+                    .i(1)
+                    .str("version")
+                    .str("20220622")
+                    .str("index")
+                    .map(3)
+                    .str("y")
+                    .ext(8, leaf)
+                    .str("x2")
+                    .ext(8, leaf)
+                    .str("x10")
+                    .ext(8, leaf)
+                    .b;
+  Bytes shard = makeShard({{"0", {{{{0, 1}}, {10}}}},
+                           {"1", {{{{0, 1}}, {2}}}},
+                           {"2", {{{{0, 1}}, {99}}}}});
+  TensorMap out;
+  std::string error;
+  ASSERT_TRUE(readCheckpoint(index, {shard}, out, error)) << error;
+  EXPECT_EQ(out["x10"].data, std::vector<float>{10});
+  EXPECT_EQ(out["x2"].data, std::vector<float>{2});
+  EXPECT_EQ(out["y"].data, std::vector<float>{99});
+}
+
+// ---- malformed checkpoints
+// -------------------------------------------------------------
 
 TEST(VmoeCheckpoint, MissingShardFile) {
   REQUIRE_TEST_DATA();
   std::string dir = std::string(VMOE_IMPORT_TEST_DATA) + "/missing_shard";
   mkdir(dir.c_str(), 0755);
-  writeFile(dir + "/ckpt.index",
-            readFile(dataPath("tiny_ckpt_sharded.index")));
+  writeFile(dir + "/ckpt.index", readFile(dataPath("tiny_ckpt_sharded.index")));
   for (int s = 0; s < 2; ++s)
     writeFile(vmoeShardPath(dir + "/ckpt", s, 3),
               readFile(vmoeShardPath(dataPath("tiny_ckpt_sharded"), s, 3)));
@@ -269,8 +301,7 @@ TEST(VmoeCheckpoint, MissingShardFile) {
   std::string error;
   EXPECT_FAILS_WITH(readVmoeCheckpoint(dir + "/ckpt", out, &error), error,
                     "data shard 2 of 3");
-  EXPECT_NE(error.find("ckpt.data-00002-of-00003"), std::string::npos)
-      << error;
+  EXPECT_NE(error.find("ckpt.data-00002-of-00003"), std::string::npos) << error;
   EXPECT_NE(error.find("No such file"), std::string::npos) << error;
   // A missing index.
   EXPECT_FAILS_WITH(readVmoeCheckpoint(dir + "/nothing", out, &error), error,
@@ -330,9 +361,9 @@ TEST(VmoeCheckpoint, WrongMagic) {
   EXPECT_FAILS_WITH(readCheckpoint(makeZip({{"a.npy", {}}}), {}, out, error),
                     error, "mem.index: ");
   // Unknown version.
-  EXPECT_FAILS_WITH(readCheckpoint(makeIndex({}, 1, "20990101"), {}, out,
-                                   error),
-                    error, "unsupported checkpoint version '20990101'");
+  EXPECT_FAILS_WITH(
+      readCheckpoint(makeIndex({}, 1, "20990101"), {}, out, error), error,
+      "unsupported checkpoint version '20990101'");
 }
 
 TEST(VmoeCheckpoint, ForgedLengths) {
@@ -347,15 +378,36 @@ TEST(VmoeCheckpoint, ForgedLengths) {
   EXPECT_FAILS_WITH(readCheckpoint(index, {}, out, error), error,
                     "truncated: bin at offset 3 needs 4294967280 more bytes");
   // An ext32 claiming more than the file, inside a shard.
-  Bytes shard = Mp().map(2).str(kMagic).boolean(true).str("0").arr(1).arr(2)
-                    .arr(1).byte(0xc9).be(0x7fffffff, 4).byte(1).b;
+  Bytes shard = Mp().map(2)
+                    .str(kMagic)
+                    .boolean(true)
+                    .str("0")
+                    .arr(1)
+                    .arr(2)
+                    .arr(1)
+                    .byte(0xc9)
+                    .be(0x7fffffff, 4)
+                    .byte(1)
+                    .b;
   EXPECT_FAILS_WITH(readCheckpoint(simpleIndex(), {shard}, out, error), error,
                     "mem.data-00000-of-00001: truncated: ext");
   // The ndarray of a chunk claims more elements than its bytes.
-  Bytes nd = Mp().arr(3).arr(1).i(1000000).str("float32")
-                 .bin(floatBytes({1, 2, 3, 4, 5, 6})).b;
-  shard = Mp().map(2).str(kMagic).boolean(true).str("0").arr(1).arr(2).arr(1)
-              .ext(1, nd).ext(6, sliceNdPayload({{0, 2}, {0, 3}})).b;
+  Bytes nd = Mp().arr(3)
+                 .arr(1)
+                 .i(1000000)
+                 .str("float32")
+                 .bin(floatBytes({1, 2, 3, 4, 5, 6}))
+                 .b;
+  shard = Mp().map(2)
+              .str(kMagic)
+              .boolean(true)
+              .str("0")
+              .arr(1)
+              .arr(2)
+              .arr(1)
+              .ext(1, nd)
+              .ext(6, sliceNdPayload({{0, 2}, {0, 3}}))
+              .b;
   EXPECT_FAILS_WITH(readCheckpoint(simpleIndex(), {shard}, out, error), error,
                     "an ndarray of 1000000 elements holds 24 bytes");
 }
@@ -376,29 +428,26 @@ TEST(VmoeCheckpoint, ForgedShapesAndSlices) {
   EXPECT_FAILS_WITH(
       readCheckpoint(index({huge}, {{{0, huge}}}, {0}), {shard}, out, error),
       error, "hold 12 bytes, the slice needs 4398046511104");
-  EXPECT_FAILS_WITH(readCheckpoint(index({huge, huge}, {{{0, huge}, {0, huge}}},
-                                         {0}),
-                                   {shard}, out, error),
-                    error, "has too many elements");
-  // Slices that leave a gap, overlap, or leave the shape.
   EXPECT_FAILS_WITH(
-      readCheckpoint(index({4}, {{{0, 3}}}, {0}), {}, out, error), error,
-      "the slices cover 3 of the 4 elements");
+      readCheckpoint(index({huge, huge}, {{{0, huge}, {0, huge}}}, {0}),
+                     {shard}, out, error),
+      error, "has too many elements");
+  // Slices that leave a gap, overlap, or leave the shape.
+  EXPECT_FAILS_WITH(readCheckpoint(index({4}, {{{0, 3}}}, {0}), {}, out, error),
+                    error, "the slices cover 3 of the 4 elements");
   EXPECT_FAILS_WITH(
       readCheckpoint(index({4}, {{{0, 3}}, {{2, 4}}}, {0, 0}), {}, out, error),
       error, "overlapping slices");
-  EXPECT_FAILS_WITH(
-      readCheckpoint(index({4}, {{{0, 5}}}, {0}), {}, out, error), error,
-      "slice [0:5] is outside the shape (4,)");
+  EXPECT_FAILS_WITH(readCheckpoint(index({4}, {{{0, 5}}}, {0}), {}, out, error),
+                    error, "slice [0:5] is outside the shape (4,)");
   EXPECT_FAILS_WITH(
       readCheckpoint(index({4}, {{{0, 2}, {0, 1}}}, {0}), {}, out, error),
       error, "has 2 axes, the shape (4,) has 1");
   // Equal total volume but overlapping chunks: caught while placing.
   shard = makeShard({{"0", {{{{0, 3}}, {1, 2, 3}}, {{{1, 2}}, {9}}}}});
-  EXPECT_FAILS_WITH(
-      readCheckpoint(index({4}, {{{0, 3}}, {{1, 2}}}, {0, 0}), {shard}, out,
-                     error),
-      error, "chunks of 'w' overlap");
+  EXPECT_FAILS_WITH(readCheckpoint(index({4}, {{{0, 3}}, {{1, 2}}}, {0, 0}),
+                                   {shard}, out, error),
+                    error, "chunks of 'w' overlap");
   // A shard id outside shard_count, and a mismatched list.
   EXPECT_FAILS_WITH(
       readCheckpoint(index({4}, {{{0, 4}}}, {5}, 2), {}, out, error), error,
@@ -440,8 +489,8 @@ TEST(VmoeCheckpoint, ChunksMustMatchTheIndex) {
                     "mem.data-00000-of-00002: 'v': holds the chunk [0:2] that "
                     "the index places in shard 1");
   // A subchunk of another dtype.
-  shard = makeShard({{"0", {{{{0, 2}, {0, 3}}, {1, 2, 3, 4, 5, 6}}}}},
-                    "float16");
+  shard =
+      makeShard({{"0", {{{{0, 2}, {0, 3}}, {1, 2, 3, 4, 5, 6}}}}}, "float16");
   EXPECT_FAILS_WITH(readCheckpoint(simpleIndex(), {shard}, out, error), error,
                     "a subchunk has dtype 'float16', the index says 'float32'");
   // Too few bytes for the slice.
@@ -449,8 +498,8 @@ TEST(VmoeCheckpoint, ChunksMustMatchTheIndex) {
   EXPECT_FAILS_WITH(readCheckpoint(simpleIndex(), {shard}, out, error), error,
                     "hold 12 bytes, the slice needs 24");
   // An array id past the index.
-  shard = makeShard({{"0", {{{{0, 2}, {0, 3}}, {1, 2, 3, 4, 5, 6}}}},
-                     {"7", {}}});
+  shard =
+      makeShard({{"0", {{{{0, 2}, {0, 3}}, {1, 2, 3, 4, 5, 6}}}}, {"7", {}}});
   EXPECT_FAILS_WITH(readCheckpoint(simpleIndex(), {shard}, out, error), error,
                     "array id 7 is past the 1 arrays of the index");
   shard = makeShard({{"x", {}}});
@@ -462,8 +511,8 @@ TEST(VmoeCheckpoint, WrongDtype) {
   TensorMap out;
   std::string error;
   for (const char *dtype : {"int32", "complex64", "uint8"}) {
-    Bytes index = makeIndex(
-        {{"w", indexInfoPayload({2}, dtype, {{{0, 2}}}, {0})}});
+    Bytes index =
+        makeIndex({{"w", indexInfoPayload({2}, dtype, {{{0, 2}}}, {0})}});
     EXPECT_FAILS_WITH(readCheckpoint(index, {}, out, error), error,
                       std::string("tensor 'w' has dtype '") + dtype + "'");
   }
@@ -499,17 +548,33 @@ TEST(VmoeCheckpoint, NestingBombs) {
 TEST(VmoeCheckpoint, DuplicateKeys) {
   TensorMap out;
   std::string error;
-  Bytes index = Mp().map(3).str("shard_count").i(1).str("shard_count").i(2)
-                    .str("index").map(0).b;
+  Bytes index = Mp().map(3)
+                    .str("shard_count")
+                    .i(1)
+                    .str("shard_count")
+                    .i(2)
+                    .str("index")
+                    .map(0)
+                    .b;
   EXPECT_FAILS_WITH(readCheckpoint(index, {}, out, error), error,
                     "duplicate key 'shard_count' in the top-level map");
   Bytes leaf = indexInfoPayload({2}, "float32", {{{0, 2}}}, {0});
-  index = Mp().map(2).str("shard_count").i(1).str("index").map(1).str("a")
-              .map(2).str("kernel").ext(8, leaf).str("kernel").ext(8, leaf).b;
+  index = Mp().map(2)
+              .str("shard_count")
+              .i(1)
+              .str("index")
+              .map(1)
+              .str("a")
+              .map(2)
+              .str("kernel")
+              .ext(8, leaf)
+              .str("kernel")
+              .ext(8, leaf)
+              .b;
   EXPECT_FAILS_WITH(readCheckpoint(index, {}, out, error), error,
                     "duplicate key 'kernel' in 'a'");
-  Bytes shard = Mp().map(3).str(kMagic).boolean(true).str("0").arr(0).str("0")
-                    .arr(0).b;
+  Bytes shard =
+      Mp().map(3).str(kMagic).boolean(true).str("0").arr(0).str("0").arr(0).b;
   EXPECT_FAILS_WITH(readCheckpoint(simpleIndex(), {shard}, out, error), error,
                     "mem.data-00000-of-00001: duplicate key '0'");
   // Names that collide once "params/" is stripped never arise from one
@@ -524,8 +589,8 @@ TEST(VmoeCheckpoint, BadIndexInfo) {
   TensorMap out;
   std::string error;
   // A leaf that is not ext 8.
-  Bytes index = Mp().map(2).str("shard_count").i(1).str("index").map(1)
-                    .str("w").i(3).b;
+  Bytes index =
+      Mp().map(2).str("shard_count").i(1).str("index").map(1).str("w").i(3).b;
   EXPECT_FAILS_WITH(readCheckpoint(index, {}, out, error), error,
                     "index entry 'w' is int, expected an IndexInfo");
   index = makeIndex({{"w", Mp().arr(2).nil().nil().b}});
@@ -536,8 +601,8 @@ TEST(VmoeCheckpoint, BadIndexInfo) {
   Bytes slice = Mp().arr(3).i(0).i(4).i(2).b;
   Bytes sliceNd = Mp().arr(1).bin(slice).b;
   Bytes sa = Mp().arr(4).arr(1).i(4).str("float32").boolean(false).map(0).b;
-  index = makeIndex(
-      {{"w", Mp().arr(3).bin(sa).arr(1).bin(sliceNd).arr(1).i(0).b}});
+  index =
+      makeIndex({{"w", Mp().arr(3).bin(sa).arr(1).bin(sliceNd).arr(1).i(0).b}});
   EXPECT_FAILS_WITH(readCheckpoint(index, {}, out, error), error,
                     "a Slice has a step other than nil");
   // shard_count out of range.

@@ -2,6 +2,9 @@
 
 #include "TestUtil.h"
 
+#include <algorithm>
+#include <numeric>
+
 using namespace vmoe::reference;
 using namespace vmoe::reference::test;
 
@@ -191,6 +194,67 @@ TEST(RouterTest, GatesAreSoftmaxOfLogitsWithoutBias) {
   // Token 0 logits (1, 2, 3); token 1 logits (0, 0, 2).
   Tensor expected = softmaxLastAxis(Tensor({2, 3}, {1, 2, 3, 0, 0, 2}));
   EXPECT_TRUE(bitwiseEqual(gates, expected.reshaped({1, 2, 3})));
+}
+
+} // namespace
+
+namespace {
+
+/// vmoe's vectorised form of the assignment (routing.py): flatten the
+/// choices k-major in the priority order, one-hot over experts, cumulative
+/// sum minus one gives each assignment's position, and the inverse
+/// permutation puts positions back in token order. Written independently of
+/// the greedy loop in Routing.cpp.
+IntTensor vectorisedPositions(const Tensor &topValues,
+                              const IntTensor &topIndices, int64_t numExperts,
+                              bool batchPriority) {
+  int64_t g = topValues.dim(0), s = topValues.dim(1), k = topValues.dim(2);
+  IntTensor positions({g, s, k});
+  for (int64_t gi = 0; gi < g; ++gi) {
+    std::vector<int64_t> perm(s);
+    std::iota(perm.begin(), perm.end(), 0);
+    if (batchPriority)
+      std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
+        return -topValues.at(gi, a, 0) < -topValues.at(gi, b, 0);
+      });
+    // one_hot[(j, i), e] over the k-major flattening of permuted tokens.
+    std::vector<int32_t> cumsum(numExperts, 0);
+    std::vector<int32_t> flatPos(k * s);
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t i = 0; i < s; ++i) {
+        int32_t e = topIndices.at(gi, perm[i], j);
+        flatPos[j * s + i] = ++cumsum[e] - 1;
+      }
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t i = 0; i < s; ++i)
+        positions.at(gi, perm[i], j) = flatPos[j * s + i];
+  }
+  return positions;
+}
+
+TEST(SlotAssignmentProperty, GreedyLoopEqualsVectorisedForm) {
+  std::mt19937 rng(1234);
+  for (int trial = 0; trial < 200; ++trial) {
+    int64_t g = 1 + rng() % 3, s = 1 + rng() % 24, e = 1 + rng() % 6;
+    int64_t k = 1 + rng() % e;
+    // Few distinct values: many ties in gates and in top-1 priorities.
+    Tensor gates({g, s, e});
+    for (float &v : gates.data)
+      v = static_cast<float>(rng() % 4) / 4.0f;
+    TopK top = topK(gates, k);
+    int64_t capacity = 1 + rng() % (s + 2);
+    for (bool bpr : {false, true}) {
+      SlotAssignment greedy = assignSlots(top.values, top.indices, e,
+                                          capacity, bpr);
+      IntTensor vectorised =
+          vectorisedPositions(top.values, top.indices, e, bpr);
+      ASSERT_EQ(greedy.positions.data, vectorised.data)
+          << "trial " << trial << (bpr ? " with BPR" : " vanilla");
+      for (size_t i = 0; i < vectorised.data.size(); ++i)
+        ASSERT_EQ(greedy.slots.data[i],
+                  vectorised.data[i] < capacity ? vectorised.data[i] : -1);
+    }
+  }
 }
 
 } // namespace

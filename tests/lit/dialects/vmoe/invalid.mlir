@@ -322,3 +322,109 @@ func.func @capacity_knob_maximum() -> index {
   %c = vmoe.capacity %cf {num_tokens = 16, num_experts = 8, max_capacity_factor = 1.0 : f64} : f64
   return %c : index
 }
+
+// -----
+
+func.func @moe_rank(%x: tensor<4xf32>, %r: tensor<4x2xf32>, %w1: tensor<2x4x8xf32>,
+                    %b1: tensor<2x8xf32>, %w2: tensor<2x8x4xf32>, %b2: tensor<2x4xf32>) {
+  // expected-error @+1 {{'vmoe.sparse_moe' op expects input of rank >= 2 (... x tokens x hidden), got 'tensor<4xf32>'}}
+  %y = vmoe.sparse_moe %x, %r, %w1, %b1, %w2, %b2 {num_experts = 2, group_size = 1, capacity = 1}
+      : (tensor<4xf32>, tensor<4x2xf32>, tensor<2x4x8xf32>, tensor<2x8xf32>, tensor<2x8x4xf32>, tensor<2x4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @moe_result_type(%x: tensor<16x4xf32>, %r: tensor<4x2xf32>, %w1: tensor<2x4x8xf32>,
+                           %b1: tensor<2x8xf32>, %w2: tensor<2x8x4xf32>, %b2: tensor<2x4xf32>) {
+  // expected-error @+1 {{'vmoe.sparse_moe' op expects the result type to equal the input type 'tensor<16x4xf32>', got 'tensor<8x4xf32>'}}
+  %y = vmoe.sparse_moe %x, %r, %w1, %b1, %w2, %b2 {num_experts = 2, group_size = 16, capacity = 4}
+      : (tensor<16x4xf32>, tensor<4x2xf32>, tensor<2x4x8xf32>, tensor<2x8xf32>, tensor<2x8x4xf32>, tensor<2x4xf32>) -> tensor<8x4xf32>
+  return
+}
+
+// -----
+
+func.func @moe_max_cf_with_capacity(%x: tensor<16x4xf32>, %r: tensor<4x2xf32>, %w1: tensor<2x4x8xf32>,
+                                    %b1: tensor<2x8xf32>, %w2: tensor<2x8x4xf32>, %b2: tensor<2x4xf32>) {
+  // expected-error @+1 {{'vmoe.sparse_moe' op max_capacity_factor needs capacity_factor; an explicit capacity is fixed at compile time}}
+  %y = vmoe.sparse_moe %x, %r, %w1, %b1, %w2, %b2 {num_experts = 2, group_size = 16, capacity = 4, max_capacity_factor = 2.0 : f64}
+      : (tensor<16x4xf32>, tensor<4x2xf32>, tensor<2x4x8xf32>, tensor<2x8xf32>, tensor<2x8x4xf32>, tensor<2x4xf32>) -> tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @expert_mlp_rank(%b: tensor<8xf32>, %w1: tensor<8x32x64xf32>, %b1: tensor<8x64xf32>,
+                           %w2: tensor<8x64x32xf32>, %b2: tensor<8x32xf32>) {
+  // expected-error @+1 {{'vmoe.expert_mlp' op expects buffers of rank >= 2 (experts x ... x hidden), got 'tensor<8xf32>'}}
+  %y = vmoe.expert_mlp %b, %w1, %b1, %w2, %b2 : tensor<8xf32>, tensor<8x32x64xf32>,
+      tensor<8x64xf32>, tensor<8x64x32xf32>, tensor<8x32xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @router_result(%x: tensor<2x16x32xf32>, %w: tensor<32x8xf32>) {
+  // expected-error @+1 {{'vmoe.router' op expects gates of shape 2x16x8 (groups x tokens x experts), got 'tensor<2x16x4xf32>'}}
+  %g = vmoe.router %x, %w : tensor<2x16x32xf32>, tensor<32x8xf32> -> tensor<2x16x4xf32>
+  return
+}
+
+// -----
+
+func.func @assign_k_exceeds(%i: tensor<2x16x3xi32>, %v: tensor<2x16x3xf32>, %c: index, %b: i1) {
+  // expected-error @+1 {{'vmoe.assign_slots' op k = 3 choices per token exceed num_experts = 2}}
+  %s, %n = vmoe.assign_slots %i, %v, %c, %b {num_experts = 2, max_capacity = 8}
+      : tensor<2x16x3xi32>, tensor<2x16x3xf32> -> tensor<2x16x3xi32>, tensor<2x2xi32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_zero_capacity(%g: tensor<1x8x4xf32>) {
+  %c = arith.constant 0 : index
+  // expected-error @+1 {{'vmoe.expert_choice' op capacity must be at least 1, got 0}}
+  %e, %s, %w = vmoe.expert_choice %g, %c {max_capacity = 4}
+      : tensor<1x8x4xf32> -> tensor<1x8x4xi32>, tensor<1x8x4xi32>, tensor<1x8x4xf32>
+  return
+}
+
+// -----
+
+func.func @layer_norm_epsilon(%x: tensor<2x8xf32>, %s: tensor<8xf32>) {
+  // expected-error @+1 {{'vmoe.layer_norm' op epsilon must be >= 0, got -1.000000e+00}}
+  %n = vmoe.layer_norm %x, %s, %s {epsilon = -1.0 : f64} : (tensor<2x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @patch_too_big(%i: tensor<1x8x8x3xf32>, %k: tensor<16x16x3x8xf32>, %b: tensor<8xf32>) {
+  // expected-error @+1 {{'vmoe.patch_embed' op patch 16x16 does not fit in the image 8x8}}
+  %p = vmoe.patch_embed %i, %k, %b : (tensor<1x8x8x3xf32>, tensor<16x16x3x8xf32>, tensor<8xf32>) -> tensor<1x0x8xf32>
+  return
+}
+
+// -----
+
+func.func @encoder_block_arg(%x: tensor<1x4x8xf32>, %s: tensor<8xf32>, %qk: tensor<8x2x4xf32>,
+                             %qb: tensor<2x4xf32>, %ok: tensor<2x4x8xf32>) {
+  // expected-error @+1 {{'vmoe.encoder_block' op expects the mlp region to take one argument of type 'tensor<1x4x8xf32>' (the normalised tokens)}}
+  %b = vmoe.encoder_block %x, %s, %s, %qk, %qb, %qk, %qb, %qk, %qb, %ok, %s, %s, %s
+      : (tensor<1x4x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<8x2x4xf32>, tensor<2x4xf32>,
+         tensor<8x2x4xf32>, tensor<2x4xf32>, tensor<8x2x4xf32>, tensor<2x4xf32>,
+         tensor<2x4x8xf32>, tensor<8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32> {
+  ^bb0(%h: tensor<1x4x4xf32>):
+    vmoe.yield %x : tensor<1x4x8xf32>
+  }
+  return
+}
+
+// -----
+
+func.func @head_batch(%x: tensor<2x17x8xf32>, %k: tensor<8x10xf32>, %b: tensor<10xf32>) {
+  // expected-error @+1 {{'vmoe.classifier_head' op expects result of shape 2x10 (batch x classes), got 'tensor<3x10xf32>'}}
+  %l = vmoe.classifier_head %x head(%k, %b) : (tensor<2x17x8xf32>, tensor<8x10xf32>, tensor<10xf32>) -> tensor<3x10xf32>
+  return
+}

@@ -106,8 +106,7 @@ bool checkModelConfig(const ModelConfig &config, std::string *error);
 /// batch 8 (one group), token classifier, representation_size = hidden
 /// size, 224 px, 1000 classes, bfloat16 dispatch, no BPR. Examples:
 /// "vmoe-b16-e8-every2", "vmoe-s32-e8-last2", "vmoe-h14-e32-last5".
-bool presetConfig(std::string_view name, ModelConfig &out,
-                  std::string *error);
+bool presetConfig(std::string_view name, ModelConfig &out, std::string *error);
 /// One name per architecture and common variant, for help texts.
 std::vector<std::string> presetExamples();
 

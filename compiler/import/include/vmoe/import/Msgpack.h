@@ -67,7 +67,8 @@ struct Value {
 
 class Document {
 public:
-  /// Parses `bytes`; on failure `error` says what is wrong and where
+  /// Parses `bytes` (a Document may be reused: its buffers are kept); on
+  /// failure `error` says what is wrong and where
   /// ("truncated: str of 20 bytes at offset 12 runs past the end of the 30
   /// bytes").
   bool parse(ByteSpan bytes, std::string *error, const ReadLimits &limits = {});
@@ -84,6 +85,7 @@ public:
 private:
   std::vector<Value> values_;
   std::vector<uint32_t> children_;
+  std::vector<uint32_t> stack_; // scratch, kept between parses
 };
 
 } // namespace vmoe::import::msgpack

@@ -17,8 +17,7 @@ const char *formatName(WeightsFormat format);
 /// ".index" or one of its ".data-nnnnn-of-NNNNN" files; an .npz (by suffix
 /// or the ZIP signature); a .safetensors file (by suffix or a header length
 /// followed by '{'). `prefix` receives the checkpoint prefix, or the path.
-WeightsFormat detectWeightsFormat(const std::string &path,
-                                  std::string &prefix);
+WeightsFormat detectWeightsFormat(const std::string &path, std::string &prefix);
 
 /// Reads `path` in whichever format it is in.
 bool readWeights(const std::string &path, TensorMap &out, std::string *error,
