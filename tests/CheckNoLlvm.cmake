@@ -5,7 +5,7 @@ execute_process(COMMAND readelf -d ${BINARY} OUTPUT_VARIABLE dynamic
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "readelf failed on ${BINARY}")
 endif()
-if(dynamic MATCHES "lib(LLVM|MLIR)[^ ]*")
+if(dynamic MATCHES "lib(LLVM|MLIR)[A-Za-z0-9._-]*")
   message(FATAL_ERROR "${BINARY} needs ${CMAKE_MATCH_0}; the runtime must not")
 endif()
 execute_process(COMMAND nm -C ${BINARY} OUTPUT_VARIABLE symbols)
