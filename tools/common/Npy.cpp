@@ -85,9 +85,11 @@ bool parseNpy(const std::vector<uint8_t> &bytes, NpyArray &out,
     return false;
   }
   out.dtype = header.substr(pos + 1, end - pos - 1);
-  if (out.dtype != "<f4" && out.dtype != "<i4") {
+  if (out.dtype == "u1")
+    out.dtype = "|u1";
+  if (out.dtype != "<f4" && out.dtype != "<i4" && out.dtype != "|u1") {
     *error = ".npy dtype " + out.dtype +
-             " is not supported (float32 '<f4' or int32 '<i4')";
+             " is not supported (float32 '<f4', int32 '<i4' or uint8 '|u1')";
     return false;
   }
   if (!findValue(header, "fortran_order", pos) ||
@@ -119,7 +121,7 @@ bool parseNpy(const std::vector<uint8_t> &bytes, NpyArray &out,
       *error = ".npy header has a bad shape";
       return false;
     }
-    if (dim != 0 && count > std::numeric_limits<uint64_t>::max() / 4 / dim) {
+    if (dim != 0 && count > std::numeric_limits<uint64_t>::max() / 8 / dim) {
       *error = ".npy shape overflows";
       return false;
     }
@@ -128,7 +130,7 @@ bool parseNpy(const std::vector<uint8_t> &bytes, NpyArray &out,
     p = after;
   }
   size_t dataStart = headerStart + headerLen;
-  uint64_t size = count * 4;
+  uint64_t size = count * (out.dtype == "|u1" ? 1 : 4);
   if (bytes.size() - dataStart != size) {
     *error = ".npy data holds " + std::to_string(bytes.size() - dataStart) +
              " bytes, the shape needs " + std::to_string(size);

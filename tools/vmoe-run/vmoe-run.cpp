@@ -28,8 +28,11 @@ namespace {
 
 const char *kUsage =
     "usage: vmoe-run MODULE [options]\n"
-    "  --input FILE.npy        float32 input of the model's input shape\n"
-    "                          (default: deterministic random values in [-1, 1])\n"
+    "  --input FILE.npy        images: float32 in [-1, 1] or uint8 pixels, any\n"
+    "                          number of them (run in chunks of the compiled\n"
+    "                          batch; default: one batch of random values)\n"
+    "  --labels FILE.npy       int32/uint8 labels: report the accuracy\n"
+    "  --show N                images whose classes are printed (default 8)\n"
     "  --seed N                seed of the random input (default 0)\n"
     "  --output FILE.npy       write the first output\n"
     "  --capacity-factor X     capacity factor of every MoE layer for this run\n"
@@ -44,13 +47,14 @@ const char *kUsage =
     "  --info                  print the module's contents and exit\n";
 
 struct Options {
-  std::string module, input, output;
+  std::string module, input, output, labels;
   uint64_t seed = 0;
   double capacityFactor = 0.0;
   int bpr = -1;
   uint32_t threads = 0;
   int repeat = 1;
   int top = 5;
+  int64_t show = 8;
   bool quiet = false, info = false, profile = false;
 };
 
@@ -94,6 +98,16 @@ int parseArgs(int argc, char **argv, Options &o) {
       if (!v)
         return 2;
       o.input = v;
+    } else if (a == "--labels") {
+      const char *v = value("--labels");
+      if (!v)
+        return 2;
+      o.labels = v;
+    } else if (a == "--show") {
+      const char *v = value("--show");
+      if (!v || !parseInt(v, 0, INT64_MAX, n))
+        return fail("--show needs a non-negative integer"), 2;
+      o.show = n;
     } else if (a == "--output") {
       const char *v = value("--output");
       if (!v)
@@ -227,8 +241,14 @@ int main(int argc, char **argv) {
     vmoe_module_release(module);
     return fail(msg.text);
   }
+  // The input: N images, run in chunks of the compiled batch. float32 must
+  // already be in the model's range; uint8 pixels are mapped to [-1, 1] as
+  // vmoe's value_range(-1, 1) does (x / 255 * 2 - 1).
   std::vector<int64_t> inShape(in.shape, in.shape + in.rank);
-  std::vector<float> input(in.size_bytes / 4);
+  int64_t batch = inShape.empty() ? 1 : inShape[0];
+  uint64_t itemFloats = in.size_bytes / 4 / std::max<int64_t>(batch, 1);
+  std::vector<float> input;
+  int64_t images = batch;
   if (!o.input.empty()) {
     vmoe::tools::NpyArray array;
     std::string error;
@@ -236,19 +256,67 @@ int main(int argc, char **argv) {
       vmoe_module_release(module);
       return fail(error);
     }
-    if (array.dtype != "<f4" || array.shape != inShape) {
+    // An item shape without the channel dim is accepted for 1 channel.
+    std::vector<int64_t> item(inShape.begin() + 1, inShape.end());
+    std::vector<int64_t> got(array.shape.begin() + (array.shape.empty() ? 0 : 1),
+                             array.shape.end());
+    if (got.size() + 1 == item.size() && item.back() == 1)
+      got.push_back(1);
+    bool dtypeOk = array.dtype == "<f4" || array.dtype == "|u1";
+    if (!dtypeOk || array.shape.empty() || got != item) {
       vmoe_module_release(module);
+      std::vector<int64_t> want = {-1};
+      want.insert(want.end(), item.begin(), item.end());
       return fail(o.input + " holds " + array.dtype + " " +
                   shapeString(array.shape.data(), array.shape.size()) +
-                  ", the model takes float32 " +
-                  shapeString(inShape.data(), inShape.size()));
+                  ", the model takes float32 or uint8 images of shape " +
+                  shapeString(want.data(), want.size()) +
+                  " (any number of images)");
     }
-    std::memcpy(input.data(), array.data.data(), array.data.size());
+    images = array.shape[0];
+    input.resize(images * itemFloats);
+    if (array.dtype == "<f4") {
+      std::memcpy(input.data(), array.data.data(), input.size() * 4);
+    } else {
+      for (size_t i = 0; i < input.size(); ++i)
+        input[i] = static_cast<float>(array.data[i]) / 255.0f * 2.0f - 1.0f;
+    }
   } else {
+    input.resize(images * itemFloats);
     std::mt19937_64 rng(o.seed);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     for (float &v : input)
       v = dist(rng);
+  }
+  std::vector<int32_t> labels;
+  if (!o.labels.empty()) {
+    vmoe::tools::NpyArray array;
+    std::string error;
+    if (!vmoe::tools::readNpy(o.labels, array, &error)) {
+      vmoe_module_release(module);
+      return fail(error);
+    }
+    if (array.shape.size() != 1 || array.shape[0] != images ||
+        (array.dtype != "<i4" && array.dtype != "|u1")) {
+      vmoe_module_release(module);
+      return fail(o.labels + ": expected " + std::to_string(images) +
+                  " int32 or uint8 labels");
+    }
+    labels.resize(images);
+    for (int64_t i = 0; i < images; ++i)
+      labels[i] = array.dtype == "|u1"
+                      ? array.data[i]
+                      : reinterpret_cast<const int32_t *>(array.data.data())[i];
+  }
+  // A last partial chunk is padded with zero images, which take part in
+  // routing as vmoe's padded eval batches do.
+  int64_t chunks = (images + batch - 1) / batch;
+  if (images % batch != 0) {
+    if (!o.quiet)
+      std::printf("note: %" PRId64 " images padded to %" PRId64
+                  " (batch %" PRId64 ")\n",
+                  images, chunks * batch, batch);
+    input.resize(chunks * batch * itemFloats, 0.0f);
   }
 
   std::vector<std::vector<float>> outputs(info.output_count);
@@ -256,12 +324,8 @@ int main(int argc, char **argv) {
   std::vector<vmoe_tensor_info_t> outInfos(info.output_count);
   for (uint32_t i = 0; i < info.output_count; ++i) {
     vmoe_module_output_info(module, i, &outInfos[i], &msg);
-    outputs[i].resize(outInfos[i].size_bytes / 4);
-    outTensors[i] = {outInfos[i].dtype, outInfos[i].rank, outInfos[i].shape,
-                     outputs[i].data(), outInfos[i].size_bytes};
+    outputs[i].resize(chunks * (outInfos[i].size_bytes / 4));
   }
-  vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, in.rank, in.shape, input.data(),
-                            in.size_bytes};
 
   vmoe_session_options_t sopts;
   vmoe_session_options_init(&sopts);
@@ -273,58 +337,99 @@ int main(int argc, char **argv) {
     return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
   }
   vmoe_run_options_t ropts = {o.capacityFactor, o.bpr};
+  // Routing statistics summed over the chunks of the last repetition.
+  std::vector<vmoe_routing_stats_t> layerStats(info.moe_layer_count);
+  std::vector<double> minCoverage(info.moe_layer_count, 1.0);
   std::vector<double> times;
   for (int r = 0; r < o.repeat; ++r) {
+    std::fill(layerStats.begin(), layerStats.end(), vmoe_routing_stats_t{});
+    std::fill(minCoverage.begin(), minCoverage.end(), 1.0);
     auto t0 = std::chrono::steady_clock::now();
-    vmoe_status_t st =
-        vmoe_session_run(session, &inTensor, 1, outTensors.data(),
-                         outTensors.size(), &ropts, &msg);
-    auto t1 = std::chrono::steady_clock::now();
-    if (st) {
-      vmoe_session_destroy(session);
-      vmoe_module_release(module);
-      return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
+    double statsTime = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, in.rank, in.shape,
+                                input.data() + c * batch * itemFloats,
+                                in.size_bytes};
+      for (uint32_t i = 0; i < info.output_count; ++i)
+        outTensors[i] = {outInfos[i].dtype, outInfos[i].rank,
+                         outInfos[i].shape,
+                         outputs[i].data() + c * (outInfos[i].size_bytes / 4),
+                         outInfos[i].size_bytes};
+      vmoe_status_t st =
+          vmoe_session_run(session, &inTensor, 1, outTensors.data(),
+                           outTensors.size(), &ropts, &msg);
+      if (st) {
+        vmoe_session_destroy(session);
+        vmoe_module_release(module);
+        return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
+      }
+      // Reading the statistics is not part of inference: keep it out of the
+      // timing.
+      auto s0 = std::chrono::steady_clock::now();
+      for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
+        vmoe_routing_stats_t s;
+        if (vmoe_session_routing_stats(session, l, &s, &msg) != VMOE_STATUS_OK)
+          continue;
+        vmoe_routing_stats_t &t = layerStats[l];
+        t.capacity = s.capacity;
+        t.capacity_factor = s.capacity_factor;
+        t.bpr = s.bpr;
+        t.assignments += s.assignments;
+        t.assignments_kept += s.assignments_kept;
+        t.assignments_dropped += s.assignments_dropped;
+        std::vector<double> shares(s.image_count);
+        vmoe_session_image_coverage(session, l, shares.data(), s.image_count,
+                                    &msg);
+        int64_t real = std::min<int64_t>(batch, images - c * batch);
+        for (int64_t b = 0; b < real && b < (int64_t)shares.size(); ++b)
+          minCoverage[l] = std::min(minCoverage[l], shares[b]);
+      }
+      statsTime += std::chrono::duration<double, std::milli>(
+                       std::chrono::steady_clock::now() - s0)
+                       .count();
     }
-    times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    auto t1 = std::chrono::steady_clock::now();
+    times.push_back(
+        std::chrono::duration<double, std::milli>(t1 - t0).count() - statsTime);
   }
   std::sort(times.begin(), times.end());
   double median = times[times.size() / 2];
 
-  int64_t batch = inShape.empty() ? 1 : inShape[0];
-  if (!o.quiet && info.output_count > 0 && outInfos[0].rank == 2) {
-    int64_t classes = outInfos[0].shape[1];
-    for (int64_t b = 0; b < batch; ++b) {
-      const float *logits = outputs[0].data() + b * classes;
-      std::vector<int64_t> idx(classes);
-      std::iota(idx.begin(), idx.end(), 0);
-      int top = std::min<int64_t>(o.top, classes);
-      std::partial_sort(idx.begin(), idx.begin() + top, idx.end(),
-                        [&](int64_t x, int64_t y) {
-                          return logits[x] > logits[y] ||
-                                 (logits[x] == logits[y] && x < y);
-                        });
-      std::printf("image %" PRId64 ":", b);
-      for (int j = 0; j < top; ++j) {
-        const char *name = vmoe_module_class_name(module, idx[j]);
-        if (name && *name)
-          std::printf(" %s (%.4f)", name, logits[idx[j]]);
-        else
-          std::printf(" %" PRId64 " (%.4f)", idx[j], logits[idx[j]]);
-      }
-      std::printf("\n");
+  int64_t correct = 0;
+  bool classify = info.output_count > 0 && outInfos[0].rank == 2;
+  int64_t classes = classify ? outInfos[0].shape[1] : 0;
+  for (int64_t b = 0; classify && b < images; ++b) {
+    const float *logits = outputs[0].data() + b * classes;
+    std::vector<int64_t> idx(classes);
+    std::iota(idx.begin(), idx.end(), 0);
+    int top = std::min<int64_t>(o.top, classes);
+    std::partial_sort(idx.begin(), idx.begin() + std::max(top, 1), idx.end(),
+                      [&](int64_t x, int64_t y) {
+                        return logits[x] > logits[y] ||
+                               (logits[x] == logits[y] && x < y);
+                      });
+    if (!labels.empty() && idx[0] == labels[b])
+      ++correct;
+    if (o.quiet || b >= o.show)
+      continue;
+    std::printf("image %" PRId64 ":", b);
+    for (int j = 0; j < top; ++j) {
+      const char *name = vmoe_module_class_name(module, idx[j]);
+      if (name && *name)
+        std::printf(" %s (%.4f)", name, logits[idx[j]]);
+      else
+        std::printf(" %" PRId64 " (%.4f)", idx[j], logits[idx[j]]);
     }
+    if (!labels.empty())
+      std::printf("  [label %d]", labels[b]);
+    std::printf("\n");
   }
-  if (!o.quiet) {
-    for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
-      vmoe_routing_stats_t s;
-      if (vmoe_session_routing_stats(session, l, &s, &msg) != VMOE_STATUS_OK)
-        continue;
-      std::vector<double> shares(s.image_count);
-      vmoe_session_image_coverage(session, l, shares.data(), s.image_count,
-                                  &msg);
-      double minShare = shares.empty()
-                            ? 0.0
-                            : *std::min_element(shares.begin(), shares.end());
+  uint64_t assignments = 0, kept = 0;
+  for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
+    const vmoe_routing_stats_t &s = layerStats[l];
+    assignments += s.assignments;
+    kept += s.assignments_kept;
+    if (!o.quiet)
       std::printf("MoE layer %u: capacity %u (factor %.3g), BPR %s, kept %" PRIu64
                   " of %" PRIu64 " assignments (%.1f%%), least-covered image "
                   "%.1f%% of its tokens\n",
@@ -332,30 +437,23 @@ int main(int argc, char **argv) {
                   s.assignments_kept, s.assignments,
                   s.assignments ? 100.0 * s.assignments_kept / s.assignments
                                 : 0.0,
-                  100.0 * minShare);
-    }
+                  100.0 * minCoverage[l]);
   }
-  std::printf("time: median %.3f ms over %d run(s), %.3f ms per image, %u "
-              "thread(s)\n",
-              median, o.repeat, median / batch,
+  if (!labels.empty())
+    std::printf("accuracy: %" PRId64 " of %" PRId64 " (%.2f%%)\n", correct,
+                images, 100.0 * correct / images);
+  std::printf("time: median %.3f ms over %d run(s) of %" PRId64
+              " image(s), %.3f ms per image, %u thread(s)\n",
+              median, o.repeat, images, median / images,
               vmoe_session_thread_count(session));
-
-  if (o.profile) {
-    std::vector<uint64_t> ns(info.dispatch_count);
-    uint64_t runs = 0;
-    if (vmoe_session_profile(session, ns.data(), ns.size(), &runs, &msg) ==
-            VMOE_STATUS_OK &&
-        runs > 0) {
-      double total = 0;
-      for (uint64_t v : ns)
-        total += v;
-      std::printf("profile: mean over %" PRIu64 " run(s)\n", runs);
-      for (uint32_t d = 0; d < info.dispatch_count; ++d)
-        std::printf("  %3u %-40s %9.3f ms %5.1f%%\n", d,
-                    vmoe_module_dispatch_kernel(module, d),
-                    ns[d] / 1e6 / runs, total > 0 ? 100.0 * ns[d] / total : 0);
-    }
-  }
+  // One line for scripts: the numbers above, comma separated.
+  vmoe_routing_stats_t first = info.moe_layer_count ? layerStats[0]
+                                                    : vmoe_routing_stats_t{};
+  std::printf("summary,images=%" PRId64 ",accuracy=%.6f,capacity_factor=%.6g,"
+              "bpr=%d,assignments_kept_share=%.6f,ms_per_image=%.6f\n",
+              images, labels.empty() ? -1.0 : double(correct) / images,
+              first.capacity_factor, first.bpr,
+              assignments ? double(kept) / assignments : 1.0, median / images);
 
   int rc = 0;
   if (!o.output.empty() && info.output_count > 0) {
@@ -363,7 +461,9 @@ int main(int argc, char **argv) {
     array.dtype = "<f4";
     array.shape.assign(outInfos[0].shape,
                        outInfos[0].shape + outInfos[0].rank);
-    array.data.resize(outInfos[0].size_bytes);
+    if (!array.shape.empty())
+      array.shape[0] = images;
+    array.data.resize(outInfos[0].size_bytes / batch * images);
     std::memcpy(array.data.data(), outputs[0].data(), array.data.size());
     std::string error;
     if (!vmoe::tools::writeNpy(o.output, array, &error))
