@@ -237,9 +237,11 @@ def split_slicend(slicend, max_chunk_items):
   return chunks
 
 
-def flatten_sorted(tree, prefix=()):
-  """jax.tree_util.tree_flatten order of nested dicts: sorted keys."""
-  for key in sorted(tree):
+def flatten_sorted(tree, prefix=(), top_as_given=False):
+  """jax.tree_util.tree_flatten order of nested dicts: sorted keys. With
+  top_as_given, the top level keeps its order, as a flax struct dataclass
+  (TrainState) flattens in field order."""
+  for key in (list(tree) if top_as_given else sorted(tree)):
     value = tree[key]
     if isinstance(value, dict):
       yield from flatten_sorted(value, prefix + (key,))
@@ -261,7 +263,7 @@ def save_vmoe_checkpoint(prefix, tree, *, processes=1, devices_per_process=1,
                          expert_partitions=1, num_shards=None,
                          max_chunk_bytes=VMOE_MAX_CHUNK_BYTES,
                          flax_max_chunk_size=FLAX_MAX_CHUNK_SIZE,
-                         version=True):
+                         version=True, top_as_given=False):
   """vmoe.checkpoints.partitioned.save_checkpoint on a simulated mesh.
 
   The mesh has processes * devices_per_process devices; device d belongs to
@@ -269,10 +271,15 @@ def save_vmoe_checkpoint(prefix, tree, *, processes=1, devices_per_process=1,
   'Moe/Mlp/' and that have more than 1 element are split along axis 0 into
   expert_partitions slices (vmoe's ('Moe/Mlp/.*', ('expert',)) rule); device
   d holds slice d * expert_partitions // num_devices. Others are replicated.
+
+  version=False writes an index without 'version', as vmoe did before
+  2022-06-22; with top_as_given the top level of `tree` stands for a
+  dataclass (TrainState), flattened and written in its field order (the old
+  writer: struct.unflatten of the user's tree, then to_state_dict).
   """
   devices = processes * devices_per_process
   assert devices % expert_partitions == 0
-  leaves = list(flatten_sorted(tree))
+  leaves = list(flatten_sorted(tree, top_as_given=top_as_given))
   if num_shards is None or num_shards < processes:
     num_shards = processes
   bytes_per_shard = [0] * num_shards
@@ -595,6 +602,12 @@ def write_test_set(out):
   }
   save_vmoe_checkpoint(p('tiny_ckpt_trainstate'), state, processes=2,
                        num_shards=2)
+  # The old writer on a TrainState(step, params, opt_state) dataclass.
+  fields = {'step': state['step'], 'params': tree,
+            'opt_state': state['opt_state']}
+  save_vmoe_checkpoint(p('tiny_ckpt_unversioned_trainstate'), fields,
+                       processes=2, num_shards=2, version=False,
+                       top_as_given=True)
   # bfloat16 parameters throughout, 2 shards.
   bf16 = make_weights(TINY, dtype='bfloat16')
   save_vmoe_checkpoint(p('tiny_ckpt_bf16'), tree_of(bf16), processes=2,

@@ -140,6 +140,7 @@ private:
     if (tree->kind != Kind::Map)
       return failIndex(std::string("'index' is ") +
                        msgpack::kindName(tree->kind) + ", expected a map");
+    versioned_ = version && version->kind == Kind::Str;
     // A train state: read only its params.
     const Value *params = indexDoc_.find(*tree, "params");
     selectPrefix_ = params && params->kind == Kind::Map ? "params/" : "";
@@ -170,8 +171,15 @@ private:
     return true;
   }
 
-  // Flattens in jax's order: keys sorted by code point at every level
-  // (doc: ".index").
+  // Numbers the leaves. V1: as vmoe's reader does, in jax's flatten order of
+  // the restored dicts, keys sorted by code point at every level (doc:
+  // ".index"; vmoe writes them in that order too). Un-versioned: in file
+  // order. The old writer numbered the leaves in the flatten order of the
+  // saved tree and wrote that tree through to_state_dict, which keeps it:
+  // dicts in sorted key order (the same as V1), but a train-state dataclass
+  // in field order and a list as '0', '1', ..., '10' (vmoe's reader needs
+  // that tree to restore them, partitioned.py
+  // _restore_checkpoint_from_index_unknown).
   bool flatten(const Value &map, const std::string &path) {
     std::string where = path.empty() ? "the index tree" : quote(path);
     if (!checkUniqueKeys(indexDoc_, map, where, indexName_))
@@ -180,8 +188,9 @@ private:
     items.reserve(map.count);
     for (size_t i = 0; i < map.count; ++i)
       items.push_back({indexDoc_.key(map, i).str(), &indexDoc_.value(map, i)});
-    std::sort(items.begin(), items.end(),
-              [](const auto &a, const auto &b) { return a.first < b.first; });
+    if (versioned_)
+      std::sort(items.begin(), items.end(),
+                [](const auto &a, const auto &b) { return a.first < b.first; });
     for (auto &[key, value] : items) {
       if (key.empty() || key.find('/') != std::string_view::npos)
         return failIndex("index key " + quote(key) + " under " + where +
@@ -645,6 +654,7 @@ private:
   std::string *error_;
   Document indexDoc_;
   uint64_t shardCount_ = 0;
+  bool versioned_ = true;
   std::string selectPrefix_;
   std::vector<Leaf> leaves_;
   std::vector<const Value *> leafValues_;

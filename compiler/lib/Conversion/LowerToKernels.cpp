@@ -131,6 +131,20 @@ private:
   LogicalResult lowerMoe(RouterOp router);
   LogicalResult lowerReturn(func::ReturnOp op);
 
+  /// Residual adds fused into the kernel that produces one of their operands
+  /// (the MLP's and attention's last GEMM, the MoE combine): the producer
+  /// writes `residual + result` into the add's buffer.
+  void findFusableResiduals();
+  /// The buffer a producer writes when its residual add is fused, with the
+  /// residual's buffer; null values otherwise.
+  std::pair<Value, Value> fusedOutput(Value result, Operation *user);
+
+  struct FusedResidual {
+    Value residual;
+    arith::AddFOp add;
+  };
+  llvm::DenseMap<Value, FusedResidual> fusedResiduals;
+
   ModuleOp module;
   func::FuncOp model, host;
   GemmTiling tiling;
@@ -477,8 +491,11 @@ LogicalResult Lowering::lowerMlp(MlpOp op) {
   auto [pw2, pb2] = packWeights("mlp_w2", *w2, *b2, 1, m, d);
   Value hidden = alloc({rows, m}, Float32Type::get(ctx));
   emitDenseGemm("mlp_up", *x, pw1, pb1, m, Activation::Gelu, hidden);
-  Value out = allocLike(op.getResult());
-  emitDenseGemm("mlp_down", hidden, pw2, pb2, d, Activation::None, out);
+  auto [out, residual] = fusedOutput(op.getResult(), op);
+  if (!out)
+    out = allocLike(op.getResult());
+  emitDenseGemm("mlp_down", hidden, pw2, pb2, d, Activation::None, out,
+                residual);
   return success();
 }
 
@@ -597,8 +614,11 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
   }
   launch(kern, {batch * heads, ceilDiv(t, queryTile)}, binds);
 
-  Value out = allocLike(op.getResult());
-  emitDenseGemm("attn_out", ctxBuf, pwo, pbo, d, Activation::None, out);
+  auto [out, residual] = fusedOutput(op.getResult(), op);
+  if (!out)
+    out = allocLike(op.getResult());
+  emitDenseGemm("attn_out", ctxBuf, pwo, pbo, d, Activation::None, out,
+                residual);
   return success();
 }
 
@@ -1263,13 +1283,19 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   }
   // combine: out[token] = sum over kept assignments of gate * expert output
   // (the gate is already applied); dropped tokens get exactly 0.
-  Value out = allocLike(combine.getResult());
+  auto [out, residual] = fusedOutput(combine.getResult(), combine);
+  if (!out)
+    out = allocLike(combine.getResult());
   {
     SmallVector<Value> binds = {expertOut, topIdx, slots, out};
-    Kernel kern = newKernel("moe_combine", binds, 0);
+    if (residual)
+      binds.push_back(residual);
+    Kernel kern = newKernel(residual ? "moe_combine_residual" : "moe_combine",
+                            binds, 0);
     ImplicitLocOpBuilder &b = kern.b();
     Value ky = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
           ko = kern.bindings[3];
+    Value kr = residual ? kern.bindings[4] : Value();
     Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cD = constIndex(b, d);
     Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
     Value end = minIndex(
@@ -1278,8 +1304,12 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
       Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
       Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
+      // Start from the residual when the block's add is fused here.
       forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
-        memref::StoreOp::create(b, constF32(b, 0.0), ko, ValueRange{gi, si, dd});
+        Value init = kr ? memref::LoadOp::create(b, kr, ValueRange{gi, si, dd})
+                              .getResult()
+                        : constF32(b, 0.0);
+        memref::StoreOp::create(b, init, ko, ValueRange{gi, si, dd});
       });
       for (int64_t j = 0; j < k; ++j) {
         Value jj = constIndex(b, j);
@@ -1304,6 +1334,68 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   RoutingStatsOp::create(*hb, counts, kept, layer);
   (void)slots;
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Residual fusion
+//===----------------------------------------------------------------------===//
+
+void Lowering::findFusableResiduals() {
+  Block &body = model.getBody().front();
+  for (auto add : body.getOps<arith::AddFOp>()) {
+    if (!isa<RankedTensorType>(add.getType()))
+      continue;
+    for (int side = 0; side < 2; ++side) {
+      Value chain = add->getOperand(side), residual = add->getOperand(1 - side);
+      // Through single-use reshapes back to the producer.
+      while (chain.hasOneUse() &&
+             isa_and_nonnull<tensor::CollapseShapeOp, tensor::ExpandShapeOp>(
+                 chain.getDefiningOp()))
+        chain = chain.getDefiningOp()->getOperand(0);
+      Operation *producer = chain.getDefiningOp();
+      if (!chain.hasOneUse() ||
+          !isa_and_nonnull<MlpOp, AttentionOp, CombineOp>(producer))
+        continue;
+      // The residual must exist before the producer runs.
+      Operation *resDef = residual.getDefiningOp();
+      if (resDef && (resDef->getBlock() != &body ||
+                     !resDef->isBeforeInBlock(producer)))
+        continue;
+      if (fusedResiduals.count(chain))
+        continue;
+      fusedResiduals[chain] = {residual, add};
+      break;
+    }
+  }
+}
+
+std::pair<Value, Value> Lowering::fusedOutput(Value result, Operation *user) {
+  auto it = fusedResiduals.find(result);
+  if (it == fusedResiduals.end())
+    return {};
+  FailureOr<Value> residual = lookup(it->second.residual, user);
+  if (failed(residual))
+    return {};
+  arith::AddFOp add = it->second.add;
+  Value out = allocLike(add.getResult());
+  handled.insert(add);
+  // The producer sees both buffers in its own result shape.
+  auto view = [&](Value buffer) -> Value {
+    auto type = cast<RankedTensorType>(result.getType());
+    if (cast<MemRefType>(buffer.getType()).getShape() == type.getShape())
+      return buffer;
+    Value flat = flatten2d(buffer);
+    SmallVector<ReassociationIndices> expand(2);
+    for (int64_t i = 0; i < type.getRank() - 1; ++i)
+      expand[0].push_back(i);
+    expand[1].push_back(type.getRank() - 1);
+    return memref::ExpandShapeOp::create(
+        *hb, MemRefType::get(type.getShape(), type.getElementType()), flat,
+        expand);
+  };
+  Value outView = view(out);
+  buffers[result] = outView;
+  return {outView, view(*residual)};
 }
 
 //===----------------------------------------------------------------------===//
@@ -1424,6 +1516,7 @@ LogicalResult Lowering::run() {
   for (unsigned i = 0; i < numInputs; ++i)
     buffers[model.getArgument(i)] = host.getArgument(i);
 
+  findFusableResiduals();
   for (Operation &op : model.getBody().front())
     if (failed(lowerOp(&op)))
       return failure();

@@ -256,33 +256,39 @@ TEST(VmoeCheckpoint, AssemblesTwoDimensionalChunks) {
     EXPECT_EQ(out["w"].data[i], float(i));
 }
 
-TEST(VmoeCheckpoint, ArrayIdsFollowSortedKeyOrder) {
-  // Keys written out of order: ids follow jax's flatten order, sorted by
-  // code point at every level ("x10" < "x2" < "y"), not the file order.
+TEST(VmoeCheckpoint, ArrayIdOrder) {
+  // Keys written out of order. V1: ids follow jax's flatten order, sorted
+  // by code point ("x10" < "x2" < "y"); un-versioned: the file order.
   Bytes leaf = indexInfoPayload({1}, "float32", {{{0, 1}}}, {0});
-  Bytes index = Mp().map(3)
-                    .str("shard_count")
-                    .i(1)
-                    .str("version")
-                    .str("20220622")
-                    .str("index")
-                    .map(3)
-                    .str("y")
-                    .ext(8, leaf)
-                    .str("x2")
-                    .ext(8, leaf)
-                    .str("x10")
-                    .ext(8, leaf)
-                    .b;
-  Bytes shard = makeShard({{"0", {{{{0, 1}}, {10}}}},
-                           {"1", {{{{0, 1}}, {2}}}},
-                           {"2", {{{{0, 1}}, {99}}}}});
+  Bytes shard = makeShard({{"0", {{{{0, 1}}, {0}}}},
+                           {"1", {{{{0, 1}}, {1}}}},
+                           {"2", {{{{0, 1}}, {2}}}}});
+  for (bool v1 : {true, false}) {
+    Mp m;
+    m.map(v1 ? 3 : 2).str("shard_count").i(1);
+    if (v1)
+      m.str("version").str("20220622");
+    m.str("index").map(3).str("y").ext(8, leaf).str("x2").ext(8, leaf);
+    m.str("x10").ext(8, leaf);
+    TensorMap out;
+    std::string error;
+    ASSERT_TRUE(readCheckpoint(m.b, {shard}, out, error)) << error;
+    EXPECT_EQ(out["x10"].data, std::vector<float>{v1 ? 0.0f : 2.0f});
+    EXPECT_EQ(out["x2"].data, std::vector<float>{1});
+    EXPECT_EQ(out["y"].data, std::vector<float>{v1 ? 2.0f : 0.0f});
+  }
+}
+
+TEST(VmoeCheckpoint, ReadsUnversionedTrainStateInFieldOrder) {
+  REQUIRE_TEST_DATA();
+  // Written the pre-2022-06-22 way from a TrainState(step, params,
+  // opt_state) dataclass: the top level in field order.
   TensorMap out;
   std::string error;
-  ASSERT_TRUE(readCheckpoint(index, {shard}, out, error)) << error;
-  EXPECT_EQ(out["x10"].data, std::vector<float>{10});
-  EXPECT_EQ(out["x2"].data, std::vector<float>{2});
-  EXPECT_EQ(out["y"].data, std::vector<float>{99});
+  ASSERT_TRUE(readVmoeCheckpoint(dataPath("tiny_ckpt_unversioned_trainstate"),
+                                 out, &error))
+      << error;
+  expectTinyWeights(out, DType::F32);
 }
 
 // ---- malformed checkpoints

@@ -1,7 +1,8 @@
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels | FileCheck %s
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=vector-width=16 | FileCheck %s --check-prefix=AVX512
 
-// A MoE layer after LayerNorm with a residual add. The capacity (a function
+// A MoE layer after LayerNorm with a residual add (fused into the combine).
+// The capacity (a function
 // of the per-call capacity factor) and the BPR flag become host arguments;
 // the layer's routing metadata is an attribute of the host function.
 
@@ -25,11 +26,16 @@
 // CHECK: vmoe.launch @moe_layer_norm_0
 // CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1]
 // CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]] : index, index)
-// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, 1, 4]({{.*}}) constants(%[[CAP]] : index)
-// CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, 1, 4]({{.*}}) constants(%[[CAP]] : index)
-// CHECK: vmoe.launch @moe_moe_combine_0
+// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]] : index)
+// CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]] : index)
+// The residual add is fused into the combine, which writes the output.
+// CHECK: %[[FLAT_OUT:.*]] = memref.collapse_shape %[[OUT]]
+// CHECK: %[[OUT_GROUPS:.*]] = memref.expand_shape %[[FLAT_OUT]]
+// CHECK: %[[FLAT_IN:.*]] = memref.collapse_shape %[[IN]]
+// CHECK: %[[IN_GROUPS:.*]] = memref.expand_shape %[[FLAT_IN]]
+// CHECK: vmoe.launch @moe_moe_combine_residual_0 grid [1, 1, 1](%{{.*}}, %{{.*}}, %{{.*}}, %[[OUT_GROUPS]], %[[IN_GROUPS]])
 // CHECK: vmoe.routing_stats %{{.*}}, %{{.*}} {layer = 0 : i64} : memref<1x4xi32>, memref<8xi32>
-// CHECK: vmoe.launch @moe_add_0 grid [1, 1, 1](%{{.*}}, %{{.*}}, %{{.*}}) : memref<128xf32>, memref<128xf32>, memref<128xf32>
+// CHECK-NOT: vmoe.launch
 // CHECK: return
 
 // AVX512-LABEL: func.func private @moe_moe_expert_up_0

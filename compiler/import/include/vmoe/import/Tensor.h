@@ -51,8 +51,9 @@ using TensorMap = std::map<std::string, Tensor>;
 struct ReadLimits {
   /// Nesting depth of msgpack / JSON values.
   uint32_t maxDepth = 64;
-  /// Values in one msgpack or JSON document (~64 bytes of memory each).
-  uint64_t maxValues = uint64_t(1) << 22;
+  /// Values in one msgpack or JSON document (72 to ~120 bytes of memory
+  /// each; a real checkpoint's largest document has a few per chunk).
+  uint64_t maxValues = uint64_t(1) << 20;
   /// Dimensions of a tensor.
   uint32_t maxRank = 32;
 };

@@ -5,10 +5,12 @@
 // `<prefix>.data-nnnnn-of-NNNNN`, byte format as in
 // shared/docs/vmoe-checkpoint-format.md:
 //  - the index is {shard_count, index: nested maps of IndexInfo (ext 8),
-//    version: '20220622'}; an index without 'version' (written before
-//    2022-06-22) is read the same way, the only difference the format doc
-//    records. Leaf i of the index, in sorted key order at every level (jax's
-//    flatten order), is array id i in the data shards.
+//    version: '20220622'}. Leaf i of the index, in sorted key order at
+//    every level (jax's flatten order), is array id i in the data shards.
+//    An index without 'version' (written before 2022-06-22) has the same
+//    bytes; its leaves are numbered in file order, the order the old writer
+//    flattened its tree in (the same as sorted order for trees of dicts;
+//    field order for a train-state dataclass).
 //  - each data shard is {'__msgpack_array_chunk_a87ca2__': true, '<id>':
 //    [[[ndarray ext 1, ...], SliceNd ext 6], ...], ...}; the subchunks of a
 //    chunk are concatenated and placed at the chunk's global slice.
