@@ -11,6 +11,8 @@
 #include "reference/Reference.h"
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
+#include "vmoe/import/ModelConfig.h"
+#include "vmoe/import/Weights.h"
 #include "vmoe/runtime.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -86,9 +88,8 @@ class EndToEnd : public ::testing::TestWithParam<bool> {};
 
 /// Compiles `config` with random weights; returns the module and the
 /// reference weights.
-void compileModel(const VitMoeConfig &config, uint64_t seed, Module &out,
-                  ref::ModelWeights &refWeights) {
-  WeightMap weights = randomWeights(config, seed);
+void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
+                    Module &out, ref::ModelWeights &refWeights) {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
   registerCompilerDialects(registry);
@@ -99,6 +100,7 @@ void compileModel(const VitMoeConfig &config, uint64_t seed, Module &out,
   CompileOptions options;
   options.cpu = "host";
   options.modelName = config.name;
+  options.classNames = config.classNames;
   std::vector<uint8_t> bytes;
   ASSERT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
       << error;
@@ -113,6 +115,11 @@ void compileModel(const VitMoeConfig &config, uint64_t seed, Module &out,
   ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
             VMOE_STATUS_OK)
       << msg.text;
+}
+
+void compileModel(const VitMoeConfig &config, uint64_t seed, Module &out,
+                  ref::ModelWeights &refWeights) {
+  compileWeights(config, randomWeights(config, seed), out, refWeights);
 }
 
 ref::Tensor randomImages(const VitMoeConfig &c, uint64_t seed) {
@@ -268,6 +275,78 @@ TEST(EndToEndVariants, GapPoolingPreLogitsAndOddSizes) {
   ref::Tensor images = randomImages(c, 5);
   for (double cf : {2.0, 0.5})
     expectMatch(c, m, weights, images, cf, true);
+}
+
+} // namespace
+
+namespace {
+
+// Import: the same weights in vmoe's checkpoint format (2 shards, experts
+// split across them), .npz and .safetensors, written by
+// tests/import/make_checkpoints.py at build time, with the model config in
+// vmoe's JSON layout. Each compiles to a module whose logits match the
+// reference, and the three give identical logits.
+TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
+  ::vmoe::import::ModelConfig config;
+  std::string error;
+  ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
+                                               &error))
+      << error;
+  std::vector<std::vector<float>> allLogits;
+  for (const char *suffix : {".index", ".npz", ".safetensors"}) {
+    SCOPED_TRACE(suffix);
+    WeightMap weights;
+    ASSERT_TRUE(::vmoe::import::readWeights(
+        std::string(VMOE_E2E_IMPORT_WEIGHTS) + suffix, weights, &error))
+        << error;
+    Module m;
+    ref::ModelWeights refWeights;
+    compileWeights(config, weights, m, refWeights);
+    if (HasFatalFailure())
+      return;
+    ref::Tensor images = randomImages(config, 17);
+    for (double cf : {1.05, 0.5})
+      expectMatch(config, m, refWeights, images, cf, cf < 1.0);
+    // The class names travel with the module.
+    EXPECT_STREQ(vmoe_module_class_name(m.module, 2), "c");
+    std::vector<float> logits(config.batchSize * config.numClasses);
+    int64_t inShape[4] = {config.batchSize, config.imageHeight,
+                          config.imageWidth, config.channels};
+    int64_t outShape[2] = {config.batchSize, config.numClasses};
+    vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape, images.data.data(),
+                        images.data.size() * 4};
+    vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
+                         logits.size() * 4};
+    vmoe_message_t msg;
+    ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, nullptr, &msg),
+              VMOE_STATUS_OK)
+        << msg.text;
+    allLogits.push_back(logits);
+  }
+  ASSERT_EQ(allLogits.size(), 3u);
+  EXPECT_EQ(allLogits[0], allLogits[1]);
+  EXPECT_EQ(allLogits[0], allLogits[2]);
+}
+
+TEST(EndToEndImport, MisshapenWeightIsNamed) {
+  ::vmoe::import::ModelConfig config;
+  std::string error;
+  ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
+                                               &error));
+  WeightMap weights;
+  ASSERT_TRUE(::vmoe::import::readWeights(
+      std::string(VMOE_E2E_IMPORT_WEIGHTS) + ".npz", weights, &error));
+  weights["Encoder/encoderblock_1/Moe/Mlp/Dense_0/kernel"].shape = {4, 32, 16};
+  mlir::DialectRegistry registry;
+  registerCompilerDialects(registry);
+  mlir::MLIRContext context(registry);
+  EXPECT_FALSE(buildVitMoe(context, config, weights, &error));
+  EXPECT_EQ(error, "weight Encoder/encoderblock_1/Moe/Mlp/Dense_0/kernel has "
+                   "shape (4, 32, 16), the config needs (4, 16, 32)");
+  weights.erase("Encoder/encoderblock_1/Moe/Mlp/Dense_0/kernel");
+  EXPECT_FALSE(buildVitMoe(context, config, weights, &error));
+  EXPECT_EQ(error, "missing weight Encoder/encoderblock_1/Moe/Mlp/Dense_0/"
+                   "kernel of shape (4, 16, 32)");
 }
 
 } // namespace

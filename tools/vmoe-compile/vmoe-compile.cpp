@@ -13,7 +13,10 @@
 #include "vmoe/Dialect/IR/VmoeDialect.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
 #include "vmoe/Dialect/Transforms/Passes.h"
+#include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
+#include "vmoe/import/ModelConfig.h"
+#include "vmoe/import/Weights.h"
 #include "vmoe/Serialize/ModuleSerializer.h"
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/Passes.h"
@@ -44,9 +47,35 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> inputFile(cl::Positional,
-                                      cl::desc("<model.mlir>"),
-                                      cl::Required);
+static cl::opt<std::string>
+    inputFile(cl::Positional,
+              cl::desc("<model.mlir | config.json> (or --preset NAME)"),
+              cl::init(""));
+static cl::opt<std::string>
+    preset("preset", cl::desc("A V-MoE architecture by name (vmoe-s32, "
+                              "vmoe-b16-e8-every2, vmoe-h14-e32-last5, ...)"),
+           cl::init(""));
+static cl::opt<std::string> weightsFile(
+    "weights",
+    cl::desc("Weights for a config or preset: a vmoe checkpoint (prefix, "
+             ".index or .data-* file), .npz or .safetensors with Flax names"),
+    cl::init(""));
+static cl::opt<int64_t> batchSize("batch",
+                                  cl::desc("Images per call (config/preset)"),
+                                  cl::init(0));
+static cl::opt<int64_t>
+    groupSize("group-size",
+              cl::desc("Tokens routed together (config/preset); must divide "
+                       "batch x tokens per image"),
+              cl::init(0));
+static cl::opt<double> capacityFactor(
+    "capacity-factor",
+    cl::desc("Default capacity factor of every MoE layer (config/preset)"),
+    cl::init(0.0));
+static cl::opt<std::string>
+    bprDefault("bpr", cl::desc("Default Batch Prioritized Routing: on|off "
+                               "(config/preset)"),
+               cl::init(""));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::value_desc("path"),
                                        cl::init("model.vmoe"));
@@ -74,9 +103,10 @@ static cl::opt<double> maxCapacityFactor(
     cl::init(0.0));
 static cl::opt<int> randomWeights(
     "random-weights",
-    cl::desc("Bind every function argument after the first --num-inputs to "
-             "deterministic random weights drawn from this seed (for "
-             "benchmarks and examples); -1: off"),
+    cl::desc("Random weights from this seed, for benchmarks and examples: "
+             "for a config or preset without --weights, or binding every "
+             "argument after the first --num-inputs of a .mlir model; -1: "
+             "off"),
     cl::init(-1));
 static cl::opt<unsigned> numInputs("num-inputs",
                                    cl::desc("Model inputs (with "
@@ -113,8 +143,8 @@ LogicalResult bindRandomWeights(func::FuncOp f, unsigned inputs,
     bool isScale = llvm::any_of(arg.getUses(), [](OpOperand &use) {
       Operation *op = use.getOwner();
       unsigned n = use.getOperandNumber();
-      return (isa<vmoe::LayerNormOp>(op) && n == 1) ||
-             (isa<vmoe::EncoderBlockOp>(op) && (n == 1 || n == 11));
+      return (isa<mlir::vmoe::LayerNormOp>(op) && n == 1) ||
+             (isa<mlir::vmoe::EncoderBlockOp>(op) && (n == 1 || n == 11));
     });
     ArrayRef<int64_t> shape = type.getShape();
     double scale = 0.02;
@@ -150,53 +180,113 @@ int main(int argc, char **argv) {
     return fail("--max-capacity-factor must be a positive number");
 
   std::string error;
-  FailureOr<vmoe::cpu::CpuTarget> target =
-      vmoe::cpu::resolveCpuTarget(cpuName, &error);
+  FailureOr<mlir::vmoe::cpu::CpuTarget> target =
+      mlir::vmoe::cpu::resolveCpuTarget(cpuName, &error);
   if (failed(target))
     return fail(error);
 
   DialectRegistry registry;
-  vmoe::registerCompilerDialects(registry);
+  mlir::vmoe::registerCompilerDialects(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
 
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  std::string openError;
-  auto file = openInputFile(inputFile, &openError);
-  if (!file)
-    return fail(openError);
-  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
-  if (!module)
-    return fail("cannot parse " + inputFile);
-
-  if (randomWeights >= 0) {
-    for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
-      if (f.isPublic() &&
-          failed(bindRandomWeights(f, numInputs, randomWeights)))
-        return 1;
+  OwningOpRef<ModuleOp> module;
+  std::string configJson;
+  std::vector<std::string> classNames;
+  bool fromConfig = !preset.empty() || llvm::StringRef(inputFile).ends_with(".json");
+  if (fromConfig) {
+    // A vmoe config (or preset) and its weights.
+    ::vmoe::import::ModelConfig config;
+    if (!preset.empty()) {
+      if (!inputFile.empty())
+        return fail("give either a model file or --preset, not both");
+      if (!::vmoe::import::presetConfig(preset, config, &error))
+        return fail(error);
+    } else if (!::vmoe::import::readModelConfig(inputFile, config, &error)) {
+      return fail(error);
+    } else {
+      auto buffer = llvm::MemoryBuffer::getFile(inputFile);
+      if (buffer)
+        configJson = (*buffer)->getBuffer().str();
+    }
+    if (batchSize > 0) {
+      // A group of the config's images must still fit the new batch.
+      int64_t t = config.tokensPerImage();
+      if (groupSize == 0 && config.groupSize > 0 &&
+          (batchSize * t) % config.groupSize != 0)
+        config.groupSize = t;
+      config.batchSize = batchSize;
+    }
+    if (groupSize > 0)
+      config.groupSize = groupSize;
+    if (capacityFactor > 0.0)
+      config.capacityFactor = capacityFactor;
+    if (maxCapacityFactor > 0.0)
+      config.maxCapacityFactor = maxCapacityFactor;
+    if (!bprDefault.empty()) {
+      if (bprDefault != "on" && bprDefault != "off")
+        return fail("--bpr takes on or off");
+      config.batchPriority = bprDefault == "on";
+    }
+    classNames = config.classNames;
+    mlir::vmoe::WeightMap weights;
+    if (!weightsFile.empty()) {
+      if (!::vmoe::import::readWeights(weightsFile, weights, &error))
+        return fail(error);
+    } else if (randomWeights >= 0) {
+      if (!mlir::vmoe::validateForBuild(config, &error))
+        return fail(error);
+      weights = mlir::vmoe::randomWeights(config, randomWeights);
+    } else {
+      return fail("a config needs --weights FILE (or --random-weights=SEED "
+                  "for benchmarks)");
+    }
+    module = mlir::vmoe::buildVitMoe(context, config, weights, &error);
+    if (!module)
+      return fail(error);
+  } else {
+    if (inputFile.empty())
+      return fail("no model given: a .mlir file, a config .json, or --preset");
+    std::string openError;
+    auto file = openInputFile(inputFile, &openError);
+    if (!file)
+      return fail(openError);
+    sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+    if (!module)
+      return fail("cannot parse " + inputFile);
+    if (randomWeights >= 0) {
+      for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
+        if (f.isPublic() &&
+            failed(bindRandomWeights(f, numInputs, randomWeights)))
+          return 1;
+    }
   }
 
-  vmoe::CompileOptions options;
+  mlir::vmoe::CompileOptions options;
   options.cpu = cpuName;
   options.maxCapacityFactor = maxCapacityFactor;
   options.optLevel = optLevel;
-  options.modelName = modelName.empty()
-                          ? llvm::sys::path::stem(inputFile).str()
-                          : std::string(modelName);
+  options.modelName = !modelName.empty() ? std::string(modelName)
+                      : !preset.empty()    ? std::string(preset)
+                                           : llvm::sys::path::stem(inputFile).str();
+  options.configJson = configJson;
+  options.classNames = classNames;
   if (emit == Emit::Mlir) {
     PassManager pm(&context);
-    vmoe::buildGraphPipeline(pm, options);
+    mlir::vmoe::buildGraphPipeline(pm, options);
     if (failed(pm.run(*module)))
       return 1;
-    module->print(llvm::outs());
+    // Weights stay out of the text: resource blobs print as elided.
+    module->print(llvm::outs(), OpPrintingFlags().elideLargeResourceString(64));
     return 0;
   }
   if (emit == Emit::Kernels) {
-    if (failed(vmoe::lowerToKernels(*module, options, &error)))
+    if (failed(mlir::vmoe::lowerToKernels(*module, options, &error)))
       return fail(error);
-    module->print(llvm::outs());
+    module->print(llvm::outs(), OpPrintingFlags().elideLargeResourceString(64));
     return 0;
   }
   llvm::SmallString<128> llPath;
@@ -207,8 +297,8 @@ int main(int argc, char **argv) {
     options.dumpLlvmIrPath = std::string(llPath);
   }
   std::vector<uint8_t> bytes;
-  vmoe::SerializeStats stats;
-  if (failed(vmoe::compileToModule(*module, options, bytes, &error, &stats))) {
+  mlir::vmoe::SerializeStats stats;
+  if (failed(mlir::vmoe::compileToModule(*module, options, bytes, &error, &stats))) {
     if (!llPath.empty())
       llvm::sys::fs::remove(llPath);
     return fail(error);
@@ -221,7 +311,7 @@ int main(int argc, char **argv) {
     llvm::outs() << (*buffer)->getBuffer();
     return 0;
   }
-  if (failed(vmoe::writeFileAtomically(outputFile, bytes, &error)))
+  if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
     return fail(error);
   llvm::outs() << "wrote " << outputFile << ": " << bytes.size()
                << " bytes, " << stats.kernels << " kernels for "

@@ -19,12 +19,21 @@
 
 namespace mlir::vmoe {
 
-int64_t VitMoeConfig::tokensPerImage() const {
-  int64_t patches = (imageHeight / patchSize) * (imageWidth / patchSize);
-  return patches + (classifier == "token" ? 1 : 0);
-}
-
-bool VitMoeConfig::validate(std::string *error) const {
+bool validateForBuild(const VitMoeConfig &c, std::string *error) {
+  if (!::vmoe::import::checkModelConfig(c, error))
+    return false;
+  int64_t imageHeight = c.imageHeight, imageWidth = c.imageWidth,
+          patchSize = c.patchSize, channels = c.channels,
+          hiddenSize = c.hiddenSize, numLayers = c.numLayers,
+          mlpDim = c.mlpDim, numHeads = c.numHeads, numClasses = c.numClasses,
+          batchSize = c.batchSize, numExperts = c.numExperts,
+          numSelectedExperts = c.numSelectedExperts, groupSize = c.groupSize;
+  const std::string &classifier = c.classifier;
+  const auto &representationSize = c.representationSize;
+  const auto &moeLayers = c.moeLayers;
+  double capacityFactor = c.capacityFactor,
+         maxCapacityFactor = c.maxCapacityFactor;
+  auto tokensPerImage = [&] { return c.tokensPerImage(); };
   auto bad = [&](const std::string &message) {
     *error = message;
     return false;
@@ -138,7 +147,7 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
                                   const VitMoeConfig &c,
                                   const WeightMap &weights,
                                   std::string *error) {
-  if (!c.validate(error))
+  if (!validateForBuild(c, error))
     return nullptr;
   // Check names and shapes before building anything.
   auto expected = expectedWeights(c);

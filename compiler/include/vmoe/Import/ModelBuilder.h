@@ -15,6 +15,8 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
+#include "vmoe/import/ModelConfig.h"
+#include "vmoe/import/Tensor.h"
 
 #include <cstdint>
 #include <map>
@@ -24,45 +26,15 @@
 
 namespace mlir::vmoe {
 
-/// vmoe's model config, the fields a V-MoE at inference uses.
-struct VitMoeConfig {
-  std::string name = "vmoe";
-  int64_t imageHeight = 224, imageWidth = 224, channels = 3;
-  int64_t patchSize = 16;
-  int64_t hiddenSize = 768;
-  int64_t numLayers = 12;
-  int64_t mlpDim = 3072;
-  int64_t numHeads = 12;
-  /// "token" (class token), "gap" (mean over tokens).
-  std::string classifier = "token";
-  std::optional<int64_t> representationSize;
-  int64_t numClasses = 1000;
-  // encoder.moe
-  std::vector<int64_t> moeLayers;
-  int64_t numExperts = 8;
-  int64_t numSelectedExperts = 2;
-  /// Tokens per routing group; 0: all tokens of one image.
-  int64_t groupSize = 0;
-  double capacityFactor = 1.05;
-  /// Largest per-call capacity factor; 0: the capacity factor.
-  double maxCapacityFactor = 0.0;
-  bool batchPriority = false;
-  bool bf16Dispatch = true;
-  /// Images per call the module is compiled for.
-  int64_t batchSize = 1;
+/// vmoe's model config (the fields a V-MoE at inference uses) and weights,
+/// as the readers in compiler/import produce them.
+using VitMoeConfig = ::vmoe::import::ModelConfig;
+using WeightTensor = ::vmoe::import::Tensor;
+using WeightMap = ::vmoe::import::TensorMap;
 
-  int64_t tokensPerImage() const;
-  /// Checks the fields (positive sizes, divisibility, layers in range, ...).
-  bool validate(std::string *error) const;
-};
-
-/// A float32 weight tensor, row-major.
-struct WeightTensor {
-  std::vector<int64_t> shape;
-  std::vector<float> data;
-};
-
-using WeightMap = std::map<std::string, WeightTensor>;
+/// checkModelConfig plus what building needs: the group size divides the
+/// batch's tokens (vmoe issue #182), the MoE layers and capacities are sane.
+bool validateForBuild(const VitMoeConfig &config, std::string *error);
 
 /// The names and shapes of every parameter `config` needs, in a stable
 /// order (vmoe's Flax tree, without the leading "params/").
