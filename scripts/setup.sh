@@ -11,7 +11,7 @@ packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
-  python3 python3-numpy
+  python3 python3-numpy dataset-fashion-mnist
 )
 missing=()
 for p in "${packages[@]}"; do
