@@ -9,9 +9,11 @@
 
 #include "vmoe/runtime.h"
 
+#include "../common/Image.h"
 #include "../common/Npy.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cerrno>
 #include <cinttypes>
@@ -27,10 +29,16 @@
 namespace {
 
 const char *kUsage =
-    "usage: vmoe-run MODULE [options]\n"
-    "  --input FILE.npy        images: float32 in [-1, 1] or uint8 pixels, any\n"
-    "                          number of them (run in chunks of the compiled\n"
-    "                          batch; default: one batch of random values)\n"
+    "usage: vmoe-run MODULE [IMAGE...] [options]\n"
+    "  IMAGE...                PNG, PGM or PPM files to classify, each\n"
+    "                          converted to the model's channels, resized to\n"
+    "                          its input size (TF2 bilinear, as vmoe's eval\n"
+    "                          resize) and mapped to [-1, 1]; printed as\n"
+    "                          image 0, 1, ... in the order given\n"
+    "  --input FILE            a .npy of images: float32 in [-1, 1] or uint8\n"
+    "                          pixels, any number of them (run in chunks of\n"
+    "                          the compiled batch), or one PNG/PGM/PPM image\n"
+    "                          (default: one batch of random values)\n"
     "  --labels FILE.npy       int32/uint8 labels: report the accuracy\n"
     "  --show N                images whose classes are printed (default 8)\n"
     "  --seed N                seed of the random input (default 0)\n"
@@ -48,6 +56,7 @@ const char *kUsage =
 
 struct Options {
   std::string module, input, output, labels;
+  std::vector<std::string> imageFiles; // positional arguments after MODULE
   uint64_t seed = 0;
   double capacityFactor = 0.0;
   int bpr = -1;
@@ -161,7 +170,7 @@ int parseArgs(int argc, char **argv, Options &o) {
     } else if (o.module.empty()) {
       o.module = a;
     } else {
-      return fail("more than one module given"), 2;
+      o.imageFiles.push_back(a);
     }
   }
   if (o.module.empty()) {
@@ -249,7 +258,47 @@ int main(int argc, char **argv) {
   uint64_t itemFloats = in.size_bytes / 4 / std::max<int64_t>(batch, 1);
   std::vector<float> input;
   int64_t images = batch;
-  if (!o.input.empty()) {
+  // Image files (by content, or by suffix so that a bad one gets the image
+  // decoder's message): --input IMAGE and the positional IMAGE arguments.
+  auto isImage = [](const std::string &path) {
+    std::string ext = path.substr(std::min(path.size(), path.rfind('.')));
+    for (char &ch : ext)
+      ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".ppm" ||
+           ext == ".pgm" || ext == ".pnm";
+  };
+  std::vector<std::string> imageFiles = o.imageFiles;
+  bool inputIsImage = !o.input.empty() && isImage(o.input);
+  if (inputIsImage)
+    imageFiles.insert(imageFiles.begin(), o.input);
+  if (!imageFiles.empty() && !o.input.empty() && !inputIsImage) {
+    vmoe_module_release(module);
+    return fail("give the images either as --input " + o.input +
+                " or as image files, not both");
+  }
+  if (!imageFiles.empty()) {
+    if (inShape.size() != 4 ||
+        uint64_t(inShape[1] * inShape[2] * inShape[3]) != itemFloats) {
+      vmoe_module_release(module);
+      return fail("image files need a module that takes (N, H, W, C) images; "
+                  "this one takes " +
+                  shapeString(inShape.data(), inShape.size()));
+    }
+    images = int64_t(imageFiles.size());
+    input.resize(images * itemFloats);
+    std::vector<float> pixels;
+    for (int64_t i = 0; i < images; ++i) {
+      std::string error;
+      if (!vmoe::tools::loadImageForModel(imageFiles[i], inShape[1], inShape[2],
+                                          inShape[3], pixels, &error)) {
+        vmoe_module_release(module);
+        return fail(error);
+      }
+      std::copy(pixels.begin(), pixels.end(), input.begin() + i * itemFloats);
+      if (!o.quiet && i < o.show)
+        std::printf("input %" PRId64 ": %s\n", i, imageFiles[i].c_str());
+    }
+  } else if (!o.input.empty()) {
     vmoe::tools::NpyArray array;
     std::string error;
     if (!vmoe::tools::readNpy(o.input, array, &error)) {
@@ -454,6 +503,23 @@ int main(int argc, char **argv) {
               images, labels.empty() ? -1.0 : double(correct) / images,
               first.capacity_factor, first.bpr,
               assignments ? double(kept) / assignments : 1.0, median / images);
+
+  if (o.profile) {
+    std::vector<uint64_t> ns(info.dispatch_count);
+    uint64_t runs = 0;
+    if (vmoe_session_profile(session, ns.data(), ns.size(), &runs, &msg) ==
+            VMOE_STATUS_OK &&
+        runs > 0) {
+      double total = 0;
+      for (uint64_t v : ns)
+        total += v;
+      std::printf("profile: mean per call over %" PRIu64 " call(s)\n", runs);
+      for (uint32_t d = 0; d < info.dispatch_count; ++d)
+        std::printf("  %3u %-40s %9.3f ms %5.1f%%\n", d,
+                    vmoe_module_dispatch_kernel(module, d),
+                    ns[d] / 1e6 / runs, total > 0 ? 100.0 * ns[d] / total : 0);
+    }
+  }
 
   int rc = 0;
   if (!o.output.empty() && info.output_count > 0) {
