@@ -192,6 +192,27 @@ class MoeTest(unittest.TestCase):
                 if cf == 2.0:
                     self.assertEqual(st["dropped"], 0)
 
+    def test_moe_gradients_match_einsum_reference(self):
+        D = self.cfg["hidden_size"]
+        prefix = "Encoder/encoderblock_1/Moe/"
+        names = [prefix + n for n in ("Mlp/Dense_0/kernel", "Mlp/Dense_0/bias",
+                                      "Mlp/Dense_1/kernel", "Mlp/Dense_1/bias",
+                                      "Router/dense/kernel")]
+        y0 = torch.randn(8, self.T, D)
+        grads = []
+        for use_ref in (False, True):
+            y = y0.clone().requires_grad_(True)
+            for n in names:
+                self.params[n] = self.params[n].detach().requires_grad_(True)
+            if use_ref:
+                out = self.reference_moe(y, prefix, 0.5, True)
+            else:
+                out = vt.moe_mlp(self.params, prefix, y, self.cfg, 0.5, True)[0]
+            (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+            grads.append([y.grad] + [self.params[n].grad for n in names])
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
     def test_grouping_independent(self):
         # Routing is per group of 8 images: batch of 16 == two batches of 8.
         x = torch.rand(16, 28, 28, 1) * 2 - 1

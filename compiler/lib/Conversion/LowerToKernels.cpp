@@ -1194,12 +1194,25 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
         Value tok = arith::IndexCastOp::create(
             b, index, memref::LoadOp::create(b, kst, ValueRange{ex, gi, r}));
         Value local = arith::SubIOp::create(b, r, rowBegin);
-        forLoop(b, c0, constIndex(b, d), c1, [&](ImplicitLocOpBuilder &b, Value dd) {
-          Value v = memref::LoadOp::create(b, kx, ValueRange{gi, tok, dd});
-          if (bf16)
-            v = roundToBf16(b, v);
-          memref::StoreOp::create(b, v, panel, ValueRange{local, dd});
-        });
+        // Whole vectors where the row allows, scalars for the rest.
+        int64_t vw = tiling.vectorWidth, dVec = d / vw * vw;
+        auto vecType = VectorType::get({vw}, f32);
+        forLoop(b, c0, constIndex(b, dVec), constIndex(b, vw),
+                [&](ImplicitLocOpBuilder &b, Value dd) {
+                  Value v = vector::LoadOp::create(b, vecType, kx,
+                                                   ValueRange{gi, tok, dd});
+                  if (bf16)
+                    v = roundToBf16(b, v);
+                  vector::StoreOp::create(b, v, panel, ValueRange{local, dd});
+                });
+        forLoop(b, constIndex(b, dVec), constIndex(b, d), c1,
+                [&](ImplicitLocOpBuilder &b, Value dd) {
+                  Value v =
+                      memref::LoadOp::create(b, kx, ValueRange{gi, tok, dd});
+                  if (bf16)
+                    v = roundToBf16(b, v);
+                  memref::StoreOp::create(b, v, panel, ValueRange{local, dd});
+                });
       });
       int64_t panels = ceilDiv(m, tiling.nr);
       Value panelBegin =
