@@ -119,6 +119,61 @@ static cl::opt<std::string> modelName("name", cl::desc("Model name"),
 
 namespace {
 
+/// The effective config (after command-line overrides) as vmoe-style JSON:
+/// stored in the module for tools (vmoe-bench counts FLOPs from it).
+std::string configToJson(const ::vmoe::import::ModelConfig &c) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  auto str = [&](const std::string &v) {
+    os << '"';
+    for (char ch : v) {
+      if (ch == '"' || ch == '\\')
+        os << '\\';
+      if (static_cast<unsigned char>(ch) >= 0x20)
+        os << ch;
+    }
+    os << '"';
+  };
+  os << "{\"name\": ";
+  str(c.name);
+  os << ", \"image_size\": [" << c.imageHeight << ", " << c.imageWidth
+     << "], \"channels\": " << c.channels << ", \"patch_size\": "
+     << c.patchSize << ", \"hidden_size\": " << c.hiddenSize
+     << ", \"classifier\": ";
+  str(c.classifier);
+  os << ", \"representation_size\": ";
+  if (c.representationSize)
+    os << *c.representationSize;
+  else
+    os << "null";
+  os << ", \"num_classes\": " << c.numClasses;
+  if (!c.classNames.empty()) {
+    os << ", \"class_names\": [";
+    for (size_t i = 0; i < c.classNames.size(); ++i) {
+      if (i)
+        os << ", ";
+      str(c.classNames[i]);
+    }
+    os << "]";
+  }
+  os << ", \"transformer\": {\"num_layers\": " << c.numLayers
+     << ", \"mlp_dim\": " << c.mlpDim << ", \"num_heads\": " << c.numHeads
+     << "}, \"encoder\": {\"moe\": {\"layers\": [";
+  for (size_t i = 0; i < c.moeLayers.size(); ++i)
+    os << (i ? ", " : "") << c.moeLayers[i];
+  os << "], \"num_experts\": " << c.numExperts
+     << ", \"group_size\": " << (c.groupSize > 0 ? c.groupSize : c.tokensPerImage())
+     << ", \"router\": {\"num_selected_experts\": " << c.numSelectedExperts
+     << ", \"dispatcher\": {\"capacity_factor\": " << c.capacityFactor
+     << ", \"batch_priority\": " << (c.batchPriority ? "true" : "false")
+     << ", \"bfloat16\": " << (c.bf16Dispatch ? "true" : "false")
+     << "}}}}, \"batch_size\": " << c.batchSize;
+  if (c.maxCapacityFactor > 0)
+    os << ", \"max_capacity_factor\": " << c.maxCapacityFactor;
+  os << "}";
+  return s;
+}
+
 int fail(const llvm::Twine &message) {
   llvm::errs() << "vmoe-compile: error: " << message << "\n";
   return 1;
@@ -206,10 +261,6 @@ int main(int argc, char **argv) {
         return fail(error);
     } else if (!::vmoe::import::readModelConfig(inputFile, config, &error)) {
       return fail(error);
-    } else {
-      auto buffer = llvm::MemoryBuffer::getFile(inputFile);
-      if (buffer)
-        configJson = (*buffer)->getBuffer().str();
     }
     if (batchSize > 0) {
       // A group of the config's images must still fit the new batch.
@@ -231,6 +282,7 @@ int main(int argc, char **argv) {
       config.batchPriority = bprDefault == "on";
     }
     classNames = config.classNames;
+    configJson = configToJson(config);
     mlir::vmoe::WeightMap weights;
     if (!weightsFile.empty()) {
       if (!::vmoe::import::readWeights(weightsFile, weights, &error))

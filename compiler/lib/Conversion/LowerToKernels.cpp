@@ -557,61 +557,133 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
     Value qEnd = minIndex(
         b, arith::AddIOp::create(b, qBegin, constIndex(b, queryTile)), cT);
     Value scale = constF32(b, 1.0 / std::sqrt(static_cast<double>(dh)));
-    forLoop(b, qBegin, qEnd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-      Value qRow = arith::AddIOp::create(b, rowBase, i);
-      Value negInf = constF32(b, -INFINITY);
-      // flax scales q before the product.
-      Value maxScore = forLoopAcc(
-          b, c0, cT, c1, {negInf},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
-            Value kRow = arith::AddIOp::create(b, rowBase, j);
-            Value dot = forLoopAcc(
-                b, c0, cDh, c1, {constF32(b, 0.0)},
-                [&](ImplicitLocOpBuilder &b, Value e, ValueRange s) {
-                  Value q = memref::LoadOp::create(
-                      b, kq, ValueRange{qRow, arith::AddIOp::create(b, qCol, e)});
-                  Value kk = memref::LoadOp::create(
-                      b, kq, ValueRange{kRow, arith::AddIOp::create(b, kCol, e)});
-                  q = arith::MulFOp::create(b, q, scale);
-                  return SmallVector<Value>{arith::AddFOp::create(
-                      b, s[0], arith::MulFOp::create(b, q, kk, fast), fast)};
-                })[0];
-            memref::StoreOp::create(b, dot, scores, ValueRange{j});
-            return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], dot)};
-          })[0];
-      Value sum = forLoopAcc(
-          b, c0, cT, c1, {constF32(b, 0.0)},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange s) {
-            Value v = memref::LoadOp::create(b, scores, ValueRange{j});
-            Value p = math::ExpOp::create(b, arith::SubFOp::create(b, v, maxScore));
-            memref::StoreOp::create(b, p, scores, ValueRange{j});
-            return SmallVector<Value>{arith::AddFOp::create(b, s[0], p, fast)};
-          })[0];
-      Value inv = arith::DivFOp::create(b, constF32(b, 1.0), sum);
-      forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
-        memref::StoreOp::create(b, constF32(b, 0.0), acc, ValueRange{e});
+    int64_t vw = tiling.vectorWidth;
+    if (dh % vw == 0) {
+      // Vector form: the query row and the output accumulator live in
+      // registers (Dh / vw vectors); dot products are lane-wise FMAs reduced
+      // once per key.
+      int64_t nv = dh / vw;
+      auto vecType = VectorType::get({vw}, f32);
+      Value zeroVec = arith::ConstantOp::create(
+          b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
+      Value scaleVec = vector::BroadcastOp::create(b, vecType, scale);
+      auto col = [&](ImplicitLocOpBuilder &b, Value base, int64_t v) {
+        return arith::AddIOp::create(b, base, constIndex(b, v * vw)).getResult();
+      };
+      forLoop(b, qBegin, qEnd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+        Value qRow = arith::AddIOp::create(b, rowBase, i);
+        SmallVector<Value> q;
+        for (int64_t v = 0; v < nv; ++v)
+          q.push_back(arith::MulFOp::create(
+              b,
+              vector::LoadOp::create(b, vecType, kq,
+                                     ValueRange{qRow, col(b, qCol, v)}),
+              scaleVec));
+        Value maxScore = forLoopAcc(
+            b, c0, cT, c1, {constF32(b, -INFINITY)},
+            [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
+              Value kRow = arith::AddIOp::create(b, rowBase, j);
+              Value acc = zeroVec;
+              for (int64_t v = 0; v < nv; ++v)
+                acc = vector::FMAOp::create(
+                    b, q[v],
+                    vector::LoadOp::create(b, vecType, kq,
+                                           ValueRange{kRow, col(b, kCol, v)}),
+                    acc);
+              Value dot = vector::ReductionOp::create(
+                  b, vector::CombiningKind::ADD, acc);
+              memref::StoreOp::create(b, dot, scores, ValueRange{j});
+              return SmallVector<Value>{
+                  arith::MaximumFOp::create(b, m[0], dot)};
+            })[0];
+        Value sum = forLoopAcc(
+            b, c0, cT, c1, {constF32(b, 0.0)},
+            [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
+              Value v = memref::LoadOp::create(b, scores, ValueRange{j});
+              Value p =
+                  math::ExpOp::create(b, arith::SubFOp::create(b, v, maxScore));
+              memref::StoreOp::create(b, p, scores, ValueRange{j});
+              return SmallVector<Value>{arith::AddFOp::create(b, a[0], p)};
+            })[0];
+        Value inv = vector::BroadcastOp::create(
+            b, vecType, arith::DivFOp::create(b, constF32(b, 1.0), sum));
+        SmallVector<Value> init(nv, zeroVec);
+        SmallVector<Value> out = forLoopAcc(
+            b, c0, cT, c1, init,
+            [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+              Value vRow = arith::AddIOp::create(b, rowBase, j);
+              Value p = vector::BroadcastOp::create(
+                  b, vecType, memref::LoadOp::create(b, scores, ValueRange{j}));
+              SmallVector<Value> next;
+              for (int64_t v = 0; v < nv; ++v)
+                next.push_back(vector::FMAOp::create(
+                    b, p,
+                    vector::LoadOp::create(b, vecType, kq,
+                                           ValueRange{vRow, col(b, vCol, v)}),
+                    acc[v]));
+              return next;
+            });
+        for (int64_t v = 0; v < nv; ++v)
+          vector::StoreOp::create(b, arith::MulFOp::create(b, out[v], inv), ko,
+                                  ValueRange{qRow, col(b, qCol, v)});
       });
-      forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
-        Value vRow = arith::AddIOp::create(b, rowBase, j);
-        Value p = arith::MulFOp::create(
-            b, memref::LoadOp::create(b, scores, ValueRange{j}), inv);
+    } else {
+      forLoop(b, qBegin, qEnd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+        Value qRow = arith::AddIOp::create(b, rowBase, i);
+        Value negInf = constF32(b, -INFINITY);
+        // flax scales q before the product.
+        Value maxScore = forLoopAcc(
+            b, c0, cT, c1, {negInf},
+            [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
+              Value kRow = arith::AddIOp::create(b, rowBase, j);
+              Value dot = forLoopAcc(
+                  b, c0, cDh, c1, {constF32(b, 0.0)},
+                  [&](ImplicitLocOpBuilder &b, Value e, ValueRange s) {
+                    Value q = memref::LoadOp::create(
+                        b, kq, ValueRange{qRow, arith::AddIOp::create(b, qCol, e)});
+                    Value kk = memref::LoadOp::create(
+                        b, kq, ValueRange{kRow, arith::AddIOp::create(b, kCol, e)});
+                    q = arith::MulFOp::create(b, q, scale);
+                    return SmallVector<Value>{arith::AddFOp::create(
+                        b, s[0], arith::MulFOp::create(b, q, kk, fast), fast)};
+                  })[0];
+              memref::StoreOp::create(b, dot, scores, ValueRange{j});
+              return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], dot)};
+            })[0];
+        Value sum = forLoopAcc(
+            b, c0, cT, c1, {constF32(b, 0.0)},
+            [&](ImplicitLocOpBuilder &b, Value j, ValueRange s) {
+              Value v = memref::LoadOp::create(b, scores, ValueRange{j});
+              Value p = math::ExpOp::create(b, arith::SubFOp::create(b, v, maxScore));
+              memref::StoreOp::create(b, p, scores, ValueRange{j});
+              return SmallVector<Value>{arith::AddFOp::create(b, s[0], p, fast)};
+            })[0];
+        Value inv = arith::DivFOp::create(b, constF32(b, 1.0), sum);
         forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
-          Value v = memref::LoadOp::create(
-              b, kq, ValueRange{vRow, arith::AddIOp::create(b, vCol, e)});
-          Value a = memref::LoadOp::create(b, acc, ValueRange{e});
-          memref::StoreOp::create(
-              b, arith::AddFOp::create(b, a, arith::MulFOp::create(b, p, v, fast),
-                                       fast),
-              acc, ValueRange{e});
+          memref::StoreOp::create(b, constF32(b, 0.0), acc, ValueRange{e});
+        });
+        forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
+          Value vRow = arith::AddIOp::create(b, rowBase, j);
+          Value p = arith::MulFOp::create(
+              b, memref::LoadOp::create(b, scores, ValueRange{j}), inv);
+          forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
+            Value v = memref::LoadOp::create(
+                b, kq, ValueRange{vRow, arith::AddIOp::create(b, vCol, e)});
+            Value a = memref::LoadOp::create(b, acc, ValueRange{e});
+            memref::StoreOp::create(
+                b, arith::AddFOp::create(b, a, arith::MulFOp::create(b, p, v, fast),
+                                         fast),
+                acc, ValueRange{e});
+          });
+        });
+        forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
+          memref::StoreOp::create(b, memref::LoadOp::create(b, acc, ValueRange{e}),
+                                  ko,
+                                  ValueRange{qRow, arith::AddIOp::create(b, qCol, e)});
         });
       });
-      forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
-        memref::StoreOp::create(b, memref::LoadOp::create(b, acc, ValueRange{e}),
-                                ko,
-                                ValueRange{qRow, arith::AddIOp::create(b, qCol, e)});
-      });
-    });
-  }
+    }
+    }
   launch(kern, {batch * heads, ceilDiv(t, queryTile)}, binds);
 
   auto [out, residual] = fusedOutput(op.getResult(), op);
