@@ -533,158 +533,160 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
   emitDenseGemm("attn_qkv", *x, pqkv, pqkvBias, 3 * d, Activation::None,
                 qkvBuf);
 
-  // softmax(q k^T / sqrt(Dh)) v per (image, head), one query row at a time.
+  // softmax(q k^T / sqrt(Dh)) v per (image, head) as two register-blocked
+  // GEMMs in the worker's scratch: K^T and V are packed into panels, S = q
+  // k^T is scaled in the epilogue, softmax runs on the rows of S, and P V is
+  // scaled by 1 / row sum in the second epilogue.
   Value ctxBuf = alloc({batch * t, d}, f32);
-  int64_t queryTile = 16;
+  int64_t nr = tiling.nr;
+  int64_t kPanels = ceilDiv(t, nr), vPanels = ceilDiv(dh, nr);
+  int64_t kPackBytes = kPanels * dh * nr * 4, sBytes = t * t * 4;
+  int64_t vPackBytes = vPanels * t * nr * 4, sumBytes = t * 4;
+  int64_t scratch = kPackBytes + sBytes + vPackBytes + sumBytes;
   SmallVector<Value> binds = {qkvBuf, ctxBuf};
-  Kernel kern = newKernel("attention", binds, 0);
+  Kernel kern = newKernel("attention", binds, 0, scratch);
   {
     ImplicitLocOpBuilder &b = kern.b();
     Value kq = kern.bindings[0], ko = kern.bindings[1];
     Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
-    Value cT = constIndex(b, t), cDh = constIndex(b, dh);
-    auto fast = arith::FastMathFlagsAttr::get(
-        ctx, arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
-    Value scores = memref::AllocaOp::create(b, MemRefType::get({t}, f32));
-    Value acc = memref::AllocaOp::create(b, MemRefType::get({dh}, f32));
+    Value cT = constIndex(b, t), cNr = constIndex(b, nr);
+    auto view = [&](int64_t offset, ArrayRef<int64_t> shape) -> Value {
+      return memref::ViewOp::create(b, MemRefType::get(shape, f32),
+                                    kern.scratch, constIndex(b, offset),
+                                    ValueRange{});
+    };
+    Value kPack = view(0, {kPanels, dh, nr});
+    Value sMat = view(kPackBytes, {t, t});
+    Value vPack = view(kPackBytes + sBytes, {vPanels, t, nr});
+    Value invSum = view(kPackBytes + sBytes + vPackBytes, {t});
     Value image = arith::DivUIOp::create(b, kern.wx, constIndex(b, heads));
     Value head = arith::RemUIOp::create(b, kern.wx, constIndex(b, heads));
     Value rowBase = arith::MulIOp::create(b, image, cT);
-    Value qCol = arith::MulIOp::create(b, head, cDh);
+    Value qCol = arith::MulIOp::create(b, head, constIndex(b, dh));
     Value kCol = arith::AddIOp::create(b, qCol, constIndex(b, d));
     Value vCol = arith::AddIOp::create(b, qCol, constIndex(b, 2 * d));
-    Value qBegin = arith::MulIOp::create(b, kern.wy, constIndex(b, queryTile));
-    Value qEnd = minIndex(
-        b, arith::AddIOp::create(b, qBegin, constIndex(b, queryTile)), cT);
+    Value zero = constF32(b, 0.0);
+    // Pack K^T: kPack[p][e][l] = k[token p*nr + l][e], zero past T.
+    forLoop(b, c0, constIndex(b, kPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
+      forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
+        Value tok = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
+        Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, tok, cT);
+        Value row = arith::AddIOp::create(
+            b, rowBase, minIndex(b, tok, constIndex(b, t - 1)));
+        forLoop(b, c0, constIndex(b, dh), c1, [&](ImplicitLocOpBuilder &b, Value e) {
+          Value v = memref::LoadOp::create(
+              b, kq, ValueRange{row, arith::AddIOp::create(b, kCol, e)});
+          memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, zero),
+                                  kPack, ValueRange{p, e, l});
+        });
+      });
+    });
+    // Pack V: vPack[p][j][l] = v[token j][p*nr + l], zero past Dh.
+    forLoop(b, c0, constIndex(b, vPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
+      forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
+        Value row = arith::AddIOp::create(b, rowBase, j);
+        forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
+          Value e = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
+          Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, e,
+                                              constIndex(b, dh));
+          Value col = arith::AddIOp::create(
+              b, vCol, minIndex(b, e, constIndex(b, dh - 1)));
+          Value v = memref::LoadOp::create(b, kq, ValueRange{row, col});
+          memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, zero),
+                                  vPack, ValueRange{p, j, l});
+        });
+      });
+    });
+    // S = (q k^T) / sqrt(Dh); flax scales q first, the same up to rounding.
     Value scale = constF32(b, 1.0 / std::sqrt(static_cast<double>(dh)));
-    int64_t vw = tiling.vectorWidth;
-    if (dh % vw == 0) {
-      // Vector form: the query row and the output accumulator live in
-      // registers (Dh / vw vectors); dot products are lane-wise FMAs reduced
-      // once per key.
-      int64_t nv = dh / vw;
-      auto vecType = VectorType::get({vw}, f32);
-      Value zeroVec = arith::ConstantOp::create(
-          b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
-      Value scaleVec = vector::BroadcastOp::create(b, vecType, scale);
-      auto col = [&](ImplicitLocOpBuilder &b, Value base, int64_t v) {
-        return arith::AddIOp::create(b, base, constIndex(b, v * vw)).getResult();
+    {
+      auto aIndex = [&](ImplicitLocOpBuilder &b, Value row, Value e) {
+        return SmallVector<Value>{arith::AddIOp::create(b, rowBase, row),
+                                  arith::AddIOp::create(b, qCol, e)};
       };
-      forLoop(b, qBegin, qEnd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-        Value qRow = arith::AddIOp::create(b, rowBase, i);
-        SmallVector<Value> q;
-        for (int64_t v = 0; v < nv; ++v)
-          q.push_back(arith::MulFOp::create(
-              b,
-              vector::LoadOp::create(b, vecType, kq,
-                                     ValueRange{qRow, col(b, qCol, v)}),
-              scaleVec));
-        Value maxScore = forLoopAcc(
-            b, c0, cT, c1, {constF32(b, -INFINITY)},
-            [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
-              Value kRow = arith::AddIOp::create(b, rowBase, j);
-              Value acc = zeroVec;
-              for (int64_t v = 0; v < nv; ++v)
-                acc = vector::FMAOp::create(
-                    b, q[v],
-                    vector::LoadOp::create(b, vecType, kq,
-                                           ValueRange{kRow, col(b, kCol, v)}),
-                    acc);
-              Value dot = vector::ReductionOp::create(
-                  b, vector::CombiningKind::ADD, acc);
-              memref::StoreOp::create(b, dot, scores, ValueRange{j});
-              return SmallVector<Value>{
-                  arith::MaximumFOp::create(b, m[0], dot)};
-            })[0];
-        Value sum = forLoopAcc(
-            b, c0, cT, c1, {constF32(b, 0.0)},
-            [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
-              Value v = memref::LoadOp::create(b, scores, ValueRange{j});
-              Value p =
-                  math::ExpOp::create(b, arith::SubFOp::create(b, v, maxScore));
-              memref::StoreOp::create(b, p, scores, ValueRange{j});
-              return SmallVector<Value>{arith::AddFOp::create(b, a[0], p)};
-            })[0];
-        Value inv = vector::BroadcastOp::create(
-            b, vecType, arith::DivFOp::create(b, constF32(b, 1.0), sum));
-        SmallVector<Value> init(nv, zeroVec);
-        SmallVector<Value> out = forLoopAcc(
-            b, c0, cT, c1, init,
-            [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
-              Value vRow = arith::AddIOp::create(b, rowBase, j);
-              Value p = vector::BroadcastOp::create(
-                  b, vecType, memref::LoadOp::create(b, scores, ValueRange{j}));
-              SmallVector<Value> next;
-              for (int64_t v = 0; v < nv; ++v)
-                next.push_back(vector::FMAOp::create(
-                    b, p,
-                    vector::LoadOp::create(b, vecType, kq,
-                                           ValueRange{vRow, col(b, vCol, v)}),
-                    acc[v]));
-              return next;
-            });
-        for (int64_t v = 0; v < nv; ++v)
-          vector::StoreOp::create(b, arith::MulFOp::create(b, out[v], inv), ko,
-                                  ValueRange{qRow, col(b, qCol, v)});
-      });
-    } else {
-      forLoop(b, qBegin, qEnd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-        Value qRow = arith::AddIOp::create(b, rowBase, i);
-        Value negInf = constF32(b, -INFINITY);
-        // flax scales q before the product.
-        Value maxScore = forLoopAcc(
-            b, c0, cT, c1, {negInf},
-            [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
-              Value kRow = arith::AddIOp::create(b, rowBase, j);
-              Value dot = forLoopAcc(
-                  b, c0, cDh, c1, {constF32(b, 0.0)},
-                  [&](ImplicitLocOpBuilder &b, Value e, ValueRange s) {
-                    Value q = memref::LoadOp::create(
-                        b, kq, ValueRange{qRow, arith::AddIOp::create(b, qCol, e)});
-                    Value kk = memref::LoadOp::create(
-                        b, kq, ValueRange{kRow, arith::AddIOp::create(b, kCol, e)});
-                    q = arith::MulFOp::create(b, q, scale);
-                    return SmallVector<Value>{arith::AddFOp::create(
-                        b, s[0], arith::MulFOp::create(b, q, kk, fast), fast)};
-                  })[0];
-              memref::StoreOp::create(b, dot, scores, ValueRange{j});
-              return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], dot)};
-            })[0];
-        Value sum = forLoopAcc(
-            b, c0, cT, c1, {constF32(b, 0.0)},
-            [&](ImplicitLocOpBuilder &b, Value j, ValueRange s) {
-              Value v = memref::LoadOp::create(b, scores, ValueRange{j});
-              Value p = math::ExpOp::create(b, arith::SubFOp::create(b, v, maxScore));
-              memref::StoreOp::create(b, p, scores, ValueRange{j});
-              return SmallVector<Value>{arith::AddFOp::create(b, s[0], p, fast)};
-            })[0];
-        Value inv = arith::DivFOp::create(b, constF32(b, 1.0), sum);
-        forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
-          memref::StoreOp::create(b, constF32(b, 0.0), acc, ValueRange{e});
-        });
-        forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
-          Value vRow = arith::AddIOp::create(b, rowBase, j);
-          Value p = arith::MulFOp::create(
-              b, memref::LoadOp::create(b, scores, ValueRange{j}), inv);
-          forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
-            Value v = memref::LoadOp::create(
-                b, kq, ValueRange{vRow, arith::AddIOp::create(b, vCol, e)});
-            Value a = memref::LoadOp::create(b, acc, ValueRange{e});
-            memref::StoreOp::create(
-                b, arith::AddFOp::create(b, a, arith::MulFOp::create(b, p, v, fast),
-                                         fast),
-                acc, ValueRange{e});
-          });
-        });
-        forLoop(b, c0, cDh, c1, [&](ImplicitLocOpBuilder &b, Value e) {
-          memref::StoreOp::create(b, memref::LoadOp::create(b, acc, ValueRange{e}),
-                                  ko,
-                                  ValueRange{qRow, arith::AddIOp::create(b, qCol, e)});
-        });
-      });
+      auto cIndex = [&](ImplicitLocOpBuilder &, Value row, Value col) {
+        return SmallVector<Value>{row, col};
+      };
+      auto rowScale = [&](ImplicitLocOpBuilder &, Value) { return scale; };
+      GemmOperands ops;
+      ops.n = t;
+      ops.k = dh;
+      ops.a = kq;
+      ops.aIndex = aIndex;
+      ops.b = kPack;
+      ops.rowScale = rowScale;
+      ops.c = sMat;
+      ops.cIndex = cIndex;
+      emitGemmBlock(b, tiling, ops, c0, cT, c0, constIndex(b, kPanels));
     }
+    // Softmax numerators in place (whole vectors, then a scalar tail); 1 /
+    // row sum kept for the second GEMM.
+    int64_t vw = tiling.vectorWidth, tVec = t / vw * vw;
+    auto vecType = VectorType::get({vw}, f32);
+    Value cVw = constIndex(b, vw), cTVec = constIndex(b, tVec);
+    forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+      Value negInf = constF32(b, -INFINITY);
+      Value mxVec = forLoopAcc(
+          b, c0, cTVec, cVw,
+          {vector::BroadcastOp::create(b, vecType, negInf)},
+          [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
+            Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
+            return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
+          })[0];
+      Value mx = forLoopAcc(
+          b, cTVec, cT, c1,
+          {vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF, mxVec)},
+          [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
+            Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
+            return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
+          })[0];
+      Value mxSplat = vector::BroadcastOp::create(b, vecType, mx);
+      Value sumVec = forLoopAcc(
+          b, c0, cTVec, cVw,
+          {vector::BroadcastOp::create(b, vecType, constF32(b, 0.0))},
+          [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
+            Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
+            Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mxSplat));
+            vector::StoreOp::create(b, e, sMat, ValueRange{i, j});
+            return SmallVector<Value>{arith::AddFOp::create(b, a[0], e)};
+          })[0];
+      Value sum = forLoopAcc(
+          b, cTVec, cT, c1,
+          {vector::ReductionOp::create(b, vector::CombiningKind::ADD, sumVec)},
+          [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
+            Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
+            Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mx));
+            memref::StoreOp::create(b, e, sMat, ValueRange{i, j});
+            return SmallVector<Value>{arith::AddFOp::create(b, a[0], e)};
+          })[0];
+      memref::StoreOp::create(b, arith::DivFOp::create(b, constF32(b, 1.0), sum),
+                              invSum, ValueRange{i});
+    });
+    // O = P V / row sum, written to this head's columns.
+    {
+      auto aIndex = [&](ImplicitLocOpBuilder &, Value row, Value j) {
+        return SmallVector<Value>{row, j};
+      };
+      auto cIndex = [&](ImplicitLocOpBuilder &b, Value row, Value col) {
+        return SmallVector<Value>{arith::AddIOp::create(b, rowBase, row),
+                                  arith::AddIOp::create(b, qCol, col)};
+      };
+      auto rowScale = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+        return memref::LoadOp::create(b, invSum, ValueRange{row});
+      };
+      GemmOperands ops;
+      ops.n = dh;
+      ops.k = t;
+      ops.a = sMat;
+      ops.aIndex = aIndex;
+      ops.b = vPack;
+      ops.rowScale = rowScale;
+      ops.c = ko;
+      ops.cIndex = cIndex;
+      emitGemmBlock(b, tiling, ops, c0, cT, c0, constIndex(b, vPanels));
     }
-  launch(kern, {batch * heads, ceilDiv(t, queryTile)}, binds);
+  }
+  launch(kern, {batch * heads}, binds);
 
   auto [out, residual] = fusedOutput(op.getResult(), op);
   if (!out)
