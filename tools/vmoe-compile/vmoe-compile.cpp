@@ -34,6 +34,7 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/InitLLVM.h"
@@ -86,10 +87,13 @@ static cl::opt<std::string>
     cpuName("cpu", cl::desc("CPU to compile for: host, x86-64-v3, "
                             "x86-64-v4, aarch64"),
             cl::init("host"));
-enum class Emit { Mlir, Kernels, LlvmIr, Module };
+enum class Emit { Config, Mlir, Kernels, LlvmIr, Module };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to produce"), cl::init(Emit::Module),
-    cl::values(clEnumValN(Emit::Mlir, "mlir",
+    cl::values(clEnumValN(Emit::Config, "config",
+                          "the effective model config as JSON (a config or "
+                          "preset with the command-line overrides)"),
+               clEnumValN(Emit::Mlir, "mlir",
                           "the decomposed tensor-level IR (weights stay in "
                           "resource blobs)"),
                clEnumValN(Emit::Kernels, "kernels",
@@ -164,12 +168,14 @@ std::string configToJson(const ::vmoe::import::ModelConfig &c) {
   os << "], \"num_experts\": " << c.numExperts
      << ", \"group_size\": " << (c.groupSize > 0 ? c.groupSize : c.tokensPerImage())
      << ", \"router\": {\"num_selected_experts\": " << c.numSelectedExperts
-     << ", \"dispatcher\": {\"capacity_factor\": " << c.capacityFactor
+     << ", \"dispatcher\": {\"capacity_factor\": "
+     << llvm::format("%.17g", c.capacityFactor)
      << ", \"batch_priority\": " << (c.batchPriority ? "true" : "false")
      << ", \"bfloat16\": " << (c.bf16Dispatch ? "true" : "false")
      << "}}}}, \"batch_size\": " << c.batchSize;
   if (c.maxCapacityFactor > 0)
-    os << ", \"max_capacity_factor\": " << c.maxCapacityFactor;
+    os << ", \"max_capacity_factor\": "
+       << llvm::format("%.17g", c.maxCapacityFactor);
   os << "}";
   return s;
 }
@@ -283,6 +289,10 @@ int main(int argc, char **argv) {
     }
     classNames = config.classNames;
     configJson = configToJson(config);
+    if (emit == Emit::Config) {
+      llvm::outs() << configJson << "\n";
+      return 0;
+    }
     mlir::vmoe::WeightMap weights;
     if (!weightsFile.empty()) {
       if (!::vmoe::import::readWeights(weightsFile, weights, &error))
