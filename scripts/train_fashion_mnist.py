@@ -103,7 +103,7 @@ def main():
     ap.add_argument("--num-layers", type=int, default=4)
     ap.add_argument("--mlp-dim", type=int, default=128)
     ap.add_argument("--num-heads", type=int, default=4)
-    ap.add_argument("--patch-size", type=int, default=4)
+    ap.add_argument("--patch-size", type=int, default=7)
     ap.add_argument("--num-experts", type=int, default=8)
     ap.add_argument("--max-steps", type=int, default=0, help="debug: stop after N steps")
     ap.add_argument("--num-samples", type=int, default=256)

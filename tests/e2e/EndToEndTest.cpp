@@ -12,6 +12,7 @@
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
 #include "vmoe/import/ModelConfig.h"
+#include "vmoe/import/Npz.h"
 #include "vmoe/import/Weights.h"
 #include "vmoe/runtime.h"
 
@@ -347,6 +348,84 @@ TEST(EndToEndImport, MisshapenWeightIsNamed) {
   EXPECT_FALSE(buildVitMoe(context, config, weights, &error));
   EXPECT_EQ(error, "missing weight Encoder/encoderblock_1/Moe/Mlp/Dense_0/"
                    "kernel of shape (4, 16, 32)");
+}
+
+} // namespace
+
+namespace {
+
+// The bundled model (models/fashion-mnist, trained with
+// scripts/train_fashion_mnist.py) against the golden logits its PyTorch
+// implementation (python/vmoe_torch.py) wrote for the bundled samples:
+// the default capacity factor, and 0.5 with BPR on and off.
+TEST(BundledModel, MatchesPyTorchGoldenLogits) {
+  std::string dir = VMOE_BUNDLED_MODEL_DIR;
+  ::vmoe::import::ModelConfig config;
+  std::string error;
+  ASSERT_TRUE(::vmoe::import::readModelConfig(dir + "/config.json", config,
+                                               &error))
+      << error;
+  config.batchSize = 8;
+  config.maxCapacityFactor = 2.0;
+  WeightMap weights, samples;
+  ASSERT_TRUE(::vmoe::import::readWeights(dir + "/weights.npz", weights, &error))
+      << error;
+  ::vmoe::import::ReadOptions options;
+  options.skipNonFloat = true; // the uint8 images and int32 labels
+  ASSERT_TRUE(::vmoe::import::readNpz(dir + "/samples.npz", samples, &error,
+                                      options))
+      << error;
+  const WeightTensor &inputs = samples.at("inputs");
+  int64_t n = inputs.shape[0];
+  ASSERT_EQ(n % config.batchSize, 0);
+
+  Module m;
+  ref::ModelWeights unused;
+  compileWeights(config, weights, m, unused);
+  if (HasFatalFailure())
+    return;
+  struct Case {
+    const char *golden;
+    double cf;
+    int bpr;
+  };
+  for (Case c : {Case{"logits", 0.0, -1}, Case{"logits_cf0_5_bpr", 0.5, 1},
+                 Case{"logits_cf0_5_vanilla", 0.5, 0}}) {
+    SCOPED_TRACE(c.golden);
+    const WeightTensor &golden = samples.at(c.golden);
+    int64_t classes = golden.shape[1];
+    int64_t item = inputs.data.size() / n;
+    std::vector<float> logits(config.batchSize * classes);
+    double maxDiff = 0;
+    int64_t sameTop1 = 0;
+    for (int64_t b = 0; b < n; b += config.batchSize) {
+      int64_t inShape[4] = {config.batchSize, config.imageHeight,
+                            config.imageWidth, config.channels};
+      int64_t outShape[2] = {config.batchSize, classes};
+      vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape,
+                          const_cast<float *>(inputs.data.data()) + b * item,
+                          static_cast<uint64_t>(config.batchSize * item * 4)};
+      vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
+                           logits.size() * 4};
+      vmoe_run_options_t ropts = {c.cf, c.bpr};
+      vmoe_message_t msg;
+      ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, &ropts, &msg),
+                VMOE_STATUS_OK)
+          << msg.text;
+      for (int64_t i = 0; i < config.batchSize; ++i) {
+        const float *want = golden.data.data() + (b + i) * classes;
+        const float *got = logits.data() + i * classes;
+        for (int64_t k = 0; k < classes; ++k)
+          maxDiff = std::max(maxDiff, std::abs(double(got[k]) - want[k]));
+        sameTop1 += std::max_element(got, got + classes) - got ==
+                    std::max_element(want, want + classes) - want;
+      }
+    }
+    // Two float32 implementations of the same math; bf16 rounding of expert
+    // inputs can flip near a tie, which moves a logit by ~1e-3 at most here.
+    EXPECT_LT(maxDiff, 2e-3);
+    EXPECT_EQ(sameTop1, n);
+  }
 }
 
 } // namespace

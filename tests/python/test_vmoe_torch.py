@@ -264,8 +264,8 @@ class BundledModelTest(unittest.TestCase):
         s = np.load(os.path.join(d, "samples.npz"))
         x = vt.preprocess_uint8(s["images"])
         np.testing.assert_array_equal(x, s["inputs"])
-        for key, cf, bpr in (("logits", None, None), ("logits_cf0.5_bpr", 0.5, True),
-                             ("logits_cf0.5_vanilla", 0.5, False)):
+        for key, cf, bpr in (("logits", None, None), ("logits_cf0_5_bpr", 0.5, True),
+                             ("logits_cf0_5_vanilla", 0.5, False)):
             out = torch.cat([vt.forward(params, torch.from_numpy(x[i:i + 8]), cfg, cf, bpr)[0]
                              for i in range(0, len(x), 8)]).numpy()
             np.testing.assert_allclose(out, s[key], atol=1e-4, rtol=1e-4)

@@ -135,9 +135,10 @@ private:
   /// (the MLP's and attention's last GEMM, the MoE combine): the producer
   /// writes `residual + result` into the add's buffer.
   void findFusableResiduals();
-  /// The buffer a producer writes when its residual add is fused, with the
-  /// residual's buffer; null values otherwise.
-  std::pair<Value, Value> fusedOutput(Value result, Operation *user);
+  /// The buffer a producer of `result` writes: the fused residual add's
+  /// buffer (with the residual's buffer second), else a new buffer (and a
+  /// null residual).
+  std::pair<Value, Value> outputFor(Value result, Operation *user);
 
   struct FusedResidual {
     Value residual;
@@ -491,9 +492,7 @@ LogicalResult Lowering::lowerMlp(MlpOp op) {
   auto [pw2, pb2] = packWeights("mlp_w2", *w2, *b2, 1, m, d);
   Value hidden = alloc({rows, m}, Float32Type::get(ctx));
   emitDenseGemm("mlp_up", *x, pw1, pb1, m, Activation::Gelu, hidden);
-  auto [out, residual] = fusedOutput(op.getResult(), op);
-  if (!out)
-    out = allocLike(op.getResult());
+  auto [out, residual] = outputFor(op.getResult(), op);
   emitDenseGemm("mlp_down", hidden, pw2, pb2, d, Activation::None, out,
                 residual);
   return success();
@@ -688,9 +687,7 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
   }
   launch(kern, {batch * heads}, binds);
 
-  auto [out, residual] = fusedOutput(op.getResult(), op);
-  if (!out)
-    out = allocLike(op.getResult());
+  auto [out, residual] = outputFor(op.getResult(), op);
   emitDenseGemm("attn_out", ctxBuf, pwo, pbo, d, Activation::None, out,
                 residual);
   return success();
@@ -1370,9 +1367,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   }
   // combine: out[token] = sum over kept assignments of gate * expert output
   // (the gate is already applied); dropped tokens get exactly 0.
-  auto [out, residual] = fusedOutput(combine.getResult(), combine);
-  if (!out)
-    out = allocLike(combine.getResult());
+  auto [out, residual] = outputFor(combine.getResult(), combine);
   {
     SmallVector<Value> binds = {expertOut, topIdx, slots, out};
     if (residual)
@@ -1456,13 +1451,13 @@ void Lowering::findFusableResiduals() {
   }
 }
 
-std::pair<Value, Value> Lowering::fusedOutput(Value result, Operation *user) {
+std::pair<Value, Value> Lowering::outputFor(Value result, Operation *user) {
   auto it = fusedResiduals.find(result);
-  if (it == fusedResiduals.end())
-    return {};
-  FailureOr<Value> residual = lookup(it->second.residual, user);
+  FailureOr<Value> residual =
+      it == fusedResiduals.end() ? FailureOr<Value>(failure())
+                                 : lookup(it->second.residual, user);
   if (failed(residual))
-    return {};
+    return {allocLike(result), Value()};
   arith::AddFOp add = it->second.add;
   Value out = allocLike(add.getResult());
   handled.insert(add);
