@@ -45,7 +45,7 @@ def main():
         out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{w - right}" '
                    f'y2="{py(y):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" '
-                   f'text-anchor="end">{y * 100:.0f}%</text>')
+                   f'text-anchor="end">{y * 100:.1f}%</text>')
     out.append(f'<text x="{(left + w - right) / 2}" y="{h - 18}" '
                'text-anchor="middle">share of expert assignments processed</text>')
     out.append(f'<text x="16" y="{(top + h - bottom) / 2}" text-anchor="middle" '
