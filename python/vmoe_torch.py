@@ -249,8 +249,8 @@ def gelu(x):
 
 
 def bf16_round(x):
-    """Round float32 to bfloat16 (round to nearest even) and back to float32."""
-    return x.to(torch.bfloat16).to(torch.float32)
+    """Round to bfloat16 (round to nearest even) and back to the input dtype."""
+    return x.to(torch.bfloat16).to(x.dtype)
 
 
 def patch_embed(params, images, cfg):
