@@ -348,6 +348,12 @@ TEST(EndToEndImport, MisshapenWeightIsNamed) {
   EXPECT_FALSE(buildVitMoe(context, config, weights, &error));
   EXPECT_EQ(error, "missing weight Encoder/encoderblock_1/Moe/Mlp/Dense_0/"
                    "kernel of shape (4, 16, 32)");
+  // vmoe issue #182: a group that does not fit the batch is named.
+  config.batchSize = 3;
+  EXPECT_FALSE(buildVitMoe(context, config, weights, &error));
+  EXPECT_EQ(error, "group_size 34 does not divide the 51 tokens of a batch of "
+                   "3 (vmoe issue #182); choose a divisor, e.g. the tokens per "
+                   "image 17");
 }
 
 } // namespace
