@@ -18,5 +18,6 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.vmoe_tools_dir, config.llvm_tools_dir]
-llvm_config.add_tool_substitutions(["vmoe-opt", "FileCheck", "not", "count"],
+config.substitutions.append(("%vmoe_src", config.vmoe_src_root))
+llvm_config.add_tool_substitutions(["vmoe-opt", "vmoe-compile", "FileCheck", "not", "count"],
                                    tool_dirs)

@@ -278,6 +278,13 @@ int main(int argc, char **argv) {
     }
     if (groupSize > 0)
       config.groupSize = groupSize;
+    // Without --batch, a config whose group holds whole images (vmoe's 8
+    // images) compiles for one group of them.
+    int64_t t = config.tokensPerImage();
+    if (batchSize == 0 && config.groupSize > 0 &&
+        (config.batchSize * t) % config.groupSize != 0 &&
+        config.groupSize % t == 0)
+      config.batchSize = config.groupSize / t;
     if (capacityFactor > 0.0)
       config.capacityFactor = capacityFactor;
     if (maxCapacityFactor > 0.0)
