@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "vmoe/import/ModelConfig.h"
+#include "vmoe/import/Npz.h"
 #include "vmoe/runtime.h"
 
 #include <algorithm>
@@ -35,6 +36,10 @@ const char *kUsage =
     "  --warmup N                 untimed runs first (default 3)\n"
     "  --repeat N                 timed runs (default 20)\n"
     "  --profile                  per-kernel times\n"
+    "  --input FILE               a float32 .npy holding exactly the first "
+    "input\n"
+    "                             (default: deterministic random values in "
+    "[-1, 1])\n"
     "  --json FILE                write the results as JSON\n"
     "The batch size is the module's: compile one module per batch size.\n";
 
@@ -107,8 +112,27 @@ struct Result {
   int bpr = 0;
   double medianMs = 0, p10Ms = 0, p90Ms = 0;
   double imagesPerSecond = 0, gflops = 0, keptShare = 0;
+  // Over all MoE layers.
+  uint64_t assignments = 0, assignmentsKept = 0;
   std::vector<std::pair<std::string, double>> kernels; // mean ms per call
 };
+
+/// A whole .npy file (float32, or any float type the weight readers take).
+bool readInput(const std::string &path, vmoe::import::Tensor &out,
+               std::string *error) {
+  FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    *error = "cannot read " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::vector<uint8_t> bytes;
+  uint8_t chunk[1 << 16];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0)
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  std::fclose(f);
+  return vmoe::import::readNpy({bytes.data(), bytes.size()}, path, out, error);
+}
 
 std::string jsonEscape(const std::string &s) {
   std::string out;
@@ -130,7 +154,7 @@ int main(int argc, char **argv) {
   std::vector<int> bprList = {-1};
   int warmup = 3, repeat = 20;
   bool profile = false;
-  std::string jsonPath;
+  std::string jsonPath, inputPath;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> const char * {
@@ -167,6 +191,11 @@ int main(int argc, char **argv) {
       (a == "--warmup" ? warmup : repeat) = static_cast<int>(n);
     } else if (a == "--profile") {
       profile = true;
+    } else if (a == "--input") {
+      const char *v = value();
+      if (!v)
+        return fail("--input takes a .npy file");
+      inputPath = v;
     } else if (a == "--json") {
       const char *v = value();
       if (!v)
@@ -222,6 +251,18 @@ int main(int argc, char **argv) {
       inputs[i].resize(t.size_bytes / 4);
       for (float &v : inputs[i])
         v = dist(rng);
+      if (i == 0 && !inputPath.empty()) {
+        std::string error;
+        vmoe::import::Tensor array;
+        if (!readInput(inputPath, array, &error))
+          return fail(error);
+        if (array.data.size() != inputs[i].size())
+          return fail(inputPath + " holds " +
+                      std::to_string(array.data.size()) +
+                      " values; the module's first input takes " +
+                      std::to_string(inputs[i].size()));
+        std::copy(array.data.begin(), array.data.end(), inputs[i].begin());
+      }
       in[i] = {t.dtype, t.rank, t.shape, inputs[i].data(), t.size_bytes};
     }
     for (uint32_t i = 0; i < info.output_count; ++i) {
@@ -276,6 +317,8 @@ int main(int argc, char **argv) {
             res.bpr = s.bpr;
           }
           res.keptShare = assigned ? double(kept) / assigned : 1.0;
+          res.assignments = assigned;
+          res.assignmentsKept = kept;
           if (flops.known)
             res.gflops = (flops.dense + kept * flops.perExpertAssignment) /
                          (res.medianMs / 1e3) / 1e9;
@@ -327,10 +370,12 @@ int main(int argc, char **argv) {
                    ", \"threads\": %u, \"capacity_factor\": %.6g, \"bpr\": %d, "
                    "\"median_ms\": %.6f, \"p10_ms\": %.6f, \"p90_ms\": %.6f, "
                    "\"images_per_second\": %.3f, \"gflops\": %.3f, "
-                   "\"assignments_kept_share\": %.6f, \"kernels\": [",
+                   "\"assignments_kept_share\": %.6f, \"assignments\": %" PRIu64
+                   ", \"assignments_kept\": %" PRIu64 ", \"kernels\": [",
                    jsonEscape(r.module).c_str(), r.batch, r.threads,
                    r.capacityFactor, r.bpr, r.medianMs, r.p10Ms, r.p90Ms,
-                   r.imagesPerSecond, r.gflops, r.keptShare);
+                   r.imagesPerSecond, r.gflops, r.keptShare, r.assignments,
+                   r.assignmentsKept);
       for (size_t k = 0; k < r.kernels.size(); ++k)
         std::fprintf(f, "%s{\"name\": \"%s\", \"ms\": %.6f}", k ? ", " : "",
                      jsonEscape(r.kernels[k].first).c_str(),
