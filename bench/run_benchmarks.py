@@ -1,0 +1,831 @@
+#!/usr/bin/python3
+"""vmoe against PyTorch CPU, side by side, in one command.
+
+  bench/run_benchmarks.py                  # everything (about half an hour on 2 cores)
+  bench/run_benchmarks.py --quick          # a short run: bundled model and S/32 only
+  bench/run_benchmarks.py --update-docs    # ... and rewrite the tables in docs/benchmarks.md
+  bench/run_benchmarks.py --from-json build/bench/results.json --update-docs
+
+What it measures, on the machine it runs on, with the binaries of --build
+(default build/):
+
+  * the machine's single-core fp32 FMA peak (bench/peak_fma.c, compiled here);
+  * whole models: the bundled Fashion-MNIST V-MoE and the V-MoE-S/32 and
+    V-MoE-B/16 presets (E = 8, 224 px, random weights), batch 1 and 8, at 1
+    and 2 threads (--threads): vmoe (vmoe-bench) and PyTorch CPU
+    (python/vmoe_torch.py, a faithful implementation of vmoe's inference) on
+    the same weights and images; logits and routing are checked against
+    each other first;
+  * where the time goes: vmoe-bench --profile, kernels grouped by kind;
+  * the scaling of time with the capacity factor (2.0 ... 0.1) and with the
+    batch size (1, 2, 4, 8) on V-MoE-S/32;
+  * one sparse MoE layer of S/32 and B/16 shapes (E = 8 and 32, k = 2,
+    cf = 1.05): the expert GEMMs' GFLOP/s against the peak, and the whole
+    layer against vmoe_torch.moe_mlp on the same weights.
+
+Fairness: each PyTorch thread count runs in its own process whose
+OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS are set before torch
+loads (torch.set_num_threads does not limit Debian's OpenBLAS); the harness
+checks the thread count OpenBLAS reports and times a calibration GEMM. The
+two sides run in alternating rounds so that the noise of a shared machine
+hits both alike; times are medians over rounds.
+
+Writes <work>/results.json and <work>/benchmarks.md (the generated tables);
+--update-docs also rewrites the generated part of docs/benchmarks.md.
+Needs numpy and PyTorch (apt-get install python3-torch libopenblas0-pthread).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
+BEGIN = "<!-- BEGIN run_benchmarks.py output: regenerate, do not edit by hand -->"
+END = "<!-- END run_benchmarks.py output -->"
+TARGET_RATIO = 1.5
+
+MODELS = {
+    "fashion-mnist": {"label": "Fashion-MNIST (bundled)",
+                      "folder": os.path.join(ROOT, "models", "fashion-mnist")},
+    "s32": {"label": "V-MoE-S/32, E=8, last 2", "preset": "vmoe-s32-e8-last2"},
+    "b16": {"label": "V-MoE-B/16, E=8, every 2", "preset": "vmoe-b16-e8-every2"},
+}
+# MoE-layer shapes: 8 images of the model's tokens form one routing group.
+MOE_SHAPES = {"S/32": (50, 512, 2048), "B/16": (197, 768, 3072)}
+
+
+def log(*parts):
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values, q):
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+class Harness:
+    def __init__(self, args):
+        self.args = args
+        self.bindir = os.path.join(args.build, "bin")
+        self.work = args.work
+        os.makedirs(self.work, exist_ok=True)
+        for tool in ("vmoe-compile", "vmoe-bench", "vmoe-run"):
+            if not os.path.exists(os.path.join(self.bindir, tool)):
+                sys.exit(f"run_benchmarks.py: {self.bindir}/{tool} is missing: build the "
+                         f"project first (scripts/setup.sh) or pass --build DIR")
+        help_text = self.sh([self.tool("vmoe-bench"), "--help"])
+        if "--input" not in help_text:
+            sys.exit("run_benchmarks.py: this vmoe-bench has no --input option: rebuild it")
+        self.workers = {}
+
+    def tool(self, name):
+        return os.path.join(self.bindir, name)
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def sh(self, cmd, env=None):
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            sys.exit(f"run_benchmarks.py: command failed ({result.returncode}): "
+                     f"{' '.join(cmd)}\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    # ---- the PyTorch side ------------------------------------------------------------
+
+    def worker(self, threads):
+        if threads not in self.workers:
+            proc = subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "bench", "torch_worker.py"), str(threads)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.workers[threads] = proc
+        return self.workers[threads]
+
+    def ask(self, threads, **request):
+        proc = self.worker(threads)
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            sys.exit(f"run_benchmarks.py: the PyTorch worker ({threads} threads) died")
+        reply = json.loads(line)
+        if "error" in reply:
+            sys.exit(f"run_benchmarks.py: PyTorch worker: {reply['error']}")
+        return reply
+
+    def close_worker(self, threads):
+        proc = self.workers.pop(threads, None)
+        if proc:
+            self.ask_quit(proc)
+
+    @staticmethod
+    def ask_quit(proc):
+        try:
+            proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            proc.stdin.flush()
+            proc.wait(timeout=60)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            proc.kill()
+
+    def close(self):
+        for threads in list(self.workers):
+            self.close_worker(threads)
+
+    # ---- the machine -----------------------------------------------------------------
+
+    def machine(self):
+        info = {"os": f"{platform.system()} {platform.release()}",
+                "arch": platform.machine(), "cpus": os.cpu_count()}
+        try:
+            with open("/proc/cpuinfo") as f:
+                text = f.read()
+            m = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
+            info["cpu"] = m.group(1).strip() if m else platform.processor()
+            m = re.search(r"^(flags|Features)\s*:\s*(.*)$", text, re.M)
+            flags = set(m.group(2).split()) if m else set()
+            wanted = ["avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                      "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "asimd",
+                      "asimdhp", "sve", "bf16", "hypervisor"]
+            info["flags"] = [f for f in wanted if f in flags]
+            m = re.search(r"^cpu MHz\s*:\s*(.*)$", text, re.M)
+            if m:
+                info["mhz"] = float(m.group(1))
+        except OSError:
+            info["cpu"] = platform.processor()
+        try:
+            with open("/proc/meminfo") as f:
+                kb = int(re.search(r"MemTotal:\s*(\d+)", f.read()).group(1))
+            info["memory_gb"] = round(kb / 2 ** 20, 1)
+        except (OSError, AttributeError):
+            pass
+        try:
+            out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+            for key in ("L2 cache", "L3 cache", "Hypervisor vendor"):
+                m = re.search(rf"^{key}:\s*(.*)$", out, re.M)
+                if m:
+                    info[key.lower().replace(" ", "_")] = m.group(1).strip()
+        except OSError:
+            pass
+        return info
+
+    def peak(self, threads_list):
+        """Single-core fp32 FMA peak (best of trials), and at each thread count."""
+        exe = self.path("peak_fma")
+        src = os.path.join(ROOT, "bench", "peak_fma.c")
+        arch_flag = "-mcpu=native" if platform.machine() in ("aarch64", "arm64") else "-march=native"
+        compilers = [os.environ.get("CC"), "clang-22", "clang", "cc", "gcc"]
+        errors = []
+        for cc in filter(None, compilers):
+            if not shutil.which(cc):
+                continue
+            r = subprocess.run([cc, "-O2", arch_flag, "-pthread", src, "-o", exe],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            errors.append(f"{cc}: {r.stderr.strip()}")
+        else:
+            log("run_benchmarks.py: cannot build bench/peak_fma.c (it needs AVX2+FMA or "
+                "NEON); GFLOP/s are reported without a percentage of peak.\n" +
+                "\n".join(errors))
+            return None
+        result = {}
+        for t in sorted(set([1] + list(threads_list))):
+            runs = [json.loads(self.sh([exe, str(t), "--json"])) for _ in range(3)]
+            result[str(t)] = max(r["gflops"] for r in runs)
+            result["isa"] = runs[0]["isa"]
+        result["single_core"] = result["1"]
+        return result
+
+    def torch_check(self, threads):
+        """Thread counts and calibration GEMM of the PyTorch worker; warnings."""
+        info = self.ask(threads, cmd="info")
+        warnings = []
+        if info["blas"] is None or "openblas" not in os.path.basename(info["blas"]):
+            warnings.append(f"PyTorch's BLAS is {info['blas'] or 'not a shared library'}: "
+                            "Debian's python3-torch is fast only with OpenBLAS "
+                            "(apt-get install libopenblas0-pthread)")
+        if info["openblas_threads"] not in (None, threads):
+            warnings.append(f"OpenBLAS uses {info['openblas_threads']} threads, not {threads}: "
+                            "the comparison is not fair")
+        if info["torch_threads"] != threads:
+            warnings.append(f"torch uses {info['torch_threads']} threads, not {threads}")
+        peak = (self.results.get("peak") or {}).get("single_core")
+        if peak:
+            if info["calibration_gflops"] > 1.15 * peak * threads:
+                warnings.append(f"a {threads}-thread GEMM ran at {info['calibration_gflops']:.0f} "
+                                f"GFLOP/s, above {threads} core(s)' peak: the thread limit "
+                                "does not hold")
+            if info["calibration_gflops"] < 0.2 * peak:
+                warnings.append(f"PyTorch's GEMM runs at {info['calibration_gflops']:.1f} GFLOP/s "
+                                f"({100 * info['calibration_gflops'] / peak:.0f}% of one core's "
+                                "peak): its BLAS is slow (apt-get install libopenblas0-pthread)")
+        info["warnings"] = warnings
+        for w in warnings:
+            log("WARNING:", w)
+        return info
+
+    # ---- models ----------------------------------------------------------------------
+
+    def weights_for(self, key, effective):
+        spec = MODELS[key]
+        if "folder" in spec:
+            return os.path.join(spec["folder"], "weights.npz")
+        path = self.path(f"{key}-weights.npz")
+        if not os.path.exists(path):
+            cfg_path = self.path(f"{key}-init-config.json")
+            with open(cfg_path, "w") as f:
+                json.dump(effective, f)
+            log(f"  random weights for {spec['preset']} -> {path}")
+            self.ask(max(self.args.threads), cmd="init_weights", config=cfg_path,
+                     output=path, seed=0)
+        return path
+
+    def prepare_model(self, key, batch):
+        """Effective config, weights, module and images of one model at one batch size."""
+        spec = MODELS[key]
+        src = (["--preset", spec["preset"]] if "preset" in spec
+               else [os.path.join(spec["folder"], "config.json")])
+        effective = json.loads(self.sh([self.tool("vmoe-compile"), *src, "--batch", str(batch),
+                                        "--emit=config"]))
+        config = self.path(f"{key}-b{batch}.json")
+        with open(config, "w") as f:
+            json.dump(effective, f)
+        weights = self.weights_for(key, effective)
+        module = self.path(f"{key}-b{batch}.vmoe")
+        log(f"  compile {key} batch {batch}")
+        self.sh([self.tool("vmoe-compile"), config, "--weights", weights,
+                 "--max-capacity-factor", "2.0", "-o", module])
+        h, w = effective["image_size"]
+        rng = np.random.default_rng(batch)
+        images = rng.uniform(-1, 1, size=(batch, h, w, effective.get("channels", 3)))
+        images_path = self.path(f"{key}-b{batch}-images.npy")
+        np.save(images_path, images.astype(np.float32))
+        return {"key": key, "batch": batch, "config": config, "weights": weights,
+                "module": module, "input": images_path, "effective": effective,
+                "kind": "model"}
+
+    def prepare_moe_layer(self, shape, experts):
+        """One sparse MoE layer as a .mlir model (weights in resource blobs) and the
+        same weights as .npz for PyTorch."""
+        tokens, d, f = MOE_SHAPES[shape]
+        images, k, cf = 8, 2, 1.05
+        group = images * tokens
+        name = f"moe_{shape.replace('/', '')}_e{experts}".lower()
+        rng = np.random.default_rng(experts * 1000 + d)
+
+        def uniform(bound, *dims):
+            return rng.uniform(-bound, bound, size=dims).astype(np.float32)
+
+        params = {
+            "Router/dense/kernel": uniform((3.0 / d) ** 0.5, d, experts),
+            "Mlp/Dense_0/kernel": uniform((3.0 / d) ** 0.5, experts, d, f),
+            "Mlp/Dense_0/bias": uniform(0.02, experts, f),
+            "Mlp/Dense_1/kernel": uniform((3.0 / f) ** 0.5, experts, f, d),
+            "Mlp/Dense_1/bias": uniform(0.02, experts, d),
+        }
+        weights = self.path(f"{name}.npz")
+        np.savez(weights, **params)
+        x = rng.standard_normal((images, tokens, d)).astype(np.float32)
+        inputs = self.path(f"{name}-input.npy")
+        np.save(inputs, x)
+        cfg = {"hidden_size": d, "encoder": {"moe": {
+            "num_experts": experts, "group_size": group,
+            "router": {"num_selected_experts": k, "noise_std": 1.0,
+                       "dispatcher": {"capacity_factor": cf, "batch_priority": False,
+                                      "bfloat16": True}}}}}
+        config = self.path(f"{name}.json")
+        with open(config, "w") as fh:
+            json.dump(cfg, fh)
+
+        def ty(*dims):
+            return "tensor<" + "x".join(str(v) for v in dims) + "xf32>"
+
+        xt = ty(images, tokens, d)
+        args = [("router", "Router/dense/kernel"), ("w1", "Mlp/Dense_0/kernel"),
+                ("b1", "Mlp/Dense_0/bias"), ("w2", "Mlp/Dense_1/kernel"),
+                ("b2", "Mlp/Dense_1/bias")]
+        mlir = self.path(f"{name}.mlir")
+        with open(mlir, "w") as fh:
+            fh.write(f"// One sparse MoE layer: {shape} shape, E = {experts}, k = {k}, "
+                     f"cf = {cf}, one group of {group} tokens.\n")
+            fh.write(f"func.func @{name}(%x: {xt}) -> {xt} {{\n")
+            for arg, key in args:
+                fh.write(f"  %{arg} = arith.constant dense_resource<{name}_{arg}> : "
+                         f"{ty(*params[key].shape)}\n")
+            fh.write(f"  %y = vmoe.sparse_moe %x, %router, %w1, %b1, %w2, %b2 {{"
+                     f"num_experts = {experts}, k = {k}, group_size = {group}, "
+                     f"capacity_factor = {cf} : f64, max_capacity_factor = 2.0 : f64, "
+                     f"batch_priority = false, bf16_dispatch = true}}\n")
+            fh.write(f"      : ({xt}, " + ", ".join(ty(*params[key].shape) for _, key in args)
+                     + f") -> {xt}\n")
+            fh.write(f"  return %y : {xt}\n}}\n")
+            fh.write("{-#\n  dialect_resources: {\n    builtin: {\n")
+            for i, (arg, key) in enumerate(args):
+                fh.write(f'      {name}_{arg}: "0x04000000')
+                fh.write(np.ascontiguousarray(params[key]).tobytes().hex())
+                fh.write('"' + ("," if i + 1 < len(args) else "") + "\n")
+            fh.write("    }\n  }\n#-}\n")
+        del params
+        module = self.path(f"{name}.vmoe")
+        log(f"  compile MoE layer {shape} E={experts}")
+        self.sh([self.tool("vmoe-compile"), mlir, "-o", module])
+        os.remove(mlir)  # large; the .npz holds the same weights
+        flops = 2 * 2 * d * f  # per kept assignment: two GEMMs
+        return {"key": name, "shape": shape, "experts": experts, "k": k, "cf": cf,
+                "tokens": group, "d": d, "f": f, "config": config, "weights": weights,
+                "module": module, "input": inputs, "kind": "moe",
+                "flops_per_assignment": flops}
+
+    # ---- running ---------------------------------------------------------------------
+
+    def vmoe_bench(self, m, threads, cfs=None, bpr=None, warmup=1, repeat=3, profile=False):
+        out = self.path("vmoe-bench.json")
+        cmd = [self.tool("vmoe-bench"), m["module"], "--input", m["input"], "--threads",
+               str(threads), "--warmup", str(warmup), "--repeat", str(repeat), "--json", out]
+        if cfs:
+            cmd += ["--capacity-factor", ",".join(str(c) for c in cfs)]
+        if bpr is not None:
+            cmd += ["--bpr", "on" if bpr else "off"]
+        if profile:
+            cmd.append("--profile")
+        self.sh(cmd)
+        with open(out) as f:
+            data = json.load(f)
+        for r in data["results"]:
+            if r["threads"] != threads:
+                sys.exit(f"run_benchmarks.py: vmoe-bench ran {r['threads']} threads, "
+                         f"not {threads}")
+            r["peak_rss_mb"] = data["peak_rss_mb"]
+        return data["results"]
+
+    def load_torch(self, threads, m):
+        cmd = "load_model" if m["kind"] == "model" else "load_moe"
+        self.ask(threads, cmd=cmd, id=m["key"], config=m["config"], weights=m["weights"],
+                 input=m["input"])
+
+    def check(self, threads, m, cf=None, bpr=None):
+        """Outputs and routing of both sides on the same input."""
+        ours = self.path("check-vmoe.npy")
+        theirs = self.path("check-torch.npy")
+        cmd = [self.tool("vmoe-run"), m["module"], "--input", m["input"], "--output", ours,
+               "--quiet", "--threads", str(threads)]
+        self.sh(cmd)
+        reply = self.ask(threads, cmd="run", id=m["key"], capacity_factor=cf, bpr=bpr,
+                         output=theirs)
+        a = np.load(ours).reshape(-1)
+        b = np.load(theirs).reshape(-1)
+        kept_torch = sum(s["kept"] for s in reply["moe"])
+        kept_vmoe = self.vmoe_bench(m, threads, warmup=0, repeat=1)[0]["assignments_kept"]
+        return {"max_abs_diff": float(np.abs(a - b).max()),
+                "max_abs": float(np.abs(b).max()),
+                "kept_vmoe": kept_vmoe, "kept_torch": kept_torch}
+
+    def estimate_ms(self, m, threads):
+        r = self.vmoe_bench(m, threads, warmup=0, repeat=1)[0]
+        return r["median_ms"]
+
+    def repeats(self, est_ms):
+        budget = self.args.seconds_per_round * 1e3
+        return max(self.args.min_repeat, min(20, int(budget / max(est_ms, 1e-3))))
+
+    def interleaved(self, m, threads, cfs=None, bpr=None, repeat=None):
+        """Rounds of vmoe and PyTorch, alternating which goes first. Returns per cf
+        (None: the module's default): vmoe and torch medians over rounds and spreads."""
+        cfs = cfs or [None]
+        if repeat is None:
+            repeat = self.repeats(self.estimate_ms(m, threads))
+        ours = {cf: [] for cf in cfs}
+        theirs = {cf: [] for cf in cfs}
+        theirs_all = {cf: [] for cf in cfs}
+        kept = {}
+        for r in range(self.args.rounds):
+            def run_vmoe():
+                res = self.vmoe_bench(m, threads, cfs=None if cfs == [None] else cfs,
+                                      bpr=bpr, warmup=1, repeat=repeat)
+                for cf, x in zip(cfs, res):
+                    ours[cf].append(x)
+
+            def run_torch():
+                for cf in cfs:
+                    reply = self.ask(threads, cmd="time", id=m["key"], capacity_factor=cf,
+                                     bpr=bpr, warmup=1, repeat=repeat)
+                    theirs[cf].append(median(reply["ms"]))
+                    theirs_all[cf].extend(reply["ms"])
+                    kept[cf] = sum(s["kept"] for s in reply["moe"])
+
+            for step in ((run_vmoe, run_torch) if r % 2 == 0 else (run_torch, run_vmoe)):
+                step()
+        out = {}
+        for cf in cfs:
+            rounds = ours[cf]
+            last = rounds[-1]
+            out[cf] = {
+                "vmoe_ms": median([x["median_ms"] for x in rounds]),
+                "vmoe_p10_ms": min(x["p10_ms"] for x in rounds),
+                "vmoe_p90_ms": max(x["p90_ms"] for x in rounds),
+                "vmoe_round_ms": [x["median_ms"] for x in rounds],
+                "torch_ms": median(theirs[cf]),
+                "torch_p10_ms": percentile(theirs_all[cf], 0.1),
+                "torch_p90_ms": percentile(theirs_all[cf], 0.9),
+                "torch_round_ms": theirs[cf],
+                "repeat": repeat, "rounds": self.args.rounds,
+                "capacity_factor": last["capacity_factor"], "bpr": last["bpr"],
+                "assignments": last["assignments"], "assignments_kept": last["assignments_kept"],
+                "kept_share": last["assignments_kept_share"],
+                "torch_assignments_kept": kept.get(cf),
+                "batch": last["batch"], "peak_rss_mb": last["peak_rss_mb"],
+            }
+            gflop = last["gflops"] * last["median_ms"] / 1e3  # the run's FLOPs
+            out[cf]["gflop"] = gflop
+            out[cf]["vmoe_gflops"] = gflop / (out[cf]["vmoe_ms"] / 1e3) if gflop else None
+            out[cf]["speedup"] = out[cf]["torch_ms"] / out[cf]["vmoe_ms"]
+        return out
+
+    def profile(self, m, threads, cfs=None, repeat=3):
+        res = self.vmoe_bench(m, threads, cfs=cfs, warmup=1, repeat=repeat, profile=True)
+        return [{"capacity_factor": r["capacity_factor"], "median_ms": r["median_ms"],
+                 "kept_share": r["assignments_kept_share"],
+                 "assignments_kept": r["assignments_kept"],
+                 "kernels": r["kernels"]} for r in res]
+
+    # ---- the suites ------------------------------------------------------------------
+
+    def run(self):
+        a = self.args
+        self.results = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                        "command": "bench/run_benchmarks.py " + " ".join(sys.argv[1:]),
+                        "quick": a.quick, "threads": a.threads, "rounds": a.rounds}
+        self.results["machine"] = self.machine()
+        log("peak:")
+        self.results["peak"] = self.peak(a.threads)
+        log(f"  {self.results['peak']}")
+        self.results["torch"] = {}
+        for t in a.threads:
+            self.results["torch"][str(t)] = self.torch_check(t)
+            log(f"  torch {t} thread(s): {self.results['torch'][str(t)]}")
+        self.results["models"] = []
+        self.results["profiles"] = []
+        models = ["fashion-mnist", "s32"] + ([] if a.quick else ["b16"])
+        if a.models:
+            models = a.models
+        for key in models:
+            for batch in a.batches:
+                m = self.prepare_model(key, batch)
+                for t in a.threads:
+                    self.load_torch(t, m)
+                    if t == max(a.threads):
+                        chk = self.check(t, m)
+                        log(f"  check {key} b{batch}: {chk}")
+                    log(f"  time {key} batch {batch} threads {t}")
+                    r = self.interleaved(m, t)[None]
+                    r.update({"model": key, "threads": t})
+                    if t == max(a.threads):
+                        r["check"] = chk
+                    self.results["models"].append(r)
+                    log(f"    vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
+                        f"x{r['speedup']:.2f}")
+                    if key != "fashion-mnist" or t == max(a.threads):
+                        p = self.profile(m, t, repeat=max(1, min(3, r["repeat"])))[0]
+                        p.update({"model": key, "batch": batch, "threads": t})
+                        self.results["profiles"].append(p)
+                    self.ask(t, cmd="unload", id=m["key"])
+        t = max(a.threads)
+        if "s32" in models and not a.skip_scaling:
+            log("capacity factor scaling (S/32, batch 8)")
+            m = self.prepare_model("s32", 8)
+            self.load_torch(t, m)
+            cfs = [2.0, 1.05, 0.5, 0.25, 0.1]
+            res = self.interleaved(m, t, cfs=cfs, bpr=True)
+            prof = self.profile(m, t, cfs=cfs, repeat=3)
+            rows = []
+            for cf, p in zip(cfs, prof):
+                row = dict(res[cf])
+                row["expert_ms"] = sum(k["ms"] for k in p["kernels"]
+                                       if "expert_up" in k["name"] or "expert_down" in k["name"])
+                row["profile_ms"] = p["median_ms"]
+                row["threads"] = t
+                rows.append(row)
+            self.results["cf_scaling"] = rows
+            self.ask(t, cmd="unload", id=m["key"])
+            if not a.quick:
+                log("batch scaling (S/32)")
+                rows = []
+                for batch in (1, 2, 4, 8):
+                    m = self.prepare_model("s32", batch)
+                    self.load_torch(t, m)
+                    r = self.interleaved(m, t)[None]
+                    r.update({"threads": t})
+                    rows.append(r)
+                    self.ask(t, cmd="unload", id=m["key"])
+                self.results["batch_scaling"] = rows
+        self.results["moe_layers"] = []
+        layers = [("S/32", 8)] if a.quick else [("S/32", 8), ("S/32", 32), ("B/16", 8),
+                                                   ("B/16", 32)]
+        for shape, experts in layers:
+            m = self.prepare_moe_layer(shape, experts)
+            for t in a.threads:
+                self.load_torch(t, m)
+                if t == max(a.threads):
+                    chk = self.check(t, m)
+                    log(f"  check MoE {shape} E={experts}: {chk}")
+                r = self.interleaved(m, t)[None]
+                p = self.profile(m, t, repeat=max(3, r["repeat"]))[0]
+                expert_ms = sum(k["ms"] for k in p["kernels"]
+                                if "expert_up" in k["name"] or "expert_down" in k["name"])
+                r.update({"shape": shape, "experts": experts, "threads": t,
+                          "tokens": m["tokens"], "d": m["d"], "f": m["f"], "k": m["k"],
+                          "expert_ms": expert_ms, "layer_profile_ms": p["median_ms"],
+                          "kernels": p["kernels"],
+                          "expert_gflops": p["assignments_kept"] * m["flops_per_assignment"]
+                          / (expert_ms / 1e3) / 1e9,
+                          "layer_gflops": r["assignments_kept"] * m["flops_per_assignment"]
+                          / (r["vmoe_ms"] / 1e3) / 1e9})
+                if t == max(a.threads):
+                    r["check"] = chk
+                self.results["moe_layers"].append(r)
+                log(f"    vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
+                    f"x{r['speedup']:.2f}, experts {r['expert_gflops']:.1f} GFLOP/s")
+                self.ask(t, cmd="unload", id=m["key"])
+        self.close()
+        return self.results
+
+
+# ---- reports ---------------------------------------------------------------------------
+
+def kernel_kind(name):
+    """vmoe_s32_e8_last2_moe_expert_up_1 -> moe_expert_up."""
+    base = re.sub(r"_\d+$", "", name)
+    for kind in ("moe_expert_up", "moe_expert_down", "moe_gates", "moe_assign",
+                 "moe_combine", "mlp_up", "mlp_down", "attention", "qkv", "attn_out",
+                 "layer_norm", "patch_embed", "head", "pre_logits", "copy"):
+        if base.endswith(kind) or f"_{kind}" in base:
+            return kind
+    return base.split("_", 4)[-1]
+
+
+def fmt_ms(ms):
+    return f"{ms:.3g}" if ms < 10 else f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}"
+
+
+def pct(x, peak):
+    return f" ({100 * x / peak:.0f}%)" if peak else ""
+
+
+def render(res):
+    """The generated part of docs/benchmarks.md."""
+    out = []
+    w = out.append
+    mach = res["machine"]
+    peak = res.get("peak") or {}
+    single = peak.get("single_core")
+    w(f"Generated {res['date']} by `{res['command'].strip()}`"
+      + (" (quick run)" if res.get("quick") else "") + ".")
+    w("")
+    w("### Machine")
+    w("")
+    w(f"- CPU: {mach.get('cpu', '?')}, {mach.get('cpus')} logical CPUs"
+      + (f", {mach['memory_gb']} GiB" if "memory_gb" in mach else "")
+      + (f", L2 {mach['l2_cache']}, L3 {mach['l3_cache']}" if "l3_cache" in mach else "")
+      + (f", under a {mach['hypervisor_vendor']} hypervisor" if "hypervisor_vendor" in mach
+         else ""))
+    w(f"- Flags: {' '.join(mach.get('flags', []))}; {mach.get('os', '')}")
+    if single:
+        multi = ", ".join(f"{t} threads {peak[t]:.1f}" for t in sorted(peak)
+                          if t.isdigit() and t != "1")
+        w(f"- Measured fp32 peak (`bench/peak_fma.c`, {peak.get('isa')}, 12 accumulators): "
+          f"**{single:.1f} GFLOP/s on one core**" + (f" (all together: {multi})" if multi else "")
+          + ". Percentages below are of one core's peak times the thread count.")
+    else:
+        w("- Peak: not measured (bench/peak_fma.c needs AVX2+FMA or NEON).")
+    for t, info in sorted(res.get("torch", {}).items()):
+        blas = os.path.basename(info["blas"]) if info["blas"] else "none found"
+        w(f"- PyTorch {info['torch']} at {t} thread(s): torch threads {info['torch_threads']}, "
+          f"OpenBLAS threads {info['openblas_threads']} ({blas}); calibration GEMM "
+          f"400x512x2048: {info['calibration_gflops']:.1f} GFLOP/s{pct(info['calibration_gflops'], single * int(t) if single else None)}"
+          + "".join(f"; **warning: {x}**" for x in info.get("warnings", [])))
+    w(f"- Protocol: {res['rounds']} alternating rounds of vmoe and PyTorch per row, each "
+      "round a warm-up run and N timed runs; times are the median over rounds of each "
+      "round's median; the spread is p10-p90 over all timed runs. Batch 1 routes each "
+      "image as its own group (vmoe issue #182).")
+    w("")
+
+    w("### Whole model, fp32")
+    w("")
+    w("| model | batch | threads | vmoe ms (p10-p90) | vmoe images/s | vmoe GFLOP/s (% of peak) "
+      "| PyTorch ms (p10-p90) | PyTorch images/s | vmoe speedup | >= 1.5x |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for r in res.get("models", []):
+        label = MODELS[r["model"]]["label"]
+        gf = r.get("vmoe_gflops")
+        gfs = f"{gf:.1f}{pct(gf, single * r['threads'] if single else None)}" if gf else "-"
+        met = "yes" if r["speedup"] >= TARGET_RATIO else "**no**"
+        w(f"| {label} | {r['batch']} | {r['threads']} | {fmt_ms(r['vmoe_ms'])} "
+          f"({fmt_ms(r['vmoe_p10_ms'])}-{fmt_ms(r['vmoe_p90_ms'])}) | "
+          f"{r['batch'] / r['vmoe_ms'] * 1e3:.1f} | {gfs} | {fmt_ms(r['torch_ms'])} "
+          f"({fmt_ms(r['torch_p10_ms'])}-{fmt_ms(r['torch_p90_ms'])}) | "
+          f"{r['batch'] / r['torch_ms'] * 1e3:.1f} | **{r['speedup']:.2f}x** | {met} |")
+    w("")
+    checks = [r for r in res.get("models", []) if "check" in r]
+    if checks:
+        w("Outputs checked before timing (same weights and images, default capacity "
+          "factor): max |vmoe - PyTorch| of the logits, and the expert assignments kept "
+          "by each side.")
+        w("")
+        w("| model | batch | max abs diff | max abs logit | kept: vmoe / PyTorch |")
+        w("|---|---|---|---|---|")
+        for r in checks:
+            c = r["check"]
+            w(f"| {MODELS[r['model']]['label']} | {r['batch']} | {c['max_abs_diff']:.2g} | "
+              f"{c['max_abs']:.3g} | {c['kept_vmoe']} / {c['kept_torch']} |")
+        w("")
+
+    profiles = [p for p in res.get("profiles", []) if p["model"] != "fashion-mnist"]
+    if profiles:
+        w("### Where vmoe's time goes (`vmoe-bench --profile`)")
+        w("")
+        w("Kernel time by kind, as a share of the sum of kernel times (ms per run in "
+          "brackets).")
+        w("")
+        kinds = {}
+        for p in profiles:
+            for k in p["kernels"]:
+                kind = kernel_kind(k["name"])
+                kinds[kind] = kinds.get(kind, 0) + k["ms"]
+        order = sorted(kinds, key=lambda x: -kinds[x])[:8]
+        w("| model | batch | threads | " + " | ".join(order) + " | other |")
+        w("|---|---|---|" + "---|" * (len(order) + 1))
+        for p in profiles:
+            agg = {}
+            for k in p["kernels"]:
+                kind = kernel_kind(k["name"])
+                agg[kind] = agg.get(kind, 0) + k["ms"]
+            total = sum(agg.values()) or 1
+            cells = [f"{100 * agg.get(k, 0) / total:.0f}% ({fmt_ms(agg.get(k, 0))})"
+                     for k in order]
+            other = sum(v for k, v in agg.items() if k not in order)
+            w(f"| {MODELS[p['model']]['label']} | {p['batch']} | {p['threads']} | "
+              + " | ".join(cells) + f" | {100 * other / total:.0f}% |")
+        w("")
+
+    rows = res.get("cf_scaling")
+    if rows:
+        w(f"### Capacity factor (V-MoE-S/32, batch 8, BPR on, {rows[0]['threads']} "
+          "thread(s))")
+        w("")
+        w("The module is compiled once for capacity factor 2.0; each call lowers it. "
+          "Expected time: the time at 2.0 minus the expert kernels' share that the "
+          "lower capacity no longer computes.")
+        w("")
+        w("| capacity factor | expert assignments kept | vmoe ms | expected ms | "
+          "vmoe expert kernels ms | PyTorch ms | vmoe speedup |")
+        w("|---|---|---|---|---|---|---|")
+        base = rows[0]
+        for r in rows:
+            expected = (base["vmoe_ms"] - base["expert_ms"]
+                        + base["expert_ms"] * r["kept_share"] / base["kept_share"])
+            w(f"| {r['capacity_factor']:g} | {100 * r['kept_share']:.1f}% | "
+              f"{fmt_ms(r['vmoe_ms'])} | {fmt_ms(expected)} | {fmt_ms(r['expert_ms'])} | "
+              f"{fmt_ms(r['torch_ms'])} | {r['speedup']:.2f}x |")
+        w("")
+
+    rows = res.get("batch_scaling")
+    if rows:
+        w(f"### Batch size (V-MoE-S/32, {rows[0]['threads']} thread(s))")
+        w("")
+        w("| batch | vmoe ms | vmoe images/s | PyTorch ms | PyTorch images/s | vmoe speedup |")
+        w("|---|---|---|---|---|---|")
+        for r in rows:
+            w(f"| {r['batch']} | {fmt_ms(r['vmoe_ms'])} | {r['batch'] / r['vmoe_ms'] * 1e3:.1f} "
+              f"| {fmt_ms(r['torch_ms'])} | {r['batch'] / r['torch_ms'] * 1e3:.1f} | "
+              f"{r['speedup']:.2f}x |")
+        w("")
+
+    rows = res.get("moe_layers")
+    if rows:
+        w("### One sparse MoE layer (k = 2, capacity factor 1.05, one group of 8 images)")
+        w("")
+        w("Expert GEMM GFLOP/s: 4·D·F FLOPs per kept assignment over the time of the "
+          "expert-up and expert-down kernels (`vmoe-bench --profile`). Layer: router, "
+          "top-k, slot assignment, dispatch, experts, combine; PyTorch is "
+          "`vmoe_torch.moe_mlp` (index dispatch, `baddbmm` experts) on the same weights "
+          "and tokens.")
+        w("")
+        w("| shape | tokens x D x F | E | threads | kept | expert GEMMs GFLOP/s (% of peak) | "
+          "vmoe layer ms | PyTorch layer ms | vmoe speedup | max abs diff |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            diff = f"{r['check']['max_abs_diff']:.2g}" if "check" in r else ""
+            w(f"| {r['shape']} | {r['tokens']} x {r['d']} x {r['f']} | {r['experts']} | "
+              f"{r['threads']} | {100 * r['kept_share']:.1f}% | {r['expert_gflops']:.1f}"
+              f"{pct(r['expert_gflops'], single * r['threads'] if single else None)} | "
+              f"{fmt_ms(r['vmoe_ms'])} | {fmt_ms(r['torch_ms'])} | {r['speedup']:.2f}x | "
+              f"{diff} |")
+        w("")
+    return "\n".join(out)
+
+
+def update_docs(text, path=DOCS):
+    with open(path) as f:
+        doc = f.read()
+    if BEGIN not in doc or END not in doc:
+        sys.exit(f"run_benchmarks.py: {path} lacks the markers of the generated part")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + text + "\n" + END + tail)
+    log(f"rewrote the generated part of {path}")
+
+
+def summary(res):
+    """The ratios, for the terminal."""
+    lines = ["", "vmoe / PyTorch CPU (fp32, same weights, images and threads):"]
+    for r in res.get("models", []):
+        lines.append(f"  {MODELS[r['model']]['label']:<26} batch {r['batch']} "
+                     f"threads {r['threads']}: vmoe {r['vmoe_ms']:9.2f} ms  PyTorch "
+                     f"{r['torch_ms']:9.2f} ms  speedup {r['speedup']:5.2f}x")
+    for r in res.get("moe_layers", []):
+        lines.append(f"  MoE layer {r['shape']} E={r['experts']:<2}           "
+                     f"threads {r['threads']}: vmoe {r['vmoe_ms']:9.2f} ms  PyTorch "
+                     f"{r['torch_ms']:9.2f} ms  speedup {r['speedup']:5.2f}x  expert GEMMs "
+                     f"{r['expert_gflops']:.1f} GFLOP/s")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"),
+                    help="build folder with bin/vmoe-compile, vmoe-bench, vmoe-run")
+    ap.add_argument("--work", help="where modules, weights and results go "
+                                   "(default: BUILD/bench)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a short run: bundled model and S/32, 1 round, one MoE layer")
+    ap.add_argument("--threads", default=None, help="thread counts (default 1,2)")
+    ap.add_argument("--batches", default="1,8", help="batch sizes of the model table")
+    ap.add_argument("--models", default=None, help="subset of fashion-mnist,s32,b16")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="alternating rounds per row (default 3, --quick 1)")
+    ap.add_argument("--seconds-per-round", type=float, default=None,
+                    help="timed seconds per side and round, sets the runs per round "
+                         "(default 2, --quick 1)")
+    ap.add_argument("--min-repeat", type=int, default=None,
+                    help="fewest timed runs per round (default 2, --quick 1)")
+    ap.add_argument("--skip-scaling", action="store_true",
+                    help="leave out the capacity and batch scaling")
+    ap.add_argument("--update-docs", action="store_true",
+                    help="rewrite the generated part of docs/benchmarks.md")
+    ap.add_argument("--from-json", help="render an earlier results.json instead of running")
+    args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            res = json.load(f)
+    else:
+        args.build = os.path.abspath(args.build)
+        args.work = args.work or os.path.join(args.build, "bench")
+        args.threads = [int(t) for t in (args.threads or "1,2").split(",")]
+        args.batches = [int(b) for b in args.batches.split(",")]
+        args.models = args.models.split(",") if args.models else None
+        if args.models and any(m not in MODELS for m in args.models):
+            sys.exit(f"run_benchmarks.py: --models takes {','.join(MODELS)}")
+        if args.rounds is None:
+            args.rounds = 1 if args.quick else 3
+        if args.seconds_per_round is None:
+            args.seconds_per_round = 1.0 if args.quick else 2.0
+        if args.min_repeat is None:
+            args.min_repeat = 1 if args.quick else 2
+        harness = Harness(args)
+        try:
+            res = harness.run()
+        finally:
+            harness.close()
+        with open(os.path.join(args.work, "results.json"), "w") as f:
+            json.dump(res, f, indent=1)
+    text = render(res)
+    if not args.from_json:
+        with open(os.path.join(args.work, "benchmarks.md"), "w") as f:
+            f.write(text + "\n")
+    print(summary(res))
+    if args.update_docs:
+        update_docs(text)
+    if not args.from_json:
+        print(f"\nresults: {os.path.join(args.work, 'results.json')}, "
+              f"{os.path.join(args.work, 'benchmarks.md')}")
+
+
+if __name__ == "__main__":
+    main()
