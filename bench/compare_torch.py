@@ -11,8 +11,15 @@ runs after warm-up) and the ratio printed.
   compare_torch.py --preset vmoe-s32-e8-last2 --batch 8 --threads 2
 
 A preset gets deterministic random weights (written once to --work).
+
+Debian's PyTorch does its GEMMs in OpenBLAS, whose threads torch.set_num_threads()
+does not limit: OPENBLAS_NUM_THREADS (and OMP_/MKL_NUM_THREADS) are set to
+--threads before torch is imported, and the thread count OpenBLAS reports is
+printed. bench/run_benchmarks.py runs the whole comparison (all models, thread
+counts, interleaved rounds).
 """
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -20,12 +27,38 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+
+def requested_threads(argv):
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# Before torch (and OpenBLAS with it) is loaded.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = requested_threads(sys.argv)
+
+import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 import torch  # noqa: E402
 import vmoe_torch  # noqa: E402
+
+
+def openblas_threads():
+    """(library, OpenBLAS's thread count) of the BLAS this process loaded."""
+    with open("/proc/self/maps") as maps:
+        libs = [line.split()[-1] for line in maps if "blas" in line.rsplit("/", 1)[-1]]
+    for lib in libs:
+        try:
+            return lib, int(ctypes.CDLL(lib).openblas_get_num_threads())
+        except (OSError, AttributeError):
+            pass
+    return (libs[0] if libs else None), None
 
 
 def run(cmd):
@@ -137,7 +170,14 @@ def main():
     print(f"  logits max |vmoe - torch| = {diff:.3g}")
     print(f"  vmoe   {ours['median_ms']:9.3f} ms  ({ours['images_per_second']:.1f} images/s, "
           f"{ours['gflops']:.1f} GFLOP/s)")
-    print(f"  torch  {torch_ms:9.3f} ms  (torch {torch.__version__})")
+    blas, blas_threads = openblas_threads()
+    print(f"  torch  {torch_ms:9.3f} ms  (torch {torch.__version__}, {torch.get_num_threads()} "
+          f"thread(s), BLAS {os.path.basename(blas or 'none')} with {blas_threads} thread(s))")
+    if blas is None or "openblas" not in os.path.basename(blas):
+        print("  warning: PyTorch is not using OpenBLAS; Debian's python3-torch needs "
+              "libopenblas0-pthread to be fast")
+    elif blas_threads != args.threads:
+        print(f"  warning: OpenBLAS uses {blas_threads} threads, not {args.threads}")
     print(f"  speedup {torch_ms / ours['median_ms']:.2f}x")
 
 
