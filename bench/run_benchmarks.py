@@ -78,6 +78,19 @@ def percentile(values, q):
     return v[min(len(v) - 1, int(q * len(v)))]
 
 
+def public_command(argv):
+    """The command line without --build/--work (paths of this machine)."""
+    out, skip = ["bench/run_benchmarks.py"], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--build", "--work"):
+            skip = True
+        elif not a.startswith(("--build=", "--work=")):
+            out.append(a)
+    return " ".join(out)
+
+
 class Harness:
     def __init__(self, args):
         self.args = args
@@ -92,6 +105,7 @@ class Harness:
         if "--input" not in help_text:
             sys.exit("run_benchmarks.py: this vmoe-bench has no --input option: rebuild it")
         self.workers = {}
+        self.prepared = {}
 
     def tool(self, name):
         return os.path.join(self.bindir, name)
@@ -257,6 +271,8 @@ class Harness:
 
     def prepare_model(self, key, batch):
         """Effective config, weights, module and images of one model at one batch size."""
+        if (key, batch) in self.prepared:
+            return self.prepared[(key, batch)]
         spec = MODELS[key]
         src = (["--preset", spec["preset"]] if "preset" in spec
                else [os.path.join(spec["folder"], "config.json")])
@@ -275,9 +291,10 @@ class Harness:
         images = rng.uniform(-1, 1, size=(batch, h, w, effective.get("channels", 3)))
         images_path = self.path(f"{key}-b{batch}-images.npy")
         np.save(images_path, images.astype(np.float32))
-        return {"key": key, "batch": batch, "config": config, "weights": weights,
+        m = self.prepared[(key, batch)] = {"key": key, "batch": batch, "config": config, "weights": weights,
                 "module": module, "input": images_path, "effective": effective,
                 "kind": "model"}
+        return m
 
     def prepare_moe_layer(self, shape, experts):
         """One sparse MoE layer as a .mlir model (weights in resource blobs) and the
@@ -468,9 +485,10 @@ class Harness:
     def run(self):
         a = self.args
         self.results = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                        "command": "bench/run_benchmarks.py " + " ".join(sys.argv[1:]),
+                        "command": public_command(sys.argv[1:]),
                         "quick": a.quick, "threads": a.threads, "rounds": a.rounds}
         self.results["machine"] = self.machine()
+        self.results["load_average"] = {"start": os.getloadavg()[0]}
         log("peak:")
         self.results["peak"] = self.peak(a.threads)
         log(f"  {self.results['peak']}")
@@ -501,7 +519,9 @@ class Harness:
                         f"x{r['speedup']:.2f}")
                     if key != "fashion-mnist" or t == max(a.threads):
                         p = self.profile(m, t, repeat=max(1, min(3, r["repeat"])))[0]
-                        p.update({"model": key, "batch": batch, "threads": t})
+                        p.update({"model": key, "batch": batch, "threads": t,
+                                  "flops": group_flops(m["effective"], batch,
+                                                       p["assignments_kept"])})
                         self.results["profiles"].append(p)
                     self.ask(t, cmd="unload", id=m["key"])
         t = max(a.threads)
@@ -562,20 +582,54 @@ class Harness:
                     f"x{r['speedup']:.2f}, experts {r['expert_gflops']:.1f} GFLOP/s")
                 self.ask(t, cmd="unload", id=m["key"])
         self.close()
+        # The peak again: a busy machine lowers a measurement, never raises it.
+        self.results["load_average"]["end"] = os.getloadavg()[0]
+        again = self.peak(a.threads)
+        if again and self.results["peak"]:
+            for t, v in again.items():
+                if t != "isa":
+                    self.results["peak"][t] = max(v, self.results["peak"][t])
         return self.results
 
 
 # ---- reports ---------------------------------------------------------------------------
 
-def kernel_kind(name):
-    """vmoe_s32_e8_last2_moe_expert_up_1 -> moe_expert_up."""
-    base = re.sub(r"_\d+$", "", name)
-    for kind in ("moe_expert_up", "moe_expert_down", "moe_gates", "moe_assign",
-                 "moe_combine", "mlp_up", "mlp_down", "attention", "qkv", "attn_out",
-                 "layer_norm", "patch_embed", "head", "pre_logits", "copy"):
-        if base.endswith(kind) or f"_{kind}" in base:
-            return kind
-    return base.split("_", 4)[-1]
+KERNEL_GROUPS = [
+    ("MoE experts", ("moe_expert_up", "moe_expert_down")),
+    ("MoE routing + combine", ("moe_gates", "moe_assign", "moe_combine")),
+    ("dense MLP", ("mlp_up", "mlp_down")),
+    ("attention projections", ("attn_qkv", "attn_out")),
+    ("attention core", ("attention",)),
+    ("patch embedding", ("patch_embed", "im2col")),
+]
+OTHER_KERNELS = "other (LayerNorm, head, ...)"
+
+
+def group_flops(cfg, batch, kept):
+    """FLOPs per run of the GEMM kinds of KERNEL_GROUPS (multiply-adds count 2)."""
+    p = cfg["patch_size"]
+    h, w = cfg["image_size"]
+    patches = (h // p) * (w // p)
+    t = patches + (1 if cfg["classifier"] == "token" else 0)
+    d = cfg["hidden_size"]
+    mlp = cfg["transformer"]["mlp_dim"]
+    layers = cfg["transformer"]["num_layers"]
+    dense_layers = layers - len(cfg["encoder"]["moe"]["layers"])
+    return {
+        "MoE experts": kept * 4 * d * mlp,
+        "dense MLP": batch * t * d * mlp * 4 * dense_layers,
+        "attention projections": batch * t * d * d * 2 * 4 * layers,
+        "attention core": batch * t * t * d * 4 * layers,
+        "patch embedding": batch * patches * p * p * cfg.get("channels", 3) * d * 2,
+    }
+
+
+def kernel_group(name):
+    """vmoe_s32_e8_last2_moe_expert_up_1 -> "MoE experts"."""
+    for group, kinds in KERNEL_GROUPS:
+        if any(re.search(rf"(^|_){kind}(_residual)?(_\d+)?$", name) for kind in kinds):
+            return group
+    return OTHER_KERNELS
 
 
 def fmt_ms(ms):
@@ -604,10 +658,16 @@ def render(res):
       + (f", under a {mach['hypervisor_vendor']} hypervisor" if "hypervisor_vendor" in mach
          else ""))
     w(f"- Flags: {' '.join(mach.get('flags', []))}; {mach.get('os', '')}")
+    load = res.get("load_average")
+    if load:
+        w(f"- Load average (1 min) when the run started: {load['start']:.1f}"
+          + (f", when it ended: {load['end']:.1f}" if "end" in load else "")
+          + f" (on {mach.get('cpus')} CPUs; other work on the machine slows both sides)")
     if single:
         multi = ", ".join(f"{t} threads {peak[t]:.1f}" for t in sorted(peak)
                           if t.isdigit() and t != "1")
-        w(f"- Measured fp32 peak (`bench/peak_fma.c`, {peak.get('isa')}, 12 accumulators): "
+        w(f"- Measured fp32 peak (`bench/peak_fma.c`, {peak.get('isa')}, 12 accumulators, "
+          "best at the start and end of the run): "
           f"**{single:.1f} GFLOP/s on one core**" + (f" (all together: {multi})" if multi else "")
           + ". Percentages below are of one core's peak times the thread count.")
     else:
@@ -659,27 +719,27 @@ def render(res):
         w("### Where vmoe's time goes (`vmoe-bench --profile`)")
         w("")
         w("Kernel time by kind, as a share of the sum of kernel times (ms per run in "
-          "brackets).")
+          "brackets); the GEMM kinds also give their GFLOP/s.")
         w("")
-        kinds = {}
-        for p in profiles:
-            for k in p["kernels"]:
-                kind = kernel_kind(k["name"])
-                kinds[kind] = kinds.get(kind, 0) + k["ms"]
-        order = sorted(kinds, key=lambda x: -kinds[x])[:8]
-        w("| model | batch | threads | " + " | ".join(order) + " | other |")
-        w("|---|---|---|" + "---|" * (len(order) + 1))
+        order = [g for g, _ in KERNEL_GROUPS] + [OTHER_KERNELS]
+        w("| model | batch | threads | " + " | ".join(order) + " |")
+        w("|---|---|---|" + "---|" * len(order))
         for p in profiles:
             agg = {}
             for k in p["kernels"]:
-                kind = kernel_kind(k["name"])
-                agg[kind] = agg.get(kind, 0) + k["ms"]
+                group = kernel_group(k["name"])
+                agg[group] = agg.get(group, 0) + k["ms"]
             total = sum(agg.values()) or 1
-            cells = [f"{100 * agg.get(k, 0) / total:.0f}% ({fmt_ms(agg.get(k, 0))})"
-                     for k in order]
-            other = sum(v for k, v in agg.items() if k not in order)
+            flops = p.get("flops", {})
+            cells = []
+            for g in order:
+                ms = agg.get(g, 0)
+                cell = f"{100 * ms / total:.0f}% ({fmt_ms(ms)} ms"
+                if g in flops and ms > 0:
+                    cell += f", {flops[g] / ms / 1e6:.0f} GFLOP/s"
+                cells.append(cell + ")")
             w(f"| {MODELS[p['model']]['label']} | {p['batch']} | {p['threads']} | "
-              + " | ".join(cells) + f" | {100 * other / total:.0f}% |")
+              + " | ".join(cells) + " |")
         w("")
 
     rows = res.get("cf_scaling")
