@@ -640,6 +640,52 @@ def pct(x, peak):
     return f" ({100 * x / peak:.0f}%)" if peak else ""
 
 
+def targets(res):
+    """Where the 1.5x target on the presets is met, and for the rows where it is
+    not, where vmoe's time goes."""
+    out = []
+    w = out.append
+    single = (res.get("peak") or {}).get("single_core")
+    rows = [r for r in res.get("models", []) if r["model"] != "fashion-mnist"]
+    if not rows:
+        return ""
+    met = [r for r in rows if r["speedup"] >= TARGET_RATIO]
+    missed = [r for r in rows if r["speedup"] < TARGET_RATIO]
+    w(f"**Target (whole-model fp32 throughput >= {TARGET_RATIO}x PyTorch CPU's on the presets "
+      f"at batch 1 and 8): met in {len(met)} of {len(rows)} rows.**")
+    w("")
+    for r in missed:
+        prof = next((p for p in res.get("profiles", []) if p["model"] == r["model"]
+                     and p["batch"] == r["batch"] and p["threads"] == r["threads"]), None)
+        line = (f"- Not met: {MODELS[r['model']]['label']}, batch {r['batch']}, "
+                f"{r['threads']} thread(s): {r['speedup']:.2f}x.")
+        if prof:
+            agg = {}
+            for k in prof["kernels"]:
+                g = kernel_group(k["name"])
+                agg[g] = agg.get(g, 0) + k["ms"]
+            total = sum(agg.values()) or 1
+            parts = []
+            for g in sorted(agg, key=lambda x: -agg[x])[:3]:
+                part = f"{g} {100 * agg[g] / total:.0f}%"
+                fl = prof.get("flops", {}).get(g)
+                if fl and agg[g] > 0:
+                    gf = fl / agg[g] / 1e6
+                    part += f" at {gf:.0f} GFLOP/s"
+                    if single:
+                        part += f" ({100 * gf / (single * r['threads']):.0f}% of peak)"
+                parts.append(part)
+            line += " vmoe's time: " + ", ".join(parts) + "."
+        torch_info = res.get("torch", {}).get(str(r["threads"]))
+        if torch_info:
+            line += (f" OpenBLAS's calibration GEMM at {r['threads']} thread(s): "
+                     f"{torch_info['calibration_gflops']:.0f} GFLOP/s.")
+        w(line)
+    if missed:
+        w("")
+    return "\n".join(out)
+
+
 def render(res):
     """The generated part of docs/benchmarks.md."""
     out = []
@@ -700,6 +746,7 @@ def render(res):
           f"({fmt_ms(r['torch_p10_ms'])}-{fmt_ms(r['torch_p90_ms'])}) | "
           f"{r['batch'] / r['torch_ms'] * 1e3:.1f} | **{r['speedup']:.2f}x** | {met} |")
     w("")
+    w(targets(res))
     checks = [r for r in res.get("models", []) if "check" in r]
     if checks:
         w("Outputs checked before timing (same weights and images, default capacity "
