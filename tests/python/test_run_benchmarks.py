@@ -1,0 +1,156 @@
+"""Checks of the benchmark harness (bench/run_benchmarks.py, bench/torch_worker.py).
+
+What the comparison's fairness rests on: the PyTorch side runs with the
+requested number of OpenBLAS threads, and computes the same MoE layer as
+vmoe_torch; and the parts of the report that are plain arithmetic.
+
+Run: /usr/bin/python3 tests/python/test_run_benchmarks.py   (exits non-zero on failure)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import run_benchmarks as rb  # noqa: E402
+
+
+class Worker:
+    """bench/torch_worker.py THREADS, spoken to as the harness does."""
+
+    def __init__(self, threads):
+        env = dict(os.environ)
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name, None)  # the worker must set them itself
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "bench", "torch_worker.py"), str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, **request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.ask(cmd="quit")
+        self.proc.wait(timeout=60)
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+class WorkerThreadsTest(unittest.TestCase):
+    def test_openblas_gets_the_requested_threads(self):
+        for threads in (1, 2):
+            w = Worker(threads)
+            try:
+                info = w.ask(cmd="info")
+            finally:
+                w.close()
+            self.assertEqual(info["threads"], threads)
+            self.assertEqual(info["torch_threads"], threads)
+            if info["blas"] and "openblas" in os.path.basename(info["blas"]):
+                self.assertEqual(info["openblas_threads"], threads)
+            self.assertGreater(info["calibration_gflops"], 0)
+
+    def test_moe_layer_matches_numpy(self):
+        # A tiny layer in the harness's files: 2 images of 3 tokens, D=4, F=8,
+        # E=2, k=1, capacity 8 per expert (nothing dropped): each token goes
+        # through its top-1 expert's MLP, in bf16 as vmoe dispatches, times its gate.
+        rng = np.random.default_rng(3)
+        d, f, e = 4, 8, 2
+        params = {"Router/dense/kernel": rng.standard_normal((d, e)).astype(np.float32),
+                  "Mlp/Dense_0/kernel": rng.standard_normal((e, d, f)).astype(np.float32),
+                  "Mlp/Dense_0/bias": rng.standard_normal((e, f)).astype(np.float32),
+                  "Mlp/Dense_1/kernel": rng.standard_normal((e, f, d)).astype(np.float32),
+                  "Mlp/Dense_1/bias": rng.standard_normal((e, d)).astype(np.float32)}
+        x = rng.standard_normal((2, 3, d)).astype(np.float32)
+        cfg = {"hidden_size": d, "encoder": {"moe": {
+            "num_experts": e, "group_size": 6,
+            "router": {"num_selected_experts": 1, "noise_std": 1.0,
+                       "dispatcher": {"capacity_factor": 2.0, "batch_priority": False,
+                                      "bfloat16": False}}}}}
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(os.path.join(tmp, "w.npz"), **params)
+            np.save(os.path.join(tmp, "x.npy"), x)
+            with open(os.path.join(tmp, "c.json"), "w") as fh:
+                json.dump(cfg, fh)
+            w = Worker(1)
+            try:
+                self.assertEqual(w.ask(cmd="load_moe", id="m", config=os.path.join(tmp, "c.json"),
+                                       weights=os.path.join(tmp, "w.npz"),
+                                       input=os.path.join(tmp, "x.npy")), {"ok": True})
+                reply = w.ask(cmd="run", id="m", capacity_factor=None, bpr=None,
+                              output=os.path.join(tmp, "y.npy"))
+                timed = w.ask(cmd="time", id="m", capacity_factor=None, bpr=None,
+                              warmup=0, repeat=2)
+            finally:
+                w.close()
+            y = np.load(os.path.join(tmp, "y.npy"))
+        self.assertEqual(reply["moe"][0]["kept"], 6)
+        self.assertEqual(len(timed["ms"]), 2)
+        tokens = x.reshape(6, d).astype(np.float64)
+        logits = tokens @ params["Router/dense/kernel"]
+        gates = np.exp(logits - logits.max(-1, keepdims=True))
+        gates /= gates.sum(-1, keepdims=True)
+        want = np.zeros_like(tokens)
+        for s in range(6):
+            ex = int(np.argmax(gates[s]))
+            h = tokens[s] @ params["Mlp/Dense_0/kernel"][ex] + params["Mlp/Dense_0/bias"][ex]
+            h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+            out = h @ params["Mlp/Dense_1/kernel"][ex] + params["Mlp/Dense_1/bias"][ex]
+            want[s] = gates[s, ex] * out
+        np.testing.assert_allclose(y.reshape(6, d), want, rtol=1e-4, atol=1e-4)
+
+
+class ReportTest(unittest.TestCase):
+    def test_kernel_groups(self):
+        cases = {"vmoe_s32_e8_last2_moe_expert_up_1": "MoE experts",
+                 "vmoe_s32_e8_last2_moe_expert_down_0": "MoE experts",
+                 "vmoe_s32_e8_last2_moe_combine_residual_1": "MoE routing + combine",
+                 "vmoe_s32_e8_last2_moe_gates_0": "MoE routing + combine",
+                 "vmoe_s32_e8_last2_mlp_up_5": "dense MLP",
+                 "vmoe_s32_e8_last2_attn_qkv_7": "attention projections",
+                 "vmoe_s32_e8_last2_attn_out_0": "attention projections",
+                 "vmoe_s32_e8_last2_attention_3": "attention core",
+                 "vmoe_s32_e8_last2_im2col_0": "patch embedding",
+                 "vmoe_s32_e8_last2_layer_norm_12": rb.OTHER_KERNELS,
+                 "vmoe_s32_e8_last2_head_0": rb.OTHER_KERNELS}
+        for name, group in cases.items():
+            self.assertEqual(rb.kernel_group(name), group, name)
+
+    def test_group_flops_of_s32(self):
+        cfg = {"patch_size": 32, "image_size": [224, 224], "classifier": "token",
+               "hidden_size": 512, "channels": 3,
+               "transformer": {"mlp_dim": 2048, "num_layers": 8},
+               "encoder": {"moe": {"layers": [5, 7]}}}
+        f = rb.group_flops(cfg, batch=8, kept=1000)
+        # 49 patches + class token = 50 tokens per image.
+        self.assertEqual(f["MoE experts"], 1000 * 4 * 512 * 2048)
+        self.assertEqual(f["dense MLP"], 8 * 50 * 512 * 2048 * 4 * 6)
+        self.assertEqual(f["attention projections"], 8 * 50 * 512 * 512 * 8 * 8)
+        self.assertEqual(f["attention core"], 8 * 50 * 50 * 512 * 4 * 8)
+        self.assertEqual(f["patch embedding"], 8 * 49 * 32 * 32 * 3 * 512 * 2)
+
+    def test_command_without_machine_paths(self):
+        self.assertEqual(rb.public_command(["--build", "/x/b", "--quick", "--work=/y",
+                                            "--update-docs"]),
+                         "bench/run_benchmarks.py --quick --update-docs")
+
+    def test_update_docs_rewrites_only_the_generated_part(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "doc.md")
+            with open(path, "w") as fh:
+                fh.write(f"intro\n{rb.BEGIN}\nold table\n{rb.END}\nanalysis\n")
+            rb.update_docs("new table", path)
+            with open(path) as fh:
+                self.assertEqual(fh.read(),
+                                 f"intro\n{rb.BEGIN}\nnew table\n{rb.END}\nanalysis\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
