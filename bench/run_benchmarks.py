@@ -233,7 +233,7 @@ class Harness:
             warnings.append(f"PyTorch's BLAS is {info['blas'] or 'not a shared library'}: "
                             "Debian's python3-torch is fast only with OpenBLAS "
                             "(apt-get install libopenblas0-pthread)")
-        if info["openblas_threads"] not in (None, threads):
+        if info["openblas_threads"] not in (None, min(threads, os.cpu_count() or threads)):
             warnings.append(f"OpenBLAS uses {info['openblas_threads']} threads, not {threads}: "
                             "the comparison is not fair")
         if info["torch_threads"] != threads:
