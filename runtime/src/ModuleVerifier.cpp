@@ -542,6 +542,24 @@ private:
                        "('%.64s') takes %u",
                        d, constantCount, dispatch->kernel(),
                        str(kernel->name()), kernel->constant_count());
+      if (const fb::BatchGrid *bg = dispatch->batch_grid()) {
+        // At the maximum batch the grid must be the kernel's: smaller batches
+        // then only ever shrink it.
+        uint64_t units;
+        if (bg->units_per_image() < 1 || bg->units_per_workgroup() < 1 ||
+            !checkedMul(bg->units_per_image(),
+                        static_cast<uint64_t>(maxBatch), &units) ||
+            units / bg->units_per_workgroup() +
+                    (units % bg->units_per_workgroup() != 0) !=
+                kernel->workgroup_count()->x())
+          return invalid("dispatch %u: batch grid of %llu units per image "
+                         "and %llu per workgroup does not give the kernel's "
+                         "%u workgroups at the maximum batch %lld",
+                         d, static_cast<ull>(bg->units_per_image()),
+                         static_cast<ull>(bg->units_per_workgroup()),
+                         kernel->workgroup_count()->x(),
+                         static_cast<long long>(maxBatch));
+      }
       for (uint32_t b = 0; b < bindingCount; ++b)
         if (vmoe_status_t s = checkBinding(d, b, dispatch->bindings()->Get(b)))
           return s;

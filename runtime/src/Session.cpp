@@ -209,6 +209,10 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
     state.bindings = bindings.data() + bindingSlot;
     state.binding_lengths = bindingLengths.data() + bindingSlot;
     state.binding_count = sizeOf(dispatch->bindings());
+    const fb::BatchGrid *batchGrid = dispatch->batch_grid();
+    plan.batchUnitsPerImage = batchGrid ? batchGrid->units_per_image() : 0;
+    plan.batchUnitsPerWorkgroup =
+        batchGrid ? batchGrid->units_per_workgroup() : 0;
     state.constants = constants.data() + constantSlot;
     state.constant_count = sizeOf(dispatch->push_constants());
     state.workgroup_count[0] = grid->x();
@@ -431,6 +435,18 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
   if (profiling && profileNs.size() != plans.size())
     profileNs.assign(plans.size(), 0); // once: sized at the first run
   for (const Plan &plan : plans) {
+  // Grids that follow the batch; the verifier bounded them by the maximum.
+  for (Plan &plan : plans) {
+    if (!plan.batchUnitsPerWorkgroup)
+      continue;
+    uint64_t units = static_cast<uint64_t>(batch) * plan.batchUnitsPerImage;
+    uint32_t x = static_cast<uint32_t>((units + plan.batchUnitsPerWorkgroup - 1) /
+                                       plan.batchUnitsPerWorkgroup);
+    plan.state.workgroup_count[0] = x;
+    plan.workgroups = static_cast<uint64_t>(x) * plan.state.workgroup_count[1] *
+                      plan.state.workgroup_count[2];
+  }
+
     auto start = profiling ? std::chrono::steady_clock::now()
                            : std::chrono::steady_clock::time_point();
     DispatchRun dispatchRun;

@@ -50,6 +50,8 @@ private:
   };
   /// An input/output binding, re-pointed every run at the caller's buffer.
   struct CallerBinding {
+    /// Grid x per call when it follows the batch (0: fixed grid).
+    uint64_t batchUnitsPerImage, batchUnitsPerWorkgroup;
     uint32_t slot;
     bool output;
     uint32_t index;

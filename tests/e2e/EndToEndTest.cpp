@@ -293,6 +293,71 @@ TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
   ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
                                                &error))
       << error;
+/// A module compiled for a batch of 4 runs any batch its MoE groups allow:
+/// kernels bound their work by the call's batch and the grids shrink with it.
+/// Full batches run first so that the smaller ones find stale routing data in
+/// the groups past their batch.
+TEST(EndToEndBatch, SmallerBatchesThanCompiledMatchTheReference) {
+  VitMoeConfig c = smallConfig();
+  c.groupSize = 0; // one group per image: every batch from 1 to 4
+  c.numSelectedExperts = 1;
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 21, m, weights);
+  if (HasFatalFailure())
+    return;
+  vmoe_module_info_t info;
+  vmoe_module_info(m.module, &info);
+  EXPECT_EQ(info.max_batch, 4);
+  EXPECT_EQ(info.batch_multiple, 1);
+  ref::Tensor all = randomImages(c, 23);
+  for (int64_t batch : {4, 1, 3, 2, 4, 1}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    VitMoeConfig small = c;
+    small.batchSize = batch;
+    ref::Tensor images({batch, c.imageHeight, c.imageWidth, c.channels});
+    std::copy_n(all.data.begin(), images.data.size(), images.data.begin());
+    for (double cf : {1.05, 0.5})
+      expectMatch(small, m, weights, images, cf, true);
+  }
+}
+
+TEST(EndToEndBatch, GroupsSpanningImagesNeedWholeGroups) {
+  VitMoeConfig c = smallConfig(); // groups of two images, batch 4
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 25, m, weights);
+  if (HasFatalFailure())
+    return;
+  vmoe_module_info_t info;
+  vmoe_module_info(m.module, &info);
+  EXPECT_EQ(info.batch_multiple, 2);
+  ref::Tensor all = randomImages(c, 27);
+  VitMoeConfig two = c;
+  two.batchSize = 2;
+  ref::Tensor images({2, c.imageHeight, c.imageWidth, c.channels});
+  std::copy_n(all.data.begin(), images.data.size(), images.data.begin());
+  expectMatch(c, m, weights, all, 0.5, false);
+  expectMatch(two, m, weights, images, 0.5, false);
+  expectMatch(two, m, weights, images, 0.5, true);
+
+  // Three images would split a group: refused, with the rule in the message.
+  std::vector<float> logits(3 * c.numClasses);
+  int64_t inShape[4] = {3, c.imageHeight, c.imageWidth, c.channels};
+  int64_t outShape[2] = {3, c.numClasses};
+  vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape, all.data.data(),
+                      all.data.size() * 4};
+  vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
+                       logits.size() * 4};
+  vmoe_message_t msg;
+  ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, nullptr, &msg),
+            VMOE_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(msg.text).find("batch 3 must be in [1, 4] and a "
+                                       "multiple of 2"),
+            std::string::npos)
+      << msg.text;
+}
+
   std::vector<std::vector<float>> allLogits;
   for (const char *suffix : {".index", ".npz", ".safetensors"}) {
     SCOPED_TRACE(suffix);

@@ -36,6 +36,7 @@
 
 #include <cmath>
 #include <memory>
+#include <numeric>
 
 namespace mlir::vmoe {
 #define GEN_PASS_DEF_VMOELOWERTOKERNELS
@@ -57,6 +58,8 @@ ArrayRef<int64_t> shapeOf(Value v) {
 struct Kernel {
   func::FuncOp func;
   SmallVector<Value> bindings, constants;
+  /// The batch of the call (every kernel gets it as its last constant).
+  Value batch;
   Value wx, wy, wz, scratch;
   std::unique_ptr<ImplicitLocOpBuilder> builder;
   ImplicitLocOpBuilder &b() { return *builder; }
@@ -85,6 +88,12 @@ FailureOr<SmallVector<float>> getF32Data(Attribute attr) {
   return failure();
 }
 
+/// Grid x that follows the batch: {units of work per image, units per
+/// workgroup} (see vmoe.launch); zero: a fixed grid.
+struct BatchGrid {
+  int64_t unitsPerImage = 0, unitsPerWorkgroup = 0;
+};
+
 class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling)
@@ -97,8 +106,15 @@ private:
   // Infrastructure.
   Kernel newKernel(StringRef base, ValueRange bindings, unsigned numConstants,
                    int64_t scratchBytes = 0);
+  /// Grid x follows the batch when `batchGrid` is set (see BatchGrid).
   void launch(Kernel &k, ArrayRef<int64_t> grid, ValueRange bindings,
-              ValueRange constants = {});
+              ValueRange constants = {}, BatchGrid batchGrid = {});
+  /// A grid x of `extent / perWorkgroup` workgroups over `extent` units that
+  /// scale with the batch (extent is the value at the compiled batch).
+  BatchGrid perBatch(int64_t extent, int64_t perWorkgroup);
+  /// Inside a kernel: the part of `extent` (a count at the compiled batch,
+  /// proportional to it) that exists for the call's batch.
+  Value validExtent(Kernel &k, int64_t extent);
   Value alloc(ArrayRef<int64_t> shape, Type element);
   Value allocLike(Value tensor);
   FailureOr<Value> lookup(Value tensor, Operation *user);
@@ -156,6 +172,12 @@ private:
   llvm::StringMap<unsigned> nameCounts;
   SmallVector<Attribute> moeLayers;
   unsigned numInputs = 0;
+  /// The compiled batch (dim 0 of the model's inputs and results) and
+  /// whether every kernel can run a smaller one; batchMultiple: the step
+  /// that keeps whole MoE groups.
+  int64_t maxBatch = 1, batchMultiple = 1;
+  bool dynamicBatch = false;
+  Value hostBatch;
 };
 
 //===----------------------------------------------------------------------===//
@@ -170,7 +192,7 @@ Kernel Lowering::newKernel(StringRef base, ValueRange bindings,
 
   Builder b(ctx);
   SmallVector<Type> types(bindings.getTypes());
-  types.append(numConstants + 3, b.getIndexType());
+  types.append(numConstants + 4, b.getIndexType());
   if (scratchBytes > 0)
     types.push_back(MemRefType::get({scratchBytes}, b.getI8Type()));
   OpBuilder mb(ctx);
@@ -190,6 +212,7 @@ Kernel Lowering::newKernel(StringRef base, ValueRange bindings,
     k.bindings.push_back(args[i]);
   for (unsigned j = 0; j < numConstants; ++j)
     k.constants.push_back(args[i++]);
+  k.batch = args[i++];
   k.wx = args[i++];
   k.wy = args[i++];
   k.wz = args[i++];
@@ -203,12 +226,43 @@ Kernel Lowering::newKernel(StringRef base, ValueRange bindings,
 }
 
 void Lowering::launch(Kernel &k, ArrayRef<int64_t> grid, ValueRange bindings,
-                      ValueRange constants) {
+                      ValueRange constants, BatchGrid batchGrid) {
   SmallVector<int64_t> g(grid);
   g.resize(3, 1);
   for (int64_t &n : g)
     n = std::max<int64_t>(n, 1);
-  LaunchOp::create(*hb, k.func.getName(), g, bindings, constants);
+  SmallVector<Value> all(constants);
+  all.push_back(hostBatch);
+  DenseI64ArrayAttr batchGridAttr;
+  if (batchGrid.unitsPerWorkgroup > 0) {
+    // Only exact when the static grid is the formula's value at maxBatch.
+    if (ceilDiv(maxBatch * batchGrid.unitsPerImage,
+                batchGrid.unitsPerWorkgroup) == g[0])
+      batchGridAttr = DenseI64ArrayAttr::get(
+          ctx, {batchGrid.unitsPerImage, batchGrid.unitsPerWorkgroup});
+    else
+      dynamicBatch = false;
+  }
+  LaunchOp::create(*hb, k.func.getName(), g, bindings, all, batchGridAttr);
+}
+
+BatchGrid Lowering::perBatch(int64_t extent, int64_t perWorkgroup) {
+  if (extent % maxBatch != 0) {
+    dynamicBatch = false;
+    return {};
+  }
+  return {extent / maxBatch, perWorkgroup};
+}
+
+Value Lowering::validExtent(Kernel &k, int64_t extent) {
+  ImplicitLocOpBuilder &b = k.b();
+  if (extent % maxBatch != 0) {
+    // Not proportional to the batch: the module then runs only its
+    // compiled batch, where the extent is exact.
+    dynamicBatch = false;
+    return constIndex(b, extent);
+  }
+  return arith::MulIOp::create(b, k.batch, constIndex(b, extent / maxBatch));
 }
 
 Value Lowering::alloc(ArrayRef<int64_t> shape, Type element) {
@@ -357,7 +411,7 @@ void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
   Value rowBegin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
   Value rowEnd = minIndex(
       b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)),
-      constIndex(b, m));
+      validExtent(kern, m));
   Value panelBegin =
       arith::MulIOp::create(b, kern.wy, constIndex(b, tiling.panelTile));
   Value panelEnd = minIndex(
@@ -382,7 +436,7 @@ void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
   ops.cIndex = cIndex;
   emitGemmBlock(b, tiling, ops, rowBegin, rowEnd, panelBegin, panelEnd);
   launch(kern, {ceilDiv(m, rowTile), ceilDiv(panels, tiling.panelTile)},
-         binds);
+         binds, {}, perBatch(m, rowTile));
 }
 
 void Lowering::emitElementwise(StringRef name, Value x, Value y, Value out,
@@ -406,7 +460,7 @@ void Lowering::emitElementwise(StringRef name, Value x, Value y, Value out,
   ImplicitLocOpBuilder &b = kern.b();
   Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, chunk));
   Value end = minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, chunk)),
-                       constIndex(b, n));
+                       validExtent(kern, n));
   forLoop(b, begin, end, constIndex(b, 1), [&](ImplicitLocOpBuilder &b, Value i) {
     Value v = memref::LoadOp::create(b, kern.bindings[0], ValueRange{i});
     if (kind == Elementwise::Add) {
@@ -417,7 +471,7 @@ void Lowering::emitElementwise(StringRef name, Value x, Value y, Value out,
     }
     memref::StoreOp::create(b, v, kern.bindings.back(), ValueRange{i});
   });
-  launch(kern, {ceilDiv(n, chunk)}, binds);
+  launch(kern, {ceilDiv(n, chunk)}, binds, {}, perBatch(n, chunk));
 }
 
 LogicalResult Lowering::lowerLayerNorm(LayerNormOp op) {
@@ -439,7 +493,7 @@ LogicalResult Lowering::lowerLayerNorm(LayerNormOp op) {
   Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
   Value end = minIndex(
       b, arith::AddIOp::create(b, begin, constIndex(b, rowTile)),
-      constIndex(b, rows));
+      validExtent(kern, rows));
   auto fast = arith::FastMathFlagsAttr::get(ctx, arith::FastMathFlags::reassoc |
                                                      arith::FastMathFlags::contract);
   forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value r) {
@@ -474,7 +528,7 @@ LogicalResult Lowering::lowerLayerNorm(LayerNormOp op) {
       memref::StoreOp::create(b, y, ko, ValueRange{r, i});
     });
   });
-  launch(kern, {ceilDiv(rows, rowTile)}, binds);
+  launch(kern, {ceilDiv(rows, rowTile)}, binds, {}, perBatch(rows, rowTile));
   return success();
 }
 
@@ -685,7 +739,7 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
       emitGemmBlock(b, tiling, ops, c0, cT, c0, constIndex(b, vPanels));
     }
   }
-  launch(kern, {batch * heads}, binds);
+  launch(kern, {batch * heads}, binds, {}, perBatch(batch * heads, 1));
 
   auto [out, residual] = outputFor(op.getResult(), op);
   emitDenseGemm("attn_out", ctxBuf, pwo, pbo, d, Activation::None, out,
@@ -743,7 +797,7 @@ LogicalResult Lowering::lowerPatchEmbed(PatchEmbedOp op) {
       });
     });
   }
-  launch(kern, {batch * gh}, binds);
+  launch(kern, {batch * gh}, binds, {}, perBatch(batch * gh, 1));
   auto [pw8, pb] = packWeights("patch", *w, *bias, 1, depth, d);
   Value out = allocLike(op.getResult());
   emitDenseGemm("patch_embed", patches, pw8, pb, d, Activation::None, out);
@@ -774,7 +828,7 @@ LogicalResult Lowering::lowerClassToken(ClassTokenOp op) {
       memref::StoreOp::create(b, v, kern.bindings[2], ValueRange{img, dst, i});
     });
   });
-  launch(kern, {s[0]}, binds);
+  launch(kern, {s[0]}, binds, {}, perBatch(s[0], 1));
   return success();
 }
 
@@ -797,7 +851,7 @@ LogicalResult Lowering::lowerPositionEmbed(PositionEmbedOp op) {
                               ValueRange{kern.wx, tk, i});
     });
   });
-  launch(kern, {s[0]}, binds);
+  launch(kern, {s[0]}, binds, {}, perBatch(s[0], 1));
   return success();
 }
 
@@ -832,7 +886,7 @@ LogicalResult Lowering::lowerHead(ClassifierHeadOp op) {
       memref::StoreOp::create(b, v, kern.bindings[1], ValueRange{kern.wx, i});
     });
   }
-  launch(kern, {batch}, binds);
+  launch(kern, {batch}, binds, {}, perBatch(batch, 1));
 
   Value features = pooled;
   if (Value preKernel = op.getPreLogitsKernel()) {
@@ -944,6 +998,14 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
               "target needs both or neither";
   unsigned layer = moeLayers.size();
   Builder bld(ctx);
+  // A smaller batch must keep whole groups: b * T tokens, a multiple of S.
+  {
+    int64_t t = tokensPerImage(router.getInput(), s);
+    if (t < 1 || g * s != maxBatch * t)
+      dynamicBatch = false;
+    else
+      batchMultiple = std::lcm(batchMultiple, s / std::gcd(s, t));
+  }
   Type f32 = bld.getF32Type(), i32 = bld.getI32Type(),
        index = bld.getIndexType();
 
@@ -1025,7 +1087,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
     Value end = minIndex(
         b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
-        constIndex(b, g * s));
+        validExtent(kern, g * s));
     forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
       Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
       Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
@@ -1079,7 +1141,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
         memref::StoreOp::create(b, constF32(b, -2.0), logits, ValueRange{best[1]});
       }
     });
-    launch(kern, {ceilDiv(g * s, tokenTile)}, binds);
+    launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
+           perBatch(g * s, tokenTile));
   }
 
   // assign: per group, the token order (BPR: stable sort by descending top-1
@@ -1217,17 +1280,24 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
         });
       });
     });
-    launch(kern, {g}, binds, {capacity, bpr});
+    launch(kern, {g}, binds, {capacity, bpr}, perBatch(g * s, s));
   }
 
   auto [pw1, pb1] = packWeights("expert_w1", *w1, *b1, e, d, m);
   auto [pw2, pb2] = packWeights("expert_w2", *w2, *b2, e, m, d);
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots.
-  auto filledRows = [&](ImplicitLocOpBuilder &b, Value kCounts, Value capV,
-                        Value ex, Value gi) {
+  // Groups past the call's batch hold stale counts: they have no rows.
+  auto filledRows = [&](Kernel &kern, Value kCounts, Value capV, Value ex,
+                        Value gi) {
+    ImplicitLocOpBuilder &b = kern.b();
+    Value groups =
+        arith::DivUIOp::create(b, validExtent(kern, g * s), constIndex(b, s));
+    Value live = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, gi, groups);
+    Value safeGi = arith::SelectOp::create(b, live, gi, constIndex(b, 0));
     Value n = arith::IndexCastOp::create(
-        b, index, memref::LoadOp::create(b, kCounts, ValueRange{gi, ex}));
+        b, index, memref::LoadOp::create(b, kCounts, ValueRange{safeGi, ex}));
+    n = arith::SelectOp::create(b, live, n, constIndex(b, 0));
     return minIndex(b, n, minIndex(b, capV, constIndex(b, cap)));
   };
   int64_t rowTile = std::min<int64_t>(tiling.rowTile, cap);
@@ -1252,7 +1322,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     Value kx = kern.bindings[0], kst = kern.bindings[1], kc = kern.bindings[2];
     Value ex = arith::DivUIOp::create(b, kern.wz, constIndex(b, g));
     Value gi = arith::RemUIOp::create(b, kern.wz, constIndex(b, g));
-    Value rows = filledRows(b, kc, kern.constants[0], ex, gi);
+    Value rows = filledRows(kern, kc, kern.constants[0], ex, gi);
     Value rowBegin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
     Value rowEnd = minIndex(
         b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)), rows);
@@ -1323,7 +1393,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     ImplicitLocOpBuilder &b = kern.b();
     Value ex = arith::DivUIOp::create(b, kern.wz, constIndex(b, g));
     Value gi = arith::RemUIOp::create(b, kern.wz, constIndex(b, g));
-    Value rows = filledRows(b, kern.bindings[2], kern.constants[0], ex, gi);
+    Value rows = filledRows(kern, kern.bindings[2], kern.constants[0], ex, gi);
     Value rowBegin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
     Value rowEnd = minIndex(
         b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)), rows);
@@ -1382,7 +1452,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
     Value end = minIndex(
         b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
-        constIndex(b, g * s));
+        validExtent(kern, g * s));
     forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
       Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
       Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
@@ -1411,7 +1481,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
         });
       }
     });
-    launch(kern, {ceilDiv(g * s, tokenTile)}, binds);
+    launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
+           perBatch(g * s, tokenTile));
   }
   RoutingStatsOp::create(*hb, counts, kept, layer);
   (void)slots;
@@ -1586,6 +1657,20 @@ LogicalResult Lowering::run() {
     argAttrs.push_back(b.getDictionaryAttr(
         b.getNamedAttr("vmoe.output", b.getI64IntegerAttr(i))));
   }
+  // The batch: dim 0 of every input and result. A call may run fewer images
+  // when all of them agree on it (checked kernel by kernel as they are
+  // built); the batch arrives as a knob.
+  dynamicBatch = !args.empty();
+  for (auto [i, type] : llvm::enumerate(args)) {
+    auto t = cast<MemRefType>(type);
+    if (t.getRank() == 0 || (i > 0 && t.getShape()[0] != maxBatch))
+      dynamicBatch = false;
+    else if (i == 0)
+      maxBatch = std::max<int64_t>(t.getShape()[0], 1);
+  }
+  args.push_back(b.getIndexType());
+  argAttrs.push_back(b.getDictionaryAttr(
+      b.getNamedAttr("vmoe.knob", b.getStringAttr("batch"))));
   OpBuilder mb(ctx);
   mb.setInsertionPoint(model);
   host = func::FuncOp::create(mb, model.getLoc(),
@@ -1597,6 +1682,7 @@ LogicalResult Lowering::run() {
   hb->setInsertionPointToEnd(entry);
   for (unsigned i = 0; i < numInputs; ++i)
     buffers[model.getArgument(i)] = host.getArgument(i);
+  hostBatch = host.getArgument(args.size() - 1);
 
   findFusableResiduals();
   for (Operation &op : model.getBody().front())
@@ -1604,6 +1690,8 @@ LogicalResult Lowering::run() {
       return failure();
 
   host->setAttr("vmoe.moe_layers", b.getArrayAttr(moeLayers));
+  host->setAttr("vmoe.batch_multiple",
+                b.getI64IntegerAttr(dynamicBatch ? batchMultiple : maxBatch));
   host->setAttr("vmoe.entry", b.getUnitAttr());
   StringAttr name = model.getNameAttr();
   model.erase();

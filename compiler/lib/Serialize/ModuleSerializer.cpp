@@ -103,6 +103,10 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
   for (BlockArgument arg : host.getArguments()) {
     unsigned i = arg.getArgNumber();
     if (auto knob = host.getArgAttrOfType<StringAttr>(i, "vmoe.knob")) {
+      if (knob.getValue() == "batch") {
+        knobs[arg] = {fb::PushConstantSource::BatchSize, 0};
+        continue;
+      }
       auto layer = host.getArgAttrOfType<IntegerAttr>(i, "vmoe.layer");
       if (!layer)
         return host.emitOpError() << "knob argument " << i << " has no layer";
@@ -136,8 +140,17 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     if (type.getRank() > 0)
       maxBatch = std::max<int64_t>(maxBatch, type.getShape()[0]);
   }
-  // Kernels are compiled for this batch: a call runs exactly it.
-  writer.setBatch(std::max<int64_t>(maxBatch, 1), std::max<int64_t>(maxBatch, 1));
+  // A call runs the compiled batch, or a multiple of the batch step the
+  // lowering recorded when every kernel follows the call's batch.
+  maxBatch = std::max<int64_t>(maxBatch, 1);
+  int64_t batchMultiple = maxBatch;
+  if (auto attr = host->getAttrOfType<IntegerAttr>("vmoe.batch_multiple"))
+    batchMultiple = attr.getInt();
+  if (batchMultiple < 1 || maxBatch % batchMultiple != 0)
+    return host.emitOpError()
+           << "batch multiple " << batchMultiple
+           << " does not divide the compiled batch " << maxBatch;
+  writer.setBatch(maxBatch, batchMultiple);
 
   // Buffers and dispatches, in program order.
   std::vector<LaunchOp> launches;
@@ -259,10 +272,19 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     }
     for (Value c : launch.getConstants()) {
       if (auto it = knobs.find(c); it != knobs.end()) {
-        dispatch.pushConstants.push_back(
-            it->second.source == fb::PushConstantSource::MoeCapacity
-                ? mod::PushConstantDesc::capacity(it->second.layer)
-                : mod::PushConstantDesc::bpr(it->second.layer));
+        switch (it->second.source) {
+        case fb::PushConstantSource::MoeCapacity:
+          dispatch.pushConstants.push_back(
+              mod::PushConstantDesc::capacity(it->second.layer));
+          break;
+        case fb::PushConstantSource::MoeBpr:
+          dispatch.pushConstants.push_back(
+              mod::PushConstantDesc::bpr(it->second.layer));
+          break;
+        default:
+          dispatch.pushConstants.push_back(mod::PushConstantDesc::batchSize());
+          break;
+        }
         continue;
       }
       APInt value;
@@ -289,6 +311,10 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     layer.name = "moe" + std::to_string(index);
     layer.numExperts = i64("num_experts");
     layer.k = i64("k");
+    if (std::optional<ArrayRef<int64_t>> batchGrid = launch.getBatchGrid()) {
+      dispatch.batchUnitsPerImage = static_cast<uint64_t>((*batchGrid)[0]);
+      dispatch.batchUnitsPerWorkgroup = static_cast<uint64_t>((*batchGrid)[1]);
+    }
     layer.groupSize = i64("group_size");
     layer.numGroups = i64("num_groups");
     layer.numTokens = static_cast<uint64_t>(layer.groupSize) * layer.numGroups;

@@ -243,9 +243,10 @@ void ModuleWriter::Impl::buildFlatBuffer(
     for (const PushConstantDesc &p : d.pushConstants)
       constants.push_back(
           fb::CreatePushConstant(fbb, p.source, p.layer, p.value));
-    dispatchOffsets.push_back(fb::CreateDispatch(fbb, d.kernel,
-                                                 fbb.CreateVector(bindings),
-                                                 fbb.CreateVector(constants)));
+    fb::BatchGrid batchGrid(d.batchUnitsPerImage, d.batchUnitsPerWorkgroup);
+    dispatchOffsets.push_back(fb::CreateDispatch(
+        fbb, d.kernel, fbb.CreateVector(bindings), fbb.CreateVector(constants),
+        d.batchUnitsPerWorkgroup ? &batchGrid : nullptr));
   }
   auto dispatchesOffset = fbb.CreateVector(dispatchOffsets);
 

@@ -682,6 +682,11 @@ LogicalResult LaunchOp::verify() {
     if (!c.getType().isIndex() && !c.getType().isSignlessInteger())
       return emitOpError() << "expects index or integer constants, got "
                            << c.getType();
+  if (std::optional<ArrayRef<int64_t>> batchGrid = getBatchGrid()) {
+    if (batchGrid->size() != 2 || (*batchGrid)[0] < 1 || (*batchGrid)[1] < 1)
+      return emitOpError() << "expects batch_grid = [units per image, units "
+                              "per workgroup], both >= 1";
+  }
   return success();
 }
 

@@ -426,6 +426,21 @@ TEST(ModuleVerifier, KernelsAndDispatches) {
                  "executable 0: CUDA executable without its CUDA description");
 }
 
+TEST(ModuleVerifier, BatchGridMustGiveTheKernelGridAtTheMaximumBatch) {
+  // 4 images x 256 units in workgroups of 64: the kernel's 16 workgroups.
+  ModuleWriter good;
+  buildAddModule(good, false, 64);
+  Loaded loaded = loadBytes(serialize(good));
+  EXPECT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+
+  ModuleWriter bad;
+  buildAddModule(bad, false, 32);
+  expectRejected(serialize(bad), VMOE_STATUS_INVALID_MODULE,
+                 "dispatch 0: batch grid of 256 units per image and 32 per "
+                 "workgroup does not give the kernel's 16 workgroups at the "
+                 "maximum batch 4");
+}
+
 TEST(ModuleVerifier, ShapesThatDisagree) {
   std::vector<uint8_t> base = addModuleBytes();
   auto shapeOf = [](std::vector<uint8_t> &bytes, uint32_t input) {

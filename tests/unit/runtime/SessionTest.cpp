@@ -63,6 +63,22 @@ TEST(Session, RunProducesCorrectValues) {
   EXPECT_EQ(runAdd(s.session, 4, &out, nullptr, 3.0f), VMOE_STATUS_OK);
 }
 
+TEST(Session, BatchGridShrinksWithTheBatch) {
+  // The add dispatch runs ceil(b * 256 / 64) workgroups of 64 elements: too
+  // few would leave elements unwritten (-99), so every batch checks the grid.
+  ModuleWriter w;
+  buildAddModule(w, false, 64);
+  Loaded loaded = loadBytes(serialize(w));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  SessionHolder s;
+  createSession(loaded.module, s, 2);
+  std::vector<float> out;
+  for (int64_t batch : {4, 1, 3, 2, 4})
+    EXPECT_EQ(runAdd(s.session, batch, &out, nullptr, float(batch)),
+              VMOE_STATUS_OK)
+        << "batch " << batch;
+}
+
 TEST(Session, ArenaPlacedConstant) {
   ModuleWriter w;
   buildAddModule(w, /*arenaConstant=*/true);

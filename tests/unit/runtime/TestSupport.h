@@ -153,7 +153,10 @@ inline std::vector<float> addConstantValues() {
   return c;
 }
 
-inline void buildAddModule(ModuleWriter &w, bool arenaConstant = false) {
+/// `addBatchGrid`: when nonzero, the add dispatch's grid follows the batch
+/// with kAddWidth units per image and this many per workgroup.
+inline void buildAddModule(ModuleWriter &w, bool arenaConstant = false,
+                           uint64_t addBatchGrid = 0) {
   const uint64_t bytes = kAddMaxBatch * kAddWidth * 4;
   uint32_t exe = addTestExecutable(w);
   w.setBatch(kAddMaxBatch);
@@ -192,7 +195,9 @@ inline void buildAddModule(ModuleWriter &w, bool arenaConstant = false) {
       {addKernel,
        {BindingDesc::input(0, 0, bytes), BindingDesc::input(1, 0, bytes),
         BindingDesc::arena(0, bytes)},
-       {PushConstantDesc::literal(static_cast<int64_t>(tile))}});
+       {PushConstantDesc::literal(static_cast<int64_t>(tile))},
+       addBatchGrid ? static_cast<uint64_t>(kAddWidth) : 0,
+       addBatchGrid});
   w.addDispatch(
       {scaleKernel,
        {BindingDesc::arena(0, bytes), BindingDesc::output(0, 0, bytes)},

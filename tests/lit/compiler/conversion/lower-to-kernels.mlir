@@ -20,14 +20,17 @@
 // CHECK-LABEL: func.func private @moe_moe_expert_down_0
 // CHECK: vector.fma {{.*}} : vector<8xf32>
 // CHECK-LABEL: func.func @moe
-// CHECK-SAME: (%[[IN:.*]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:.*]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[CAP:.*]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[BPR:.*]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
+// CHECK-SAME: (%[[IN:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[BATCH:[a-z0-9]+]]: index {vmoe.knob = "batch"}, %[[CAP:[a-z0-9]+]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[BPR:[a-z0-9]+]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
+// A group of 8 tokens spans both 4-token images: a call runs both.
+// CHECK-SAME: vmoe.batch_multiple = 2 : i64
 // CHECK-SAME: vmoe.entry
 // CHECK-SAME: vmoe.moe_layers = [{batch_priority = true, bf16_dispatch = true, capacity_factor = 1.000000e+00 : f64, group_size = 8 : i64, k = 2 : i64, layer = 0 : i64, max_capacity = 8 : i64, max_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64, num_groups = 1 : i64, tokens_per_image = 4 : i64}]
 // CHECK: vmoe.launch @moe_layer_norm_0
-// CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1]
-// CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]] : index, index)
-// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]] : index)
-// CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]] : index)
+// CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1]({{.*}}) constants(%[[BATCH]] : index) {batch_grid = array<i64: 4, 32>}
+// CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]], %[[BATCH]] : index, index, index) {batch_grid = array<i64: 4, 8>}
+// The expert kernels keep their grid and skip the groups past the batch.
+// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :
+// CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :
 // The residual add is fused into the combine, which writes the output.
 // CHECK: %[[FLAT_OUT:.*]] = memref.collapse_shape %[[OUT]]
 // CHECK: %[[OUT_GROUPS:.*]] = memref.expand_shape %[[FLAT_OUT]]
@@ -63,12 +66,15 @@ func.func @moe(%x: tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
 // columns (the head's 10 classes are padded to one panel), the result is
 // written straight into the output buffer.
 
+// Every kernel follows the call's batch (any batch from 1 to 2): grids
+// shrink with it (batch_grid) and the kernels bound their rows by it.
 // CHECK-LABEL: func.func @vit_head
-// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<2x10xf32> {vmoe.output = 0 : i64}
-// CHECK: vmoe.launch @vit_head_pool_token_0 grid [2, 1, 1]
+// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<2x10xf32> {vmoe.output = 0 : i64}, %[[BATCH:[a-z0-9]+]]: index {vmoe.knob = "batch"}
+// CHECK-SAME: vmoe.batch_multiple = 1 : i64
+// CHECK: vmoe.launch @vit_head_pool_token_0 grid [2, 1, 1](%{{.*}}) constants(%[[BATCH]] : index) {batch_grid = array<i64: 1, 1>}
 // CHECK-DAG: %[[W:.*]] = memref.get_global @vit_head_head_packed_0 : memref<1x8x16xf32>
 // CHECK-DAG: %[[B:.*]] = memref.get_global @vit_head_head_bias_0 : memref<16xf32>
-// CHECK: vmoe.launch @vit_head_head_0 grid [1, 1, 1](%{{.*}}, %[[W]], %[[B]], %[[OUT]]) : memref<2x8xf32>, memref<1x8x16xf32>, memref<16xf32>, memref<2x10xf32>
+// CHECK: vmoe.launch @vit_head_head_0 grid [1, 1, 1](%{{.*}}, %[[W]], %[[B]], %[[OUT]]) constants(%[[BATCH]] : index) {batch_grid = array<i64: 1, 48>} : memref<2x8xf32>, memref<1x8x16xf32>, memref<16xf32>, memref<2x10xf32>
 func.func @vit_head(%x: tensor<2x5x8xf32>) -> tensor<2x10xf32> {
   %k = arith.constant dense<0.5> : tensor<8x10xf32>
   %b = arith.constant dense<0.1> : tensor<10xf32>

@@ -60,3 +60,14 @@ func.func @float_constant(%a: memref<4xf32>, %c: f32) {
   vmoe.launch @k grid [1, 1, 1] (%a) constants(%c : f32) : memref<4xf32>
   return
 }
+
+// -----
+
+func.func private @k(%a: memref<4xf32>, %x: index, %y: index, %z: index) attributes {vmoe.kernel} {
+  return
+}
+func.func @batch_grid(%a: memref<4xf32>) {
+  // expected-error @+1 {{'vmoe.launch' op expects batch_grid = [units per image, units per workgroup], both >= 1}}
+  vmoe.launch @k grid [4, 1, 1] (%a) {batch_grid = array<i64: 2, 0>} : memref<4xf32>
+  return
+}

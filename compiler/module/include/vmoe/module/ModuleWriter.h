@@ -103,6 +103,10 @@ struct DispatchDesc {
   uint32_t kernel = 0;
   std::vector<BindingDesc> bindings;
   std::vector<PushConstantDesc> pushConstants;
+  /// When nonzero, grid x follows the batch: ceil(b * unitsPerImage /
+  /// unitsPerWorkgroup) workgroups for a call of batch b.
+  uint64_t batchUnitsPerImage = 0;
+  uint64_t batchUnitsPerWorkgroup = 0;
 };
 
 struct MoeLayerDesc {

@@ -448,6 +448,12 @@ def Vmoe_LaunchOp : Vmoe_Op<"launch", [AttrSizedOperandSegments,
     launches run in program order. The kernel's arguments are the bindings,
     then the constants, then the workgroup id (x, y, z) as `index`.
 
+    `batch_grid = array<i64: U, W>` says that grid x follows the batch of a
+    call: for a batch b only ceil(b * U / W) workgroups run along x (U units
+    of work per image, W per workgroup; the static x is the value at the
+    compiled batch). The kernel bounds its own work by the batch it is
+    passed; the shorter grid only skips workgroups with nothing to do.
+
     Example:
     ```mlir
     vmoe.launch @layer_norm_0 grid [9, 1, 1] (%x, %scale, %bias, %y)
@@ -455,7 +461,8 @@ def Vmoe_LaunchOp : Vmoe_Op<"launch", [AttrSizedOperandSegments,
     ```
   }];
   let arguments = (ins FlatSymbolRefAttr:$kernel, DenseI64ArrayAttr:$grid,
-                   Variadic<AnyMemRef>:$bindings, Variadic<AnyType>:$constants);
+                   Variadic<AnyMemRef>:$bindings, Variadic<AnyType>:$constants,
+                   OptionalAttr<DenseI64ArrayAttr>:$batch_grid);
   let assemblyFormat = [{
     $kernel `grid` $grid `(` $bindings `)` (`constants` `(` $constants^ `:` type($constants) `)`)?
     attr-dict `:` type($bindings)
