@@ -482,6 +482,11 @@ class Harness:
 
     # ---- the suites ------------------------------------------------------------------
 
+    def save(self):
+        """results.json so far (an interrupted run can still be rendered)."""
+        with open(self.path("results.json"), "w") as f:
+            json.dump(self.results, f, indent=1)
+
     def run(self):
         a = self.args
         self.results = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -515,6 +520,7 @@ class Harness:
                     if t == max(a.threads):
                         r["check"] = chk
                     self.results["models"].append(r)
+                    self.save()
                     log(f"    vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
                         f"x{r['speedup']:.2f}")
                     if key != "fashion-mnist" or t == max(a.threads):
@@ -541,6 +547,7 @@ class Harness:
                 row["threads"] = t
                 rows.append(row)
             self.results["cf_scaling"] = rows
+            self.save()
             self.ask(t, cmd="unload", id=m["key"])
             if not a.quick:
                 log("batch scaling (S/32)")
@@ -553,6 +560,7 @@ class Harness:
                     rows.append(r)
                     self.ask(t, cmd="unload", id=m["key"])
                 self.results["batch_scaling"] = rows
+                self.save()
         self.results["moe_layers"] = []
         layers = [("S/32", 8)] if a.quick else [("S/32", 8), ("S/32", 32), ("B/16", 8),
                                                    ("B/16", 32)]
@@ -578,6 +586,7 @@ class Harness:
                 if t == max(a.threads):
                     r["check"] = chk
                 self.results["moe_layers"].append(r)
+                self.save()
                 log(f"    vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
                     f"x{r['speedup']:.2f}, experts {r['expert_gflops']:.1f} GFLOP/s")
                 self.ask(t, cmd="unload", id=m["key"])
@@ -920,8 +929,7 @@ def main():
             res = harness.run()
         finally:
             harness.close()
-        with open(os.path.join(args.work, "results.json"), "w") as f:
-            json.dump(res, f, indent=1)
+        harness.save()
     text = render(res)
     if not args.from_json:
         with open(os.path.join(args.work, "benchmarks.md"), "w") as f:
