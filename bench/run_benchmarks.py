@@ -523,6 +523,10 @@ class Harness:
                     self.save()
                     log(f"    vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
                         f"x{r['speedup']:.2f}")
+                    if key != "fashion-mnist" and t == min(a.threads):
+                        ops = self.ask(t, cmd="profile", id=m["key"],
+                                       repeat=max(1, min(3, r["repeat"])))["ops"]
+                        r["torch_profile"] = torch_groups(ops)
                     if key != "fashion-mnist" or t == max(a.threads):
                         p = self.profile(m, t, repeat=max(1, min(3, r["repeat"])))[0]
                         p.update({"model": key, "batch": batch, "threads": t,
@@ -633,6 +637,18 @@ def group_flops(cfg, batch, kept):
     }
 
 
+TORCH_GEMMS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm",
+               "aten::matmul", "aten::linear")
+
+
+def torch_groups(ops):
+    """PyTorch's self CPU ms per pass: OpenBLAS GEMMs, GELU, and the rest."""
+    gemm = sum(v for k, v in ops.items() if k in TORCH_GEMMS)
+    gelu = sum(v for k, v in ops.items() if k == "aten::gelu")
+    total = sum(ops.values())
+    return {"gemm_ms": gemm, "gelu_ms": gelu, "total_ms": total}
+
+
 def kernel_group(name):
     """vmoe_s32_e8_last2_moe_expert_up_1 -> "MoE experts"."""
     for group, kinds in KERNEL_GROUPS:
@@ -685,6 +701,11 @@ def targets(res):
                         part += f" ({100 * gf / (single * r['threads']):.0f}% of peak)"
                 parts.append(part)
             line += " vmoe's time: " + ", ".join(parts) + "."
+        tp = next((x.get("torch_profile") for x in rows if x["model"] == r["model"]
+                   and x["batch"] == r["batch"] and "torch_profile" in x), None)
+        if tp and tp["total_ms"] > 0:
+            line += (f" PyTorch spends {100 * tp['gemm_ms'] / tp['total_ms']:.0f}% of its "
+                     f"time in OpenBLAS GEMMs (`torch.profiler`).")
         torch_info = res.get("torch", {}).get(str(r["threads"]))
         if torch_info:
             line += (f" OpenBLAS's calibration GEMM at {r['threads']} thread(s): "

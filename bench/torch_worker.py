@@ -26,6 +26,8 @@ stdout (anything else printed goes to stderr):
   {"cmd": "time", "id": ID, "capacity_factor": X, "bpr": B, "warmup": N,
    "repeat": N}
       milliseconds of each timed forward pass
+  {"cmd": "profile", "id": ID, "repeat": N}
+      torch.profiler over N forward passes: self CPU ms per pass of each op
   {"cmd": "init_weights", "config": PATH, "output": NPZ, "seed": N}
       random weights for a config, as vmoe / vit_jax initialise them (with
       a random head, so that the logits of both sides are worth comparing)
@@ -155,6 +157,16 @@ def main():
                 kind = "model" if cmd == "load_model" else "moe"
                 models[req["id"]] = Model(kind, req["config"], req["weights"], req["input"])
                 answer(out, {"ok": True})
+            elif cmd == "profile":
+                m = models[req["id"]]
+                n = req.get("repeat", 1)
+                with torch.no_grad():
+                    m.forward(None, None)
+                    with torch.profiler.profile() as prof:
+                        for _ in range(n):
+                            m.forward(None, None)
+                ops = {e.key: e.self_cpu_time_total / 1e3 / n for e in prof.key_averages()}
+                answer(out, {"ops": ops})
             elif cmd == "init_weights":
                 init_weights(req["config"], req["output"], req.get("seed", 0))
                 answer(out, {"ok": True})
