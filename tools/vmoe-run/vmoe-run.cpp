@@ -360,13 +360,14 @@ int main(int argc, char **argv) {
   // A last partial chunk is padded with zero images, which take part in
   // routing as vmoe's padded eval batches do.
   int64_t chunks = (images + batch - 1) / batch;
-  if (images % batch != 0) {
-    if (!o.quiet)
-      std::printf("note: %" PRId64 " images padded to %" PRId64
-                  " (batch %" PRId64 ")\n",
-                  images, chunks * batch, batch);
-    input.resize(chunks * batch * itemFloats, 0.0f);
-  }
+  int64_t step = std::max<int64_t>(info.batch_multiple, 1);
+  int64_t lastRun = images - (chunks - 1) * batch;
+  lastRun = (lastRun + step - 1) / step * step;
+  if (images % step != 0 && !o.quiet)
+    std::printf("note: the last %" PRId64 " image(s) padded to %" PRId64
+                " (the module runs batches in steps of %" PRId64 ")\n",
+                images - (chunks - 1) * batch, lastRun, step);
+  input.resize(chunks * batch * itemFloats, 0.0f);
 
   std::vector<std::vector<float>> outputs(info.output_count);
   std::vector<vmoe_tensor_t> outTensors(info.output_count);
@@ -396,12 +397,21 @@ int main(int argc, char **argv) {
     auto t0 = std::chrono::steady_clock::now();
     double statsTime = 0;
     for (int64_t c = 0; c < chunks; ++c) {
-      vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, in.rank, in.shape,
+      int64_t run = c + 1 < chunks ? batch : lastRun;
+      std::vector<int64_t> runInShape(in.shape, in.shape + in.rank);
+      runInShape[0] = run;
+      vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, in.rank, runInShape.data(),
                                 input.data() + c * batch * itemFloats,
-                                in.size_bytes};
-      for (uint32_t i = 0; i < info.output_count; ++i)
+                                run * itemFloats * 4};
+      std::vector<std::vector<int64_t>> runOutShapes(info.output_count);
+      for (uint32_t i = 0; i < info.output_count; ++i) {
+        runOutShapes[i].assign(outInfos[i].shape,
+                               outInfos[i].shape + outInfos[i].rank);
+        uint64_t perImage = outInfos[i].size_bytes / batch;
+        if (outInfos[i].batch_dim == 0)
+          runOutShapes[i][0] = run;
         outTensors[i] = {outInfos[i].dtype, outInfos[i].rank,
-                         outInfos[i].shape,
+                         runOutShapes[i].data(),
                          outputs[i].data() + c * (outInfos[i].size_bytes / 4),
                          outInfos[i].size_bytes};
       vmoe_status_t st =
