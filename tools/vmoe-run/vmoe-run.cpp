@@ -357,8 +357,9 @@ int main(int argc, char **argv) {
                       ? array.data[i]
                       : reinterpret_cast<const int32_t *>(array.data.data())[i];
   }
-  // A last partial chunk is padded with zero images, which take part in
-  // routing as vmoe's padded eval batches do.
+  // A last partial chunk runs as a smaller batch, padded with zero images
+  // only up to the module's batch step (whole MoE groups); padding images
+  // take part in routing as vmoe's padded eval batches do.
   int64_t chunks = (images + batch - 1) / batch;
   int64_t step = std::max<int64_t>(info.batch_multiple, 1);
   int64_t lastRun = images - (chunks - 1) * batch;
@@ -413,7 +414,9 @@ int main(int argc, char **argv) {
         outTensors[i] = {outInfos[i].dtype, outInfos[i].rank,
                          runOutShapes[i].data(),
                          outputs[i].data() + c * (outInfos[i].size_bytes / 4),
-                         outInfos[i].size_bytes};
+                         outInfos[i].batch_dim == 0 ? run * perImage
+                                                    : outInfos[i].size_bytes};
+      }
       vmoe_status_t st =
           vmoe_session_run(session, &inTensor, 1, outTensors.data(),
                            outTensors.size(), &ropts, &msg);
