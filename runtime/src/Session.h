@@ -47,11 +47,11 @@ private:
     uint32_t dispatch;
     uint64_t workgroups;
     vmoe_dispatch_state_v0_t state;
+    /// Grid x per call when it follows the batch (0: fixed grid).
+    uint64_t batchUnitsPerImage, batchUnitsPerWorkgroup;
   };
   /// An input/output binding, re-pointed every run at the caller's buffer.
   struct CallerBinding {
-    /// Grid x per call when it follows the batch (0: fixed grid).
-    uint64_t batchUnitsPerImage, batchUnitsPerWorkgroup;
     uint32_t slot;
     bool output;
     uint32_t index;

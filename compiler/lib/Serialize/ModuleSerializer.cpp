@@ -294,6 +294,10 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
       dispatch.pushConstants.push_back(
           mod::PushConstantDesc::literal(value.getSExtValue()));
     }
+    if (std::optional<ArrayRef<int64_t>> batchGrid = launch.getBatchGrid()) {
+      dispatch.batchUnitsPerImage = static_cast<uint64_t>((*batchGrid)[0]);
+      dispatch.batchUnitsPerWorkgroup = static_cast<uint64_t>((*batchGrid)[1]);
+    }
     writer.addDispatch(std::move(dispatch));
   }
 
@@ -311,10 +315,6 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     layer.name = "moe" + std::to_string(index);
     layer.numExperts = i64("num_experts");
     layer.k = i64("k");
-    if (std::optional<ArrayRef<int64_t>> batchGrid = launch.getBatchGrid()) {
-      dispatch.batchUnitsPerImage = static_cast<uint64_t>((*batchGrid)[0]);
-      dispatch.batchUnitsPerWorkgroup = static_cast<uint64_t>((*batchGrid)[1]);
-    }
     layer.groupSize = i64("group_size");
     layer.numGroups = i64("num_groups");
     layer.numTokens = static_cast<uint64_t>(layer.groupSize) * layer.numGroups;
