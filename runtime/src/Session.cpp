@@ -205,14 +205,14 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
     plan.dispatch = d;
     const fb::Dim3 *grid = kernel->workgroup_count();
     plan.workgroups = static_cast<uint64_t>(grid->x()) * grid->y() * grid->z();
-    vmoe_dispatch_state_v0_t &state = plan.state;
-    state.bindings = bindings.data() + bindingSlot;
-    state.binding_lengths = bindingLengths.data() + bindingSlot;
-    state.binding_count = sizeOf(dispatch->bindings());
     const fb::BatchGrid *batchGrid = dispatch->batch_grid();
     plan.batchUnitsPerImage = batchGrid ? batchGrid->units_per_image() : 0;
     plan.batchUnitsPerWorkgroup =
         batchGrid ? batchGrid->units_per_workgroup() : 0;
+    vmoe_dispatch_state_v0_t &state = plan.state;
+    state.bindings = bindings.data() + bindingSlot;
+    state.binding_lengths = bindingLengths.data() + bindingSlot;
+    state.binding_count = sizeOf(dispatch->bindings());
     state.constants = constants.data() + constantSlot;
     state.constant_count = sizeOf(dispatch->push_constants());
     state.workgroup_count[0] = grid->x();
@@ -431,10 +431,6 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
     }
   }
 
-  hasStats = false; // the kernels are about to overwrite the statistics
-  if (profiling && profileNs.size() != plans.size())
-    profileNs.assign(plans.size(), 0); // once: sized at the first run
-  for (const Plan &plan : plans) {
   // Grids that follow the batch; the verifier bounded them by the maximum.
   for (Plan &plan : plans) {
     if (!plan.batchUnitsPerWorkgroup)
@@ -447,6 +443,10 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
                       plan.state.workgroup_count[2];
   }
 
+  hasStats = false; // the kernels are about to overwrite the statistics
+  if (profiling && profileNs.size() != plans.size())
+    profileNs.assign(plans.size(), 0); // once: sized at the first run
+  for (const Plan &plan : plans) {
     auto start = profiling ? std::chrono::steady_clock::now()
                            : std::chrono::steady_clock::time_point();
     DispatchRun dispatchRun;
