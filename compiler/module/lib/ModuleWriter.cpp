@@ -4,7 +4,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace vmoe {
 namespace module {
@@ -366,9 +369,20 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
   ModuleLayout layout;
   if (!impl->layout(layout, fbb, error))
     return false;
-  FILE *file = fopen(path.c_str(), "wb");
-  if (!file) {
+  // Written to a temporary file next to `path`, then renamed over it: a
+  // failed write (full disk, I/O error) never leaves a half-written file in
+  // place of a good one, and the temporary is removed.
+  std::string tmpPath = path + ".tmp-XXXXXX";
+  int fd = mkstemp(tmpPath.data());
+  if (fd < 0) {
     *error = "cannot open '" + path + "' for writing: " + strerror(errno);
+    return false;
+  }
+  FILE *file = fdopen(fd, "wb");
+  if (!file) {
+    *error = "cannot open '" + tmpPath + "' for writing: " + strerror(errno);
+    close(fd);
+    unlink(tmpPath.c_str());
     return false;
   }
   // Streams everything in file order, zero-filling the alignment gaps, so
@@ -398,10 +412,27 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
     put(impl->segments[i].data(), impl->segments[i].size);
   }
   padTo(layout.fileSize);
-  if (fclose(file) != 0)
+  if (ok && fflush(file) != 0)
     ok = false;
+  int savedErrno = errno;
+  if (fclose(file) != 0 && ok) {
+    ok = false;
+    savedErrno = errno;
+  }
   if (!ok) {
-    *error = "writing '" + path + "' failed: " + strerror(errno);
+    *error = "writing '" + path + "' failed: " + strerror(savedErrno);
+    unlink(tmpPath.c_str());
+    return false;
+  }
+  // mkstemp creates 0600; a module is as readable as any file the user
+  // writes.
+  mode_t mask = umask(0);
+  umask(mask);
+  chmod(tmpPath.c_str(), 0666 & ~mask);
+  if (rename(tmpPath.c_str(), path.c_str()) != 0) {
+    *error =
+        "cannot rename '" + tmpPath + "' to '" + path + "': " + strerror(errno);
+    unlink(tmpPath.c_str());
     return false;
   }
   if (layoutOut)

@@ -2,6 +2,11 @@
 
 #include "TestSupport.h"
 
+#include <csignal>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace vmoe {
 namespace test {
 namespace {
@@ -196,6 +201,74 @@ TEST(ModuleWriter, RejectsBadSegmentAlignment) {
   EXPECT_NE(error.find("cannot open '/nonexistent/dir/x.vmoe'"),
             std::string::npos)
       << error;
+}
+
+/// Names in `dir` that start with `prefix`.
+std::vector<std::string> filesStartingWith(const std::string &dir,
+                                           const std::string &prefix) {
+  std::vector<std::string> names;
+  if (DIR *d = opendir(dir.c_str())) {
+    while (dirent *e = readdir(d))
+      if (std::string(e->d_name).rfind(prefix, 0) == 0)
+        names.push_back(e->d_name);
+    closedir(d);
+  }
+  return names;
+}
+
+TEST(ModuleWriter, FullDiskKeepsTheOldFileAndLeavesNoTemporary) {
+  const char *tmp = getenv("TMPDIR");
+  std::string dir = tmp && *tmp ? tmp : "/tmp";
+  std::string name = "vmoe-writer-" + std::to_string(getpid()) + ".vmoe";
+  std::string path = dir + "/" + name;
+  ModuleWriter small;
+  small.setMetadata({"small", "", {}, ""});
+  std::string error;
+  ASSERT_TRUE(small.writeFile(path, &error)) << error;
+  std::vector<uint8_t> good = readFileBytes(path);
+  ASSERT_FALSE(good.empty());
+
+  // A disk that fills up after 64 KiB: RLIMIT_FSIZE makes writes past it
+  // fail with EFBIG (SIGXFSZ ignored), as ENOSPC would on a full disk.
+  ModuleWriter big;
+  big.setMetadata({"big", "", {}, ""});
+  big.addSegment(std::vector<uint8_t>(1 << 20, 0x5A), 64);
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  void (*savedHandler)(int) = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limited = saved;
+  limited.rlim_cur = 64 * 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &limited), 0);
+  bool written = big.writeFile(path, &error);
+  setrlimit(RLIMIT_FSIZE, &saved);
+  signal(SIGXFSZ, savedHandler);
+
+  EXPECT_FALSE(written);
+  EXPECT_EQ(error, "writing '" + path + "' failed: File too large");
+  EXPECT_EQ(readFileBytes(path), good) << "the old module was overwritten";
+  EXPECT_EQ(filesStartingWith(dir, name + ".tmp-"), std::vector<std::string>{});
+
+  // Without the limit the same write replaces the file in one step.
+  ASSERT_TRUE(big.writeFile(path, &error)) << error;
+  EXPECT_GT(readFileBytes(path).size(), size_t(1 << 20));
+  EXPECT_EQ(filesStartingWith(dir, name + ".tmp-"), std::vector<std::string>{});
+  unlink(path.c_str());
+}
+
+TEST(ModuleWriter, UnwritableDirectoryLeavesNothing) {
+  // A file in place of the directory: no temporary can be created there.
+  const char *tmp = getenv("TMPDIR");
+  std::string file = std::string(tmp && *tmp ? tmp : "/tmp") +
+                     "/vmoe-notadir-" + std::to_string(getpid());
+  FILE *f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  ModuleWriter w;
+  std::string error;
+  EXPECT_FALSE(w.writeFile(file + "/x.vmoe", &error));
+  EXPECT_EQ(error,
+            "cannot open '" + file + "/x.vmoe' for writing: Not a directory");
+  unlink(file.c_str());
 }
 
 TEST(ModuleWriter, EmptyModuleIsValid) {
