@@ -74,8 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   auto source = [&](uint64_t shard, uint64_t shardCount, ByteSpan &bytes,
                     std::string &name, std::string *sourceError) {
-    name = "shard-" + std::to_string(shard) + "-of-" +
-           std::to_string(shardCount);
+    name =
+        "shard-" + std::to_string(shard) + "-of-" + std::to_string(shardCount);
     if (shard >= shards.size()) {
       *sourceError = "no such shard: " + name;
       return false;

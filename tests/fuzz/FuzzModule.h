@@ -1,4 +1,5 @@
-//===- FuzzModule.h - Module-aware mutation for the module fuzzers -*- C++ -*-===//
+//===- FuzzModule.h - Module-aware mutation for the module fuzzers -*- C++
+//-*-===//
 //
 // A module file is a header, the metadata FlatBuffer, then the segments
 // (weights and the executables' code). What the verifier reads lives before
@@ -17,8 +18,7 @@
 #include <cstring>
 
 #ifdef VMOE_LIBFUZZER
-extern "C" size_t LLVMFuzzerMutate(uint8_t *data, size_t size,
-                                   size_t maxSize);
+extern "C" size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t maxSize);
 
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size,
                                           size_t maxSize, unsigned seed) {

@@ -63,10 +63,11 @@ void buildStatsModule(ModuleWriter &w) {
   add.bindingCount = 3;
   add.constantCount = 1;
   uint32_t kernel = w.addKernel(add);
-  w.addDispatch({kernel,
-                 {BindingDesc::input(0, 0, bytes), BindingDesc::input(1, 0, bytes),
-                  BindingDesc::arena(0, bytes)},
-                 {PushConstantDesc::literal(int64_t(bytes / 8))}});
+  w.addDispatch(
+      {kernel,
+       {BindingDesc::input(0, 0, bytes), BindingDesc::input(1, 0, bytes),
+        BindingDesc::arena(0, bytes)},
+       {PushConstantDesc::literal(int64_t(bytes / 8))}});
   (void)countsBytes;
 }
 

@@ -38,9 +38,8 @@ const std::vector<uint8_t> &testKernels() {
 }
 
 bool safeEntry(const flatbuffers::String *entry) {
-  static const char *const kSafe[] = {"vmoe_test_add_f32",
-                                      "vmoe_test_scale_f32",
-                                      "vmoe_test_echo_constants"};
+  static const char *const kSafe[] = {
+      "vmoe_test_add_f32", "vmoe_test_scale_f32", "vmoe_test_echo_constants"};
   if (!entry)
     return false;
   for (const char *name : kSafe)
@@ -140,9 +139,8 @@ void run(vmoe_session_t *session, vmoe_module_t *module, int64_t batch,
       if (stats.num_experts <= 4096) {
         std::vector<uint64_t> assigned(stats.num_experts),
             kept(stats.num_experts);
-        (void)vmoe_session_expert_load(session, i, assigned.data(),
-                                       kept.data(), stats.num_experts,
-                                       &message);
+        (void)vmoe_session_expert_load(session, i, assigned.data(), kept.data(),
+                                       stats.num_experts, &message);
       }
       if (stats.image_count <= 4096) {
         std::vector<double> shares(stats.image_count);
