@@ -90,7 +90,8 @@ class EndToEnd : public ::testing::TestWithParam<bool> {};
 /// Compiles `config` with random weights; returns the module and the
 /// reference weights.
 void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
-                    Module &out, ref::ModelWeights &refWeights) {
+                    Module &out, ref::ModelWeights &refWeights,
+                    bool expertWeightsBf16 = false) {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
   registerCompilerDialects(registry);
@@ -100,6 +101,7 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   ASSERT_TRUE(module) << error;
   CompileOptions options;
   options.cpu = "host";
+  options.expertWeightsBf16 = expertWeightsBf16;
   options.modelName = config.name;
   options.classNames = config.classNames;
   std::vector<uint8_t> bytes;
@@ -276,6 +278,45 @@ TEST(EndToEndVariants, GapPoolingPreLogitsAndOddSizes) {
   ref::Tensor images = randomImages(c, 5);
   for (double cf : {2.0, 0.5})
     expectMatch(c, m, weights, images, cf, true);
+}
+
+/// float -> bfloat16 -> float, round to nearest even (finite inputs).
+float roundToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+/// Expert weights stored as bf16: the module must equal the reference run on
+/// the same weights rounded to bf16 (and differ from the unrounded ones, so
+/// the test sees that the rounding happens).
+TEST(EndToEndPrecision, Bf16ExpertWeightsMatchTheRoundedReference) {
+  VitMoeConfig c = smallConfig();
+  c.batchPriority = true;
+  WeightMap weights = randomWeights(c, 31);
+  WeightMap rounded = weights;
+  int changed = 0;
+  for (auto &[name, tensor] : rounded)
+    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
+        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
+      for (float &v : tensor.data) {
+        float r = roundToBf16(v);
+        changed += r != v;
+        v = r;
+      }
+  ASSERT_GT(changed, 0) << "no expert kernel found to round";
+  Module m;
+  ref::ModelWeights unused;
+  compileWeights(c, weights, m, unused, /*expertWeightsBf16=*/true);
+  if (HasFatalFailure())
+    return;
+  ref::ModelWeights refRounded = toReference(c, rounded);
+  ref::Tensor images = randomImages(c, 33);
+  for (double cf : {1.05, 0.5})
+    for (bool bpr : {false, true})
+      expectMatch(c, m, refRounded, images, cf, bpr);
 }
 
 } // namespace

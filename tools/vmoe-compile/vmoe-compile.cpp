@@ -105,6 +105,12 @@ static cl::opt<double> maxCapacityFactor(
     cl::desc("Largest capacity factor a call may request (sizes the expert "
              "buffers); default: each layer's own"),
     cl::init(0.0));
+static cl::opt<std::string> expertWeights(
+    "expert-weights",
+    cl::desc("Precision the expert weights are stored in: f32 (default) or "
+             "bf16 (half the bytes; rounded to nearest even, f32 "
+             "accumulation)"),
+    cl::init("f32"));
 static cl::opt<int> randomWeights(
     "random-weights",
     cl::desc("Random weights from this seed, for benchmarks and examples: "
@@ -337,6 +343,10 @@ int main(int argc, char **argv) {
   mlir::vmoe::CompileOptions options;
   options.cpu = cpuName;
   options.maxCapacityFactor = maxCapacityFactor;
+  if (expertWeights != "f32" && expertWeights != "bf16")
+    return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
+                "'");
+  options.expertWeightsBf16 = expertWeights == "bf16";
   options.optLevel = optLevel;
   options.modelName = !modelName.empty() ? std::string(modelName)
                       : !preset.empty()    ? std::string(preset)

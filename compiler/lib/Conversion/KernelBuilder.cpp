@@ -121,6 +121,27 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   // Panels outside, rows inside: one B panel (K x nr) stays in cache while
   // every row block of the workgroup streams past it.
   forLoop(b, panelBegin, panelEnd, c1, [&](ImplicitLocOpBuilder &b, Value p) {
+    if (ops.bPanelF32) {
+      // bf16 -> f32 is exact: the 16 bits become the high half of the f32.
+      auto halfType = VectorType::get({vw}, b.getBF16Type());
+      auto bitsType = VectorType::get({vw}, b.getI16Type());
+      auto wideType = VectorType::get({vw}, b.getI32Type());
+      Value sixteen = arith::ConstantOp::create(
+          b, DenseElementsAttr::get(wideType, b.getI32IntegerAttr(16)));
+      forLoop(b, c0, cK, c1, [&](ImplicitLocOpBuilder &b, Value k) {
+        for (int64_t v = 0; v < nv; ++v) {
+          SmallVector<Value> idx(ops.bPrefix);
+          idx.append({p, k, constIndex(b, v * vw)});
+          Value h = vector::LoadOp::create(b, halfType, ops.b, idx);
+          Value bits = arith::BitcastOp::create(b, bitsType, h);
+          Value wide = arith::ShLIOp::create(
+              b, arith::ExtUIOp::create(b, wideType, bits), sixteen);
+          vector::StoreOp::create(b, arith::BitcastOp::create(b, vecType, wide),
+                                  ops.bPanelF32,
+                                  ValueRange{k, constIndex(b, v * vw)});
+        }
+      });
+    }
     forLoop(b, rowBegin, rowEnd, cMr, [&](ImplicitLocOpBuilder &b, Value r0) {
       // Rows past rowEnd read the last valid row and are not stored, so the
       // micro-kernel is always a full mr x nr block.
@@ -137,6 +158,12 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
           [&](ImplicitLocOpBuilder &b, Value k, ValueRange acc) {
             SmallVector<Value> bv;
             for (int64_t v = 0; v < nv; ++v) {
+              if (ops.bPanelF32) {
+                bv.push_back(vector::LoadOp::create(
+                    b, vecType, ops.bPanelF32,
+                    ValueRange{k, constIndex(b, v * vw)}));
+                continue;
+              }
               SmallVector<Value> idx(ops.bPrefix);
               idx.append({p, k, constIndex(b, v * vw)});
               bv.push_back(vector::LoadOp::create(b, vecType, ops.b, idx));

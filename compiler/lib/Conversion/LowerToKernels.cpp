@@ -65,6 +65,16 @@ struct Kernel {
   ImplicitLocOpBuilder &b() { return *builder; }
 };
 
+/// bfloat16 bits of `x`, rounded to nearest even (NaN stays a quiet NaN).
+uint16_t floatToBf16Bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
 /// The f32 contents of a constant tensor, from a dense or a resource attr.
 FailureOr<SmallVector<float>> getF32Data(Attribute attr) {
   if (auto dense = dyn_cast<DenseElementsAttr>(attr)) {
@@ -96,9 +106,10 @@ struct BatchGrid {
 
 class Lowering {
 public:
-  Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling)
+  Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
+           bool expertWeightsBf16)
       : module(module), model(model), tiling(tiling),
-        ctx(module.getContext()) {}
+        expertWeightsBf16(expertWeightsBf16), ctx(module.getContext()) {}
 
   LogicalResult run();
 
@@ -123,9 +134,10 @@ private:
   FailureOr<SmallVector<float>> constantData(Value tensor, Operation *user);
   /// Packs a (batch, K, N) matrix into (batch, N/nr, K, nr) panels and its
   /// (batch, N) bias into (batch, panels * nr), zero padded.
+  /// `bf16`: the panels are rounded to bfloat16 (RNE) and stored as bf16.
   std::pair<Value, Value> packWeights(StringRef base, ArrayRef<float> weights,
                                       ArrayRef<float> bias, int64_t batch,
-                                      int64_t k, int64_t n);
+                                      int64_t k, int64_t n, bool bf16 = false);
   Value flatten2d(Value memref);
   Value hostIndex(int64_t v);
 
@@ -165,6 +177,7 @@ private:
   ModuleOp module;
   func::FuncOp model, host;
   GemmTiling tiling;
+  bool expertWeightsBf16;
   MLIRContext *ctx;
   std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
   llvm::DenseMap<Value, Value> buffers;      // tensor -> memref
@@ -336,7 +349,7 @@ std::pair<Value, Value> Lowering::packWeights(StringRef base,
                                               ArrayRef<float> weights,
                                               ArrayRef<float> bias,
                                               int64_t batch, int64_t k,
-                                              int64_t n) {
+                                              int64_t n, bool bf16) {
   int64_t nr = tiling.nr, panels = ceilDiv(n, nr);
   SmallVector<float> packed(batch * panels * k * nr, 0.0f);
   for (int64_t e = 0; e < batch; ++e)
@@ -350,8 +363,29 @@ std::pair<Value, Value> Lowering::packWeights(StringRef base,
   if (batch > 1)
     shape.push_back(batch);
   shape.append({panels, k, nr});
-  Value b = createGlobal((base + "_packed").str(), MemRefType::get(shape, f32),
-                         packed);
+  Value b;
+  if (bf16) {
+    SmallVector<uint16_t> halves(packed.size());
+    for (size_t i = 0; i < packed.size(); ++i)
+      halves[i] = floatToBf16Bits(packed[i]);
+    std::string name = (model.getName() + "_" + base + "_packed_bf16").str();
+    unsigned &count = nameCounts[name];
+    name += "_" + std::to_string(count++);
+    auto type = MemRefType::get(shape, BFloat16Type::get(ctx));
+    auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<uint16_t>(halves);
+    auto init = DenseResourceElementsAttr::get(
+        RankedTensorType::get(shape, type.getElementType()), name,
+        std::move(blob));
+    OpBuilder mb(ctx);
+    mb.setInsertionPoint(host);
+    memref::GlobalOp::create(mb, model.getLoc(), name,
+                             mb.getStringAttr("private"), type, init,
+                             /*constant=*/true, mb.getI64IntegerAttr(64));
+    b = memref::GetGlobalOp::create(*hb, type, name);
+  } else {
+    b = createGlobal((base + "_packed").str(), MemRefType::get(shape, f32),
+                     packed);
+  }
   Value biasBuffer;
   if (!bias.empty()) {
     SmallVector<float> padded(batch * panels * nr, 0.0f);
@@ -1283,8 +1317,17 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     launch(kern, {g}, binds, {capacity, bpr}, perBatch(g * s, s));
   }
 
-  auto [pw1, pb1] = packWeights("expert_w1", *w1, *b1, e, d, m);
-  auto [pw2, pb2] = packWeights("expert_w2", *w2, *b2, e, m, d);
+  auto [pw1, pb1] = packWeights("expert_w1", *w1, *b1, e, d, m,
+                                 expertWeightsBf16);
+  auto [pw2, pb2] = packWeights("expert_w2", *w2, *b2, e, m, d,
+                                 expertWeightsBf16);
+  // bf16 weights: one B panel at a time is widened into the worker's
+  // scratch (K x nr f32), after the gathered rows.
+  auto panelScratch = [&](Kernel &kern, int64_t offset, int64_t kDim) {
+    return memref::ViewOp::create(
+        kern.b(), MemRefType::get({kDim, tiling.nr}, f32), kern.scratch,
+        constIndex(kern.b(), offset), ValueRange{});
+  };
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots.
   // Groups past the call's batch hold stale counts: they have no rows.
@@ -1315,7 +1358,9 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   {
     // Rows are gathered by slot into the worker's scratch (rounded to bf16
     // there when the layer dispatches in bf16), then GEMM1 + bias + GELU.
-    int64_t scratch = rowTile * d * 4;
+    int64_t rowsBytes = rowTile * d * 4;
+    int64_t scratch =
+        rowsBytes + (expertWeightsBf16 ? d * tiling.nr * 4 : int64_t(0));
     SmallVector<Value> binds = {*x, slotToken, counts, pw1, pb1, hidden};
     Kernel kern = newKernel("moe_expert_up", binds, 1, scratch);
     ImplicitLocOpBuilder &b = kern.b();
@@ -1374,6 +1419,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
       ops.bPrefix = {ex};
+      if (expertWeightsBf16)
+        ops.bPanelF32 = panelScratch(kern, rowsBytes, d);
       ops.bias = kern.bindings[4];
       ops.biasPrefix = {ex};
       ops.activation = Activation::Gelu;
@@ -1389,7 +1436,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   Value expertOut = alloc({e, g, cap, d}, f32);
   {
     SmallVector<Value> binds = {hidden, slotGate, counts, pw2, pb2, expertOut};
-    Kernel kern = newKernel("moe_expert_down", binds, 1);
+    Kernel kern = newKernel("moe_expert_down", binds, 1,
+                            expertWeightsBf16 ? m * tiling.nr * 4 : 0);
     ImplicitLocOpBuilder &b = kern.b();
     Value ex = arith::DivUIOp::create(b, kern.wz, constIndex(b, g));
     Value gi = arith::RemUIOp::create(b, kern.wz, constIndex(b, g));
@@ -1422,6 +1470,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
       ops.bPrefix = {ex};
+      if (expertWeightsBf16)
+        ops.bPanelF32 = panelScratch(kern, 0, m);
       ops.bias = kern.bindings[4];
       ops.biasPrefix = {ex};
       ops.bf16RoundOutput = bf16;
@@ -1725,7 +1775,8 @@ struct VmoeLowerToKernelsPass
     tiling.mr = microRows;
     tiling.nr = vectorWidth * microVectors;
     tiling.rowTile = 8 * microRows;
-    if (failed(Lowering(module, models.front(), tiling).run()))
+    if (failed(Lowering(module, models.front(), tiling, expertWeightsBf16)
+                   .run()))
       signalPassFailure();
   }
 };

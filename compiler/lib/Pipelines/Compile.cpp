@@ -59,6 +59,7 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   buildGraphPipeline(pm, options);
   VmoeLowerToKernelsOptions lower;
   lower.vectorWidth = target->vectorWidthF32;
+  lower.expertWeightsBf16 = options.expertWeightsBf16;
   pm.addPass(createVmoeLowerToKernels(lower));
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"

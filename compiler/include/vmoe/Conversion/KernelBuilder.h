@@ -68,6 +68,9 @@ struct GemmOperands {
       aIndex;
   Value b;
   SmallVector<Value> bPrefix; // leading indices of B before (panel, k, lane)
+  /// When set, B holds bfloat16 panels: each panel is widened to f32 into
+  /// this (K, nr) scratch buffer once, before the row blocks stream past it.
+  Value bPanelF32;
   Value bias;                 // may be null
   SmallVector<Value> biasPrefix;
   Activation activation = Activation::None;

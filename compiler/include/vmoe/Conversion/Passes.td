@@ -30,7 +30,11 @@ def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
     Option<"microRows", "micro-rows", "int64_t", "6",
            "rows of the GEMM register block">,
     Option<"microVectors", "micro-vectors", "int64_t", "2",
-           "vectors per row of the GEMM register block">
+           "vectors per row of the GEMM register block">,
+    Option<"expertWeightsBf16", "expert-weights-bf16", "bool", "false",
+           "store the expert weights as bfloat16 (round to nearest even): "
+           "half the bytes; each B panel is widened to f32 in the worker's "
+           "scratch before use, accumulation stays f32">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

@@ -32,6 +32,9 @@ struct CompileOptions {
   std::string modelName;
   std::string configJson;
   std::vector<std::string> classNames;
+  /// Expert weights stored as bfloat16 (vmoe-lower-to-kernels
+  /// expert-weights-bf16): half the bytes, f32 accumulation.
+  bool expertWeightsBf16 = false;
   /// Where to write the optimized LLVM IR, when set.
   std::string dumpLlvmIrPath;
 };

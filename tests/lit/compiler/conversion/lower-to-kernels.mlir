@@ -1,5 +1,6 @@
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels | FileCheck %s
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=vector-width=16 | FileCheck %s --check-prefix=AVX512
+// RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=expert-weights-bf16=true | FileCheck %s --check-prefix=BF16
 
 // A MoE layer after LayerNorm with a residual add (fused into the combine).
 // The capacity (a function
@@ -43,6 +44,21 @@
 
 // AVX512-LABEL: func.func private @moe_moe_expert_up_0
 // AVX512: vector.fma {{.*}} : vector<16xf32>
+
+// bf16 expert weights: stored at half the size, each B panel widened to f32
+// (shift into the high half) in the scratch after the gathered rows (6 rows
+// x 16 x 4 bytes = 384, plus the 16 x 16 f32 panel).
+// BF16-DAG: memref.global "private" constant @moe_expert_w1_packed_bf16_0 : memref<4x2x16x16xbf16>
+// BF16-DAG: memref.global "private" constant @moe_expert_w2_packed_bf16_0 : memref<4x1x32x16xbf16>
+// BF16-LABEL: func.func private @moe_moe_expert_up_0
+// BF16-SAME: memref<4x2x16x16xbf16>
+// BF16-SAME: vmoe.scratch_size = 1408 : i64
+// BF16: vector.load {{.*}} : memref<4x2x16x16xbf16>, vector<8xbf16>
+// BF16: arith.bitcast {{.*}} : vector<8xbf16> to vector<8xi16>
+// BF16: arith.shli {{.*}} : vector<8xi32>
+// BF16: vector.fma {{.*}} : vector<8xf32>
+// BF16-LABEL: func.func private @moe_moe_expert_down_0
+// BF16-SAME: vmoe.scratch_size = 2048 : i64
 func.func @moe(%x: tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
   %r = arith.constant dense<0.1> : tensor<16x4xf32>
   %w1 = arith.constant dense<0.01> : tensor<4x16x32xf32>
