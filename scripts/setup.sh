@@ -6,12 +6,15 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: MLIR/LLVM 22 (compiler), FlatBuffers (module format),
 # GoogleTest and lit/FileCheck (tests), ninja + ccache + clang (fast builds),
-# libzstd-dev (LLVM's exported CMake targets reference zstd).
+# libzstd-dev (LLVM's exported CMake targets reference zstd), the aarch64
+# C/C++ runtime and qemu-user (aarch64 modules are tested under qemu-aarch64).
 packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
   python3 python3-numpy dataset-fashion-mnist
+  qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
+  libgcc-12-dev-arm64-cross
 )
 missing=()
 for p in "${packages[@]}"; do

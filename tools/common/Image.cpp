@@ -4,7 +4,9 @@
 
 #include "Npy.h"
 
+#ifndef VMOE_NO_ZLIB
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -195,10 +197,12 @@ inline unsigned rowSample(const uint8_t *x, size_t index, int depth) {
   }
 }
 
+#ifndef VMOE_NO_ZLIB
 struct InflateGuard {
   z_stream *stream;
   ~InflateGuard() { inflateEnd(stream); }
 };
+#endif
 
 } // namespace
 
@@ -228,6 +232,12 @@ bool decodePng(const uint8_t *data, size_t size, Image &out,
   };
   if (size < 8 || std::memcmp(data, kPngSignature, 8) != 0)
     return fail("not a PNG file (bad signature)");
+#ifdef VMOE_NO_ZLIB
+  // A build without zlib (a cross build whose sysroot lacks it).
+  (void)out;
+  return fail("this build cannot decode PNG images (it was built without "
+              "zlib); convert the image to PGM/PPM or .npy");
+#else
 
   // Walk the chunks: check every length and CRC, take IHDR and PLTE, and
   // collect where the IDAT data lies (no copy).
@@ -427,6 +437,7 @@ bool decodePng(const uint8_t *data, size_t size, Image &out,
   out.channels = channels;
   out.pixels = std::move(pixels);
   return true;
+#endif
 }
 
 //===----------------------------------------------------------------------===//

@@ -59,6 +59,8 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   buildGraphPipeline(pm, options);
   VmoeLowerToKernelsOptions lower;
   lower.vectorWidth = target->vectorWidthF32;
+  lower.microRows = target->gemmMicroRows;
+  lower.microVectors = target->gemmMicroVectors;
   lower.expertWeightsBf16 = options.expertWeightsBf16;
   pm.addPass(createVmoeLowerToKernels(lower));
   if (failed(pm.run(module))) {

@@ -163,5 +163,12 @@ mlir::vmoe::cpu::resolveCpuTarget(StringRef name, std::string *errorMessage) {
   if (!sti)
     return failure();
   target.vectorWidthF32 = vectorWidthF32(target, *sti);
+  if (llvm::Triple(target.triple).isAArch64()) {
+    // 32 NEON registers of 4 lanes: 8 rows x 3 vectors (an 8 x 12 block)
+    // keep 24 accumulators, 3 B vectors and the A values in registers and
+    // do 24 FMAs per 11 loads (6 x 2 would do 12 per 7).
+    target.gemmMicroRows = 8;
+    target.gemmMicroVectors = 3;
+  }
   return target;
 }

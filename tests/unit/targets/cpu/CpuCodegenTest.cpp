@@ -490,11 +490,15 @@ TEST_F(CpuCodegenTest, ResolvesNamedTargets) {
   EXPECT_EQ(v3.triple, "x86_64-unknown-linux-gnu");
   EXPECT_EQ(v3.cpu, "x86-64-v3");
   EXPECT_EQ(v3.vectorWidthF32, 8);
+  EXPECT_EQ(v3.gemmMicroRows, 6); // 6 x 16 block: 12 of 16 ymm registers
+  EXPECT_EQ(v3.gemmMicroVectors, 2);
   CpuTarget v4 = target("x86-64-v4");
   EXPECT_EQ(v4.vectorWidthF32, 16);
   CpuTarget arm = target("aarch64");
   EXPECT_EQ(arm.triple, "aarch64-unknown-linux-gnu");
   EXPECT_EQ(arm.vectorWidthF32, 4);
+  EXPECT_EQ(arm.gemmMicroRows, 8); // 8 x 12 block: 24 of 32 NEON registers
+  EXPECT_EQ(arm.gemmMicroVectors, 3);
   CpuTarget host = target("host");
   EXPECT_FALSE(host.triple.empty());
   EXPECT_FALSE(host.cpu.empty());

@@ -52,6 +52,11 @@ struct CpuTarget {
   /// f32 lanes of the widest vector register (16 AVX-512, 8 AVX, 4 SSE/NEON);
   /// a hint for the tiling/vectorization passes.
   int vectorWidthF32 = 4;
+  /// The GEMM micro-kernel's register block: rows x (vectors of
+  /// vectorWidthF32 lanes), sized to the vector register file (16 registers:
+  /// 6 x 2 = 12 accumulators; AArch64's 32 NEON registers: 8 x 3 = 24).
+  int gemmMicroRows = 6;
+  int gemmMicroVectors = 2;
 };
 
 /// The names resolveCpuTarget accepts.
