@@ -116,8 +116,13 @@ LogicalResult writeFile(StringRef path, StringRef bytes, ErrorSink &errors) {
     return errors.fail("cannot open '" + path + "': " + ec.message());
   os << bytes;
   os.close();
-  if (os.has_error())
-    return errors.fail("cannot write '" + path + "': " + os.error().message());
+  if (os.has_error()) {
+    // Cleared, or the stream's destructor aborts the compiler (a full disk
+    // must give this message, not a crash).
+    std::string message = os.error().message();
+    os.clear_error();
+    return errors.fail("cannot write '" + path + "': " + message);
+  }
   return success();
 }
 
