@@ -74,6 +74,20 @@ bool runsOnlyTestKernels(const uint8_t *data) {
     for (const vmoe::fb::Kernel *kernel : *kernels)
       if (!safeEntry(kernel->entry()))
         return false;
+  // The verifier lets a dispatch have up to 16M workgroups: a forged module
+  // may make a run take minutes, by design (bounded work, no fault). Such
+  // inputs only slow fuzzing down; runs here stay under 1M workgroups.
+  uint64_t workgroups = 0;
+  if (const auto *dispatches = root->dispatches())
+    for (const vmoe::fb::Dispatch *dispatch : *dispatches) {
+      const vmoe::fb::Dim3 *grid =
+          root->kernels()->Get(dispatch->kernel())->workgroup_count();
+      if (!grid)
+        return false;
+      workgroups += uint64_t(grid->x()) * grid->y() * grid->z();
+      if (workgroups > (uint64_t(1) << 20))
+        return false;
+    }
   return true;
 }
 
