@@ -157,6 +157,18 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
           b, c0, cK, c1, init,
           [&](ImplicitLocOpBuilder &b, Value k, ValueRange acc) {
             SmallVector<Value> bv;
+            if (!ops.bPanelF32) {
+              // Weights stream from memory once per row tile: fetch the
+              // lines 16 k-steps ahead so the loads below hit the cache.
+              Value ahead = minIndex(
+                  b, arith::AddIOp::create(b, k, constIndex(b, 16)),
+                  constIndex(b, ops.k - 1));
+              SmallVector<Value> idx(ops.bPrefix);
+              idx.append({p, ahead, constIndex(b, 0)});
+              memref::PrefetchOp::create(b, ops.b, idx, /*isWrite=*/false,
+                                         /*localityHint=*/3,
+                                         /*isDataCache=*/true);
+            }
             for (int64_t v = 0; v < nv; ++v) {
               if (ops.bPanelF32) {
                 bv.push_back(vector::LoadOp::create(
