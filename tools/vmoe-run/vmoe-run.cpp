@@ -195,9 +195,12 @@ void printInfo(vmoe_module_t *module) {
               info.format_minor, *info.producer ? info.producer : "?",
               info.file_size);
   std::printf("  %u kernels, %u dispatches, arena %" PRIu64
-              " bytes, weights %" PRIu64 " bytes, batch %" PRId64 "\n",
+              " bytes, weights %" PRIu64 " bytes, batch %" PRId64,
               info.kernel_count, info.dispatch_count, info.arena_size,
               info.constant_bytes, info.max_batch);
+  if (info.batch_multiple < info.max_batch)
+    std::printf(" (any multiple of %" PRId64 " up to it)", info.batch_multiple);
+  std::printf("\n");
   vmoe_message_t msg;
   for (uint32_t i = 0; i < info.input_count; ++i) {
     vmoe_tensor_info_t t;
