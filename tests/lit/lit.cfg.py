@@ -19,5 +19,5 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.vmoe_tools_dir, config.llvm_tools_dir]
 config.substitutions.append(("%vmoe_src", config.vmoe_src_root))
-llvm_config.add_tool_substitutions(["vmoe-opt", "vmoe-compile", "FileCheck", "not", "count"],
+llvm_config.add_tool_substitutions(["vmoe-opt", "vmoe-compile", "vmoe-run", "FileCheck", "not", "count"],
                                    tool_dirs)
