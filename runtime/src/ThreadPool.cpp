@@ -60,10 +60,15 @@ void *ThreadPool::workerMain(void *arg) {
     if (pool->stopping)
       break;
     seen = pool->generation;
+    // A range the caller has already finished is not joined: its fields may
+    // be rewritten for the next one as soon as no worker is inside.
+    if (!pool->open)
+      continue;
+    ++pool->inside;
     pthread_mutex_unlock(&pool->mutex);
     pool->work(self->id);
     pthread_mutex_lock(&pool->mutex);
-    if (--pool->pending == 0)
+    if (--pool->inside == 0)
       pthread_cond_signal(&pool->done);
   }
   pthread_mutex_unlock(&pool->mutex);
@@ -98,15 +103,19 @@ void ThreadPool::run(uint64_t rangeCount, RangeFn rangeFn, void *rangeContext) {
   if (chunk == 0)
     chunk = 1;
   next.store(0, std::memory_order_relaxed);
-  pending = static_cast<uint32_t>(workers.size());
+  open = true;
   ++generation;
   pthread_cond_broadcast(&wake);
   pthread_mutex_unlock(&mutex);
 
+  // The caller works too; when it runs out of chunks every index has been
+  // claimed, and only the workers still inside can be running some. Workers
+  // that were not scheduled in time (a busy machine) are not waited for.
   work(0);
 
   pthread_mutex_lock(&mutex);
-  while (pending != 0)
+  open = false;
+  while (inside != 0)
     pthread_cond_wait(&done, &mutex);
   pthread_mutex_unlock(&mutex);
 }

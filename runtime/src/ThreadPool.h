@@ -54,7 +54,10 @@ private:
   pthread_cond_t done;
   std::vector<Worker> workers;
   uint64_t generation = 0;
-  uint32_t pending = 0;
+  /// Workers inside the current range; the caller waits only for them, not
+  /// for workers that have not woken yet (they skip a closed range).
+  uint32_t inside = 0;
+  bool open = false;
   bool stopping = false;
   // The current range; written under the mutex before a generation starts.
   RangeFn fn = nullptr;
