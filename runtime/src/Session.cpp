@@ -3,6 +3,7 @@
 #include "Session.h"
 
 #include "Capacity.h"
+#include "CudaBackend.h"
 #include "Diagnostics.h"
 
 #include <atomic>
@@ -97,6 +98,7 @@ uint64_t tensorBytes(uint64_t itemBytes, const fb::TensorSpec *t,
 } // namespace
 
 Session::~Session() {
+  delete cudaBackend;
   if (arena)
     munmap(arena, static_cast<size_t>(arenaBytes));
   if (scratch)
@@ -121,10 +123,7 @@ vmoe_status_t Session::create(Module *module,
 
 vmoe_status_t Session::init(const vmoe_session_options_t &options,
                             vmoe_message_t *message) {
-  if (options.device == VMOE_DEVICE_CUDA)
-    return fail(message, VMOE_STATUS_UNSUPPORTED,
-                "the CUDA backend is not built into this runtime");
-  if (options.device != VMOE_DEVICE_CPU)
+  if (options.device != VMOE_DEVICE_CPU && options.device != VMOE_DEVICE_CUDA)
     return fail(message, VMOE_STATUS_INVALID_ARGUMENT, "unknown device %d",
                 static_cast<int>(options.device));
   if (options.bpr < -1 || options.bpr > 1)
@@ -146,8 +145,13 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
   sessionBpr = options.bpr;
   profiling = options.profile != 0;
 
-  if (vmoe_status_t status = module->prepareCpu(message))
+  if (options.device == VMOE_DEVICE_CUDA) {
+    if (vmoe_status_t status = cuda::CudaBackend::create(
+            module, options.device_ordinal, nullptr, &cudaBackend, message))
+      return status;
+  } else if (vmoe_status_t status = module->prepareCpu(message)) {
     return status;
+  }
 
   uint32_t threads = options.thread_count;
   if (threads == 0) {
@@ -200,7 +204,7 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
     const fb::Dispatch *dispatch = m.dispatches()->Get(d);
     const fb::Kernel *kernel = m.kernels()->Get(dispatch->kernel());
     Plan &plan = plans[d];
-    plan.fn = module->cpuKernel(dispatch->kernel());
+    plan.fn = cudaBackend ? nullptr : module->cpuKernel(dispatch->kernel());
     plan.kernel = dispatch->kernel();
     plan.dispatch = d;
     const fb::Dim3 *grid = kernel->workgroup_count();
@@ -444,6 +448,16 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
   }
 
   hasStats = false; // the kernels are about to overwrite the statistics
+  if (cudaBackend) {
+    if (vmoe_status_t status =
+            cudaBackend->run(inputs, inputCount, outputs, outputCount, batch,
+                             constants.data(), arena, message))
+      return status;
+    last.swap(pending);
+    lastBatch = batch;
+    hasStats = true;
+    return VMOE_STATUS_OK;
+  }
   if (profiling && profileNs.size() != plans.size())
     profileNs.assign(plans.size(), 0); // once: sized at the first run
   for (const Plan &plan : plans) {

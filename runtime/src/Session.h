@@ -11,6 +11,9 @@
 #include <vector>
 
 namespace vmoe {
+namespace cuda {
+class CudaBackend;
+} // namespace cuda
 
 /// Owns an arena, per-worker scratch, a thread pool and every per-dispatch
 /// array the kernels see; a run only rewrites values in place.
@@ -85,6 +88,8 @@ private:
                         uint64_t *perExpertKept) const;
 
   Module *module;
+  /// VMOE_DEVICE_CUDA: runs the schedule instead of the thread pool.
+  cuda::CudaBackend *cudaBackend = nullptr;
   ThreadPool pool;
   uint8_t *arena = nullptr;
   uint64_t arenaBytes = 0;

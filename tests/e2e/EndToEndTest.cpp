@@ -21,6 +21,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 
 namespace {
@@ -101,6 +103,17 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   ASSERT_TRUE(module) << error;
   CompileOptions options;
   options.cpu = "host";
+  // The same checks for the CUDA back end: VMOE_E2E_TARGET=cuda-emulation
+  // runs the CUDA kernels' bodies on the CPU (ctest does, everywhere);
+  // VMOE_E2E_DEVICE=cuda runs the PTX on a GPU (scripts/gpu-check.sh).
+  const char *device = std::getenv("VMOE_E2E_DEVICE");
+  bool onGpu = device && std::strcmp(device, "cuda") == 0;
+  if (const char *target = std::getenv("VMOE_E2E_TARGET"))
+    options.target = target;
+  if (onGpu) {
+    options.target = "cuda";
+    options.cudaSms = {80, 90};
+  }
   options.expertWeightsBf16 = expertWeightsBf16;
   options.modelName = config.name;
   options.classNames = config.classNames;
@@ -115,6 +128,8 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   vmoe_session_options_t sopts;
   vmoe_session_options_init(&sopts);
   sopts.thread_count = 2;
+  if (onGpu)
+    sopts.device = VMOE_DEVICE_CUDA;
   ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
             VMOE_STATUS_OK)
       << msg.text;

@@ -21,3 +21,13 @@ tool_dirs = [config.vmoe_tools_dir, config.llvm_tools_dir]
 config.substitutions.append(("%vmoe_src", config.vmoe_src_root))
 llvm_config.add_tool_substitutions(["vmoe-opt", "vmoe-compile", "vmoe-run", "FileCheck", "not", "count"],
                                    tool_dirs)
+
+# ptxas (CUDA toolkit, optional): the PTX tests that assemble need it.
+import shutil
+ptxas = shutil.which("ptxas") or "/usr/local/cuda/bin/ptxas"
+for root in ("CUDA_HOME", "CUDA_PATH"):
+    if os.environ.get(root):
+        ptxas = os.path.join(os.environ[root], "bin", "ptxas")
+if os.access(ptxas, os.X_OK):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))

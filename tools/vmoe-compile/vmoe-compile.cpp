@@ -20,6 +20,7 @@
 #include "vmoe/Serialize/ModuleSerializer.h"
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/Passes.h"
+#include "vmoe/Target/CUDA/CudaCodegen.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -80,14 +81,36 @@ static cl::opt<std::string>
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::value_desc("path"),
                                        cl::init("model.vmoe"));
-static cl::opt<std::string> targetName("target",
-                                       cl::desc("Target device: cpu"),
-                                       cl::init("cpu"));
+static cl::opt<std::string> targetName(
+    "target",
+    cl::desc("Target device: cpu, cuda (PTX, plus cubins when ptxas is "
+             "found), or cuda-emulation (the CUDA kernels run on the CPU, "
+             "for testing)"),
+    cl::init("cpu"));
+static cl::opt<std::string>
+    smList("sm",
+           cl::desc("CUDA: SM versions, e.g. 80 or 80,90 (the PTX "
+                    "targets the lowest; a cubin per SM with ptxas)"),
+           cl::init("80"));
+static cl::opt<std::string>
+    ptxasPath("ptxas",
+              cl::desc("CUDA: the ptxas to run; 'none': PTX only; "
+                       "default: $CUDA_HOME/bin, PATH, "
+                       "/usr/local/cuda/bin"),
+              cl::init(""));
+static cl::opt<bool>
+    requireCubin("require-cubin",
+                 cl::desc("CUDA: fail when ptxas is not found"),
+                 cl::init(false));
+static cl::opt<int64_t>
+    cudaBlockSize("cuda-block-size",
+                  cl::desc("CUDA: threads per block (1 to 1024)"),
+                  cl::init(32));
 static cl::opt<std::string>
     cpuName("cpu", cl::desc("CPU to compile for: host, x86-64-v3, "
                             "x86-64-v4, aarch64"),
             cl::init("host"));
-enum class Emit { Config, Mlir, Kernels, LlvmIr, Module };
+enum class Emit { Config, Mlir, Kernels, LlvmIr, Ptx, Module };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to produce"), cl::init(Emit::Module),
     cl::values(clEnumValN(Emit::Config, "config",
@@ -99,6 +122,8 @@ static cl::opt<Emit> emit(
                clEnumValN(Emit::Kernels, "kernels",
                           "the kernels and the host schedule"),
                clEnumValN(Emit::LlvmIr, "llvm", "the optimized LLVM IR"),
+               clEnumValN(Emit::Ptx, "ptx",
+                          "the PTX of the kernels (--target=cuda)"),
                clEnumValN(Emit::Module, "module", "the module file")));
 static cl::opt<double> maxCapacityFactor(
     "max-capacity-factor",
@@ -241,8 +266,19 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "vmoe-compile: compile a V-MoE model into one module file\n");
-  if (targetName != "cpu")
-    return fail("unknown --target=" + targetName + " (known: cpu)");
+  if (targetName != "cpu" && targetName != "cuda" &&
+      targetName != "cuda-emulation")
+    return fail("unknown --target=" + targetName +
+                " (known: cpu, cuda, cuda-emulation)");
+  std::vector<unsigned> sms;
+  std::string smError;
+  if (auto parsed = mlir::vmoe::cuda::parseSmList(smList, &smError);
+      succeeded(parsed))
+    sms = *parsed;
+  else
+    return fail(smError);
+  if (cudaBlockSize < 1 || cudaBlockSize > 1024)
+    return fail("--cuda-block-size must be in [1, 1024]");
   if (maxCapacityFactor < 0.0 || !std::isfinite(maxCapacityFactor))
     return fail("--max-capacity-factor must be a positive number");
 
@@ -342,6 +378,11 @@ int main(int argc, char **argv) {
 
   mlir::vmoe::CompileOptions options;
   options.cpu = cpuName;
+  options.target = targetName;
+  options.cudaSms = sms;
+  options.cudaBlockSize = cudaBlockSize;
+  options.ptxasPath = ptxasPath;
+  options.requireCubin = requireCubin;
   options.maxCapacityFactor = maxCapacityFactor;
   if (expertWeights != "f32" && expertWeights != "bf16")
     return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
@@ -368,6 +409,23 @@ int main(int argc, char **argv) {
     module->print(llvm::outs(), OpPrintingFlags().elideLargeResourceString(64));
     return 0;
   }
+  if (emit == Emit::Ptx) {
+    if (targetName != "cuda")
+      return fail("--emit=ptx needs --target=cuda");
+    if (failed(mlir::vmoe::lowerToKernels(*module, options, &error)))
+      return fail(error);
+    mlir::vmoe::cuda::CudaCodegenOptions codegen;
+    codegen.sms = sms;
+    codegen.blockSize = cudaBlockSize;
+    codegen.optLevel = optLevel;
+    codegen.ptxasPath = ptxasPath;
+    codegen.requireCubin = requireCubin;
+    auto image = mlir::vmoe::cuda::compileCudaKernels(*module, codegen, &error);
+    if (failed(image))
+      return fail(error);
+    llvm::outs() << image->ptx;
+    return 0;
+  }
   llvm::SmallString<128> llPath;
   if (emit == Emit::LlvmIr) {
     if (std::error_code ec =
@@ -392,9 +450,18 @@ int main(int argc, char **argv) {
   }
   if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
     return fail(error);
-  llvm::outs() << "wrote " << outputFile << ": " << bytes.size()
-               << " bytes, " << stats.kernels << " kernels for "
-               << target->name << " (" << target->triple << "), weights "
+  std::string device = target->name + " (" + target->triple + ")";
+  if (targetName == "cuda") {
+    std::string ptxas = mlir::vmoe::cuda::findPtxas(ptxasPath);
+    device = "cuda (PTX for sm_" + std::to_string(sms.front()) +
+             (ptxas.empty() ? ", no cubin: ptxas not found"
+                            : ", cubins from " + ptxas) +
+             ")";
+  } else if (targetName == "cuda-emulation") {
+    device = "cuda-emulation on " + device;
+  }
+  llvm::outs() << "wrote " << outputFile << ": " << bytes.size() << " bytes, "
+               << stats.kernels << " kernels for " << device << ", weights "
                << stats.constantBytes << " bytes, arena " << stats.arenaSize
                << " bytes (" << stats.arenaSizeWithoutReuse
                << " without buffer reuse)\n";

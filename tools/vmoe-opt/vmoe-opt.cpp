@@ -16,11 +16,13 @@
 #include "vmoe/Dialect/IR/VmoeDialect.h"
 #include "vmoe/Dialect/Transforms/Passes.h"
 #include "vmoe/Target/CPU/Passes.h"
+#include "vmoe/Target/CUDA/Passes.h"
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::vmoe::registerVmoePasses();
   mlir::vmoe::cpu::registerCpuCodegenPasses();
+  mlir::vmoe::cuda::registerCudaCodegenPasses();
   mlir::vmoe::registerVmoeConversionPasses();
 
   mlir::DialectRegistry registry;

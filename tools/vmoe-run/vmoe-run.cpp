@@ -43,11 +43,15 @@ const char *kUsage =
     "  --show N                images whose classes are printed (default 8)\n"
     "  --seed N                seed of the random input (default 0)\n"
     "  --output FILE.npy       write the first output\n"
-    "  --capacity-factor X     capacity factor of every MoE layer for this run\n"
+    "  --capacity-factor X     capacity factor of every MoE layer for this "
+    "run\n"
     "                          (0 < X <= the compiled maximum; default: the\n"
     "                          module's)\n"
-    "  --bpr on|off            Batch Prioritized Routing (default: the module's)\n"
+    "  --bpr on|off            Batch Prioritized Routing (default: the "
+    "module's)\n"
     "  --threads N             worker threads (default: one per CPU)\n"
+    "  --device cpu|cuda[:N]   where to run (default cpu; cuda needs a module\n"
+    "                          compiled with --target=cuda and an NVIDIA GPU)\n"
     "  --repeat N              run N times and report the median time\n"
     "  --top N                 classes to print per image (default 5)\n"
     "  --quiet                 print only errors and the timing line\n"
@@ -61,6 +65,8 @@ struct Options {
   double capacityFactor = 0.0;
   int bpr = -1;
   uint32_t threads = 0;
+  vmoe_device_t device = VMOE_DEVICE_CPU;
+  uint32_t deviceOrdinal = 0;
   int repeat = 1;
   int top = 5;
   int64_t show = 8;
@@ -147,6 +153,20 @@ int parseArgs(int argc, char **argv, Options &o) {
       if (!v || !parseInt(v, 1, 4096, n))
         return fail("--threads needs an integer in [1, 4096]"), 2;
       o.threads = n;
+    } else if (a == "--device") {
+      const char *v = value("--device");
+      if (!v)
+        return 2;
+      if (std::strcmp(v, "cpu") == 0) {
+        o.device = VMOE_DEVICE_CPU;
+      } else if (std::strncmp(v, "cuda", 4) == 0 &&
+                 (v[4] == '\0' ||
+                  (v[4] == ':' && parseInt(v + 5, 0, 1023, n)))) {
+        o.device = VMOE_DEVICE_CUDA;
+        o.deviceOrdinal = v[4] ? static_cast<uint32_t>(n) : 0;
+      } else {
+        return fail("--device takes cpu, cuda or cuda:N"), 2;
+      }
     } else if (a == "--repeat") {
       const char *v = value("--repeat");
       if (!v || !parseInt(v, 1, 1000000, n))
@@ -385,6 +405,8 @@ int main(int argc, char **argv) {
   vmoe_session_options_init(&sopts);
   sopts.thread_count = o.threads;
   sopts.profile = o.profile;
+  sopts.device = o.device;
+  sopts.device_ordinal = o.deviceOrdinal;
   vmoe_session_t *session = nullptr;
   if (vmoe_status_t st = vmoe_session_create(module, &sopts, &session, &msg)) {
     vmoe_module_release(module);

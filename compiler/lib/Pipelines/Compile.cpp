@@ -7,6 +7,8 @@
 #include "vmoe/Dialect/Transforms/Passes.h"
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/Passes.h"
+#include "vmoe/Target/CUDA/CudaCodegen.h"
+#include "vmoe/Target/CUDA/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -58,7 +60,9 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   PassManager pm(module.getContext());
   buildGraphPipeline(pm, options);
   VmoeLowerToKernelsOptions lower;
-  lower.vectorWidth = target->vectorWidthF32;
+  // CUDA threads run the vector code one lane after the other: 4 keeps the
+  // register blocks small.
+  lower.vectorWidth = options.target == "cpu" ? target->vectorWidthF32 : 4;
   lower.microRows = target->gemmMicroRows;
   lower.microVectors = target->gemmMicroVectors;
   lower.expertWeightsBf16 = options.expertWeightsBf16;
@@ -95,9 +99,63 @@ static std::string requiredFeatures(StringRef features) {
 LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
                               std::vector<uint8_t> &bytes, std::string *error,
                               SerializeStats *stats) {
+  if (options.target != "cpu" && options.target != "cuda" &&
+      options.target != "cuda-emulation") {
+    *error = "unknown target '" + options.target +
+             "' (known: cpu, cuda, cuda-emulation)";
+    return failure();
+  }
   FailureOr<cpu::CpuTarget> target = cpu::resolveCpuTarget(options.cpu, error);
   if (failed(target) || failed(lowerToKernels(module, options, error)))
     return failure();
+  SerializeOptions serialize;
+  serialize.modelName = options.modelName;
+  serialize.configJson = options.configJson;
+  serialize.classNames = options.classNames;
+  if (options.target == "cuda") {
+    cuda::CudaCodegenOptions codegen;
+    codegen.sms = options.cudaSms;
+    codegen.blockSize = options.cudaBlockSize;
+    codegen.optLevel = options.optLevel;
+    codegen.ptxasPath = options.ptxasPath;
+    codegen.requireCubin = options.requireCubin;
+    FailureOr<cuda::CudaExecutableImage> image =
+        cuda::compileCudaKernels(module, codegen, error);
+    if (failed(image))
+      return failure();
+    serialize.cudaPtx = std::move(image->ptx);
+    serialize.cudaPtxSm = image->ptxSm;
+    for (auto &[sm, cubin] : image->cubins)
+      serialize.cudaCubins.emplace_back(sm, std::move(cubin));
+    serialize.cudaBlockSize = static_cast<uint32_t>(options.cudaBlockSize);
+    for (const cuda::CudaKernelInfo &k : image->kernels)
+      serialize.cudaEntries[k.name] = k.entry;
+    DiagnosticCollector diagnostics(module.getContext());
+    if (failed(serializeModule(module, serialize, bytes, stats))) {
+      *error =
+          diagnostics.text.empty() ? "serialization failed" : diagnostics.text;
+      return failure();
+    }
+    return success();
+  }
+  if (options.target == "cuda-emulation") {
+    DiagnosticCollector diagnostics(module.getContext());
+    {
+      DialectRegistry registry;
+      cuda::registerCudaCodegenDialects(registry);
+      module.getContext()->appendDialectRegistry(registry);
+    }
+    PassManager pm(module.getContext());
+    cuda::VmoeCudaOutlineKernelsOptions outline;
+    outline.blockSize = options.cudaBlockSize;
+    pm.addPass(cuda::createVmoeCudaOutlineKernels(outline));
+    pm.addPass(cuda::createVmoeCudaEmulateOnCpu());
+    if (failed(pm.run(module))) {
+      *error = diagnostics.text.empty() ? "the CUDA emulation failed"
+                                        : diagnostics.text;
+      return failure();
+    }
+  }
   cpu::CpuCodegenOptions codegen;
   codegen.optLevel = options.optLevel;
   codegen.dumpLlvmIrPath = options.dumpLlvmIrPath;
@@ -105,10 +163,6 @@ LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
       cpu::compileKernels(module, *target, error, codegen);
   if (failed(exe))
     return failure();
-  SerializeOptions serialize;
-  serialize.modelName = options.modelName;
-  serialize.configJson = options.configJson;
-  serialize.classNames = options.classNames;
   serialize.sharedObject = std::move(exe->sharedObject);
   serialize.targetTriple = target->triple;
   serialize.cpuFeatures = requiredFeatures(target->features);

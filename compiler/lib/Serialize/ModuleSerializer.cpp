@@ -227,11 +227,25 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     return host.emitOpError() << "memory planning failed: " << error;
   writer.setArena(plan.arenaSize, plan.arenaAlignment);
 
-  uint32_t executable = writer.addCpuExecutable(
-      "cpu", options.targetTriple, options.cpuFeatures,
-      writer.addSegment(std::vector<uint8_t>(options.sharedObject.begin(),
-                                             options.sharedObject.end()),
-                        4096));
+  const bool cuda = !options.cudaPtx.empty();
+  uint32_t executable;
+  if (cuda) {
+    auto bytesOf = [](const std::string &s) {
+      return std::vector<uint8_t>(s.begin(), s.end());
+    };
+    std::vector<mod::CudaCubinDesc> cubins;
+    for (const auto &[sm, cubin] : options.cudaCubins)
+      cubins.push_back({sm, writer.addSegment(bytesOf(cubin), 256)});
+    executable = writer.addCudaExecutable(
+        "cuda", writer.addSegment(bytesOf(options.cudaPtx), 256),
+        options.cudaPtxSm, std::move(cubins));
+  } else {
+    executable = writer.addCpuExecutable(
+        "cpu", options.targetTriple, options.cpuFeatures,
+        writer.addSegment(std::vector<uint8_t>(options.sharedObject.begin(),
+                                               options.sharedObject.end()),
+                          4096));
+  }
   for (LaunchOp launch : launches) {
     auto kernelFunc = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(
         launch, launch.getKernelAttr());
@@ -240,7 +254,15 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     mod::KernelDesc kernel;
     kernel.name = launch.getKernel().str();
     kernel.executable = executable;
+    // CPU: the ABI entry; CUDA: the gpu.func the CUDA back end made of it.
     kernel.entry = kernel.name + "_entry";
+    if (cuda) {
+      auto entry = options.cudaEntries.find(kernel.name);
+      if (entry == options.cudaEntries.end())
+        return launch.emitOpError() << "launches a kernel without CUDA code";
+      kernel.entry = entry->second;
+      kernel.workgroupSize = {options.cudaBlockSize, 1, 1};
+    }
     ArrayRef<int64_t> grid = launch.getGrid();
     kernel.workgroupCount = {static_cast<uint32_t>(grid[0]),
                              static_cast<uint32_t>(grid[1]),

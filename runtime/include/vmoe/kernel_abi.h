@@ -37,6 +37,15 @@
  *
  * The entry must not keep pointers past its return, must not call back into
  * the runtime, and must be thread-safe.
+ *
+ * CUDA (abi_version 0; executable format Cuda). A kernel is the __global__
+ * function Kernel.entry of the executable's PTX/cubin. Each workgroup of the
+ * grid is one CUDA thread: the runtime launches ceil(x * y * z / B) blocks
+ * of B = workgroup_size.x threads, and thread t of block b runs workgroup
+ * b * B + t (x fastest; threads past the grid return). Parameters, in order:
+ * a device pointer per binding, an int64_t per push constant, the workgroup
+ * count x, y, z as int64_t, and when Kernel.scratch_size S > 0 a device
+ * pointer to S bytes per workgroup (workgroup i owns [i * S, (i + 1) * S)).
  */
 #ifndef VMOE_KERNEL_ABI_H
 #define VMOE_KERNEL_ABI_H

@@ -236,7 +236,9 @@ typedef struct vmoe_session_t vmoe_session_t;
 
 typedef enum vmoe_device_t {
   VMOE_DEVICE_CPU = 0,
-  VMOE_DEVICE_CUDA = 1, /* not built into this runtime yet */
+  /* An NVIDIA GPU through the CUDA driver, loaded at run time
+   * (libcuda.so.1); UNSUPPORTED where there is none. */
+  VMOE_DEVICE_CUDA = 1,
 } vmoe_device_t;
 
 typedef struct vmoe_session_options_t {
@@ -252,6 +254,8 @@ typedef struct vmoe_session_options_t {
   /* Nonzero: time every dispatch of every run (a clock read per dispatch);
    * read the totals with vmoe_session_profile. */
   int32_t profile;
+  /* VMOE_DEVICE_CUDA: which GPU (the driver's ordinal); 0 by default. */
+  uint32_t device_ordinal;
 } vmoe_session_options_t;
 
 /* Defaults: CPU, one thread per CPU, each layer's capacity factor and BPR. */

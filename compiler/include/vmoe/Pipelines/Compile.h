@@ -37,6 +37,16 @@ struct CompileOptions {
   bool expertWeightsBf16 = false;
   /// Where to write the optimized LLVM IR, when set.
   std::string dumpLlvmIrPath;
+  /// --target: "cpu"; "cuda" (PTX, cubins when ptxas is found); or
+  /// "cuda-emulation": the CUDA kernels' bodies compiled for the CPU (`cpu`),
+  /// one CUDA block per CPU workgroup, to test them without a GPU.
+  std::string target = "cpu";
+  /// CUDA: SM versions (the PTX targets the lowest), threads per block, the
+  /// ptxas to run ("" search, "none" PTX only), fail without ptxas.
+  std::vector<unsigned> cudaSms = {80};
+  int64_t cudaBlockSize = 32;
+  std::string ptxasPath;
+  bool requireCubin = false;
 };
 
 /// Registers every dialect the compiler parses or produces.

@@ -14,6 +14,7 @@
 #include "mlir/Support/LogicalResult.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,14 @@ struct SerializeOptions {
   std::string sharedObject;
   std::string targetTriple;
   std::string cpuFeatures;
+  /// The CUDA executable, used instead of the CPU one when `cudaPtx` is set:
+  /// PTX for SM `cudaPtxSm`, cubins per SM, CUDA threads per block.
+  std::string cudaPtx;
+  uint32_t cudaPtxSm = 0;
+  std::vector<std::pair<uint32_t, std::string>> cudaCubins;
+  uint32_t cudaBlockSize = 0;
+  /// CUDA: the PTX .entry of each kernel func (by name).
+  std::map<std::string, std::string> cudaEntries;
 };
 
 struct SerializeStats {

@@ -1,0 +1,18 @@
+// RUN: vmoe-opt %s --vmoe-cuda-outline-kernels -split-input-file -verify-diagnostics
+
+// expected-error @+1 {{has no vmoe.kernel funcs to compile for CUDA}}
+module {
+  func.func @model() {
+    return
+  }
+}
+
+// -----
+
+module {
+  // expected-error @+1 {{must have one body block and no results to run on CUDA}}
+  func.func private @k(%x: memref<4xf32>, %wx: index, %wy: index, %wz: index) -> index
+      attributes {vmoe.kernel} {
+    return %wx : index
+  }
+}
