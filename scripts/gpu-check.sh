@@ -72,9 +72,9 @@ echo "ctest (PTX, ptxas, runtime CUDA tests): $ctests"
 say "bundled model: GPU against the CPU backend"
 model=models/fashion-mnist
 "$bin/vmoe-compile" $model/config.json --weights $model/weights.npz \
-  --batch 8 -o "$out/fm-cpu.vmoe" >/dev/null
+  --batch 8 --max-capacity-factor 2 -o "$out/fm-cpu.vmoe" >/dev/null
 "$bin/vmoe-compile" $model/config.json --weights $model/weights.npz \
-  --batch 8 --target=cuda --sm=$sms -o "$out/fm-cuda.vmoe"
+  --batch 8 --max-capacity-factor 2 --target=cuda --sm=$sms -o "$out/fm-cuda.vmoe"
 $py - "$model/samples.npz" "$out/samples.npy" <<'EOF'
 import sys, numpy as np
 z = np.load(sys.argv[1])
@@ -84,7 +84,7 @@ EOF
 compare_rows=""
 for bpr in on off; do
   for cf in 2.0 0.5; do
-    common=(--input "$out/samples.npy" --capacity-factor $cf --bpr $bpr --quiet)
+    common=(--input "$out/samples.npy" --capacity-factor $cf --bpr $bpr --show 0)
     "$bin/vmoe-run" "$out/fm-cpu.vmoe" "${common[@]}" --output "$out/cpu.npy" \
       > "$out/cpu.txt"
     "$bin/vmoe-run" "$out/fm-cuda.vmoe" "${common[@]}" --device cuda \
@@ -92,10 +92,10 @@ for bpr in on off; do
     row=$($py - "$out/cpu.npy" "$out/gpu.npy" "$out/cpu.txt" "$out/gpu.txt" <<'EOF'
 import sys, numpy as np
 a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
-def routing(path):  # the routing part of vmoe-run's summary line
-    lines = [l for l in open(path) if "kept" in l or "dropped" in l]
-    return lines
-same_routing = routing(sys.argv[3]) == routing(sys.argv[4])
+def routing(path):  # vmoe-run's per-layer routing lines
+    return [l for l in open(path) if l.startswith("MoE layer")]
+cpu_routing, gpu_routing = routing(sys.argv[3]), routing(sys.argv[4])
+same_routing = len(cpu_routing) > 0 and cpu_routing == gpu_routing
 top1 = float((a.argmax(1) == b.argmax(1)).mean())
 print(f"{np.abs(a - b).max():.2e} | {100 * top1:.1f}% | {'same' if same_routing else 'DIFFERENT'}")
 EOF

@@ -60,9 +60,15 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   PassManager pm(module.getContext());
   buildGraphPipeline(pm, options);
   VmoeLowerToKernelsOptions lower;
-  // CUDA threads run the vector code one lane after the other: 4 keeps the
-  // register blocks small.
-  lower.vectorWidth = options.target == "cpu" ? target->vectorWidthF32 : 4;
+  // CUDA: each workgroup is one thread, which runs the vector code lane by
+  // lane. Small register blocks (2 rows x 4 columns, 16-row GEMM tiles) keep
+  // its registers few and split the GEMMs into more workgroups (threads).
+  lower.vectorWidth = target->vectorWidthF32;
+  if (options.target != "cpu") {
+    lower.vectorWidth = 4;
+    lower.microRows = 2;
+    lower.microVectors = 1;
+  }
   lower.microRows = target->gemmMicroRows;
   lower.microVectors = target->gemmMicroVectors;
   lower.expertWeightsBf16 = options.expertWeightsBf16;

@@ -162,8 +162,8 @@ struct OutlineKernelsPass
       std::string ptx = ptxName(k.getName());
       auto [it, inserted] = entries.try_emplace(ptx, k.getName());
       if (!inserted) {
-        k.emitOpError() << "and @" << it->second
-                        << " have the same CUDA entry name '" << ptx << "'";
+        k.emitError() << "kernels @" << k.getName() << " and @" << it->second
+                      << " have the same CUDA entry name '" << ptx << "'";
         return signalPassFailure();
       }
       FailureOr<KernelSignature> sig = splitSignature(k);

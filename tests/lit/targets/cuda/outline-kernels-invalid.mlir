@@ -16,3 +16,18 @@ module {
     return %wx : index
   }
 }
+
+// -----
+
+// Two kernels whose names become the same PTX identifier.
+module {
+  func.func private @"a-b"(%x: memref<4xf32>, %wx: index, %wy: index, %wz: index)
+      attributes {vmoe.kernel} {
+    return
+  }
+  // expected-error @+1 {{kernels @a_b and @a-b have the same CUDA entry name 'a_b'}}
+  func.func private @a_b(%x: memref<4xf32>, %wx: index, %wy: index, %wz: index)
+      attributes {vmoe.kernel} {
+    return
+  }
+}
