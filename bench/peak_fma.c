@@ -7,8 +7,9 @@
  * throughput alone. Prints GFLOP/s (an FMA counts 2 FLOPs), the best of
  * several trials, per thread and in total.
  *
- *   cc -O2 -march=native -pthread bench/peak_fma.c -o peak_fma   (x86: AVX2+FMA)
- *   cc -O2 -mcpu=native -pthread bench/peak_fma.c -o peak_fma    (AArch64: NEON)
+ * x86-64 (AVX2+FMA) and AArch64 (NEON):
+ *   cc -O2 -march=native -pthread bench/peak_fma.c -o peak_fma
+ *   cc -O2 -mcpu=native -pthread bench/peak_fma.c -o peak_fma
  *   ./peak_fma [THREADS] [--json]
  */
 #include <pthread.h>
@@ -43,7 +44,7 @@ static vec vfma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
 static float vsum(vec v) { return vaddvq_f32(v); }
 #define VREG "+w"
 #else
-#error "peak_fma.c needs AVX2+FMA (x86-64, -march=native on a machine with them) or NEON (AArch64)"
+#error "peak_fma.c needs AVX2+FMA (x86-64, -march=native) or NEON (AArch64)"
 #endif
 
 enum { kAccumulators = 12, kTrials = 7 };
@@ -77,9 +78,10 @@ static float fmaLoop(long long n, float seed) {
     a10 = vfma(a10, m, c);
     a11 = vfma(a11, m, c);
     /* Keeps the compiler from collapsing or reordering the chains. */
-    __asm__ volatile("" : VREG(a0), VREG(a1), VREG(a2), VREG(a3), VREG(a4),
-                     VREG(a5), VREG(a6), VREG(a7), VREG(a8), VREG(a9),
-                     VREG(a10), VREG(a11));
+    __asm__ volatile(""
+                     : VREG(a0), VREG(a1), VREG(a2), VREG(a3), VREG(a4),
+                       VREG(a5), VREG(a6), VREG(a7), VREG(a8), VREG(a9),
+                       VREG(a10), VREG(a11));
   }
   vec s = vfma(a0, a1, a2);
   s = vfma(s, a3, a4);
