@@ -263,6 +263,17 @@ LogicalResult bindRandomWeights(func::FuncOp f, unsigned inputs,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // LLVM's libraries register hundreds of options of their own; --help
+  // lists this tool's.
+  static cl::OptionCategory category("vmoe-compile options");
+  for (cl::Option *option : std::initializer_list<cl::Option *>{
+           &inputFile, &preset, &weightsFile, &batchSize, &groupSize,
+           &capacityFactor, &bprDefault, &outputFile, &targetName, &smList,
+           &ptxasPath, &requireCubin, &cudaBlockSize, &cpuName, &emit,
+           &maxCapacityFactor, &expertWeights, &randomWeights, &numInputs,
+           &optLevel, &modelName})
+    option->addCategory(category);
+  cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
       argc, argv,
       "vmoe-compile: compile a V-MoE model into one module file\n");
