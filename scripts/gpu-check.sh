@@ -55,7 +55,7 @@ case "$cc" in 80|90) ;; *) sms="80,90,$cc" ;; esac
 
 # ---- 2. GPU end-to-end tests ---------------------------------------------------
 say "GPU end-to-end tests (reference logits, routing exactly)"
-filter='DefaultBpr/EndToEnd.*:EndToEndVariants.*:BundledModel.*'
+filter='DefaultBpr/EndToEnd.*:EndToEndVariants.*:EndToEndBatch.*:BundledModel.*'
 [ $quick = 1 ] && filter='DefaultBpr/EndToEnd.*:BundledModel.*'
 if VMOE_E2E_DEVICE=cuda "$build/tests/e2e/vmoe_e2e_test" --gtest_filter="$filter" \
     > "$out/e2e.log" 2>&1; then

@@ -77,6 +77,8 @@ vmoe_status_t loadDriverFrom(const char *library, DriverApi *api,
       lookup(handle, "cuMemsetD8_v2", &api->cuMemsetD8, true, message) &&
       lookup(handle, "cuMemcpyHtoD_v2", &api->cuMemcpyHtoD, true, message) &&
       lookup(handle, "cuMemcpyDtoH_v2", &api->cuMemcpyDtoH, true, message) &&
+      lookup(handle, "cuMemcpyHtoDAsync_v2", &api->cuMemcpyHtoDAsync, true,
+             message) &&
       lookup(handle, "cuStreamCreate", &api->cuStreamCreate, true, message) &&
       lookup(handle, "cuStreamDestroy_v2", &api->cuStreamDestroy, true,
              message) &&
@@ -338,7 +340,7 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
                   "copying the constants", message))
       return s;
   }
-  if (vmoe_status_t s = check(api->cuStreamCreate(&stream, kStreamNonBlocking),
+  if (vmoe_status_t s = check(api->cuStreamCreate(&stream, kStreamDefault),
                               "cuStreamCreate", message))
     return s;
 
@@ -457,7 +459,9 @@ vmoe_status_t CudaBackend::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
   for (uint32_t i = 0; i < inputCount; ++i) {
     uint64_t n = bytesFor(sig->inputs()->Get(i), module->inputItemBytes(i));
     if (vmoe_status_t s = check(
-            api->cuMemcpyHtoD(memory + inputOffsets[i], inputs[i].data, n),
+            // On the stream, so the launches after it see the bytes.
+            api->cuMemcpyHtoDAsync(memory + inputOffsets[i], inputs[i].data, n,
+                                   stream),
             "copying an input to the GPU", message))
       return s;
   }

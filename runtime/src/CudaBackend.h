@@ -52,7 +52,9 @@ using CUgraphExec = CUgraphExec_st *;
 constexpr CUresult kCudaSuccess = 0;
 constexpr int kAttrComputeCapabilityMajor = 75;
 constexpr int kAttrComputeCapabilityMinor = 76;
-constexpr int kStreamNonBlocking = 1;
+/// Streams are created blocking (flags 0): the schedule's stream then also
+/// waits for work on the legacy stream (the constants, the memset).
+constexpr int kStreamDefault = 0;
 constexpr int kStreamCaptureModeThreadLocal = 1;
 
 /// The driver entry points the backend uses, looked up by name (the _v2
@@ -76,6 +78,7 @@ struct DriverApi {
   CUresult (*cuMemsetD8)(CUdeviceptr, unsigned char, size_t);
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
   CUresult (*cuStreamCreate)(CUstream *, unsigned);
   CUresult (*cuStreamDestroy)(CUstream);
   CUresult (*cuStreamSynchronize)(CUstream);

@@ -172,7 +172,7 @@ struct FakeDevice {
   std::vector<std::vector<FakeLaunch>> graphs;
   int loadedImages = 0;
   std::string loadedImage;
-  int launches = 0, graphLaunches = 0;
+  int launches = 0, graphLaunches = 0, asyncCopies = 0;
   std::map<void *, size_t> allocations;
   std::vector<FakeLaunch> history;
 } * fake;
@@ -254,6 +254,10 @@ CUresult fHtoD(CUdeviceptr d, const void *s, size_t n) {
   memcpy(reinterpret_cast<void *>(d), s, n);
   return 0;
 }
+CUresult fHtoDAsync(CUdeviceptr d, const void *s, size_t n, CUstream) {
+  fake->asyncCopies++;
+  return fHtoD(d, s, n);
+}
 CUresult fDtoH(void *d, CUdeviceptr s, size_t n) {
   memcpy(d, reinterpret_cast<void *>(s), n);
   return 0;
@@ -331,6 +335,7 @@ DriverApi fakeApi(bool graphs) {
   a.cuMemsetD8 = fMemset;
   a.cuMemcpyHtoD = fHtoD;
   a.cuMemcpyDtoH = fDtoH;
+  a.cuMemcpyHtoDAsync = fHtoDAsync;
   a.cuStreamCreate = fStreamCreate;
   a.cuStreamDestroy = fStreamDestroy;
   a.cuStreamSynchronize = fSync;
@@ -411,6 +416,7 @@ TEST_F(FakeCuda, RunsTheScheduleWithTheKernelAbiAndOneGraphPerSetting) {
   EXPECT_EQ(backend->graphCount(), 1u);
   EXPECT_EQ(device.graphLaunches, 1);
   EXPECT_EQ(device.launches, 0);
+  EXPECT_EQ(device.asyncCopies, 1); // the input, on the schedule's stream
 
   // A smaller batch: only its rows are copied back; a new graph for the
   // new constants, then reused.
