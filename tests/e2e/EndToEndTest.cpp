@@ -295,60 +295,6 @@ TEST(EndToEndVariants, GapPoolingPreLogitsAndOddSizes) {
     expectMatch(c, m, weights, images, cf, true);
 }
 
-/// float -> bfloat16 -> float, round to nearest even (finite inputs).
-float roundToBf16(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &bits, 4);
-  return x;
-}
-
-/// Expert weights stored as bf16: the module must equal the reference run on
-/// the same weights rounded to bf16 (and differ from the unrounded ones, so
-/// the test sees that the rounding happens).
-TEST(EndToEndPrecision, Bf16ExpertWeightsMatchTheRoundedReference) {
-  VitMoeConfig c = smallConfig();
-  c.batchPriority = true;
-  WeightMap weights = randomWeights(c, 31);
-  WeightMap rounded = weights;
-  int changed = 0;
-  for (auto &[name, tensor] : rounded)
-    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
-        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
-      for (float &v : tensor.data) {
-        float r = roundToBf16(v);
-        changed += r != v;
-        v = r;
-      }
-  ASSERT_GT(changed, 0) << "no expert kernel found to round";
-  Module m;
-  ref::ModelWeights unused;
-  compileWeights(c, weights, m, unused, /*expertWeightsBf16=*/true);
-  if (HasFatalFailure())
-    return;
-  ref::ModelWeights refRounded = toReference(c, rounded);
-  ref::Tensor images = randomImages(c, 33);
-  for (double cf : {1.05, 0.5})
-    for (bool bpr : {false, true})
-      expectMatch(c, m, refRounded, images, cf, bpr);
-}
-
-} // namespace
-
-namespace {
-
-// Import: the same weights in vmoe's checkpoint format (2 shards, experts
-// split across them), .npz and .safetensors, written by
-// tests/import/make_checkpoints.py at build time, with the model config in
-// vmoe's JSON layout. Each compiles to a module whose logits match the
-// reference, and the three give identical logits.
-TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
-  ::vmoe::import::ModelConfig config;
-  std::string error;
-  ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
-                                               &error))
-      << error;
 /// A module compiled for a batch of 4 runs any batch its MoE groups allow:
 /// kernels bound their work by the call's batch and the grids shrink with it.
 /// Full batches run first so that the smaller ones find stale routing data in
@@ -414,6 +360,60 @@ TEST(EndToEndBatch, GroupsSpanningImagesNeedWholeGroups) {
       << msg.text;
 }
 
+/// float -> bfloat16 -> float, round to nearest even (finite inputs).
+float roundToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+/// Expert weights stored as bf16: the module must equal the reference run on
+/// the same weights rounded to bf16 (and differ from the unrounded ones, so
+/// the test sees that the rounding happens).
+TEST(EndToEndPrecision, Bf16ExpertWeightsMatchTheRoundedReference) {
+  VitMoeConfig c = smallConfig();
+  c.batchPriority = true;
+  WeightMap weights = randomWeights(c, 31);
+  WeightMap rounded = weights;
+  int changed = 0;
+  for (auto &[name, tensor] : rounded)
+    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
+        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
+      for (float &v : tensor.data) {
+        float r = roundToBf16(v);
+        changed += r != v;
+        v = r;
+      }
+  ASSERT_GT(changed, 0) << "no expert kernel found to round";
+  Module m;
+  ref::ModelWeights unused;
+  compileWeights(c, weights, m, unused, /*expertWeightsBf16=*/true);
+  if (HasFatalFailure())
+    return;
+  ref::ModelWeights refRounded = toReference(c, rounded);
+  ref::Tensor images = randomImages(c, 33);
+  for (double cf : {1.05, 0.5})
+    for (bool bpr : {false, true})
+      expectMatch(c, m, refRounded, images, cf, bpr);
+}
+
+} // namespace
+
+namespace {
+
+// Import: the same weights in vmoe's checkpoint format (2 shards, experts
+// split across them), .npz and .safetensors, written by
+// tests/import/make_checkpoints.py at build time, with the model config in
+// vmoe's JSON layout. Each compiles to a module whose logits match the
+// reference, and the three give identical logits.
+TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
+  ::vmoe::import::ModelConfig config;
+  std::string error;
+  ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
+                                               &error))
+      << error;
   std::vector<std::vector<float>> allLogits;
   for (const char *suffix : {".index", ".npz", ".safetensors"}) {
     SCOPED_TRACE(suffix);
