@@ -848,7 +848,9 @@ def render(res):
         w("")
         w("The module is compiled once for capacity factor 2.0; each call lowers it. "
           "Expected time: the time at 2.0 minus the expert kernels' share that the "
-          "lower capacity no longer computes.")
+          f"lower capacity no longer computes. {rows[0].get('rounds', res['rounds'])} "
+          "rounds; the expert-kernel times come from one profiled run per capacity "
+          "factor.")
         w("")
         w("| capacity factor | expert assignments kept | vmoe ms | expected ms | "
           "vmoe expert kernels ms | PyTorch ms | vmoe speedup |")
