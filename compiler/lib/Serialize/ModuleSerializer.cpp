@@ -188,7 +188,10 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
       auto it = roots.find(op.getOperand(0));
       if (it == roots.end())
         return op.emitOpError() << "views a buffer of unknown origin";
-      roots[op.getResult(0)] = it->second;
+      // A copy: roots[] may grow the map and free the entry `it` points at
+      // (found by AddressSanitizer).
+      BufferRoot root = it->second;
+      roots[op.getResult(0)] = root;
     } else if (auto launch = dyn_cast<LaunchOp>(op)) {
       for (Value v : launch.getBindings()) {
         auto it = roots.find(v);
