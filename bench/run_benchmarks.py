@@ -450,13 +450,13 @@ class Harness:
                 step()
         out = {}
         for cf in cfs:
-            rounds = ours[cf]
-            last = rounds[-1]
+            per_round = ours[cf]
+            last = per_round[-1]
             out[cf] = {
-                "vmoe_ms": median([x["median_ms"] for x in rounds]),
-                "vmoe_p10_ms": min(x["p10_ms"] for x in rounds),
-                "vmoe_p90_ms": max(x["p90_ms"] for x in rounds),
-                "vmoe_round_ms": [x["median_ms"] for x in rounds],
+                "vmoe_ms": median([x["median_ms"] for x in per_round]),
+                "vmoe_p10_ms": min(x["p10_ms"] for x in per_round),
+                "vmoe_p90_ms": max(x["p90_ms"] for x in per_round),
+                "vmoe_round_ms": [x["median_ms"] for x in per_round],
                 "torch_ms": median(theirs[cf]),
                 "torch_p10_ms": percentile(theirs_all[cf], 0.1),
                 "torch_p90_ms": percentile(theirs_all[cf], 0.9),
