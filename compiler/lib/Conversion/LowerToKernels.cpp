@@ -1353,7 +1353,15 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     int64_t splits = std::clamp<int64_t>(ceilDiv(64, base), 1, panels);
     return ceilDiv(panels, splits);
   };
-  int64_t upPanelTile = panelTileFor(m), downPanelTile = panelTileFor(d);
+  // Expert-down reads its rows in place, so narrow column tiles cost it
+  // nothing: at most about 256 KB of B per workgroup, and consecutive
+  // workgroups (the row tiles of one expert) find the same panels in L2
+  // instead of each streaming the expert's whole matrix (B/16 shapes: about
+  // 10% faster). Expert-up gathers its rows per workgroup and keeps wide
+  // tiles.
+  int64_t upPanelTile = panelTileFor(m);
+  int64_t downPanelTile = std::min(
+      panelTileFor(d), std::max<int64_t>(1, (256 << 10) / (m * tiling.nr * 4)));
   Value hidden = alloc({e, g, cap, m}, f32);
   {
     // Rows are gathered by slot into the worker's scratch (rounded to bf16
