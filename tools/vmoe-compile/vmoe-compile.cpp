@@ -277,6 +277,9 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(
       argc, argv,
       "vmoe-compile: compile a V-MoE model into one module file\n");
+  if (expertWeights != "f32" && expertWeights != "bf16")
+    return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
+                "'");
   if (targetName != "cpu" && targetName != "cuda" &&
       targetName != "cuda-emulation")
     return fail("unknown --target=" + targetName +
@@ -395,9 +398,6 @@ int main(int argc, char **argv) {
   options.ptxasPath = ptxasPath;
   options.requireCubin = requireCubin;
   options.maxCapacityFactor = maxCapacityFactor;
-  if (expertWeights != "f32" && expertWeights != "bf16")
-    return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
-                "'");
   options.expertWeightsBf16 = expertWeights == "bf16";
   options.optLevel = optLevel;
   options.modelName = !modelName.empty() ? std::string(modelName)
