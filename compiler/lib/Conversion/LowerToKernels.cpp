@@ -131,6 +131,9 @@ private:
   FailureOr<Value> lookup(Value tensor, Operation *user);
   FailureOr<Value> constantBuffer(Value tensor, Operation *user);
   Value createGlobal(StringRef base, MemRefType type, ArrayRef<float> data);
+  /// A constant global of `type` holding `bytes` (its elements' raw bits).
+  Value createGlobalBytes(StringRef base, MemRefType type,
+                          ArrayRef<char> bytes);
   FailureOr<SmallVector<float>> constantData(Value tensor, Operation *user);
   /// Packs a (batch, K, N) matrix into (batch, N/nr, K, nr) panels and its
   /// (batch, N) bias into (batch, panels * nr), zero padded.
@@ -308,13 +311,21 @@ FailureOr<SmallVector<float>> Lowering::constantData(Value tensor,
 
 Value Lowering::createGlobal(StringRef base, MemRefType type,
                              ArrayRef<float> data) {
+  return createGlobalBytes(
+      base, type,
+      ArrayRef<char>(reinterpret_cast<const char *>(data.data()),
+                     data.size() * sizeof(float)));
+}
+
+Value Lowering::createGlobalBytes(StringRef base, MemRefType type,
+                                  ArrayRef<char> bytes) {
   std::string name = (model.getName() + "_" + base).str();
   unsigned &count = nameCounts[name];
   name += "_" + std::to_string(count++);
   auto tensorType =
       RankedTensorType::get(type.getShape(), type.getElementType());
   // Weights live in resource blobs so printed IR stays readable.
-  auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<float>(data);
+  auto blob = HeapAsmResourceBlob::allocateAndCopyWithAlign(bytes, 64);
   auto init = DenseResourceElementsAttr::get(tensorType, name, std::move(blob));
   OpBuilder mb(ctx);
   mb.setInsertionPoint(host);
@@ -368,20 +379,11 @@ std::pair<Value, Value> Lowering::packWeights(StringRef base,
     SmallVector<uint16_t> halves(packed.size());
     for (size_t i = 0; i < packed.size(); ++i)
       halves[i] = floatToBf16Bits(packed[i]);
-    std::string name = (model.getName() + "_" + base + "_packed_bf16").str();
-    unsigned &count = nameCounts[name];
-    name += "_" + std::to_string(count++);
-    auto type = MemRefType::get(shape, BFloat16Type::get(ctx));
-    auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<uint16_t>(halves);
-    auto init = DenseResourceElementsAttr::get(
-        RankedTensorType::get(shape, type.getElementType()), name,
-        std::move(blob));
-    OpBuilder mb(ctx);
-    mb.setInsertionPoint(host);
-    memref::GlobalOp::create(mb, model.getLoc(), name,
-                             mb.getStringAttr("private"), type, init,
-                             /*constant=*/true, mb.getI64IntegerAttr(64));
-    b = memref::GetGlobalOp::create(*hb, type, name);
+    b = createGlobalBytes(
+        (base + "_packed_bf16").str(),
+        MemRefType::get(shape, BFloat16Type::get(ctx)),
+        ArrayRef<char>(reinterpret_cast<const char *>(halves.data()),
+                       halves.size() * sizeof(uint16_t)));
   } else {
     b = createGlobal((base + "_packed").str(), MemRefType::get(shape, f32),
                      packed);
