@@ -64,13 +64,13 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   // lane. Small register blocks (2 rows x 4 columns, 16-row GEMM tiles) keep
   // its registers few and split the GEMMs into more workgroups (threads).
   lower.vectorWidth = target->vectorWidthF32;
+  lower.microRows = target->gemmMicroRows;
+  lower.microVectors = target->gemmMicroVectors;
   if (options.target != "cpu") {
     lower.vectorWidth = 4;
     lower.microRows = 2;
     lower.microVectors = 1;
   }
-  lower.microRows = target->gemmMicroRows;
-  lower.microVectors = target->gemmMicroVectors;
   lower.expertWeightsBf16 = options.expertWeightsBf16;
   pm.addPass(createVmoeLowerToKernels(lower));
   if (failed(pm.run(module))) {
