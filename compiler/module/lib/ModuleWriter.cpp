@@ -2,10 +2,12 @@
 
 #include "vmoe/module/ModuleWriter.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -363,6 +365,23 @@ bool ModuleWriter::writeToBuffer(std::vector<uint8_t> &out, std::string *error,
   return true;
 }
 
+/// Creates a new file next to `path` for writing, named `path.tmp-PID-N`,
+/// with mode 0666 less the umask like any file the user creates (mkstemp's
+/// 0600 would need the umask, which can only be read by changing it for the
+/// whole process). -1 with errno set on failure.
+static int createTemporary(const std::string &path, std::string &tmpPath) {
+  static std::atomic<unsigned> counter{0};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    tmpPath = path + ".tmp-" + std::to_string(getpid()) + "-" +
+              std::to_string(counter++);
+    int fd = open(tmpPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                  0666);
+    if (fd >= 0 || errno != EEXIST)
+      return fd;
+  }
+  return -1;
+}
+
 bool ModuleWriter::writeFile(const std::string &path, std::string *error,
                              ModuleLayout *layoutOut) const {
   flatbuffers::FlatBufferBuilder fbb;
@@ -372,8 +391,8 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
   // Written to a temporary file next to `path`, then renamed over it: a
   // failed write (full disk, I/O error) never leaves a half-written file in
   // place of a good one, and the temporary is removed.
-  std::string tmpPath = path + ".tmp-XXXXXX";
-  int fd = mkstemp(tmpPath.data());
+  std::string tmpPath;
+  int fd = createTemporary(path, tmpPath);
   if (fd < 0) {
     *error = "cannot open '" + path + "' for writing: " + strerror(errno);
     return false;
@@ -424,11 +443,6 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
     unlink(tmpPath.c_str());
     return false;
   }
-  // mkstemp creates 0600; a module is as readable as any file the user
-  // writes.
-  mode_t mask = umask(0);
-  umask(mask);
-  chmod(tmpPath.c_str(), 0666 & ~mask);
   if (rename(tmpPath.c_str(), path.c_str()) != 0) {
     *error =
         "cannot rename '" + tmpPath + "' to '" + path + "': " + strerror(errno);

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace vmoe {
@@ -253,6 +254,25 @@ TEST(ModuleWriter, FullDiskKeepsTheOldFileAndLeavesNoTemporary) {
   EXPECT_GT(readFileBytes(path).size(), size_t(1 << 20));
   EXPECT_EQ(filesStartingWith(dir, name + ".tmp-"), std::vector<std::string>{});
   unlink(path.c_str());
+}
+
+TEST(ModuleWriter, FileModeFollowsTheUmask) {
+  const char *tmp = getenv("TMPDIR");
+  std::string path = std::string(tmp && *tmp ? tmp : "/tmp") + "/vmoe-mode-" +
+                     std::to_string(getpid()) + ".vmoe";
+  ModuleWriter writer;
+  writer.setMetadata({"mode", "", {}, ""});
+  std::string error;
+  for (mode_t mask : {mode_t(022), mode_t(077), mode_t(002)}) {
+    mode_t saved = umask(mask);
+    bool written = writer.writeFile(path, &error);
+    umask(saved);
+    ASSERT_TRUE(written) << error;
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask) << "umask " << mask;
+    unlink(path.c_str());
+  }
 }
 
 TEST(ModuleWriter, UnwritableDirectoryLeavesNothing) {
