@@ -19,8 +19,19 @@
 // CHECK: vector.fma {{.*}} : vector<8xf32>
 // CHECK: math.tanh
 // CHECK-LABEL: func.func private @moe_moe_expert_down_0
+// The weights (K = 32) are fetched 16 k steps ahead in a loop that stops 16
+// steps early, so the prefetch index is unclamped; the last 16 steps run on
+// the same accumulators without it.
+// CHECK: %[[ACC:.*]]:12 = scf.for %[[K:.*]] = %{{.*}} to %[[SPLIT:.*]] step
+// CHECK: %[[AHEAD:.*]] = arith.addi %[[K]], %{{.*}} : index
+// CHECK-NEXT: arith.constant 0 : index
+// CHECK-NEXT: memref.prefetch %{{.*}}[%{{.*}}, %{{.*}}, %[[AHEAD]], %{{.*}}], read, locality<3>, data : memref<4x1x32x16xf32>
 // CHECK: vector.fma {{.*}} : vector<8xf32>
-// CHECK-LABEL: func.func @moe
+// CHECK: scf.for %{{.*}} = %[[SPLIT]] to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %[[ACC]]#0,
+// CHECK-NOT: memref.prefetch
+// CHECK: vector.fma {{.*}} : vector<8xf32>
+// CHECK-NOT: memref.prefetch
+// CHECK: func.func @moe
 // CHECK-SAME: (%[[IN:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[BATCH:[a-z0-9]+]]: index {vmoe.knob = "batch"}, %[[CAP:[a-z0-9]+]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[BPR:[a-z0-9]+]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
 // A group of 8 tokens spans both 4-token images: a call runs both.
 // CHECK-SAME: vmoe.batch_multiple = 2 : i64
