@@ -1323,13 +1323,6 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
                                  expertWeightsBf16);
   auto [pw2, pb2] = packWeights("expert_w2", *w2, *b2, e, m, d,
                                  expertWeightsBf16);
-  // bf16 weights: one B panel at a time is widened into the worker's
-  // scratch (K x nr f32), after the gathered rows.
-  auto panelScratch = [&](Kernel &kern, int64_t offset, int64_t kDim) {
-    return memref::ViewOp::create(
-        kern.b(), MemRefType::get({kDim, tiling.nr}, f32), kern.scratch,
-        constIndex(kern.b(), offset), ValueRange{});
-  };
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots.
   // Groups past the call's batch hold stale counts: they have no rows.
@@ -1368,9 +1361,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   {
     // Rows are gathered by slot into the worker's scratch (rounded to bf16
     // there when the layer dispatches in bf16), then GEMM1 + bias + GELU.
-    int64_t rowsBytes = rowTile * d * 4;
-    int64_t scratch =
-        rowsBytes + (expertWeightsBf16 ? d * tiling.nr * 4 : int64_t(0));
+    int64_t scratch = rowTile * d * 4;
     SmallVector<Value> binds = {*x, slotToken, counts, pw1, pb1, hidden};
     Kernel kern = newKernel("moe_expert_up", binds, 1, scratch);
     ImplicitLocOpBuilder &b = kern.b();
@@ -1429,8 +1420,6 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
       ops.bPrefix = {ex};
-      if (expertWeightsBf16)
-        ops.bPanelF32 = panelScratch(kern, rowsBytes, d);
       ops.bias = kern.bindings[4];
       ops.biasPrefix = {ex};
       ops.activation = Activation::Gelu;
@@ -1446,8 +1435,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   Value expertOut = alloc({e, g, cap, d}, f32);
   {
     SmallVector<Value> binds = {hidden, slotGate, counts, pw2, pb2, expertOut};
-    Kernel kern = newKernel("moe_expert_down", binds, 1,
-                            expertWeightsBf16 ? m * tiling.nr * 4 : 0);
+    Kernel kern = newKernel("moe_expert_down", binds, 1);
     ImplicitLocOpBuilder &b = kern.b();
     Value ex = arith::DivUIOp::create(b, kern.wz, constIndex(b, g));
     Value gi = arith::RemUIOp::create(b, kern.wz, constIndex(b, g));
@@ -1480,8 +1468,6 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
       ops.bPrefix = {ex};
-      if (expertWeightsBf16)
-        ops.bPanelF32 = panelScratch(kern, 0, m);
       ops.bias = kern.bindings[4];
       ops.biasPrefix = {ex};
       ops.bf16RoundOutput = bf16;

@@ -57,7 +57,8 @@ enum class Activation { None, Gelu, Tanh };
 ///   C[r, n] = epilogue(sum_k A[r, k] * B[k, n] + bias[n])
 /// for rows r in [rowBegin, rowEnd) and all column panels in
 /// [panelBegin, panelEnd). B is pre-packed into panels of `nr` columns,
-/// `(..., N/nr, K, nr)`, and the bias padded to `(..., panels * nr)`.
+/// `(..., N/nr, K, nr)`, f32 or bf16 (widened to f32 as it is loaded), and
+/// the bias padded to `(..., panels * nr)`.
 /// Accessors turn (row, k) / (row, col) into memref indices, so that rows
 /// can come from a gather or from a strided view.
 struct GemmOperands {
@@ -68,9 +69,6 @@ struct GemmOperands {
       aIndex;
   Value b;
   SmallVector<Value> bPrefix; // leading indices of B before (panel, k, lane)
-  /// When set, B holds bfloat16 panels: each panel is widened to f32 into
-  /// this (K, nr) scratch buffer once, before the row blocks stream past it.
-  Value bPanelF32;
   Value bias;                 // may be null
   SmallVector<Value> biasPrefix;
   Activation activation = Activation::None;

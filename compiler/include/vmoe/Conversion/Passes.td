@@ -33,8 +33,8 @@ def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
            "vectors per row of the GEMM register block">,
     Option<"expertWeightsBf16", "expert-weights-bf16", "bool", "false",
            "store the expert weights as bfloat16 (round to nearest even): "
-           "half the bytes; each B panel is widened to f32 in the worker's "
-           "scratch before use, accumulation stays f32">
+           "half the bytes; the GEMM loop widens them to f32 as it loads "
+           "them, accumulation stays f32">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

@@ -56,20 +56,26 @@
 // AVX512-LABEL: func.func private @moe_moe_expert_up_0
 // AVX512: vector.fma {{.*}} : vector<16xf32>
 
-// bf16 expert weights: stored at half the size, each B panel widened to f32
-// (shift into the high half) in the scratch after the gathered rows (6 rows
-// x 16 x 4 bytes = 384, plus the 16 x 16 f32 panel).
+// bf16 expert weights: stored at half the size and widened to f32 in the
+// k loop as they are loaded (zero-extend, shift into the high half), straight
+// into the FMAs: no f32 copy of a panel, so the scratch holds only the
+// gathered rows (6 rows x 16 x 4 bytes = 384) and expert-down needs none.
 // BF16-DAG: memref.global "private" constant @moe_expert_w1_packed_bf16_0 : memref<4x2x16x16xbf16>
 // BF16-DAG: memref.global "private" constant @moe_expert_w2_packed_bf16_0 : memref<4x1x32x16xbf16>
 // BF16-LABEL: func.func private @moe_moe_expert_up_0
 // BF16-SAME: memref<4x2x16x16xbf16>
-// BF16-SAME: vmoe.scratch_size = 1408 : i64
-// BF16: vector.load {{.*}} : memref<4x2x16x16xbf16>, vector<8xbf16>
-// BF16: arith.bitcast {{.*}} : vector<8xbf16> to vector<8xi16>
-// BF16: arith.shli {{.*}} : vector<8xi32>
-// BF16: vector.fma {{.*}} : vector<8xf32>
-// BF16-LABEL: func.func private @moe_moe_expert_down_0
-// BF16-SAME: vmoe.scratch_size = 2048 : i64
+// BF16-SAME: vmoe.scratch_size = 384 : i64
+// BF16: scf.for {{.*}} iter_args
+// BF16: %[[HALF:.*]] = vector.load {{.*}} : memref<4x2x16x16xbf16>, vector<8xbf16>
+// BF16-NEXT: %[[BITS:.*]] = arith.bitcast %[[HALF]] : vector<8xbf16> to vector<8xi16>
+// BF16-NEXT: %[[WIDE:.*]] = arith.extui %[[BITS]] : vector<8xi16> to vector<8xi32>
+// BF16-NEXT: %[[SIXTEEN:.*]] = arith.constant dense<16> : vector<8xi32>
+// BF16-NEXT: %[[SHIFTED:.*]] = arith.shli %[[WIDE]], %[[SIXTEEN]] : vector<8xi32>
+// BF16-NEXT: %[[B0:.*]] = arith.bitcast %[[SHIFTED]] : vector<8xi32> to vector<8xf32>
+// BF16: vector.fma %{{.*}}, %[[B0]], %{{.*}} : vector<8xf32>
+// BF16-LABEL: func.func private @moe_moe_expert_down_0(
+// BF16-SAME: memref<4x1x32x16xbf16>
+// BF16-SAME: attributes {vmoe.kernel} {
 func.func @moe(%x: tensor<2x4x16xf32>) -> tensor<2x4x16xf32> {
   %r = arith.constant dense<0.1> : tensor<16x4xf32>
   %w1 = arith.constant dense<0.01> : tensor<4x16x32xf32>
