@@ -5,6 +5,7 @@
   bench/run_benchmarks.py --quick          # a short run: bundled model and S/32 only
   bench/run_benchmarks.py --update-docs    # ... and rewrite the tables in docs/benchmarks.md
   bench/run_benchmarks.py --from-json build/bench/results.json --update-docs
+  bench/run_benchmarks.py --moe-layers-only --update-docs   # rerun only the MoE layer table
 
 What it measures, on the machine it runs on, with the binaries of --build
 (default build/):
@@ -20,8 +21,9 @@ What it measures, on the machine it runs on, with the binaries of --build
   * the scaling of time with the capacity factor (2.0 ... 0.1) and with the
     batch size (1, 2, 4, 8) on V-MoE-S/32;
   * one sparse MoE layer of S/32 and B/16 shapes (E = 8 and 32, k = 2,
-    cf = 1.05): the expert GEMMs' GFLOP/s against the peak, and the whole
-    layer against vmoe_torch.moe_mlp on the same weights.
+    cf = 1.05), with f32 and with bf16 expert weights: the expert GEMMs'
+    GFLOP/s against the peak, and the whole layer against vmoe_torch.moe_mlp
+    on the same weights.
 
 Fairness: each PyTorch thread count runs in its own process whose
 OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS are set before torch
@@ -361,11 +363,13 @@ class Harness:
         module = self.path(f"{name}.vmoe")
         log(f"  compile MoE layer {shape} E={experts}")
         self.sh([self.tool("vmoe-compile"), mlir, "-o", module])
+        module_bf16 = self.path(f"{name}-bf16.vmoe")
+        self.sh([self.tool("vmoe-compile"), mlir, "--expert-weights=bf16", "-o", module_bf16])
         os.remove(mlir)  # large; the .npz holds the same weights
         flops = 2 * 2 * d * f  # per kept assignment: two GEMMs
         return {"key": name, "shape": shape, "experts": experts, "k": k, "cf": cf,
                 "tokens": group, "d": d, "f": f, "config": config, "weights": weights,
-                "module": module, "input": inputs, "kind": "moe",
+                "module": module, "module_bf16": module_bf16, "input": inputs, "kind": "moe",
                 "flops_per_assignment": flops}
 
     # ---- running ---------------------------------------------------------------------
@@ -507,6 +511,16 @@ class Harness:
         models = ["fashion-mnist", "s32"] + ([] if a.quick else ["b16"])
         if a.models:
             models = a.models
+        previous = None
+        if a.moe_layers_only:
+            # The other tables, and the machine readings they were taken with,
+            # come from the previous results.json of this folder.
+            models = []
+            try:
+                with open(self.path("results.json")) as f:
+                    previous = json.load(f)
+            except (OSError, ValueError):
+                previous = None
         for key in models:
             self.remeasure_peak()
             for batch in a.batches:
@@ -579,28 +593,37 @@ class Harness:
                 if t == max(a.threads):
                     chk = self.check(t, m)
                     log(f"  check MoE {shape} E={experts}: {chk}")
-                r = self.interleaved(m, t)[None]
-                p = self.profile(m, t, repeat=max(3, r["repeat"]))[0]
-                expert_ms = sum(k["ms"] for k in p["kernels"]
-                                if "expert_up" in k["name"] or "expert_down" in k["name"])
-                r.update({"shape": shape, "experts": experts, "threads": t,
-                          "tokens": m["tokens"], "d": m["d"], "f": m["f"], "k": m["k"],
-                          "expert_ms": expert_ms, "layer_profile_ms": p["median_ms"],
-                          "kernels": p["kernels"],
-                          "expert_gflops": p["assignments_kept"] * m["flops_per_assignment"]
-                          / (expert_ms / 1e3) / 1e9,
-                          "layer_gflops": r["assignments_kept"] * m["flops_per_assignment"]
-                          / (r["vmoe_ms"] / 1e3) / 1e9})
-                if t == max(a.threads):
-                    r["check"] = chk
-                self.results["moe_layers"].append(r)
-                self.save()
-                log(f"    vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
-                    f"x{r['speedup']:.2f}, experts {r['expert_gflops']:.1f} GFLOP/s")
+                for weights in ("f32", "bf16"):
+                    # bf16: the same layer with bf16 expert weights, against the
+                    # same PyTorch (fp32 weights) timed again alongside it.
+                    mw = m if weights == "f32" else dict(m, module=m["module_bf16"])
+                    r = self.interleaved(mw, t)[None]
+                    p = self.profile(mw, t, repeat=max(3, r["repeat"]))[0]
+                    expert_ms = sum(k["ms"] for k in p["kernels"]
+                                    if "expert_up" in k["name"] or "expert_down" in k["name"])
+                    r.update({"shape": shape, "experts": experts, "threads": t,
+                              "weights": weights,
+                              "tokens": m["tokens"], "d": m["d"], "f": m["f"], "k": m["k"],
+                              "expert_ms": expert_ms, "layer_profile_ms": p["median_ms"],
+                              "kernels": p["kernels"],
+                              "expert_gflops": p["assignments_kept"] * m["flops_per_assignment"]
+                              / (expert_ms / 1e3) / 1e9,
+                              "layer_gflops": r["assignments_kept"] * m["flops_per_assignment"]
+                              / (r["vmoe_ms"] / 1e3) / 1e9})
+                    if t == max(a.threads) and weights == "f32":
+                        r["check"] = chk
+                    self.results["moe_layers"].append(r)
+                    self.save()
+                    log(f"    {weights}: vmoe {r['vmoe_ms']:.2f} ms, torch {r['torch_ms']:.2f} ms, "
+                        f"x{r['speedup']:.2f}, experts {r['expert_gflops']:.1f} GFLOP/s")
                 self.ask(t, cmd="unload", id=m["key"])
         self.close()
         self.results["load_average"]["end"] = os.getloadavg()[0]
         self.remeasure_peak()
+        if previous and previous.get("models"):
+            own = {key: self.results[key] for key in
+                   ("date", "command", "peak", "load_average", "torch")}
+            self.results = dict(previous, moe_layers=self.results["moe_layers"], moe_run=own)
         return self.results
 
     def remeasure_peak(self):
@@ -891,13 +914,34 @@ def render(res):
           "`vmoe_torch.moe_mlp` (index dispatch, `baddbmm` experts) on the same weights "
           "and tokens.")
         w("")
-        w("| shape | tokens x D x F | E | threads | kept | expert GEMMs GFLOP/s (% of peak) | "
-          "vmoe layer ms | PyTorch layer ms | vmoe speedup | max abs diff |")
-        w("|---|---|---|---|---|---|---|---|---|---|")
+        w("Weights f32: the model as compiled by default; bf16: the same layer compiled "
+          "with `--expert-weights=bf16` (bf16 expert weights widened to f32 as they are "
+          "loaded, f32 accumulation), against the same PyTorch (fp32 weights) timed again "
+          "alongside it.")
+        w("")
+        moe_run = res.get("moe_run")
+        if moe_run:
+            # Rerun by --moe-layers-only: this table's own readings.
+            single = (moe_run.get("peak") or {}).get("single_core")
+            load = moe_run.get("load_average") or {}
+            torch1 = (moe_run.get("torch") or {}).get("1") or {}
+            w(f"This table was rerun on {moe_run['date']} by `{moe_run['command'].strip()}` "
+              f"(the tables above are from {res['date']}): load average "
+              f"{load.get('start', 0):.1f} to {load.get('end', 0):.1f}, fp32 peak "
+              f"{single or 0:.1f} GFLOP/s on one core (the percentages below are of it)"
+              + (f", OpenBLAS calibration GEMM at 1 thread "
+                 f"{torch1['calibration_gflops']:.1f} GFLOP/s"
+                 if "calibration_gflops" in torch1 else "") + ".")
+            w("")
+        w("| shape | tokens x D x F | E | threads | weights | kept | "
+          "expert GEMMs GFLOP/s (% of peak) | vmoe layer ms | PyTorch layer ms | "
+          "vmoe speedup | max abs diff |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             diff = f"{r['check']['max_abs_diff']:.2g}" if "check" in r else ""
             w(f"| {r['shape']} | {r['tokens']} x {r['d']} x {r['f']} | {r['experts']} | "
-              f"{r['threads']} | {100 * r['kept_share']:.1f}% | {r['expert_gflops']:.1f}"
+              f"{r['threads']} | {r.get('weights', 'f32')} | {100 * r['kept_share']:.1f}% | "
+              f"{r['expert_gflops']:.1f}"
               f"{pct(r['expert_gflops'], single * r['threads'] if single else None)} | "
               f"{fmt_ms(r['vmoe_ms'])} | {fmt_ms(r['torch_ms'])} | {r['speedup']:.2f}x | "
               f"{diff} |")
@@ -925,7 +969,7 @@ def summary(res):
                      f"threads {r['threads']}: vmoe {r['vmoe_ms']:9.2f} ms  PyTorch "
                      f"{r['torch_ms']:9.2f} ms  speedup {r['speedup']:5.2f}x")
     for r in res.get("moe_layers", []):
-        lines.append(f"  MoE layer {r['shape']} E={r['experts']:<2}           "
+        lines.append(f"  MoE layer {r['shape']} E={r['experts']:<2} {r.get('weights', 'f32'):<4}      "
                      f"threads {r['threads']}: vmoe {r['vmoe_ms']:9.2f} ms  PyTorch "
                      f"{r['torch_ms']:9.2f} ms  speedup {r['speedup']:5.2f}x  expert GEMMs "
                      f"{r['expert_gflops']:.1f} GFLOP/s")
@@ -953,6 +997,9 @@ def main():
                     help="fewest timed runs per round (default 2, --quick 1)")
     ap.add_argument("--skip-scaling", action="store_true",
                     help="leave out the capacity and batch scaling")
+    ap.add_argument("--moe-layers-only", action="store_true",
+                    help="run only the MoE layer table; the other tables are kept from the "
+                         "results.json already in the work folder")
     ap.add_argument("--update-docs", action="store_true",
                     help="rewrite the generated part of docs/benchmarks.md")
     ap.add_argument("--from-json", help="render an earlier results.json instead of running")

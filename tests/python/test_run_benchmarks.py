@@ -137,6 +137,28 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(f["attention core"], 8 * 50 * 50 * 512 * 4 * 8)
         self.assertEqual(f["patch embedding"], 8 * 49 * 32 * 32 * 3 * 512 * 2)
 
+    def test_moe_table_has_a_weights_column(self):
+        row = {"shape": "S/32", "tokens": 400, "d": 512, "f": 2048, "experts": 8,
+               "threads": 1, "kept_share": 0.998, "expert_gflops": 50.0,
+               "vmoe_ms": 40.0, "torch_ms": 60.0, "speedup": 1.5}
+        res = {"machine": {"cpus": 2}, "peak": {"single_core": 100.0, "1": 100.0},
+               "date": "2026-11-29 02:00", "command": "bench/run_benchmarks.py",
+               "rounds": 3,
+               "moe_run": {"date": "2026-11-29 03:00", "command": "bench/run_benchmarks.py "
+                           "--moe-layers-only", "peak": {"single_core": 80.0},
+                           "load_average": {"start": 1.0, "end": 1.5},
+                           "torch": {"1": {"calibration_gflops": 60.0}}},
+               "moe_layers": [row, dict(row, weights="bf16", vmoe_ms=30.0, speedup=2.0)]}
+        lines = rb.render(res).splitlines()
+        table = [l for l in lines if l.startswith("| S/32 ")]
+        # Rows of an older results.json (no weights key) are f32.
+        self.assertEqual(table[0].split(" | ")[4], "f32")
+        self.assertEqual(table[1].split(" | ")[4], "bf16")
+        # The percentages are of the rerun's own peak (80), not the page's (100).
+        self.assertIn("50.0 (62%)", table[0])
+        self.assertIn("2.00x", table[1])
+        self.assertIn("This table was rerun on 2026-11-29 03:00", "\n".join(lines))
+
     def test_command_without_machine_paths(self):
         self.assertEqual(rb.public_command(["--build", "/x/b", "--quick", "--work=/y",
                                             "--update-docs"]),
