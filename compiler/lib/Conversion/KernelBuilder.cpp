@@ -126,17 +126,17 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   // Panels outside, rows inside: one B panel (K x nr) stays in cache while
   // every row block of the workgroup streams past it.
   forLoop(b, panelBegin, panelEnd, c1, [&](ImplicitLocOpBuilder &b, Value p) {
-    forLoop(b, rowBegin, rowEnd, cMr, [&](ImplicitLocOpBuilder &b, Value r0) {
-      // Rows past rowEnd read the last valid row and are not stored, so the
-      // micro-kernel is always a full mr x nr block.
+    // The register block of `blockRows` rows from r0: rows past rowEnd read
+    // the last valid row and are not stored, so the block is always full.
+    auto rowBlock = [&](ImplicitLocOpBuilder &b, Value r0, int64_t blockRows) {
       Value last = arith::SubIOp::create(b, rowEnd, c1);
       SmallVector<Value> rows, loadRows;
-      for (int64_t i = 0; i < mr; ++i) {
+      for (int64_t i = 0; i < blockRows; ++i) {
         Value r = arith::AddIOp::create(b, r0, constIndex(b, i));
         rows.push_back(r);
         loadRows.push_back(minIndex(b, r, last));
       }
-      SmallVector<Value> init(mr * nv, zero);
+      SmallVector<Value> init(blockRows * nv, zero);
       // k steps over [kBegin, kEnd); with `prefetch`, each step also fetches
       // the B line 16 steps ahead.
       constexpr int64_t kAhead = 16;
@@ -175,7 +175,7 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
                 bv.push_back(vector::LoadOp::create(b, vecType, ops.b, idx));
               }
               SmallVector<Value> next;
-              for (int64_t i = 0; i < mr; ++i) {
+              for (int64_t i = 0; i < blockRows; ++i) {
                 Value a = memref::LoadOp::create(b, ops.a,
                                                  ops.aIndex(b, loadRows[i], k));
                 Value av = vector::BroadcastOp::create(b, vecType, a);
@@ -210,7 +210,7 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
           biasVec.push_back(vector::LoadOp::create(b, vecType, ops.bias, idx));
         }
       }
-      for (int64_t i = 0; i < mr; ++i) {
+      for (int64_t i = 0; i < blockRows; ++i) {
         Value inRange = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
                                               rows[i], rowEnd);
         ifThen(b, inRange, [&](ImplicitLocOpBuilder &b) {
@@ -256,7 +256,35 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
           }
         });
       }
+    };
+    // Whole blocks, then the last rows: in a whole block when more than half
+    // of it is used, else in a half-height block (small experts waste fewer
+    // rows: 25 rows are 4 blocks of 6 and one of 3, not 5 of 6).
+    const int64_t half = mr / 2;
+    Value span = arith::MaxSIOp::create(
+        b, arith::SubIOp::create(b, rowEnd, rowBegin), c0);
+    Value fullEnd = arith::AddIOp::create(
+        b, rowBegin,
+        arith::MulIOp::create(b, arith::DivUIOp::create(b, span, cMr), cMr));
+    Value rem = arith::SubIOp::create(b, rowEnd, fullEnd);
+    Value bigTail = arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, rem,
+                                          constIndex(b, half));
+    Value mainEnd = half >= 1
+                        ? arith::SelectOp::create(b, bigTail, rowEnd, fullEnd)
+                              .getResult()
+                        : rowEnd;
+    forLoop(b, rowBegin, mainEnd, cMr, [&](ImplicitLocOpBuilder &b, Value r0) {
+      rowBlock(b, r0, mr);
     });
+    if (half >= 1) {
+      Value smallTail = arith::AndIOp::create(
+          b, arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, rem, c0),
+          arith::XOrIOp::create(
+              b, bigTail, arith::ConstantOp::create(b, b.getBoolAttr(true))));
+      ifThen(b, smallTail, [&](ImplicitLocOpBuilder &b) {
+        rowBlock(b, fullEnd, half);
+      });
+    }
   });
 }
 

@@ -30,7 +30,10 @@
 // CHECK: scf.for %{{.*}} = %[[SPLIT]] to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %[[ACC]]#0,
 // CHECK-NOT: memref.prefetch
 // CHECK: vector.fma {{.*}} : vector<8xf32>
-// CHECK-NOT: memref.prefetch
+// The last rows, when no more than half a block, run in a 3-row block.
+// CHECK: scf.if
+// CHECK: %{{.*}}:6 = scf.for
+// CHECK: memref.prefetch
 // CHECK: func.func @moe
 // CHECK-SAME: (%[[IN:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[BATCH:[a-z0-9]+]]: index {vmoe.knob = "batch"}, %[[CAP:[a-z0-9]+]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[BPR:[a-z0-9]+]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
 // A group of 8 tokens spans both 4-token images: a call runs both.
