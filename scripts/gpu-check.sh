@@ -8,7 +8,11 @@
 #      top-1 classes and the per-layer routing lines, vanilla and BPR;
 #   4. benchmarks: the bundled model and a ViT-S/32-sized V-MoE, images/s and
 #      achieved TFLOP/s against the GPU's FP32 peak, against PyTorch on the
-#      same GPU when torch with CUDA is installed.
+#      same GPU when torch with CUDA is installed;
+#   5. the host CPU, where it has AVX512-BF16 (no machine the compiler is
+#      built on has it): bf16 expert math with vdpbf16ps against the same
+#      arithmetic in f32 FMAs (same routing, same bits up to denormals),
+#      and the time of a small MoE model in f32, bf16 FMAs and vdpbf16ps.
 # Prints a Markdown table and writes it to $OUT_DIR/results.md (default
 # build-gpu/gpu-check) for docs/cuda.md.
 #
@@ -99,8 +103,37 @@ prepare_bundled() { # dir
   done
 }
 
+# bf16 expert math for the host CPU check (5): the k1/k2 test model with
+# vdpbf16ps (x86-64-v4+avx512bf16) and in FMAs (x86-64-v3), and a one-layer
+# MoE model (D 256, F 1024, E 8; 8 MB of bf16 weights) in f32 (x86-64-v4)
+# and both bf16 forms, for timing.
+prepare_bf16() { # dir
+  local dir=$1 cfg=$1/moe-layer.json
+  mkdir -p "$dir"
+  for cpu in x86-64-v4+avx512bf16 x86-64-v3; do
+    "$bin/vmoe-compile" tests/cross/moe-k1-k2.mlir --random-weights=7 \
+      --expert-math=bf16 --cpu=$cpu -o "$dir/k1k2-bf16-$cpu.vmoe" >/dev/null
+  done
+  cat > "$cfg" <<'EOF2'
+{"name": "moe-layer", "image_size": [224, 224], "patch_size": 32,
+ "hidden_size": 256, "classifier": "token", "num_classes": 10,
+ "transformer": {"num_layers": 1, "mlp_dim": 1024, "num_heads": 4},
+ "encoder": {"moe": {"layers": [0], "num_experts": 8,
+   "router": {"num_selected_experts": 2}}}}
+EOF2
+  "$bin/vmoe-compile" "$cfg" --random-weights=3 --batch 64 --cpu=x86-64-v4 \
+    -o "$dir/layer-f32.vmoe" >/dev/null
+  for cpu in x86-64-v4+avx512bf16 x86-64-v3; do
+    "$bin/vmoe-compile" "$cfg" --random-weights=3 --batch 64 --expert-math=bf16 \
+      --cpu=$cpu -o "$dir/layer-bf16-$cpu.vmoe" >/dev/null
+  done
+  $py -c 'import sys, numpy as np; np.save(sys.argv[1], np.random.default_rng(5).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32))' \
+    "$dir/k1k2-images.npy"
+}
+
 if [ $mode = prepare ]; then
   prepare_bundled "$prepared"
+  prepare_bf16 "$prepared/bf16"
   echo "gpu-check: prepared $prepared; on the GPU machine run: scripts/gpu-check.sh --modules $prepared"
   exit 0
 fi
@@ -233,6 +266,38 @@ EOF
 ) || torch_row="PyTorch run failed"
 fi
 
+# ---- 5. host CPU: AVX512-BF16 ----------------------------------------------------
+say "host CPU: bf16 expert math, vdpbf16ps against f32 FMAs"
+cpu_row="host CPU check: skipped (no AVX512-BF16 on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  bdir=${prepared:+$prepared/bf16}
+  bdir=${bdir:-$out/bf16}
+  [ $mode = full ] && prepare_bf16 "$bdir"
+  same="same"
+  for s in $settings; do
+    cf=${s%:*} bpr=${s#*:}
+    for cpu in x86-64-v4+avx512bf16 x86-64-v3; do
+      "$bin/vmoe-run" "$bdir/k1k2-bf16-$cpu.vmoe" --input "$bdir/k1k2-images.npy" \
+        --capacity-factor $cf --bpr $bpr --show 0 --output "$out/bf16-$cpu.npy" \
+        > "$out/bf16-$cpu.txt" || { same="vmoe-run FAILED"; status=1; }
+    done
+    cmp -s <(grep '^MoE layer' "$out/bf16-x86-64-v4+avx512bf16.txt") \
+           <(grep '^MoE layer' "$out/bf16-x86-64-v3.txt") || same="routing DIFFERS"
+    $py -c 'import sys, numpy as np; a, b = np.load(sys.argv[1]), np.load(sys.argv[2]); print(f"cf {sys.argv[3]} BPR {sys.argv[4]}: max |vdpbf16ps - FMA| {np.abs(a - b).max():.3g}"); sys.exit(0 if np.abs(a - b).max() <= 1e-6 * max(1.0, np.abs(b).max()) else 1)' \
+      "$out/bf16-x86-64-v4+avx512bf16.npy" "$out/bf16-x86-64-v3.npy" $cf $bpr \
+      || same="logits DIFFER"
+  done
+  [ "$same" = same ] || status=1
+  times=""
+  for m in layer-f32 layer-bf16-x86-64-v3 layer-bf16-x86-64-v4+avx512bf16; do
+    t=$("$bin/vmoe-run" "$bdir/$m.vmoe" --threads 1 --repeat 20 --quiet | grep '^time:' \
+        | sed -E 's/.*median ([0-9.]+) ms.*/\1/')
+    times+="$m ${t:-FAILED} ms; "
+  done
+  cpu_row="host CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)): bf16 expert math, vdpbf16ps vs FMA form: $same; one-layer MoE, batch 64, 1 thread, median: $times"
+fi
+echo "$cpu_row"
+
 # ---- report ------------------------------------------------------------------------
 {
   echo "### $(date -u +%Y-%m-%d): $name (sm_$cc), driver $(echo "$gpu" | cut -d, -f3 | xargs)"
@@ -248,5 +313,7 @@ fi
   printf '%s' "$bench_rows"
   echo
   echo "$torch_row"
+  echo
+  echo "$cpu_row"
 } | tee "$out/results.md"
 exit $status

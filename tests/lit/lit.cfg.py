@@ -31,3 +31,13 @@ for root in ("CUDA_HOME", "CUDA_PATH"):
 if os.access(ptxas, os.X_OK):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
+
+# The host CPU's flags, for tests that run modules compiled for other CPUs.
+try:
+    with open("/proc/cpuinfo") as cpuinfo:
+        host_flags = next((line.split(":", 1)[1].split() for line in cpuinfo
+                           if line.startswith("flags")), [])
+except OSError:
+    host_flags = []
+if "amx_bf16" in host_flags:
+    config.available_features.add("host-amx-bf16")

@@ -107,10 +107,13 @@ static cl::opt<int64_t>
                   cl::desc("CUDA: threads per block (1 to 1024)"),
                   cl::init(32));
 static cl::opt<std::string>
-    cpuName("cpu", cl::desc("CPU to compile for: host, x86-64-v3, "
-                            "x86-64-v4, aarch64"),
+    cpuName("cpu",
+            cl::desc("CPU to compile for: host, x86-64-v3, x86-64-v4, "
+                     "aarch64, or an x86-64/AArch64 CPU name LLVM knows "
+                     "(znver4, sapphirerapids, neoverse-n1, ...); add "
+                     "features as NAME+feature (x86-64-v4+avx512bf16)"),
             cl::init("host"));
-enum class Emit { Config, Mlir, Kernels, LlvmIr, Ptx, Module };
+enum class Emit { Config, Mlir, Kernels, LlvmIr, Asm, Ptx, Module };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to produce"), cl::init(Emit::Module),
     cl::values(clEnumValN(Emit::Config, "config",
@@ -122,6 +125,8 @@ static cl::opt<Emit> emit(
                clEnumValN(Emit::Kernels, "kernels",
                           "the kernels and the host schedule"),
                clEnumValN(Emit::LlvmIr, "llvm", "the optimized LLVM IR"),
+               clEnumValN(Emit::Asm, "asm",
+                          "the kernels' machine code as assembly (CPU)"),
                clEnumValN(Emit::Ptx, "ptx",
                           "the PTX of the kernels (--target=cuda)"),
                clEnumValN(Emit::Module, "module", "the module file")));
@@ -135,6 +140,14 @@ static cl::opt<std::string> expertWeights(
     cl::desc("Precision the expert weights are stored in: f32 (default) or "
              "bf16 (half the bytes; rounded to nearest even, f32 "
              "accumulation)"),
+    cl::init("f32"));
+static cl::opt<std::string> expertMath(
+    "expert-math",
+    cl::desc("Arithmetic of the expert GEMMs: f32 (default) or bf16 (bf16 "
+             "weights, expert inputs and GELU output, products summed in "
+             "f32; AVX512-BF16 vdpbf16ps where the CPU target has it, the "
+             "same results from f32 FMAs elsewhere; implies "
+             "--expert-weights=bf16)"),
     cl::init("f32"));
 static cl::opt<int> randomWeights(
     "random-weights",
@@ -270,7 +283,8 @@ int main(int argc, char **argv) {
            &inputFile, &preset, &weightsFile, &batchSize, &groupSize,
            &capacityFactor, &bprDefault, &outputFile, &targetName, &smList,
            &ptxasPath, &requireCubin, &cudaBlockSize, &cpuName, &emit,
-           &maxCapacityFactor, &expertWeights, &randomWeights, &numInputs,
+           &maxCapacityFactor, &expertWeights, &expertMath, &randomWeights,
+           &numInputs,
            &optLevel, &modelName})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
@@ -280,6 +294,14 @@ int main(int argc, char **argv) {
   if (expertWeights != "f32" && expertWeights != "bf16")
     return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
                 "'");
+  if (expertMath != "f32" && expertMath != "bf16")
+    return fail("--expert-math takes f32 or bf16, got '" + expertMath + "'");
+  if (expertMath == "bf16" && expertWeights.getNumOccurrences() &&
+      expertWeights == "f32")
+    return fail("--expert-math=bf16 multiplies bf16 weights: drop "
+                "--expert-weights=f32 (or use --expert-math=f32)");
+  if (emit == Emit::Asm && targetName != "cpu")
+    return fail("--emit=asm shows CPU code: it needs --target=cpu");
   if (targetName != "cpu" && targetName != "cuda" &&
       targetName != "cuda-emulation")
     return fail("unknown --target=" + targetName +
@@ -398,7 +420,8 @@ int main(int argc, char **argv) {
   options.ptxasPath = ptxasPath;
   options.requireCubin = requireCubin;
   options.maxCapacityFactor = maxCapacityFactor;
-  options.expertWeightsBf16 = expertWeights == "bf16";
+  options.expertWeightsBf16 = expertWeights == "bf16" || expertMath == "bf16";
+  options.expertBf16Math = expertMath == "bf16";
   options.optLevel = optLevel;
   options.modelName = !modelName.empty() ? std::string(modelName)
                       : !preset.empty()    ? std::string(preset)
@@ -438,11 +461,12 @@ int main(int argc, char **argv) {
     return 0;
   }
   llvm::SmallString<128> llPath;
-  if (emit == Emit::LlvmIr) {
-    if (std::error_code ec =
-            llvm::sys::fs::createTemporaryFile("vmoe-kernels", "ll", llPath))
+  if (emit == Emit::LlvmIr || emit == Emit::Asm) {
+    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+            "vmoe-kernels", emit == Emit::Asm ? "s" : "ll", llPath))
       return fail("cannot create a temporary file: " + ec.message());
-    options.dumpLlvmIrPath = std::string(llPath);
+    (emit == Emit::Asm ? options.dumpAssemblyPath : options.dumpLlvmIrPath) =
+        std::string(llPath);
   }
   std::vector<uint8_t> bytes;
   mlir::vmoe::SerializeStats stats;
@@ -451,11 +475,11 @@ int main(int argc, char **argv) {
       llvm::sys::fs::remove(llPath);
     return fail(error);
   }
-  if (emit == Emit::LlvmIr) {
+  if (emit == Emit::LlvmIr || emit == Emit::Asm) {
     auto buffer = llvm::MemoryBuffer::getFile(llPath);
     llvm::sys::fs::remove(llPath);
     if (!buffer)
-      return fail("cannot read the LLVM IR back");
+      return fail("cannot read the generated code back");
     llvm::outs() << (*buffer)->getBuffer();
     return 0;
   }

@@ -7,6 +7,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 
 #include <cmath>
 
@@ -93,6 +94,31 @@ Value roundToBf16(ImplicitLocOpBuilder &b, Value x) {
   return arith::BitcastOp::create(b, type, result);
 }
 
+Value bf16Bits(ImplicitLocOpBuilder &b, Value x) {
+  Type type = x.getType();
+  Type i32 = withElement(type, b.getI32Type());
+  Value bits = arith::BitcastOp::create(b, i32, roundToBf16(b, x));
+  Value high = arith::ShRUIOp::create(
+      b, bits, splatLike(b, constI32(b, 16), i32));
+  return arith::TruncIOp::create(b, withElement(type, b.getI16Type()), high);
+}
+
+/// The even (low half) and odd (high half) bf16 of each 32-bit lane of
+/// `pairs` (vector<N x i32>) as f32: exact, two integer ops.
+static std::pair<Value, Value> splitBf16Pairs(ImplicitLocOpBuilder &b,
+                                              Value pairs) {
+  auto intType = cast<VectorType>(pairs.getType());
+  auto f32Type = VectorType::get(intType.getShape(), b.getF32Type());
+  auto splat = [&](int32_t v) {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(intType, b.getI32IntegerAttr(v)));
+  };
+  Value even = arith::ShLIOp::create(b, pairs, splat(16));
+  Value odd = arith::AndIOp::create(b, pairs, splat(int32_t(0xffff0000u)));
+  return {arith::BitcastOp::create(b, f32Type, even),
+          arith::BitcastOp::create(b, f32Type, odd)};
+}
+
 Value geluTanh(ImplicitLocOpBuilder &b, Value x) {
   Type type = x.getType();
   auto c = [&](double v) { return splatLike(b, constF32(b, v), type); };
@@ -115,11 +141,16 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   // the bytes read are halved, which pays where the weights stream from
   // memory (few rows per expert) and costs nothing measurable elsewhere.
   const bool bf16Weights =
+      !ops.bf16Pairs &&
       cast<MemRefType>(ops.b.getType()).getElementType().isBF16();
   auto vecType = VectorType::get({vw}, b.getF32Type());
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
   Value cMr = constIndex(b, mr), cNr = constIndex(b, nr);
-  Value cK = constIndex(b, ops.k), cN = constIndex(b, ops.n);
+  // k steps of the loop: single k, or k pairs.
+  const int64_t kTrip = ops.bf16Pairs ? ops.k / 2 : ops.k;
+  Value cKTrip = constIndex(b, kTrip), cN = constIndex(b, ops.n);
+  const bool bf16Output =
+      cast<MemRefType>(ops.c.getType()).getElementType().isInteger(16);
   Value zero = arith::ConstantOp::create(
       b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
 
@@ -137,11 +168,72 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
         loadRows.push_back(minIndex(b, r, last));
       }
       SmallVector<Value> init(blockRows * nv, zero);
-      // k steps over [kBegin, kEnd); with `prefetch`, each step also fetches
-      // the B line 16 steps ahead.
+      // With `prefetch`, each k step (or k pair) also fetches the B line
+      // kAhead steps ahead.
       constexpr int64_t kAhead = 16;
+      // k pairs over [kBegin, kEnd): bf16 A and B, see bf16Pairs.
+      auto kPairSteps = [&](Value kBegin, Value kEnd, ValueRange init,
+                            bool prefetch) {
+        auto i32Vec = VectorType::get({vw}, b.getI32Type());
+        auto pairVec = VectorType::get({2 * vw}, b.getBF16Type());
+        return forLoopAcc(
+            b, kBegin, kEnd, c1, init,
+            [&](ImplicitLocOpBuilder &b, Value kp, ValueRange acc) {
+              if (prefetch) {
+                SmallVector<Value> idx(ops.bPrefix);
+                idx.append({p, arith::AddIOp::create(b, kp, constIndex(b, kAhead)),
+                            constIndex(b, 0)});
+                memref::PrefetchOp::create(b, ops.b, idx, /*isWrite=*/false,
+                                           /*localityHint=*/3,
+                                           /*isDataCache=*/true);
+              }
+              SmallVector<Value> bv, bEven, bOdd;
+              for (int64_t v = 0; v < nv; ++v) {
+                SmallVector<Value> idx(ops.bPrefix);
+                idx.append({p, kp, constIndex(b, v * 2 * vw)});
+                bv.push_back(vector::LoadOp::create(b, pairVec, ops.b, idx));
+                if (!tiling.nativeBf16Dot) {
+                  auto [even, odd] = splitBf16Pairs(
+                      b, vector::BitCastOp::create(b, i32Vec, bv.back()));
+                  bEven.push_back(even);
+                  bOdd.push_back(odd);
+                }
+              }
+              Value k = arith::MulIOp::create(b, kp, constIndex(b, 2));
+              SmallVector<Value> next;
+              for (int64_t i = 0; i < blockRows; ++i) {
+                // A[r][2j], A[r][2j+1] as one 32-bit value in every lane.
+                Value two = vector::LoadOp::create(
+                    b, VectorType::get({2}, b.getI16Type()), ops.a,
+                    ops.aIndex(b, loadRows[i], k));
+                Value word = vector::ExtractOp::create(
+                    b,
+                    vector::BitCastOp::create(
+                        b, VectorType::get({1}, b.getI32Type()), two),
+                    ArrayRef<int64_t>{0});
+                Value av = vector::BroadcastOp::create(b, i32Vec, word);
+                if (tiling.nativeBf16Dot) {
+                  Value a = vector::BitCastOp::create(b, pairVec, av);
+                  for (int64_t v = 0; v < nv; ++v)
+                    next.push_back(x86vector::DotBF16Op::create(
+                        b, vecType, acc[i * nv + v], a, bv[v]));
+                  continue;
+                }
+                auto [aEven, aOdd] = splitBf16Pairs(b, av);
+                for (int64_t v = 0; v < nv; ++v) {
+                  Value x =
+                      vector::FMAOp::create(b, aOdd, bOdd[v], acc[i * nv + v]);
+                  next.push_back(vector::FMAOp::create(b, aEven, bEven[v], x));
+                }
+              }
+              return next;
+            });
+      };
+      // k steps over [kBegin, kEnd).
       auto kSteps = [&](Value kBegin, Value kEnd, ValueRange init,
                         bool prefetch) {
+        if (ops.bf16Pairs)
+          return kPairSteps(kBegin, kEnd, init, prefetch);
         return forLoopAcc(
             b, kBegin, kEnd, c1, init,
             [&](ImplicitLocOpBuilder &b, Value k, ValueRange acc) {
@@ -191,12 +283,12 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
       // its index needs no clamp inside the loop (a clamp cost ~10 scalar
       // instructions per two steps of 24 FMAs).
       SmallVector<Value> acc;
-      if (ops.k > kAhead) {
-        Value split = constIndex(b, ops.k - kAhead);
+      if (kTrip > kAhead) {
+        Value split = constIndex(b, kTrip - kAhead);
         acc = kSteps(c0, split, init, /*prefetch=*/true);
-        acc = kSteps(split, cK, acc, /*prefetch=*/false);
+        acc = kSteps(split, cKTrip, acc, /*prefetch=*/false);
       } else {
-        acc = kSteps(c0, cK, init, /*prefetch=*/false);
+        acc = kSteps(c0, cKTrip, init, /*prefetch=*/false);
       }
 
       // Epilogue and store, masked on the last partial panel of N.
@@ -241,6 +333,8 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
                                                      cIdx, mask, zero);
               x = arith::AddFOp::create(b, x, r);
             }
+            if (bf16Output)
+              x = bf16Bits(b, x);
             scf::IfOp::create(
                 b, full,
                 [&](OpBuilder &nested, Location loc) {

@@ -107,9 +107,10 @@ struct BatchGrid {
 class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
-           bool expertWeightsBf16)
+           bool expertWeightsBf16, bool expertBf16Math)
       : module(module), model(model), tiling(tiling),
-        expertWeightsBf16(expertWeightsBf16), ctx(module.getContext()) {}
+        expertWeightsBf16(expertWeightsBf16 || expertBf16Math),
+        expertBf16Math(expertBf16Math), ctx(module.getContext()) {}
 
   LogicalResult run();
 
@@ -137,10 +138,13 @@ private:
   FailureOr<SmallVector<float>> constantData(Value tensor, Operation *user);
   /// Packs a (batch, K, N) matrix into (batch, N/nr, K, nr) panels and its
   /// (batch, N) bias into (batch, panels * nr), zero padded.
-  /// `bf16`: the panels are rounded to bfloat16 (RNE) and stored as bf16.
+  /// `bf16`: the panels are rounded to bfloat16 (RNE) and stored as bf16;
+  /// `kPairs` (with bf16, K even): in k pairs, (batch, N/nr, K/2, 2 nr), the
+  /// layout of GemmOperands::bf16Pairs.
   std::pair<Value, Value> packWeights(StringRef base, ArrayRef<float> weights,
                                       ArrayRef<float> bias, int64_t batch,
-                                      int64_t k, int64_t n, bool bf16 = false);
+                                      int64_t k, int64_t n, bool bf16 = false,
+                                      bool kPairs = false);
   Value flatten2d(Value memref);
   Value hostIndex(int64_t v);
 
@@ -181,6 +185,8 @@ private:
   func::FuncOp model, host;
   GemmTiling tiling;
   bool expertWeightsBf16;
+  /// bf16 x bf16 expert GEMMs (expert-bf16-math).
+  bool expertBf16Math;
   MLIRContext *ctx;
   std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
   llvm::DenseMap<Value, Value> buffers;      // tensor -> memref
@@ -360,20 +366,29 @@ std::pair<Value, Value> Lowering::packWeights(StringRef base,
                                               ArrayRef<float> weights,
                                               ArrayRef<float> bias,
                                               int64_t batch, int64_t k,
-                                              int64_t n, bool bf16) {
+                                              int64_t n, bool bf16,
+                                              bool kPairs) {
   int64_t nr = tiling.nr, panels = ceilDiv(n, nr);
   SmallVector<float> packed(batch * panels * k * nr, 0.0f);
   for (int64_t e = 0; e < batch; ++e)
     for (int64_t p = 0; p < panels; ++p)
       for (int64_t kk = 0; kk < k; ++kk)
-        for (int64_t l = 0; l < nr && p * nr + l < n; ++l)
-          packed[((e * panels + p) * k + kk) * nr + l] =
+        for (int64_t l = 0; l < nr && p * nr + l < n; ++l) {
+          // (p, kk, l), or in pairs (p, kk / 2, 2 l + kk % 2): the same
+          // panel, so the offsets differ only inside it.
+          int64_t inPanel =
+              kPairs ? (kk / 2) * 2 * nr + 2 * l + kk % 2 : kk * nr + l;
+          packed[(e * panels + p) * k * nr + inPanel] =
               weights[(e * k + kk) * n + p * nr + l];
+        }
   Type f32 = Float32Type::get(ctx);
   SmallVector<int64_t> shape;
   if (batch > 1)
     shape.push_back(batch);
-  shape.append({panels, k, nr});
+  if (kPairs)
+    shape.append({panels, k / 2, 2 * nr});
+  else
+    shape.append({panels, k, nr});
   Value b;
   if (bf16) {
     SmallVector<uint16_t> halves(packed.size());
@@ -1319,10 +1334,22 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     launch(kern, {g}, binds, {capacity, bpr}, perBatch(g * s, s));
   }
 
+  if (expertBf16Math && (d % 2 != 0 || m % 2 != 0))
+    return experts.emitOpError()
+           << "bf16 expert math multiplies in k pairs and needs an even "
+              "hidden size and MLP size, got "
+           << d << " and " << m
+           << "; compile this model with f32 expert math";
   auto [pw1, pb1] = packWeights("expert_w1", *w1, *b1, e, d, m,
-                                 expertWeightsBf16);
+                                 expertWeightsBf16, expertBf16Math);
   auto [pw2, pb2] = packWeights("expert_w2", *w2, *b2, e, m, d,
-                                 expertWeightsBf16);
+                                 expertWeightsBf16, expertBf16Math);
+  // bf16 math: the gathered expert inputs and the hidden activation are
+  // rounded to bf16 (nearest even) and stored as their bits (i16, see
+  // bf16Bits).
+  Type actType =
+      expertBf16Math ? Type(IntegerType::get(ctx, 16)) : Type(f32);
+  int64_t actBytes = expertBf16Math ? 2 : 4;
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots.
   // Groups past the call's batch hold stale counts: they have no rows.
@@ -1357,11 +1384,11 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   int64_t upPanelTile = panelTileFor(m);
   int64_t downPanelTile = std::min(
       panelTileFor(d), std::max<int64_t>(1, (256 << 10) / (m * tiling.nr * 4)));
-  Value hidden = alloc({e, g, cap, m}, f32);
+  Value hidden = alloc({e, g, cap, m}, actType);
   {
     // Rows are gathered by slot into the worker's scratch (rounded to bf16
     // there when the layer dispatches in bf16), then GEMM1 + bias + GELU.
-    int64_t scratch = rowTile * d * 4;
+    int64_t scratch = rowTile * d * actBytes;
     SmallVector<Value> binds = {*x, slotToken, counts, pw1, pb1, hidden};
     Kernel kern = newKernel("moe_expert_up", binds, 1, scratch);
     ImplicitLocOpBuilder &b = kern.b();
@@ -1376,7 +1403,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     ifThen(b, any, [&](ImplicitLocOpBuilder &b) {
       Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
       Value panel = memref::ViewOp::create(
-          b, MemRefType::get({rowTile, d}, f32), kern.scratch, c0, ValueRange{});
+          b, MemRefType::get({rowTile, d}, actType), kern.scratch, c0,
+          ValueRange{});
       forLoop(b, rowBegin, rowEnd, c1, [&](ImplicitLocOpBuilder &b, Value r) {
         Value tok = arith::IndexCastOp::create(
             b, index, memref::LoadOp::create(b, kst, ValueRange{ex, gi, r}));
@@ -1388,7 +1416,9 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
                 [&](ImplicitLocOpBuilder &b, Value dd) {
                   Value v = vector::LoadOp::create(b, vecType, kx,
                                                    ValueRange{gi, tok, dd});
-                  if (bf16)
+                  if (expertBf16Math)
+                    v = bf16Bits(b, v);
+                  else if (bf16)
                     v = roundToBf16(b, v);
                   vector::StoreOp::create(b, v, panel, ValueRange{local, dd});
                 });
@@ -1396,7 +1426,9 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
                 [&](ImplicitLocOpBuilder &b, Value dd) {
                   Value v =
                       memref::LoadOp::create(b, kx, ValueRange{gi, tok, dd});
-                  if (bf16)
+                  if (expertBf16Math)
+                    v = bf16Bits(b, v);
+                  else if (bf16)
                     v = roundToBf16(b, v);
                   memref::StoreOp::create(b, v, panel, ValueRange{local, dd});
                 });
@@ -1416,6 +1448,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       GemmOperands ops;
       ops.n = m;
       ops.k = d;
+      ops.bf16Pairs = expertBf16Math;
       ops.a = panel;
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
@@ -1464,6 +1497,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       GemmOperands ops;
       ops.n = d;
       ops.k = m;
+      ops.bf16Pairs = expertBf16Math;
       ops.a = kh;
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
@@ -1766,12 +1800,19 @@ struct VmoeLowerToKernelsPass
                             "be positive";
       return signalPassFailure();
     }
+    if (nativeBf16Dot && (!expertBf16Math || vectorWidth != 16)) {
+      module.emitError() << "native-bf16-dot (AVX512-BF16) needs "
+                            "expert-bf16-math and vector-width=16";
+      return signalPassFailure();
+    }
     GemmTiling tiling;
     tiling.vectorWidth = vectorWidth;
     tiling.mr = microRows;
     tiling.nr = vectorWidth * microVectors;
     tiling.rowTile = 8 * microRows;
-    if (failed(Lowering(module, models.front(), tiling, expertWeightsBf16)
+    tiling.nativeBf16Dot = nativeBf16Dot;
+    if (failed(Lowering(module, models.front(), tiling, expertWeightsBf16,
+                        expertBf16Math)
                    .run()))
       signalPassFailure();
   }

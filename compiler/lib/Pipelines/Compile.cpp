@@ -72,6 +72,10 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
     lower.microVectors = 1;
   }
   lower.expertWeightsBf16 = options.expertWeightsBf16;
+  lower.expertBf16Math = options.expertBf16Math;
+  // vdpbf16ps only in CPU code (CUDA runs the same arithmetic in FMAs).
+  lower.nativeBf16Dot = options.expertBf16Math && options.target == "cpu" &&
+                        target->hasAvx512Bf16 && lower.vectorWidth == 16;
   pm.addPass(createVmoeLowerToKernels(lower));
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
@@ -165,13 +169,14 @@ LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
   cpu::CpuCodegenOptions codegen;
   codegen.optLevel = options.optLevel;
   codegen.dumpLlvmIrPath = options.dumpLlvmIrPath;
+  codegen.dumpAssemblyPath = options.dumpAssemblyPath;
   FailureOr<cpu::CpuExecutable> exe =
       cpu::compileKernels(module, *target, error, codegen);
   if (failed(exe))
     return failure();
   serialize.sharedObject = std::move(exe->sharedObject);
   serialize.targetTriple = target->triple;
-  serialize.cpuFeatures = requiredFeatures(target->features);
+  serialize.cpuFeatures = requiredFeatures(target->isaFeatures);
   DiagnosticCollector diagnostics(module.getContext());
   if (failed(serializeModule(module, serialize, bytes, stats))) {
     *error = diagnostics.text.empty() ? "serialization failed" : diagnostics.text;

@@ -44,6 +44,8 @@ FailureOr<fb::DType> dtypeOf(Type type) {
     return fb::DType::BF16;
   if (type.isInteger(8))
     return fb::DType::I8;
+  if (type.isInteger(16))
+    return fb::DType::I16;
   return failure();
 }
 

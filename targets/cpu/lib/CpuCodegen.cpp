@@ -33,6 +33,7 @@
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Triple.h"
+#include "llvm/Transforms/Utils/Cloning.h"
 
 #ifndef VMOE_LLVM_TOOLS_DIR
 #define VMOE_LLVM_TOOLS_DIR ""
@@ -558,6 +559,22 @@ mlir::vmoe::cpu::compileKernels(ModuleOp module, const CpuTarget &target,
     llvm::raw_string_ostream os(text);
     llvmModule->print(os, nullptr);
     if (failed(writeFile(options.dumpLlvmIrPath, text, errors)))
+      return failure();
+  }
+
+  if (!options.dumpAssemblyPath.empty()) {
+    // Code generation changes the IR it runs on: print a copy's assembly.
+    std::unique_ptr<llvm::Module> copy = llvm::CloneModule(*llvmModule);
+    llvm::SmallVector<char, 0> text;
+    llvm::raw_svector_ostream os(text);
+    llvm::legacy::PassManager codegen;
+    if ((*tm)->addPassesToEmitFile(codegen, os, nullptr,
+                                   llvm::CodeGenFileType::AssemblyFile))
+      return errors.fail("CPU codegen: target '" + target.triple +
+                         "' cannot emit assembly");
+    codegen.run(*copy);
+    if (failed(writeFile(options.dumpAssemblyPath,
+                         StringRef(text.data(), text.size()), errors)))
       return failure();
   }
 

@@ -9,6 +9,7 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/Triple.h"
+#include "llvm/TargetParser/X86TargetParser.h"
 #include <algorithm>
 #include <memory>
 #include <mutex>
@@ -130,10 +131,59 @@ static std::string hostFeatures(const CpuTarget &partial) {
   return llvm::join(entries, ",");
 }
 
+/// Whether the LLVM target of `triple` knows `cpu` (without LLVM's warning
+/// on stderr for unknown names).
+static bool isKnownCpu(StringRef triple, StringRef cpu) {
+  CpuTarget probe;
+  probe.triple = triple.str();
+  std::unique_ptr<llvm::MCSubtargetInfo> sti =
+      createSubtarget(probe, "", "", /*errorMessage=*/nullptr);
+  return sti && sti->isCPUStringValid(cpu);
+}
+
+/// Every instruction-set feature code for `target` may use, "+a,+b,...":
+/// a named x86 CPU's own (LLVM's table, without tuning flags) and the
+/// explicit ones with what they imply. The module records them, so that a
+/// runtime refuses code its CPU cannot execute instead of faulting.
+static std::string isaFeatures(const CpuTarget &target) {
+  if (!llvm::Triple(target.triple).isX86() || target.name == "host")
+    return target.features;
+  llvm::StringMap<bool> enabled;
+  SmallVector<StringRef> cpuFeatures;
+  llvm::X86::getFeaturesForCPU(target.cpu, cpuFeatures);
+  // The table lists the top features (avx512bw, not the avx512f it
+  // implies); updateImpliedFeatures adds the rest, but not the feature.
+  auto set = [&](StringRef f, bool on) {
+    llvm::X86::updateImpliedFeatures(f, on, enabled);
+    enabled[f] = on;
+  };
+  for (StringRef f : cpuFeatures)
+    set(f, true);
+  SmallVector<StringRef> explicitFeatures;
+  StringRef(target.features).split(explicitFeatures, ',', -1, false);
+  for (StringRef f : explicitFeatures) {
+    bool on = f.consume_front("+");
+    if (!on)
+      f.consume_front("-");
+    set(f, on);
+  }
+  std::vector<std::string> entries;
+  for (const auto &entry : enabled)
+    if (entry.getValue())
+      entries.push_back("+" + entry.getKey().str());
+  std::sort(entries.begin(), entries.end());
+  return llvm::join(entries, ",");
+}
+
 FailureOr<CpuTarget>
-mlir::vmoe::cpu::resolveCpuTarget(StringRef name, std::string *errorMessage) {
+mlir::vmoe::cpu::resolveCpuTarget(StringRef spec, std::string *errorMessage) {
+  // NAME[+feature...]: extra features on top of the named CPU's, e.g.
+  // x86-64-v4+avx512bf16 (a server that has AVX512-BF16 but no AMX).
+  SmallVector<StringRef> parts;
+  spec.split(parts, '+');
+  StringRef name = parts.front();
   CpuTarget target;
-  target.name = name.str();
+  target.name = spec.str();
   if (name == "host") {
     target.triple = llvm::sys::getProcessTriple();
     target.cpu = llvm::sys::getHostCPUName().str();
@@ -149,12 +199,27 @@ mlir::vmoe::cpu::resolveCpuTarget(StringRef name, std::string *errorMessage) {
     target.triple = "aarch64-unknown-linux-gnu";
     target.cpu = "generic";
     target.features = "+v8a,+fp-armv8,+neon";
+  } else if (!name.empty() && isKnownCpu("x86_64-unknown-linux-gnu", name)) {
+    // Any x86-64 CPU LLVM knows (znver4, sapphirerapids, ...): its features.
+    target.triple = "x86_64-unknown-linux-gnu";
+    target.cpu = name.str();
   } else {
     std::string known = llvm::join(getCpuTargetNames().begin(),
                                    getCpuTargetNames().end(), ", ");
-    (void)fail(errorMessage, "unknown CPU target '" + name +
-                                 "' (known targets: " + known + ")");
+    (void)fail(errorMessage,
+               "unknown CPU target '" + name + "' (known targets: " + known +
+                   ", or an x86-64 CPU name LLVM knows, e.g. znver4, "
+                   "sapphirerapids; add features as NAME+feature, e.g. "
+                   "x86-64-v4+avx512bf16 or aarch64+dotprod)");
     return failure();
+  }
+  for (StringRef feature : llvm::drop_begin(parts)) {
+    if (feature.empty()) {
+      (void)fail(errorMessage, "empty feature in CPU target '" + spec +
+                                   "' (write NAME+feature+feature)");
+      return failure();
+    }
+    target.features += (target.features.empty() ? "+" : ",+") + feature.str();
   }
   if (failed(verifyCpuTarget(target, errorMessage)))
     return failure();
@@ -162,7 +227,10 @@ mlir::vmoe::cpu::resolveCpuTarget(StringRef name, std::string *errorMessage) {
       createSubtarget(target, target.cpu, target.features, errorMessage);
   if (!sti)
     return failure();
+  target.isaFeatures = isaFeatures(target);
   target.vectorWidthF32 = vectorWidthF32(target, *sti);
+  target.hasAvx512Bf16 = llvm::Triple(target.triple).isX86() &&
+                         sti->checkFeatures("+avx512bf16,+avx512f");
   if (llvm::Triple(target.triple).isAArch64()) {
     // 32 NEON registers of 4 lanes: 8 rows x 3 vectors (an 8 x 12 block)
     // keep 24 accumulators, 3 B vectors and the A values in registers and

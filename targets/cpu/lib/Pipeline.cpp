@@ -34,6 +34,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/UB/IR/UBOps.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassOptions.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -70,7 +71,10 @@ void mlir::vmoe::cpu::buildCpuLowerKernelsToLLVMPipeline(
   pm.addPass(arith::createArithExpandOpsPass(expandArith));
   pm.addPass(createSCFToControlFlowPass());
 
-  pm.addPass(createConvertVectorToLLVMPass());
+  // x86vector ops (vdpbf16ps of bf16 expert GEMMs) become LLVM intrinsics.
+  ConvertVectorToLLVMPassOptions vectorOptions;
+  vectorOptions.x86Vector = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorOptions));
   pm.addPass(createConvertMathToLLVMPass());
   // Math left over (f64 functions without an LLVM intrinsic) becomes libm
   // calls, which the shared-object link reports by name.
@@ -117,7 +121,8 @@ void mlir::vmoe::cpu::registerCpuCodegenDialects(DialectRegistry &registry) {
       .insert<affine::AffineDialect, arith::ArithDialect,
               cf::ControlFlowDialect, func::FuncDialect, index::IndexDialect,
               LLVM::LLVMDialect, math::MathDialect, memref::MemRefDialect,
-              scf::SCFDialect, ub::UBDialect, vector::VectorDialect>();
+              scf::SCFDialect, ub::UBDialect, vector::VectorDialect,
+              x86vector::X86VectorDialect>();
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
 }

@@ -71,7 +71,8 @@ static Tensor sliceLeading(const Tensor &t, int64_t index) {
                                           t.data.begin() + (index + 1) * size));
 }
 
-Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights) {
+Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights,
+                 bool roundHiddenToBf16) {
   VMOE_REF_CHECK(buffers.rank() >= 2, "expertMlp: buffers must be (E, ..., D)");
   int64_t numExperts = buffers.dim(0), hidden = buffers.dim(-1);
   VMOE_REF_CHECK(
@@ -92,7 +93,11 @@ Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights) {
     MlpWeights mlp{
         {sliceLeading(weights.kernel0, e), sliceLeading(weights.bias0, e)},
         {sliceLeading(weights.kernel1, e), sliceLeading(weights.bias1, e)}};
-    Tensor y = mlpBlock(sliceLeading(buffers, e), mlp);
+    Tensor y = roundHiddenToBf16
+                   ? dense(roundToBf16(gelu(dense(sliceLeading(buffers, e),
+                                                  mlp.dense0))),
+                           mlp.dense1)
+                   : mlpBlock(sliceLeading(buffers, e), mlp);
     std::copy(y.data.begin(), y.data.end(),
               result.data.begin() + e * perExpert);
   }
@@ -190,8 +195,10 @@ Result<MoeOutput> sparseMoe(const Tensor &x, const MoeWeights &weights,
     routing = std::move(chosen).value();
   }
 
-  Tensor buffers = dispatch(grouped, routing, config.bf16Dispatch);
-  Tensor expertOutputs = expertMlp(buffers, weights.experts);
+  Tensor buffers = dispatch(grouped, routing,
+                            config.bf16Dispatch || config.bf16ExpertMath);
+  Tensor expertOutputs =
+      expertMlp(buffers, weights.experts, config.bf16ExpertMath);
   Tensor combined = combine(expertOutputs, routing, config.bf16Dispatch);
 
   MoeOutput result;

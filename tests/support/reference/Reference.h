@@ -375,8 +375,10 @@ Tensor toUpstreamDispatchLayout(const Tensor &buffers);
 
 /// Applies expert e's MLP (Dense_0 -> GELU -> Dense_1) to buffers[e] for
 /// every e. buffers (E, ..., D) -> (E, ..., D). Empty slots are computed too
-/// (MLP(0)); combine gives them weight 0.
-Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights);
+/// (MLP(0)); combine gives them weight 0. With `roundHiddenToBf16`, the
+/// GELU output is bf16-rounded before Dense_1.
+Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights,
+                 bool roundHiddenToBf16 = false);
 
 /// out[g,s,:] = sum over kept assignments j of weight[g,s,j] *
 /// Y[expert, g, slot, :]. Y (E, G, C, D) -> (G, S, D). With
@@ -403,6 +405,10 @@ struct MoeConfig {
   /// Bfloat16Dispatcher: bf16-round expert inputs and outputs. On in every
   /// paper config.
   bool bf16Dispatch = true;
+  /// bf16 expert GEMMs (vmoe-compile --expert-math=bf16): the expert inputs
+  /// and the GELU output are bf16-rounded as well (the caller rounds the
+  /// expert weights).
+  bool bf16ExpertMath = false;
 };
 
 /// The capacity C that `config` gives for E experts: the explicit capacity,

@@ -24,6 +24,9 @@ struct GemmTiling {
   /// Rows per workgroup and column panels per workgroup.
   int64_t rowTile = 48;
   int64_t panelTile = 4;
+  /// GEMMs over k pairs (GemmOperands::bf16Pairs) multiply with
+  /// x86vector.avx512.dot (vdpbf16ps) rather than f32 FMAs.
+  bool nativeBf16Dot = false;
 };
 
 using BodyFn = llvm::function_ref<void(ImplicitLocOpBuilder &, Value)>;
@@ -48,6 +51,11 @@ void ifThen(ImplicitLocOpBuilder &b, Value cond,
 /// Round an f32 scalar or vector to bfloat16 and back (round to nearest
 /// even, NaN kept), in integer arithmetic so no runtime helper is needed.
 Value roundToBf16(ImplicitLocOpBuilder &b, Value x);
+/// The same rounding, to the bits of the bf16 value (the f32's high half) as
+/// an i16 scalar or vector. Kernels keep bf16 activations as i16 bits: the
+/// x86 back end without AVX512-BF16 would move scalar bf16 values through
+/// f32 and a compiler-rt call (__truncsfbf2).
+Value bf16Bits(ImplicitLocOpBuilder &b, Value x);
 /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) on f32 scalars/vectors.
 Value geluTanh(ImplicitLocOpBuilder &b, Value x);
 
@@ -61,8 +69,17 @@ enum class Activation { None, Gelu, Tanh };
 /// the bias padded to `(..., panels * nr)`.
 /// Accessors turn (row, k) / (row, col) into memref indices, so that rows
 /// can come from a gather or from a strided view.
+///
+/// `bf16Pairs`: A holds bf16 bits (i16) and B is bf16 packed in k pairs,
+/// `(..., N/nr, K/2, 2 nr)` with B[2j][n], B[2j+1][n] side by side (the
+/// vdpbf16ps layout; K even). Each k pair adds A[2j+1] B[2j+1], then A[2j] B[2j], in f32; the
+/// products of two bf16 values are exact in f32, so the f32 FMAs and
+/// vdpbf16ps give the same bits (vdpbf16ps flushes denormals).
+/// C may be i16: the epilogue's result is rounded (RNE) to bf16, whose bits
+/// are stored.
 struct GemmOperands {
   int64_t n = 0, k = 0;
+  bool bf16Pairs = false;
   Value a;
   llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &, Value row,
                                         Value k)>

@@ -34,12 +34,23 @@ def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
     Option<"expertWeightsBf16", "expert-weights-bf16", "bool", "false",
            "store the expert weights as bfloat16 (round to nearest even): "
            "half the bytes; the GEMM loop widens them to f32 as it loads "
-           "them, accumulation stays f32">
+           "them, accumulation stays f32">,
+    Option<"expertBf16Math", "expert-bf16-math", "bool", "false",
+           "bf16 expert GEMMs: bf16 weights packed in k pairs, the expert "
+           "inputs and the GELU output rounded to bfloat16 and stored as "
+           "bf16, bf16 x bf16 products accumulated in f32 (each k pair "
+           "adds its odd product, then its even one, as vdpbf16ps does); "
+           "implies expert-weights-bf16">,
+    Option<"nativeBf16Dot", "native-bf16-dot", "bool", "false",
+           "with expert-bf16-math: multiply with x86vector.avx512.dot "
+           "(AVX512-BF16 vdpbf16ps; needs vector-width=16) instead of the "
+           "same arithmetic in f32 FMAs">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
-    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
+    "::mlir::x86vector::X86VectorDialect"
   ];
 }
 

@@ -24,7 +24,8 @@
 namespace mlir::vmoe {
 
 struct CompileOptions {
-  /// --cpu: host, x86-64-v3, x86-64-v4, aarch64.
+  /// --cpu: host, x86-64-v3, x86-64-v4, aarch64, an LLVM CPU name, each
+  /// with optional +features (see cpu::resolveCpuTarget).
   std::string cpu = "host";
   /// Largest per-call capacity factor; 0: each layer's own.
   double maxCapacityFactor = 0.0;
@@ -35,8 +36,13 @@ struct CompileOptions {
   /// Expert weights stored as bfloat16 (vmoe-lower-to-kernels
   /// expert-weights-bf16): half the bytes, f32 accumulation.
   bool expertWeightsBf16 = false;
-  /// Where to write the optimized LLVM IR, when set.
+  /// bf16 x bf16 expert GEMMs with f32 accumulation (vmoe-lower-to-kernels
+  /// expert-bf16-math; implies bf16 expert weights): AVX512-BF16 where
+  /// the CPU target has it, the same arithmetic in f32 FMAs elsewhere.
+  bool expertBf16Math = false;
+  /// Where to write the optimized LLVM IR / the kernels' assembly, when set.
   std::string dumpLlvmIrPath;
+  std::string dumpAssemblyPath;
   /// --target: "cpu"; "cuda" (PTX, cubins when ptxas is found); or
   /// "cuda-emulation": the CUDA kernels' bodies compiled for the CPU (`cpu`),
   /// one CUDA block per CPU workgroup, to test them without a GPU.

@@ -1,6 +1,8 @@
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels | FileCheck %s
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=vector-width=16 | FileCheck %s --check-prefix=AVX512
 // RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=expert-weights-bf16=true | FileCheck %s --check-prefix=BF16
+// RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels=expert-bf16-math=true | FileCheck %s --check-prefix=BF16MATH
+// RUN: vmoe-opt %s -split-input-file --vmoe-infer-capacity --vmoe-decompose --canonicalize --vmoe-lower-to-kernels="expert-bf16-math=true native-bf16-dot=true vector-width=16" | FileCheck %s --check-prefix=BF16DOT
 
 // A MoE layer after LayerNorm with a residual add (fused into the combine).
 // The capacity (a function
@@ -58,6 +60,49 @@
 
 // AVX512-LABEL: func.func private @moe_moe_expert_up_0
 // AVX512: vector.fma {{.*}} : vector<16xf32>
+
+// bf16 expert math: the weights are packed in k pairs (D = 16: 8 pairs of
+// 2 x 16 columns; F = 32: 16 pairs), the gathered inputs (6 rows x 16 x 2
+// bytes of scratch) and the hidden activation are bf16 bits (i16). Each k
+// pair adds the odd product, then the even one, as vdpbf16ps does.
+// BF16MATH-DAG: memref.global "private" constant @moe_expert_w1_packed_bf16_0 : memref<4x2x8x32xbf16>
+// BF16MATH-DAG: memref.global "private" constant @moe_expert_w2_packed_bf16_0 : memref<4x1x16x32xbf16>
+// BF16MATH-LABEL: func.func private @moe_moe_expert_up_0
+// BF16MATH-SAME: %{{.*}}: memref<4x1x8x32xi16>
+// BF16MATH-SAME: vmoe.scratch_size = 192 : i64
+// BF16MATH: memref.view {{.*}} to memref<6x16xi16>
+// BF16MATH: arith.trunci {{.*}} : vector<8xi32> to vector<8xi16>
+// BF16MATH-LABEL: func.func private @moe_moe_expert_down_0(%{{.*}}: memref<4x1x8x32xi16>
+// BF16MATH: %[[B:.*]] = vector.load %{{.*}} : memref<4x1x16x32xbf16>, vector<16xbf16>
+// BF16MATH-NEXT: %[[BI:.*]] = vector.bitcast %[[B]] : vector<16xbf16> to vector<8xi32>
+// BF16MATH-NEXT: arith.constant dense<16>
+// BF16MATH-NEXT: %[[BEI:.*]] = arith.shli %[[BI]]
+// BF16MATH-NEXT: arith.constant dense<-65536>
+// BF16MATH-NEXT: %[[BOI:.*]] = arith.andi %[[BI]]
+// BF16MATH-NEXT: %[[BE:.*]] = arith.bitcast %[[BEI]] : vector<8xi32> to vector<8xf32>
+// BF16MATH-NEXT: %[[BO:.*]] = arith.bitcast %[[BOI]] : vector<8xi32> to vector<8xf32>
+// BF16MATH: %[[A:.*]] = vector.load %{{.*}} : memref<4x1x8x32xi16>, vector<2xi16>
+// BF16MATH-NEXT: %[[AW:.*]] = vector.bitcast %[[A]] : vector<2xi16> to vector<1xi32>
+// BF16MATH-NEXT: %[[AS:.*]] = vector.extract %[[AW]][0]
+// BF16MATH-NEXT: %[[AV:.*]] = vector.broadcast %[[AS]] : i32 to vector<8xi32>
+// BF16MATH-NEXT: arith.constant dense<16>
+// BF16MATH-NEXT: %[[AEI:.*]] = arith.shli %[[AV]]
+// BF16MATH-NEXT: arith.constant dense<-65536>
+// BF16MATH-NEXT: %[[AOI:.*]] = arith.andi %[[AV]]
+// BF16MATH-NEXT: %[[AE:.*]] = arith.bitcast %[[AEI]]
+// BF16MATH-NEXT: %[[AO:.*]] = arith.bitcast %[[AOI]]
+// BF16MATH-NEXT: %[[ODD:.*]] = vector.fma %[[AO]], %[[BO]], %{{.*}} : vector<8xf32>
+// BF16MATH-NEXT: vector.fma %[[AE]], %[[BE]], %[[ODD]] : vector<8xf32>
+
+// With AVX512-BF16 the same pairs go to vdpbf16ps (x86vector.avx512.dot),
+// A's pair broadcast to every 32-bit lane.
+// BF16DOT-LABEL: func.func private @moe_moe_expert_down_0(
+// BF16DOT: %[[B:.*]] = vector.load %{{.*}} : memref<4x1x16x64xbf16>, vector<32xbf16>
+// BF16DOT: %[[AV:.*]] = vector.broadcast %{{.*}} : i32 to vector<16xi32>
+// BF16DOT-NEXT: %[[A:.*]] = vector.bitcast %[[AV]] : vector<16xi32> to vector<32xbf16>
+// BF16DOT-NEXT: x86vector.avx512.dot %{{.*}}, %[[A]], %[[B]] : vector<32xbf16> -> vector<16xf32>
+// BF16DOT-NOT: vector.fma
+// BF16DOT: func.func
 
 // bf16 expert weights: stored at half the size and widened to f32 in the
 // k loop as they are loaded (zero-extend, shift into the high half), straight

@@ -505,6 +505,47 @@ TEST_F(CpuCodegenTest, ResolvesNamedTargets) {
   EXPECT_GE(host.vectorWidthF32, 4);
 }
 
+TEST_F(CpuCodegenTest, RecordsEveryInstructionSetFeatureOfNamedCpus) {
+  // A module records isaFeatures as its requirements: a named level or CPU
+  // must list what its name implies, or an older host would fault on it.
+  auto has = [](const CpuTarget &t, const std::string &f) {
+    return ("," + t.isaFeatures + ",").find("," + f + ",") != std::string::npos;
+  };
+  CpuTarget v3 = target("x86-64-v3");
+  EXPECT_TRUE(has(v3, "+avx2") && has(v3, "+fma")) << v3.isaFeatures;
+  EXPECT_FALSE(has(v3, "+avx512f")) << v3.isaFeatures;
+  EXPECT_FALSE(v3.hasAvx512Bf16);
+  CpuTarget v4 = target("x86-64-v4");
+  EXPECT_TRUE(has(v4, "+avx512f") && has(v4, "+avx512bw")) << v4.isaFeatures;
+  EXPECT_FALSE(v4.hasAvx512Bf16);
+  // NAME+feature: the feature on top of the level's, with what it implies.
+  CpuTarget bf16 = target("x86-64-v4+avx512bf16");
+  EXPECT_EQ(bf16.cpu, "x86-64-v4");
+  EXPECT_EQ(bf16.features, "+avx512bf16");
+  EXPECT_TRUE(has(bf16, "+avx512bf16") && has(bf16, "+avx512bw"))
+      << bf16.isaFeatures;
+  EXPECT_TRUE(bf16.hasAvx512Bf16);
+  EXPECT_EQ(bf16.vectorWidthF32, 16);
+  // LLVM's CPU names.
+  CpuTarget spr = target("sapphirerapids");
+  EXPECT_EQ(spr.triple, "x86_64-unknown-linux-gnu");
+  EXPECT_TRUE(spr.hasAvx512Bf16);
+  EXPECT_TRUE(has(spr, "+amx-bf16")) << spr.isaFeatures;
+  CpuTarget zen4 = target("znver4");
+  EXPECT_TRUE(zen4.hasAvx512Bf16);
+  EXPECT_FALSE(has(zen4, "+amx-tile")) << zen4.isaFeatures;
+  CpuTarget arm = target("aarch64+dotprod");
+  EXPECT_EQ(arm.features, "+v8a,+fp-armv8,+neon,+dotprod");
+  EXPECT_FALSE(arm.hasAvx512Bf16);
+
+  std::string error;
+  EXPECT_TRUE(failed(resolveCpuTarget("x86-64-v4+", &error)));
+  EXPECT_NE(error.find("empty feature"), std::string::npos) << error;
+  EXPECT_TRUE(failed(resolveCpuTarget("x86-64-v3+avx9000", &error)));
+  EXPECT_NE(error.find("unknown CPU feature 'avx9000'"), std::string::npos)
+      << error;
+}
+
 TEST_F(CpuCodegenTest, UnknownTargetNameIsAClearError) {
   std::string error;
   FailureOr<CpuTarget> t = resolveCpuTarget("pentium-9000", &error);

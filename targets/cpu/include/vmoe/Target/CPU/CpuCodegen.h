@@ -49,6 +49,10 @@ struct CpuTarget {
   std::string cpu;
   /// LLVM subtarget features on top of the CPU's, "+f1,-f2" (may be empty).
   std::string features;
+  /// All instruction-set features the code may use (the CPU's and
+  /// `features`, with what they imply), "+f1,+f2": what a module records
+  /// as its requirements.
+  std::string isaFeatures;
   /// f32 lanes of the widest vector register (16 AVX-512, 8 AVX, 4 SSE/NEON);
   /// a hint for the tiling/vectorization passes.
   int vectorWidthF32 = 4;
@@ -57,6 +61,9 @@ struct CpuTarget {
   /// 6 x 2 = 12 accumulators; AArch64's 32 NEON registers: 8 x 3 = 24).
   int gemmMicroRows = 6;
   int gemmMicroVectors = 2;
+  /// AVX512-BF16 (vdpbf16ps): bf16 expert GEMMs use it (see
+  /// vmoe-lower-to-kernels native-bf16-dot).
+  bool hasAvx512Bf16 = false;
 };
 
 /// The names resolveCpuTarget accepts.
@@ -67,7 +74,10 @@ ArrayRef<StringRef> getCpuTargetNames();
 ///              getHostCPUName(), getHostCPUFeatures();
 ///   x86-64-v3  x86_64-unknown-linux-gnu, AVX2 + FMA (+BMI, F16C, ...);
 ///   x86-64-v4  x86_64-unknown-linux-gnu, AVX-512 F/BW/CD/DQ/VL;
-///   aarch64    aarch64-unknown-linux-gnu, generic Armv8-A with NEON.
+///   aarch64    aarch64-unknown-linux-gnu, generic Armv8-A with NEON;
+///   any other x86-64 CPU name LLVM knows (znver4, sapphirerapids, ...)
+///              with its features.
+/// `NAME+f1+f2` adds features to the named CPU's (x86-64-v4+avx512bf16).
 /// Unknown names fail with a message that lists the known ones.
 FailureOr<CpuTarget> resolveCpuTarget(StringRef name,
                                       std::string *errorMessage = nullptr);
@@ -86,6 +96,8 @@ struct CpuCodegenOptions {
   unsigned optLevel = 3;
   /// When set, the optimized LLVM IR is written there (text).
   std::string dumpLlvmIrPath;
+  /// When set, the kernels' assembly (text) is written there.
+  std::string dumpAssemblyPath;
   /// When set, the object file given to the linker is written there.
   std::string dumpObjectPath;
   /// ld.lld to run; empty: LLVM's tools dir, then ld.lld-22 / ld.lld in PATH.
