@@ -151,6 +151,11 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   Value cKTrip = constIndex(b, kTrip), cN = constIndex(b, ops.n);
   const bool bf16Output =
       cast<MemRefType>(ops.c.getType()).getElementType().isInteger(16);
+  // bf16Pairs: A as bf16 bits (i16) or as f32 values.
+  const bool aBits =
+      cast<MemRefType>(ops.a.getType()).getElementType().isInteger(16);
+  assert((!ops.bf16Pairs || !tiling.nativeBf16Dot || aBits) &&
+         "vdpbf16ps reads A as bf16 bits");
   Value zero = arith::ConstantOp::create(
       b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
 
@@ -202,6 +207,25 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
               Value k = arith::MulIOp::create(b, kp, constIndex(b, 2));
               SmallVector<Value> next;
               for (int64_t i = 0; i < blockRows; ++i) {
+                if (!aBits) {
+                  // f32 A holding bf16 values: two broadcast loads.
+                  Value k1 = arith::AddIOp::create(b, k, c1);
+                  Value aEven = vector::BroadcastOp::create(
+                      b, vecType,
+                      memref::LoadOp::create(b, ops.a,
+                                             ops.aIndex(b, loadRows[i], k)));
+                  Value aOdd = vector::BroadcastOp::create(
+                      b, vecType,
+                      memref::LoadOp::create(b, ops.a,
+                                             ops.aIndex(b, loadRows[i], k1)));
+                  for (int64_t v = 0; v < nv; ++v) {
+                    Value x = vector::FMAOp::create(b, aOdd, bOdd[v],
+                                                    acc[i * nv + v]);
+                    next.push_back(
+                        vector::FMAOp::create(b, aEven, bEven[v], x));
+                  }
+                  continue;
+                }
                 // A[r][2j], A[r][2j+1] as one 32-bit value in every lane.
                 Value two = vector::LoadOp::create(
                     b, VectorType::get({2}, b.getI16Type()), ops.a,

@@ -62,17 +62,18 @@
 // AVX512: vector.fma {{.*}} : vector<16xf32>
 
 // bf16 expert math: the weights are packed in k pairs (D = 16: 8 pairs of
-// 2 x 16 columns; F = 32: 16 pairs), the gathered inputs (6 rows x 16 x 2
-// bytes of scratch) and the hidden activation are bf16 bits (i16). Each k
-// pair adds the odd product, then the even one, as vdpbf16ps does.
+// 2 x 16 columns; F = 32: 16 pairs); the gathered inputs and the GELU output
+// are rounded to bf16 values (kept in f32 without AVX512-BF16). Each k pair
+// adds the odd product, then the even one, as vdpbf16ps does.
 // BF16MATH-DAG: memref.global "private" constant @moe_expert_w1_packed_bf16_0 : memref<4x2x8x32xbf16>
 // BF16MATH-DAG: memref.global "private" constant @moe_expert_w2_packed_bf16_0 : memref<4x1x16x32xbf16>
 // BF16MATH-LABEL: func.func private @moe_moe_expert_up_0
-// BF16MATH-SAME: %{{.*}}: memref<4x1x8x32xi16>
-// BF16MATH-SAME: vmoe.scratch_size = 192 : i64
-// BF16MATH: memref.view {{.*}} to memref<6x16xi16>
-// BF16MATH: arith.trunci {{.*}} : vector<8xi32> to vector<8xi16>
-// BF16MATH-LABEL: func.func private @moe_moe_expert_down_0(%{{.*}}: memref<4x1x8x32xi16>
+// BF16MATH-SAME: vmoe.scratch_size = 384 : i64
+// BF16MATH: memref.view {{.*}} to memref<6x16xf32>
+// BF16MATH: arith.andi {{.*}} : vector<8xi32>
+// BF16MATH: math.tanh
+// BF16MATH: arith.cmpf uno
+// BF16MATH-LABEL: func.func private @moe_moe_expert_down_0
 // BF16MATH: %[[B:.*]] = vector.load %{{.*}} : memref<4x1x16x32xbf16>, vector<16xbf16>
 // BF16MATH-NEXT: %[[BI:.*]] = vector.bitcast %[[B]] : vector<16xbf16> to vector<8xi32>
 // BF16MATH-NEXT: arith.constant dense<16>
@@ -81,24 +82,29 @@
 // BF16MATH-NEXT: %[[BOI:.*]] = arith.andi %[[BI]]
 // BF16MATH-NEXT: %[[BE:.*]] = arith.bitcast %[[BEI]] : vector<8xi32> to vector<8xf32>
 // BF16MATH-NEXT: %[[BO:.*]] = arith.bitcast %[[BOI]] : vector<8xi32> to vector<8xf32>
-// BF16MATH: %[[A:.*]] = vector.load %{{.*}} : memref<4x1x8x32xi16>, vector<2xi16>
-// BF16MATH-NEXT: %[[AW:.*]] = vector.bitcast %[[A]] : vector<2xi16> to vector<1xi32>
-// BF16MATH-NEXT: %[[AS:.*]] = vector.extract %[[AW]][0]
-// BF16MATH-NEXT: %[[AV:.*]] = vector.broadcast %[[AS]] : i32 to vector<8xi32>
-// BF16MATH-NEXT: arith.constant dense<16>
-// BF16MATH-NEXT: %[[AEI:.*]] = arith.shli %[[AV]]
-// BF16MATH-NEXT: arith.constant dense<-65536>
-// BF16MATH-NEXT: %[[AOI:.*]] = arith.andi %[[AV]]
-// BF16MATH-NEXT: %[[AE:.*]] = arith.bitcast %[[AEI]]
-// BF16MATH-NEXT: %[[AO:.*]] = arith.bitcast %[[AOI]]
+// BF16MATH: %[[K:.*]] = arith.muli
+// BF16MATH-NEXT: %[[K1:.*]] = arith.addi %[[K]]
+// BF16MATH-NEXT: %[[A0:.*]] = memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %[[K]]] : memref<4x1x8x32xf32>
+// BF16MATH-NEXT: %[[AE:.*]] = vector.broadcast %[[A0]]
+// BF16MATH-NEXT: %[[A1:.*]] = memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %[[K1]]] : memref<4x1x8x32xf32>
+// BF16MATH-NEXT: %[[AO:.*]] = vector.broadcast %[[A1]]
 // BF16MATH-NEXT: %[[ODD:.*]] = vector.fma %[[AO]], %[[BO]], %{{.*}} : vector<8xf32>
 // BF16MATH-NEXT: vector.fma %[[AE]], %[[BE]], %[[ODD]] : vector<8xf32>
 
-// With AVX512-BF16 the same pairs go to vdpbf16ps (x86vector.avx512.dot),
-// A's pair broadcast to every 32-bit lane.
+// With AVX512-BF16 the same pairs go to vdpbf16ps (x86vector.avx512.dot):
+// the inputs (6 rows x 16 x 2 bytes of scratch) and the hidden activation
+// are stored as bf16 bits, a row's pair is broadcast to every 32-bit lane.
+// BF16DOT-LABEL: func.func private @moe_moe_expert_up_0
+// BF16DOT-SAME: %{{.*}}: memref<4x1x8x32xi16>
+// BF16DOT-SAME: vmoe.scratch_size = 192 : i64
+// BF16DOT: memref.view {{.*}} to memref<6x16xi16>
+// BF16DOT: arith.trunci {{.*}} : vector<16xi32> to vector<16xi16>
 // BF16DOT-LABEL: func.func private @moe_moe_expert_down_0(
 // BF16DOT: %[[B:.*]] = vector.load %{{.*}} : memref<4x1x16x64xbf16>, vector<32xbf16>
-// BF16DOT: %[[AV:.*]] = vector.broadcast %{{.*}} : i32 to vector<16xi32>
+// BF16DOT: %[[A2:.*]] = vector.load %{{.*}} : memref<4x1x8x32xi16>, vector<2xi16>
+// BF16DOT-NEXT: %[[AW:.*]] = vector.bitcast %[[A2]] : vector<2xi16> to vector<1xi32>
+// BF16DOT-NEXT: %[[AS:.*]] = vector.extract %[[AW]][0]
+// BF16DOT-NEXT: %[[AV:.*]] = vector.broadcast %[[AS]] : i32 to vector<16xi32>
 // BF16DOT-NEXT: %[[A:.*]] = vector.bitcast %[[AV]] : vector<16xi32> to vector<32xbf16>
 // BF16DOT-NEXT: x86vector.avx512.dot %{{.*}}, %[[A]], %[[B]] : vector<32xbf16> -> vector<16xf32>
 // BF16DOT-NOT: vector.fma
