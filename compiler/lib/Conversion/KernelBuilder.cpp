@@ -176,6 +176,21 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
       // With `prefetch`, each k step (or k pair) also fetches the B line
       // kAhead steps ahead.
       constexpr int64_t kAhead = 16;
+      // Fetches the B row kAhead steps ahead: every 64-byte line of it (a
+      // 512-bit block's step reads two).
+      auto prefetchB = [&](ImplicitLocOpBuilder &b, Value step) {
+        auto bType = cast<MemRefType>(ops.b.getType());
+        int64_t rowElems = bType.getShape().back();
+        int64_t lineElems = 64 / (bType.getElementTypeBitWidth() / 8);
+        Value ahead = arith::AddIOp::create(b, step, constIndex(b, kAhead));
+        for (int64_t e = 0; e < rowElems; e += lineElems) {
+          SmallVector<Value> idx(ops.bPrefix);
+          idx.append({p, ahead, constIndex(b, e)});
+          memref::PrefetchOp::create(b, ops.b, idx, /*isWrite=*/false,
+                                     /*localityHint=*/3,
+                                     /*isDataCache=*/true);
+        }
+      };
       // k pairs over [kBegin, kEnd): bf16 A and B, see bf16Pairs.
       auto kPairSteps = [&](Value kBegin, Value kEnd, ValueRange init,
                             bool prefetch) {
@@ -184,14 +199,8 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
         return forLoopAcc(
             b, kBegin, kEnd, c1, init,
             [&](ImplicitLocOpBuilder &b, Value kp, ValueRange acc) {
-              if (prefetch) {
-                SmallVector<Value> idx(ops.bPrefix);
-                idx.append({p, arith::AddIOp::create(b, kp, constIndex(b, kAhead)),
-                            constIndex(b, 0)});
-                memref::PrefetchOp::create(b, ops.b, idx, /*isWrite=*/false,
-                                           /*localityHint=*/3,
-                                           /*isDataCache=*/true);
-              }
+              if (prefetch)
+                prefetchB(b, kp);
               SmallVector<Value> bv, bEven, bOdd;
               for (int64_t v = 0; v < nv; ++v) {
                 SmallVector<Value> idx(ops.bPrefix);
@@ -262,14 +271,8 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
             b, kBegin, kEnd, c1, init,
             [&](ImplicitLocOpBuilder &b, Value k, ValueRange acc) {
               SmallVector<Value> bv;
-              if (prefetch) {
-                SmallVector<Value> idx(ops.bPrefix);
-                idx.append({p, arith::AddIOp::create(b, k, constIndex(b, kAhead)),
-                            constIndex(b, 0)});
-                memref::PrefetchOp::create(b, ops.b, idx, /*isWrite=*/false,
-                                           /*localityHint=*/3,
-                                           /*isDataCache=*/true);
-              }
+              if (prefetch)
+                prefetchB(b, k);
               for (int64_t v = 0; v < nv; ++v) {
                 SmallVector<Value> idx(ops.bPrefix);
                 idx.append({p, k, constIndex(b, v * vw)});

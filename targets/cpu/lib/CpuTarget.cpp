@@ -231,6 +231,15 @@ mlir::vmoe::cpu::resolveCpuTarget(StringRef spec, std::string *errorMessage) {
   target.vectorWidthF32 = vectorWidthF32(target, *sti);
   target.hasAvx512Bf16 = llvm::Triple(target.triple).isX86() &&
                          sti->checkFeatures("+avx512bf16,+avx512f");
+  if (target.vectorWidthF32 == 16) {
+    // AVX-512's 32 zmm registers: 12 rows x 2 vectors (a 12 x 32 block, the
+    // shape of BLIS's Skylake-X sgemm kernel) keep 24 accumulators, 2 B
+    // vectors and the broadcast A value in registers: 24 FMAs (or
+    // vdpbf16ps) per 14 loads, where 6 x 2 did 12 per 8 and left 17
+    // registers unused. Not timed on an AVX-512 machine yet.
+    target.gemmMicroRows = 12;
+    target.gemmMicroVectors = 2;
+  }
   if (llvm::Triple(target.triple).isAArch64()) {
     // 32 NEON registers of 4 lanes: 8 rows x 3 vectors (an 8 x 12 block)
     // keep 24 accumulators, 3 B vectors and the A values in registers and

@@ -494,6 +494,8 @@ TEST_F(CpuCodegenTest, ResolvesNamedTargets) {
   EXPECT_EQ(v3.gemmMicroVectors, 2);
   CpuTarget v4 = target("x86-64-v4");
   EXPECT_EQ(v4.vectorWidthF32, 16);
+  EXPECT_EQ(v4.gemmMicroRows, 12); // 12 x 32 block: 24 of 32 zmm registers
+  EXPECT_EQ(v4.gemmMicroVectors, 2);
   CpuTarget arm = target("aarch64");
   EXPECT_EQ(arm.triple, "aarch64-unknown-linux-gnu");
   EXPECT_EQ(arm.vectorWidthF32, 4);

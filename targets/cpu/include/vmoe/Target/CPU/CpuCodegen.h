@@ -58,7 +58,8 @@ struct CpuTarget {
   int vectorWidthF32 = 4;
   /// The GEMM micro-kernel's register block: rows x (vectors of
   /// vectorWidthF32 lanes), sized to the vector register file (16 registers:
-  /// 6 x 2 = 12 accumulators; AArch64's 32 NEON registers: 8 x 3 = 24).
+  /// 6 x 2 = 12 accumulators; AArch64's 32 NEON registers: 8 x 3 = 24;
+  /// AVX-512's 32 zmm registers: 12 x 2 = 24).
   int gemmMicroRows = 6;
   int gemmMicroVectors = 2;
   /// AVX512-BF16 (vdpbf16ps): bf16 expert GEMMs use it (see
