@@ -170,7 +170,8 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
       for (int64_t i = 0; i < blockRows; ++i) {
         Value r = arith::AddIOp::create(b, r0, constIndex(b, i));
         rows.push_back(r);
-        loadRows.push_back(minIndex(b, r, last));
+        Value clamped = minIndex(b, r, last);
+        loadRows.push_back(ops.aRow ? ops.aRow(b, clamped) : clamped);
       }
       SmallVector<Value> init(blockRows * nv, zero);
       // With `prefetch`, each k step (or k pair) also fetches the B line

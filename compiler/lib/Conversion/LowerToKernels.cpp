@@ -1112,6 +1112,18 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       bld.getNamedAttr("bf16_dispatch", bld.getBoolAttr(bf16)),
   }));
 
+  // bf16 math: the expert inputs and the hidden activation are rounded to
+  // bf16 (nearest even); vdpbf16ps reads them as bits (i16, see bf16Bits),
+  // the f32 FMAs as f32 values (the same numbers: broadcast loads without
+  // integer ops, 1.7x faster on AVX2 than splitting bits).
+  const bool actBits = expertBf16Math && tiling.nativeBf16Dot;
+  Type actType = actBits ? Type(IntegerType::get(ctx, 16)) : Type(f32);
+  // Expert-up reads its rows in place, by slot -> token: from x, or from a
+  // copy of x rounded to bf16 (bf16 dispatch, bf16 math) that the gates
+  // kernel writes as it reads x for the router.
+  const bool roundInputs = bf16 || expertBf16Math;
+  Value expertInput = roundInputs ? alloc({g, s, d}, actType) : *x;
+
   Value wrBuf = createGlobal("router", MemRefType::get({d, e}, f32), *wr);
   Value topVal = alloc({g, s, k}, f32);
   Value topIdx = alloc({g, s, k}, i32);
@@ -1128,10 +1140,13 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   int64_t tokenTile = 32;
   {
     SmallVector<Value> binds = {*x, wrBuf, topVal, topIdx};
+    if (roundInputs)
+      binds.push_back(expertInput);
     Kernel kern = newKernel("moe_gates", binds, 0);
     ImplicitLocOpBuilder &b = kern.b();
     Value kx = kern.bindings[0], kw = kern.bindings[1], kv = kern.bindings[2],
           ki = kern.bindings[3];
+    Value kxr = roundInputs ? kern.bindings[4] : Value();
     Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
     Value cE = constIndex(b, e), cD = constIndex(b, d);
     Value logits = memref::AllocaOp::create(b, MemRefType::get({e}, f32));
@@ -1147,6 +1162,10 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       });
       forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
         Value xv = memref::LoadOp::create(b, kx, ValueRange{gi, si, dd});
+        if (roundInputs)
+          memref::StoreOp::create(
+              b, actBits ? bf16Bits(b, xv) : roundToBf16(b, xv), kxr,
+              ValueRange{gi, si, dd});
         forLoop(b, c0, cE, c1, [&](ImplicitLocOpBuilder &b, Value ex) {
           Value w = memref::LoadOp::create(b, kw, ValueRange{dd, ex});
           Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
@@ -1344,13 +1363,6 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
                                  expertWeightsBf16, expertBf16Math);
   auto [pw2, pb2] = packWeights("expert_w2", *w2, *b2, e, m, d,
                                  expertWeightsBf16, expertBf16Math);
-  // bf16 math: the gathered expert inputs and the hidden activation are
-  // rounded to bf16 (nearest even); vdpbf16ps reads them as bits (i16, see
-  // bf16Bits), the f32 FMAs as f32 values (the same numbers: broadcast
-  // loads without integer ops, 1.7x faster on AVX2 than splitting bits).
-  const bool actBits = expertBf16Math && tiling.nativeBf16Dot;
-  Type actType = actBits ? Type(IntegerType::get(ctx, 16)) : Type(f32);
-  int64_t actBytes = actBits ? 2 : 4;
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots.
   // Groups past the call's batch hold stale counts: they have no rows.
@@ -1376,22 +1388,25 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     int64_t splits = std::clamp<int64_t>(ceilDiv(64, base), 1, panels);
     return ceilDiv(panels, splits);
   };
-  // Expert-down reads its rows in place, so narrow column tiles cost it
+  // Both expert GEMMs read their rows in place, so narrow column tiles cost
   // nothing: at most about 256 KB of B per workgroup, and consecutive
   // workgroups (the row tiles of one expert) find the same panels in L2
-  // instead of each streaming the expert's whole matrix (B/16 shapes: about
-  // 10% faster). Expert-up gathers its rows per workgroup and keeps wide
-  // tiles.
-  int64_t upPanelTile = panelTileFor(m);
-  int64_t downPanelTile = std::min(
-      panelTileFor(d), std::max<int64_t>(1, (256 << 10) / (m * tiling.nr * 4)));
+  // instead of each streaming the expert's whole matrix.
+  int64_t bBytes = expertWeightsBf16 ? 2 : 4;
+  auto narrowPanelTile = [&](int64_t n, int64_t kDim) {
+    return std::min(panelTileFor(n),
+                    std::max<int64_t>(1, (256 << 10) /
+                                             (kDim * tiling.nr * bBytes)));
+  };
+  int64_t upPanelTile = narrowPanelTile(m, d);
+  int64_t downPanelTile = narrowPanelTile(d, m);
   Value hidden = alloc({e, g, cap, m}, actType);
   {
-    // Rows are gathered by slot into the worker's scratch (rounded to bf16
-    // there when the layer dispatches in bf16), then GEMM1 + bias + GELU.
-    int64_t scratch = rowTile * d * actBytes;
-    SmallVector<Value> binds = {*x, slotToken, counts, pw1, pb1, hidden};
-    Kernel kern = newKernel("moe_expert_up", binds, 1, scratch);
+    // GEMM1 + bias + GELU over the rows of its slots, each read in place
+    // from its token's row (bf16-rounded already where the layer needs it).
+    SmallVector<Value> binds = {expertInput, slotToken, counts, pw1, pb1,
+                                hidden};
+    Kernel kern = newKernel("moe_expert_up", binds, 1);
     ImplicitLocOpBuilder &b = kern.b();
     Value kx = kern.bindings[0], kst = kern.bindings[1], kc = kern.bindings[2];
     Value ex = arith::DivUIOp::create(b, kern.wz, constIndex(b, g));
@@ -1402,46 +1417,19 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
         b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)), rows);
     Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, rowBegin, rowEnd);
     ifThen(b, any, [&](ImplicitLocOpBuilder &b) {
-      Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
-      Value panel = memref::ViewOp::create(
-          b, MemRefType::get({rowTile, d}, actType), kern.scratch, c0,
-          ValueRange{});
-      forLoop(b, rowBegin, rowEnd, c1, [&](ImplicitLocOpBuilder &b, Value r) {
-        Value tok = arith::IndexCastOp::create(
-            b, index, memref::LoadOp::create(b, kst, ValueRange{ex, gi, r}));
-        Value local = arith::SubIOp::create(b, r, rowBegin);
-        // Whole vectors where the row allows, scalars for the rest.
-        int64_t vw = tiling.vectorWidth, dVec = d / vw * vw;
-        auto vecType = VectorType::get({vw}, f32);
-        forLoop(b, c0, constIndex(b, dVec), constIndex(b, vw),
-                [&](ImplicitLocOpBuilder &b, Value dd) {
-                  Value v = vector::LoadOp::create(b, vecType, kx,
-                                                   ValueRange{gi, tok, dd});
-                  if (actBits)
-                    v = bf16Bits(b, v);
-                  else if (bf16 || expertBf16Math)
-                    v = roundToBf16(b, v);
-                  vector::StoreOp::create(b, v, panel, ValueRange{local, dd});
-                });
-        forLoop(b, constIndex(b, dVec), constIndex(b, d), c1,
-                [&](ImplicitLocOpBuilder &b, Value dd) {
-                  Value v =
-                      memref::LoadOp::create(b, kx, ValueRange{gi, tok, dd});
-                  if (actBits)
-                    v = bf16Bits(b, v);
-                  else if (bf16 || expertBf16Math)
-                    v = roundToBf16(b, v);
-                  memref::StoreOp::create(b, v, panel, ValueRange{local, dd});
-                });
-      });
       int64_t panels = ceilDiv(m, tiling.nr);
       Value panelBegin =
           arith::MulIOp::create(b, kern.wy, constIndex(b, upPanelTile));
       Value panelEnd = minIndex(
           b, arith::AddIOp::create(b, panelBegin, constIndex(b, upPanelTile)),
           constIndex(b, panels));
-      auto aIndex = [&](ImplicitLocOpBuilder &b, Value row, Value kk) {
-        return SmallVector<Value>{arith::SubIOp::create(b, row, rowBegin), kk};
+      auto tokenOf = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+        return arith::IndexCastOp::create(
+            b, b.getIndexType(),
+            memref::LoadOp::create(b, kst, ValueRange{ex, gi, row}));
+      };
+      auto aIndex = [&](ImplicitLocOpBuilder &, Value token, Value kk) {
+        return SmallVector<Value>{gi, token, kk};
       };
       auto cIndex = [&](ImplicitLocOpBuilder &, Value row, Value col) {
         return SmallVector<Value>{ex, gi, row, col};
@@ -1450,7 +1438,8 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       ops.n = m;
       ops.k = d;
       ops.bf16Pairs = expertBf16Math;
-      ops.a = panel;
+      ops.a = kx;
+      ops.aRow = tokenOf;
       ops.aIndex = aIndex;
       ops.b = kern.bindings[3];
       ops.bPrefix = {ex};

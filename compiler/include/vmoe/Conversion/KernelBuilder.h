@@ -83,6 +83,10 @@ struct GemmOperands {
   int64_t n = 0, k = 0;
   bool bf16Pairs = false;
   Value a;
+  /// Optional: the row of A that GEMM row `row` reads (a gather: the slot's
+  /// token), computed once per register block, outside the k loop; aIndex
+  /// then gets that row.
+  llvm::function_ref<Value(ImplicitLocOpBuilder &, Value row)> aRow;
   llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &, Value row,
                                         Value k)>
       aIndex;

@@ -9,15 +9,25 @@
 // of the per-call capacity factor) and the BPR flag become host arguments;
 // the layer's routing metadata is an attribute of the host function.
 
+// The gates kernel also writes the bf16-rounded copy of x that expert-up
+// reads (the layer dispatches in bf16).
 // CHECK-LABEL: func.func private @moe_moe_gates_0
+// CHECK-SAME: %[[XR:[a-z0-9]+]]: memref<1x8x16xf32>, %{{[a-z0-9]+}}: index
 // CHECK-SAME: attributes {vmoe.kernel}
+// CHECK: arith.cmpf uno
+// CHECK: memref.store %{{.*}}, %[[XR]]
 // CHECK: math.exp
 // CHECK-LABEL: func.func private @moe_moe_assign_0
 // CHECK: scf.while
+// Expert-up reads each slot's token row in place: the token is looked up
+// once per row of a register block, outside the k loop; no scratch copy.
 // CHECK-LABEL: func.func private @moe_moe_expert_up_0
-// CHECK-SAME: memref<384xi8>
-// CHECK-SAME: vmoe.scratch_size = 384 : i64
-// CHECK: memref.view
+// CHECK-SAME: (%[[X:[a-z0-9]+]]: memref<1x8x16xf32>, %[[SLOT_TOKEN:[a-z0-9]+]]: memref<4x1x8xi32>
+// CHECK-SAME: attributes {vmoe.kernel} {
+// CHECK: %[[T:.*]] = memref.load %[[SLOT_TOKEN]]
+// CHECK-NEXT: %[[TOK:.*]] = arith.index_cast %[[T]] : i32 to index
+// CHECK: scf.for {{.*}} iter_args
+// CHECK: memref.load %[[X]][%{{.*}}, %[[TOK]], %{{.*}}] : memref<1x8x16xf32>
 // CHECK: vector.fma {{.*}} : vector<8xf32>
 // CHECK: math.tanh
 // CHECK-LABEL: func.func private @moe_moe_expert_down_0
@@ -43,10 +53,10 @@
 // CHECK-SAME: vmoe.entry
 // CHECK-SAME: vmoe.moe_layers = [{batch_priority = true, bf16_dispatch = true, capacity_factor = 1.000000e+00 : f64, group_size = 8 : i64, k = 2 : i64, layer = 0 : i64, max_capacity = 8 : i64, max_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64, num_groups = 1 : i64, tokens_per_image = 4 : i64}]
 // CHECK: vmoe.launch @moe_layer_norm_0
-// CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1]({{.*}}) constants(%[[BATCH]] : index) {batch_grid = array<i64: 4, 32>}
+// CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1](%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[ROUNDED:.*]]) constants(%[[BATCH]] : index) {batch_grid = array<i64: 4, 32>}
 // CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]], %[[BATCH]] : index, index, index) {batch_grid = array<i64: 4, 8>}
 // The expert kernels keep their grid and skip the groups past the batch.
-// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :
+// CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, {{[0-9]+}}, 4](%[[ROUNDED]], {{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :
 // CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :
 // The residual add is fused into the combine, which writes the output.
 // CHECK: %[[FLAT_OUT:.*]] = memref.collapse_shape %[[OUT]]
@@ -65,11 +75,13 @@
 // 2 x 16 columns; F = 32: 16 pairs); the gathered inputs and the GELU output
 // are rounded to bf16 values (kept in f32 without AVX512-BF16). Each k pair
 // adds the odd product, then the even one, as vdpbf16ps does.
+// BF16MATH-LABEL: func.func private @moe_moe_gates_0
+// BF16MATH-SAME: memref<1x8x16xf32>, %{{[a-z0-9]+}}: index
+// BF16MATH: arith.cmpf uno
 // BF16MATH-DAG: memref.global "private" constant @moe_expert_w1_packed_bf16_0 : memref<4x2x8x32xbf16>
 // BF16MATH-DAG: memref.global "private" constant @moe_expert_w2_packed_bf16_0 : memref<4x1x16x32xbf16>
 // BF16MATH-LABEL: func.func private @moe_moe_expert_up_0
-// BF16MATH-SAME: vmoe.scratch_size = 384 : i64
-// BF16MATH: memref.view {{.*}} to memref<6x16xf32>
+// BF16MATH-SAME: (%{{.*}}: memref<1x8x16xf32>
 // BF16MATH: arith.andi {{.*}} : vector<8xi32>
 // BF16MATH: math.tanh
 // BF16MATH: arith.cmpf uno
@@ -92,12 +104,15 @@
 // BF16MATH-NEXT: vector.fma %[[AE]], %[[BE]], %[[ODD]] : vector<8xf32>
 
 // With AVX512-BF16 the same pairs go to vdpbf16ps (x86vector.avx512.dot):
-// the inputs (6 rows x 16 x 2 bytes of scratch) and the hidden activation
-// are stored as bf16 bits, a row's pair is broadcast to every 32-bit lane.
+// the inputs (written by the gates kernel) and the hidden activation are
+// stored as bf16 bits, a row's pair is broadcast to every 32-bit lane.
+// BF16DOT-LABEL: func.func private @moe_moe_gates_0
+// BF16DOT-SAME: memref<1x8x16xi16>, %{{[a-z0-9]+}}: index
+// BF16DOT: arith.trunci {{.*}} : i32 to i16
 // BF16DOT-LABEL: func.func private @moe_moe_expert_up_0
+// BF16DOT-SAME: (%{{.*}}: memref<1x8x16xi16>
 // BF16DOT-SAME: %{{.*}}: memref<4x1x8x32xi16>
-// BF16DOT-SAME: vmoe.scratch_size = 192 : i64
-// BF16DOT: memref.view {{.*}} to memref<6x16xi16>
+// BF16DOT-SAME: attributes {vmoe.kernel} {
 // BF16DOT: arith.trunci {{.*}} : vector<16xi32> to vector<16xi16>
 // BF16DOT-LABEL: func.func private @moe_moe_expert_down_0(
 // BF16DOT: %[[B:.*]] = vector.load %{{.*}} : memref<4x1x16x64xbf16>, vector<32xbf16>
@@ -112,13 +127,13 @@
 
 // bf16 expert weights: stored at half the size and widened to f32 in the
 // k loop as they are loaded (zero-extend, shift into the high half), straight
-// into the FMAs: no f32 copy of a panel, so the scratch holds only the
-// gathered rows (6 rows x 16 x 4 bytes = 384) and expert-down needs none.
+// into the FMAs: no f32 copy of a panel, so the expert kernels need no
+// scratch.
 // BF16-DAG: memref.global "private" constant @moe_expert_w1_packed_bf16_0 : memref<4x2x16x16xbf16>
 // BF16-DAG: memref.global "private" constant @moe_expert_w2_packed_bf16_0 : memref<4x1x32x16xbf16>
 // BF16-LABEL: func.func private @moe_moe_expert_up_0
 // BF16-SAME: memref<4x2x16x16xbf16>
-// BF16-SAME: vmoe.scratch_size = 384 : i64
+// BF16-SAME: attributes {vmoe.kernel} {
 // BF16: scf.for {{.*}} iter_args
 // BF16: %[[HALF:.*]] = vector.load {{.*}} : memref<4x2x16x16xbf16>, vector<8xbf16>
 // BF16-NEXT: %[[BITS:.*]] = arith.bitcast %[[HALF]] : vector<8xbf16> to vector<8xi16>
