@@ -151,11 +151,11 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   Value cKTrip = constIndex(b, kTrip), cN = constIndex(b, ops.n);
   const bool bf16Output =
       cast<MemRefType>(ops.c.getType()).getElementType().isInteger(16);
-  // bf16Pairs: A as bf16 bits (i16) or as f32 values.
+  // bf16Pairs: A as bf16 bits (i16) for vdpbf16ps, else as f32 values.
   const bool aBits =
       cast<MemRefType>(ops.a.getType()).getElementType().isInteger(16);
-  assert((!ops.bf16Pairs || !tiling.nativeBf16Dot || aBits) &&
-         "vdpbf16ps reads A as bf16 bits");
+  assert((!ops.bf16Pairs || aBits == tiling.nativeBf16Dot) &&
+         "bf16 pairs: A is bf16 bits exactly when vdpbf16ps reads it");
   Value zero = arith::ConstantOp::create(
       b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
 
@@ -245,20 +245,11 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
                     vector::BitCastOp::create(
                         b, VectorType::get({1}, b.getI32Type()), two),
                     ArrayRef<int64_t>{0});
-                Value av = vector::BroadcastOp::create(b, i32Vec, word);
-                if (tiling.nativeBf16Dot) {
-                  Value a = vector::BitCastOp::create(b, pairVec, av);
-                  for (int64_t v = 0; v < nv; ++v)
-                    next.push_back(x86vector::DotBF16Op::create(
-                        b, vecType, acc[i * nv + v], a, bv[v]));
-                  continue;
-                }
-                auto [aEven, aOdd] = splitBf16Pairs(b, av);
-                for (int64_t v = 0; v < nv; ++v) {
-                  Value x =
-                      vector::FMAOp::create(b, aOdd, bOdd[v], acc[i * nv + v]);
-                  next.push_back(vector::FMAOp::create(b, aEven, bEven[v], x));
-                }
+                Value a = vector::BitCastOp::create(
+                    b, pairVec, vector::BroadcastOp::create(b, i32Vec, word));
+                for (int64_t v = 0; v < nv; ++v)
+                  next.push_back(x86vector::DotBF16Op::create(
+                      b, vecType, acc[i * nv + v], a, bv[v]));
               }
               return next;
             });

@@ -72,9 +72,8 @@ enum class Activation { None, Gelu, Tanh };
 ///
 /// `bf16Pairs`: B is bf16 packed in k pairs, `(..., N/nr, K/2, 2 nr)` with
 /// B[2j][n], B[2j+1][n] side by side (the vdpbf16ps layout; K even), and A
-/// holds bf16 values: as bits (i16; a pair is one 32-bit broadcast, which
-/// vdpbf16ps needs) or as f32 (two broadcast loads, no integer ops: the
-/// faster form without AVX512-BF16). Each k pair adds A[2j+1] B[2j+1], then A[2j] B[2j], in f32; the
+/// holds bf16 values: as bits (i16) with nativeBf16Dot (a pair is one
+/// 32-bit broadcast), else as f32 (two broadcast loads, no integer ops). Each k pair adds A[2j+1] B[2j+1], then A[2j] B[2j], in f32; the
 /// products of two bf16 values are exact in f32, so the f32 FMAs and
 /// vdpbf16ps give the same bits (vdpbf16ps flushes denormals).
 /// C may be i16: the epilogue's result is rounded (RNE) to bf16, whose bits
