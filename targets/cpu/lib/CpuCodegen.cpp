@@ -562,32 +562,32 @@ mlir::vmoe::cpu::compileKernels(ModuleOp module, const CpuTarget &target,
       return failure();
   }
 
+  // Runs code generation on `m` into `out`; false if the target cannot.
+  auto emit = [&](llvm::Module &m, llvm::CodeGenFileType type,
+                  llvm::SmallVector<char, 0> &out) {
+    llvm::raw_svector_ostream os(out);
+    llvm::legacy::PassManager codegen;
+    if ((*tm)->addPassesToEmitFile(codegen, os, nullptr, type))
+      return false;
+    codegen.run(m);
+    return true;
+  };
   if (!options.dumpAssemblyPath.empty()) {
     // Code generation changes the IR it runs on: print a copy's assembly.
     std::unique_ptr<llvm::Module> copy = llvm::CloneModule(*llvmModule);
     llvm::SmallVector<char, 0> text;
-    llvm::raw_svector_ostream os(text);
-    llvm::legacy::PassManager codegen;
-    if ((*tm)->addPassesToEmitFile(codegen, os, nullptr,
-                                   llvm::CodeGenFileType::AssemblyFile))
+    if (!emit(*copy, llvm::CodeGenFileType::AssemblyFile, text))
       return errors.fail("CPU codegen: target '" + target.triple +
                          "' cannot emit assembly");
-    codegen.run(*copy);
     if (failed(writeFile(options.dumpAssemblyPath,
                          StringRef(text.data(), text.size()), errors)))
       return failure();
   }
 
   llvm::SmallVector<char, 0> object;
-  {
-    llvm::raw_svector_ostream os(object);
-    llvm::legacy::PassManager codegen;
-    if ((*tm)->addPassesToEmitFile(codegen, os, nullptr,
-                                   llvm::CodeGenFileType::ObjectFile))
-      return errors.fail("CPU codegen: target '" + target.triple +
-                         "' cannot emit object files");
-    codegen.run(*llvmModule);
-  }
+  if (!emit(*llvmModule, llvm::CodeGenFileType::ObjectFile, object))
+    return errors.fail("CPU codegen: target '" + target.triple +
+                       "' cannot emit object files");
   StringRef objectBytes(object.data(), object.size());
   if (!options.dumpObjectPath.empty() &&
       failed(writeFile(options.dumpObjectPath, objectBytes, errors)))
