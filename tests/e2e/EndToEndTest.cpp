@@ -152,13 +152,9 @@ ref::Tensor randomImages(const VitMoeConfig &c, uint64_t seed) {
 }
 
 /// Runs the compiled model and the reference at (cf, bpr) and compares.
-void expectMatch(const VitMoeConfig &config, Module &m,
-                 const ref::ModelWeights &weights, const ref::Tensor &images,
-                 double cf, bool bpr, bool bf16ExpertMath = false,
-                 double *maxDiffOut = nullptr,
-                 std::vector<float> *logitsOut = nullptr) {
-  SCOPED_TRACE("capacity factor " + std::to_string(cf) + ", BPR " +
-               (bpr ? "on" : "off"));
+/// The reference evaluator's config for `config` run at (cf, bpr).
+ref::ModelConfig referenceConfig(const VitMoeConfig &config, double cf,
+                                 bool bpr, bool bf16ExpertMath) {
   ref::ModelConfig refConfig;
   refConfig.classifier = config.classifier == "token" ? ref::Classifier::Token
                                                       : ref::Classifier::Gap;
@@ -169,6 +165,17 @@ void expectMatch(const VitMoeConfig &config, Module &m,
   refConfig.moe.batchPriority = bpr;
   refConfig.moe.bf16Dispatch = config.bf16Dispatch;
   refConfig.moe.bf16ExpertMath = bf16ExpertMath;
+  return refConfig;
+}
+
+void expectMatch(const VitMoeConfig &config, Module &m,
+                 const ref::ModelWeights &weights, const ref::Tensor &images,
+                 double cf, bool bpr, bool bf16ExpertMath = false,
+                 double *maxDiffOut = nullptr,
+                 std::vector<float> *logitsOut = nullptr) {
+  SCOPED_TRACE("capacity factor " + std::to_string(cf) + ", BPR " +
+               (bpr ? "on" : "off"));
+  ref::ModelConfig refConfig = referenceConfig(config, cf, bpr, bf16ExpertMath);
   auto expected = ref::visionTransformerMoe(images, weights, refConfig);
   ASSERT_TRUE(expected.ok()) << expected.error();
 
@@ -378,6 +385,21 @@ float roundToBf16(float x) {
   return x;
 }
 
+/// Rounds the experts' Dense kernels of `weights` to bf16 in place (what
+/// bf16 expert weights store); returns how many values changed.
+int roundExpertKernelsToBf16(WeightMap &weights) {
+  int changed = 0;
+  for (auto &[name, tensor] : weights)
+    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
+        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
+      for (float &v : tensor.data) {
+        float r = roundToBf16(v);
+        changed += r != v;
+        v = r;
+      }
+  return changed;
+}
+
 /// Expert weights stored as bf16: the module must equal the reference run on
 /// the same weights rounded to bf16 (and differ from the unrounded ones, so
 /// the test sees that the rounding happens).
@@ -386,16 +408,8 @@ TEST(EndToEndPrecision, Bf16ExpertWeightsMatchTheRoundedReference) {
   c.batchPriority = true;
   WeightMap weights = randomWeights(c, 31);
   WeightMap rounded = weights;
-  int changed = 0;
-  for (auto &[name, tensor] : rounded)
-    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
-        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
-      for (float &v : tensor.data) {
-        float r = roundToBf16(v);
-        changed += r != v;
-        v = r;
-      }
-  ASSERT_GT(changed, 0) << "no expert kernel found to round";
+  ASSERT_GT(roundExpertKernelsToBf16(rounded), 0)
+      << "no expert kernel found to round";
   Module m;
   ref::ModelWeights unused;
   compileWeights(c, weights, m, unused, /*expertWeightsBf16=*/true);
@@ -421,11 +435,7 @@ TEST(EndToEndPrecision, Bf16ExpertMathMatchesTheRoundedReference) {
   c.batchPriority = true;
   WeightMap weights = randomWeights(c, 41);
   WeightMap rounded = weights;
-  for (auto &[name, tensor] : rounded)
-    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
-        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
-      for (float &v : tensor.data)
-        v = roundToBf16(v);
+  roundExpertKernelsToBf16(rounded);
   Module m;
   ref::ModelWeights unused;
   compileWeights(c, weights, m, unused, /*expertWeightsBf16=*/false,
@@ -443,15 +453,9 @@ TEST(EndToEndPrecision, Bf16ExpertMathMatchesTheRoundedReference) {
       expectMatch(c, m, refRounded, images, cf, bpr, /*bf16ExpertMath=*/true,
                   &withHidden, &logits);
       EXPECT_LT(withHidden, 4e-4);
-      ref::ModelConfig f32Hidden;
-      f32Hidden.classifier = c.classifier == "token" ? ref::Classifier::Token
-                                                     : ref::Classifier::Gap;
-      f32Hidden.moe.groupSize = c.groupSize;
-      f32Hidden.moe.numSelectedExperts = c.numSelectedExperts;
-      f32Hidden.moe.capacityFactor = cf;
-      f32Hidden.moe.batchPriority = bpr;
-      f32Hidden.moe.bf16Dispatch = c.bf16Dispatch;
-      auto other = ref::visionTransformerMoe(images, refRounded, f32Hidden);
+      auto other = ref::visionTransformerMoe(
+          images, refRounded,
+          referenceConfig(c, cf, bpr, /*bf16ExpertMath=*/false));
       ASSERT_TRUE(other.ok()) << other.error();
       ASSERT_EQ(other->logits.data.size(), logits.size());
       double withoutHidden = 0.0;

@@ -420,7 +420,7 @@ int main(int argc, char **argv) {
   options.ptxasPath = ptxasPath;
   options.requireCubin = requireCubin;
   options.maxCapacityFactor = maxCapacityFactor;
-  options.expertWeightsBf16 = expertWeights == "bf16" || expertMath == "bf16";
+  options.expertWeightsBf16 = expertWeights == "bf16";
   options.expertBf16Math = expertMath == "bf16";
   options.optLevel = optLevel;
   options.modelName = !modelName.empty() ? std::string(modelName)

@@ -151,11 +151,10 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   Value cKTrip = constIndex(b, kTrip), cN = constIndex(b, ops.n);
   const bool bf16Output =
       cast<MemRefType>(ops.c.getType()).getElementType().isInteger(16);
-  // bf16Pairs: A as bf16 bits (i16) for vdpbf16ps, else as f32 values.
-  const bool aBits =
+  // bf16Pairs: A as bf16 bits (i16) goes to vdpbf16ps, as f32 to FMAs.
+  const bool nativeDot =
+      ops.bf16Pairs &&
       cast<MemRefType>(ops.a.getType()).getElementType().isInteger(16);
-  assert((!ops.bf16Pairs || aBits == tiling.nativeBf16Dot) &&
-         "bf16 pairs: A is bf16 bits exactly when vdpbf16ps reads it");
   Value zero = arith::ConstantOp::create(
       b, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0f)));
 
@@ -207,7 +206,7 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
                 SmallVector<Value> idx(ops.bPrefix);
                 idx.append({p, kp, constIndex(b, v * 2 * vw)});
                 bv.push_back(vector::LoadOp::create(b, pairVec, ops.b, idx));
-                if (!tiling.nativeBf16Dot) {
+                if (!nativeDot) {
                   auto [even, odd] = splitBf16Pairs(
                       b, vector::BitCastOp::create(b, i32Vec, bv.back()));
                   bEven.push_back(even);
@@ -215,11 +214,11 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
                 }
               }
               Value k = arith::MulIOp::create(b, kp, constIndex(b, 2));
+              Value k1 = arith::AddIOp::create(b, k, c1);
               SmallVector<Value> next;
               for (int64_t i = 0; i < blockRows; ++i) {
-                if (!aBits) {
+                if (!nativeDot) {
                   // f32 A holding bf16 values: two broadcast loads.
-                  Value k1 = arith::AddIOp::create(b, k, c1);
                   Value aEven = vector::BroadcastOp::create(
                       b, vecType,
                       memref::LoadOp::create(b, ops.a,

@@ -107,10 +107,11 @@ struct BatchGrid {
 class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
-           bool expertWeightsBf16, bool expertBf16Math)
+           bool expertWeightsBf16, bool expertBf16Math, bool nativeBf16Dot)
       : module(module), model(model), tiling(tiling),
         expertWeightsBf16(expertWeightsBf16 || expertBf16Math),
-        expertBf16Math(expertBf16Math), ctx(module.getContext()) {}
+        expertBf16Math(expertBf16Math), nativeBf16Dot(nativeBf16Dot),
+        ctx(module.getContext()) {}
 
   LogicalResult run();
 
@@ -185,8 +186,9 @@ private:
   func::FuncOp model, host;
   GemmTiling tiling;
   bool expertWeightsBf16;
-  /// bf16 x bf16 expert GEMMs (expert-bf16-math).
-  bool expertBf16Math;
+  /// bf16 x bf16 expert GEMMs (expert-bf16-math), with vdpbf16ps
+  /// (native-bf16-dot).
+  bool expertBf16Math, nativeBf16Dot;
   MLIRContext *ctx;
   std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
   llvm::DenseMap<Value, Value> buffers;      // tensor -> memref
@@ -1116,7 +1118,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   // bf16 (nearest even); vdpbf16ps reads them as bits (i16, see bf16Bits),
   // the f32 FMAs as f32 values (the same numbers: broadcast loads without
   // integer ops, 1.7x faster on AVX2 than splitting bits).
-  const bool actBits = expertBf16Math && tiling.nativeBf16Dot;
+  const bool actBits = expertBf16Math && nativeBf16Dot;
   Type actType = actBits ? Type(IntegerType::get(ctx, 16)) : Type(f32);
   // Expert-up reads its rows in place, by slot -> token: from x, or from a
   // copy of x rounded to bf16 (bf16 dispatch, bf16 math) that the gates
@@ -1802,9 +1804,8 @@ struct VmoeLowerToKernelsPass
     tiling.mr = microRows;
     tiling.nr = vectorWidth * microVectors;
     tiling.rowTile = 8 * microRows;
-    tiling.nativeBf16Dot = nativeBf16Dot;
     if (failed(Lowering(module, models.front(), tiling, expertWeightsBf16,
-                        expertBf16Math)
+                        expertBf16Math, nativeBf16Dot)
                    .run()))
       signalPassFailure();
   }

@@ -24,9 +24,6 @@ struct GemmTiling {
   /// Rows per workgroup and column panels per workgroup.
   int64_t rowTile = 48;
   int64_t panelTile = 4;
-  /// GEMMs over k pairs (GemmOperands::bf16Pairs) multiply with
-  /// x86vector.avx512.dot (vdpbf16ps) rather than f32 FMAs.
-  bool nativeBf16Dot = false;
 };
 
 using BodyFn = llvm::function_ref<void(ImplicitLocOpBuilder &, Value)>;
@@ -72,8 +69,9 @@ enum class Activation { None, Gelu, Tanh };
 ///
 /// `bf16Pairs`: B is bf16 packed in k pairs, `(..., N/nr, K/2, 2 nr)` with
 /// B[2j][n], B[2j+1][n] side by side (the vdpbf16ps layout; K even), and A
-/// holds bf16 values: as bits (i16) with nativeBf16Dot (a pair is one
-/// 32-bit broadcast), else as f32 (two broadcast loads, no integer ops). Each k pair adds A[2j+1] B[2j+1], then A[2j] B[2j], in f32; the
+/// holds bf16 values: as bits (i16), multiplied with x86vector.avx512.dot
+/// (vdpbf16ps; a pair is one 32-bit broadcast), or as f32, multiplied with
+/// f32 FMAs (two broadcast loads, no integer ops). Each k pair adds A[2j+1] B[2j+1], then A[2j] B[2j], in f32; the
 /// products of two bf16 values are exact in f32, so the f32 FMAs and
 /// vdpbf16ps give the same bits (vdpbf16ps flushes denormals).
 /// C may be i16: the epilogue's result is rounded (RNE) to bf16, whose bits

@@ -70,6 +70,12 @@
 
 // AVX512-LABEL: func.func private @moe_moe_expert_up_0
 // AVX512: vector.fma {{.*}} : vector<16xf32>
+// A 512-bit block's k step reads two 64-byte lines of B (2 x 16 f32): both
+// are prefetched.
+// AVX512-LABEL: func.func private @moe_moe_expert_down_0
+// AVX512: memref.prefetch %{{.*}}[%{{.*}}, %{{.*}}, %[[AHEAD:[a-z0-9_]+]], %c0{{(_[0-9]+)?}}], read, locality<3>, data : memref<4x1x32x32xf32>
+// AVX512-NEXT: %[[L1:.*]] = arith.constant 16 : index
+// AVX512-NEXT: memref.prefetch %{{.*}}[%{{.*}}, %{{.*}}, %[[AHEAD]], %[[L1]]], read, locality<3>, data : memref<4x1x32x32xf32>
 
 // bf16 expert math: the weights are packed in k pairs (D = 16: 8 pairs of
 // 2 x 16 columns; F = 32: 16 pairs); the gathered inputs and the GELU output
