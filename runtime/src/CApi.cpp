@@ -313,6 +313,8 @@ void vmoe_session_options_init(vmoe_session_options_t *options) {
   options->thread_count = 0;
   options->capacity_factor = 0;
   options->bpr = -1;
+  options->cuda_graphs = 1;
+  options->cuda_graph_cache = VMOE_CUDA_GRAPH_CACHE_DEFAULT;
 }
 
 vmoe_status_t vmoe_session_create(vmoe_module_t *module,
@@ -358,7 +360,7 @@ vmoe_status_t vmoe_session_routing_stats(const vmoe_session_t *session,
     return nullArgument(message, "session");
   if (!out_stats)
     return nullArgument(message, "out_stats");
-  return unwrap(session)->routingStats(layer, out_stats, message);
+  return unwrap(session)->routing().routingStats(layer, out_stats, message);
 }
 
 vmoe_status_t vmoe_session_expert_load(const vmoe_session_t *session,
@@ -368,8 +370,8 @@ vmoe_status_t vmoe_session_expert_load(const vmoe_session_t *session,
                                        vmoe_message_t *message) {
   if (!session)
     return nullArgument(message, "session");
-  return unwrap(session)->expertLoad(layer, out_assigned, out_kept,
-                                     expert_count, message);
+  return unwrap(session)->routing().expertLoad(layer, out_assigned, out_kept,
+                                               expert_count, message);
 }
 
 vmoe_status_t vmoe_session_image_coverage(const vmoe_session_t *session,
@@ -378,8 +380,8 @@ vmoe_status_t vmoe_session_image_coverage(const vmoe_session_t *session,
                                           vmoe_message_t *message) {
   if (!session)
     return nullArgument(message, "session");
-  return unwrap(session)->imageCoverage(layer, out_shares, image_count,
-                                        message);
+  return unwrap(session)->routing().imageCoverage(layer, out_shares,
+                                                  image_count, message);
 }
 
 } // extern "C"

@@ -1,6 +1,6 @@
-//===- CpuBackend.cpp - Load and check CPU shared objects -----------------===//
+//===- CpuLoader.cpp - Load and check CPU shared objects ------------------===//
 
-#include "CpuBackend.h"
+#include "CpuLoader.h"
 
 #include "Diagnostics.h"
 

@@ -1,6 +1,6 @@
-//===- CpuBackend.h - Load and check CPU shared objects ---------*- C++ -*-===//
+//===- CpuLoader.h - Load and check CPU shared objects ----------*- C++ -*-===//
 //
-// The CPU backend loads a module's shared object from memory (memfd_create +
+// The CPU loader loads a module's shared object from memory (memfd_create +
 // dlopen of /proc/self/fd/N on Linux; a temporary file in $TMPDIR, unlinked
 // right after dlopen, where memfd is unavailable) after checking that this
 // host can run it: ELF class/machine, the triple's architecture, and every
@@ -11,8 +11,8 @@
 // the runtime would look kernels up in that table instead.
 //
 //===----------------------------------------------------------------------===//
-#ifndef VMOE_RUNTIME_CPUBACKEND_H
-#define VMOE_RUNTIME_CPUBACKEND_H
+#ifndef VMOE_RUNTIME_CPULOADER_H
+#define VMOE_RUNTIME_CPULOADER_H
 
 #include "vmoe/runtime.h"
 
@@ -54,4 +54,4 @@ vmoe_status_t loadSharedObject(uint32_t index, const uint8_t *data,
 } // namespace cpu
 } // namespace vmoe
 
-#endif // VMOE_RUNTIME_CPUBACKEND_H
+#endif // VMOE_RUNTIME_CPULOADER_H

@@ -1,15 +1,12 @@
-//===- CudaBackend.cpp - Run a module's schedule on an NVIDIA GPU ---------===//
+//===- CudaExecutor.cpp - Run a module's schedule on an NVIDIA GPU --------===//
 
-#include "CudaBackend.h"
+#include "CudaExecutor.h"
 
 #include "Diagnostics.h"
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <dlfcn.h>
 #include <new>
-#include <pthread.h>
 
 namespace vmoe {
 namespace cuda {
@@ -23,153 +20,44 @@ template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
 
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-struct DriverState {
-  pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
-  bool loaded = false;
-  DriverApi api{};
-  vmoe_status_t status = VMOE_STATUS_OK;
-  vmoe_message_t message{};
-} driverState;
-
-template <typename Fn>
-bool lookup(void *handle, const char *name, Fn *out, bool required,
-            vmoe_message_t *message) {
-  void *sym = dlsym(handle, name);
-  *out = reinterpret_cast<Fn>(sym);
-  if (!sym && required)
-    fail(message, VMOE_STATUS_UNSUPPORTED,
-         "the CUDA driver has no entry point %s (driver too old?)", name);
-  return sym || !required;
-}
-
-vmoe_status_t loadDriverFrom(const char *library, DriverApi *api,
-                             vmoe_message_t *message) {
-  void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
-  if (!handle) {
-    const char *why = dlerror();
-    return fail(message, VMOE_STATUS_UNSUPPORTED,
-                "the CUDA driver is not available: cannot load %s (%s); "
-                "CUDA needs an NVIDIA GPU with its driver installed",
-                library, why ? why : "unknown error");
-  }
-  bool ok =
-      lookup(handle, "cuInit", &api->cuInit, true, message) &&
-      lookup(handle, "cuDriverGetVersion", &api->cuDriverGetVersion, true,
-             message) &&
-      lookup(handle, "cuDeviceGetCount", &api->cuDeviceGetCount, true,
-             message) &&
-      lookup(handle, "cuDeviceGet", &api->cuDeviceGet, true, message) &&
-      lookup(handle, "cuDeviceGetAttribute", &api->cuDeviceGetAttribute, true,
-             message) &&
-      lookup(handle, "cuDeviceGetName", &api->cuDeviceGetName, true, message) &&
-      lookup(handle, "cuDevicePrimaryCtxRetain", &api->cuDevicePrimaryCtxRetain,
-             true, message) &&
-      lookup(handle, "cuDevicePrimaryCtxRelease_v2",
-             &api->cuDevicePrimaryCtxRelease, true, message) &&
-      lookup(handle, "cuCtxSetCurrent", &api->cuCtxSetCurrent, true, message) &&
-      lookup(handle, "cuModuleLoadData", &api->cuModuleLoadData, true,
-             message) &&
-      lookup(handle, "cuModuleUnload", &api->cuModuleUnload, true, message) &&
-      lookup(handle, "cuModuleGetFunction", &api->cuModuleGetFunction, true,
-             message) &&
-      lookup(handle, "cuMemAlloc_v2", &api->cuMemAlloc, true, message) &&
-      lookup(handle, "cuMemFree_v2", &api->cuMemFree, true, message) &&
-      lookup(handle, "cuMemsetD8_v2", &api->cuMemsetD8, true, message) &&
-      lookup(handle, "cuMemcpyHtoD_v2", &api->cuMemcpyHtoD, true, message) &&
-      lookup(handle, "cuMemcpyDtoH_v2", &api->cuMemcpyDtoH, true, message) &&
-      lookup(handle, "cuMemcpyHtoDAsync_v2", &api->cuMemcpyHtoDAsync, true,
-             message) &&
-      lookup(handle, "cuStreamCreate", &api->cuStreamCreate, true, message) &&
-      lookup(handle, "cuStreamDestroy_v2", &api->cuStreamDestroy, true,
-             message) &&
-      lookup(handle, "cuStreamSynchronize", &api->cuStreamSynchronize, true,
-             message) &&
-      lookup(handle, "cuLaunchKernel", &api->cuLaunchKernel, true, message) &&
-      lookup(handle, "cuGetErrorName", &api->cuGetErrorName, true, message) &&
-      lookup(handle, "cuGetErrorString", &api->cuGetErrorString, true, message);
-  if (!ok) {
-    dlclose(handle);
-    return VMOE_STATUS_UNSUPPORTED;
-  }
-  // Graphs are optional: without them, dispatches launch one by one.
-  lookup(handle, "cuStreamBeginCapture_v2", &api->cuStreamBeginCapture, false,
-         message);
-  lookup(handle, "cuStreamEndCapture", &api->cuStreamEndCapture, false,
-         message);
-  lookup(handle, "cuGraphInstantiateWithFlags",
-         &api->cuGraphInstantiateWithFlags, false, message);
-  lookup(handle, "cuGraphLaunch", &api->cuGraphLaunch, false, message);
-  lookup(handle, "cuGraphExecDestroy", &api->cuGraphExecDestroy, false,
-         message);
-  lookup(handle, "cuGraphDestroy", &api->cuGraphDestroy, false, message);
-  // The handle stays open for the life of the process.
-  return VMOE_STATUS_OK;
-}
-
 } // namespace
 
-vmoe_status_t loadDriver(const char *library, const DriverApi **api,
-                         vmoe_message_t *message) {
-  if (library) { // a specific library (tests): not cached
-    auto *fresh = new (std::nothrow) DriverApi{};
-    if (!fresh)
-      return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
-    if (vmoe_status_t s = loadDriverFrom(library, fresh, message)) {
-      delete fresh;
-      return s;
+//===----------------------------------------------------------------------===//
+// GraphCache
+//===----------------------------------------------------------------------===//
+
+CUgraphExec GraphCache::find(const std::vector<int64_t> &key) {
+  for (Entry &entry : entries)
+    if (entry.key == key) {
+      entry.lastUse = ++clock;
+      return entry.exec;
     }
-    *api = fresh; // lives as long as the library handle: the process
-    return VMOE_STATUS_OK;
-  }
-  pthread_mutex_lock(&driverState.mutex);
-  if (!driverState.loaded) {
-    driverState.status =
-        loadDriverFrom("libcuda.so.1", &driverState.api, &driverState.message);
-    driverState.loaded = true;
-  }
-  vmoe_status_t status = driverState.status;
-  pthread_mutex_unlock(&driverState.mutex);
-  if (status) {
-    if (message)
-      *message = driverState.message;
-    return status;
-  }
-  *api = &driverState.api;
-  return VMOE_STATUS_OK;
+  return nullptr;
 }
 
-vmoe_status_t chooseImage(const fb::CudaExecutable &executable,
-                          uint32_t executableIndex, uint32_t sm,
-                          ImageChoice *out, vmoe_message_t *message) {
-  for (uint32_t i = 0, n = sizeOf(executable.cubins()); i < n; ++i) {
-    const fb::CudaCubin *cubin = executable.cubins()->Get(i);
-    if (cubin->sm() == sm) {
-      *out = {false, sm, cubin->segment()};
-      return VMOE_STATUS_OK;
-    }
+CUgraphExec GraphCache::insert(const std::vector<int64_t> &key,
+                               CUgraphExec exec) {
+  if (entries.size() < capacity) {
+    entries.push_back({key, exec, ++clock});
+    return nullptr;
   }
-  if (executable.ptx_segment() >= 0 && executable.ptx_sm() <= sm) {
-    *out = {true, executable.ptx_sm(),
-            static_cast<uint32_t>(executable.ptx_segment())};
-    return VMOE_STATUS_OK;
-  }
-  char have[160] = "";
-  size_t used = 0;
-  for (uint32_t i = 0, n = sizeOf(executable.cubins()); i < n; ++i)
-    used += snprintf(have + used, used < sizeof(have) ? sizeof(have) - used : 0,
-                     "%scubin sm_%u", used ? ", " : "",
-                     executable.cubins()->Get(i)->sm());
-  if (executable.ptx_segment() >= 0 && used < sizeof(have))
-    snprintf(have + used, sizeof(have) - used, "%sPTX for sm_%u and newer",
-             used ? ", " : "", executable.ptx_sm());
-  return fail(message, VMOE_STATUS_UNSUPPORTED,
-              "CUDA executable %u cannot run on this sm_%u GPU: it has %s; "
-              "recompile with --sm=%u",
-              executableIndex, sm, have, sm);
+  Entry *oldest = &entries[0];
+  for (Entry &entry : entries)
+    if (entry.lastUse < oldest->lastUse)
+      oldest = &entry;
+  CUgraphExec evicted = oldest->exec;
+  oldest->key = key; // same length: no allocation
+  oldest->exec = exec;
+  oldest->lastUse = ++clock;
+  return evicted;
 }
 
-vmoe_status_t CudaBackend::check(CUresult result, const char *what,
-                                 vmoe_message_t *message) const {
+//===----------------------------------------------------------------------===//
+// CudaExecutor: set-up
+//===----------------------------------------------------------------------===//
+
+vmoe_status_t CudaExecutor::check(CUresult result, const char *what,
+                                  vmoe_message_t *message) const {
   if (result == kCudaSuccess)
     return VMOE_STATUS_OK;
   const char *name = nullptr, *text = nullptr;
@@ -186,24 +74,49 @@ vmoe_status_t CudaBackend::check(CUresult result, const char *what,
               text ? text : "unknown error", name ? name : "?", result);
 }
 
-vmoe_status_t CudaBackend::create(Module *module, uint32_t ordinal,
-                                  const DriverApi *api, CudaBackend **out,
-                                  vmoe_message_t *message) {
+vmoe_status_t CudaExecutor::create(Module *module, const CudaOptions &options,
+                                   const DriverApi *api, CudaExecutor **out,
+                                   vmoe_message_t *message) {
   if (!api)
     if (vmoe_status_t s = loadDriver(nullptr, &api, message))
       return s;
-  auto *backend = new (std::nothrow) CudaBackend(module, api);
-  if (!backend)
+  auto *executor = new (std::nothrow) CudaExecutor(module, api, options);
+  if (!executor)
     return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
-  if (vmoe_status_t s = backend->init(ordinal, message)) {
-    delete backend;
+  if (vmoe_status_t s = executor->init(options, message)) {
+    delete executor;
     return s;
   }
-  *out = backend;
+  *out = executor;
   return VMOE_STATUS_OK;
 }
 
-vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
+vmoe_status_t CudaExecutor::init(const CudaOptions &options,
+                                 vmoe_message_t *message) {
+  uint32_t sm = 0;
+  if (vmoe_status_t s = openDevice(options.ordinal, &sm, message))
+    return s;
+  if (vmoe_status_t s = checkKernels(message))
+    return s;
+  if (vmoe_status_t s = loadImages(sm, message))
+    return s;
+  std::vector<uint64_t> constantOffsets;
+  if (vmoe_status_t s = allocateMemory(&constantOffsets, message))
+    return s;
+  if (vmoe_status_t s = check(api->cuStreamCreate(&stream, kStreamDefault),
+                              "cuStreamCreate", message))
+    return s;
+  if (vmoe_status_t s = prepareLaunches(constantOffsets, message))
+    return s;
+  useGraphs = options.graphs && api->cuStreamBeginCapture &&
+              api->cuStreamEndCapture && api->cuGraphInstantiateWithFlags &&
+              api->cuGraphLaunch && api->cuGraphExecDestroy &&
+              api->cuGraphDestroy;
+  return VMOE_STATUS_OK;
+}
+
+vmoe_status_t CudaExecutor::openDevice(uint32_t ordinal, uint32_t *sm,
+                                       vmoe_message_t *message) {
   if (vmoe_status_t s = check(api->cuInit(0), "cuInit", message))
     return s;
   int count = 0;
@@ -229,14 +142,16 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
                                   &minor, kAttrComputeCapabilityMinor, device),
                               "cuDeviceGetAttribute", message))
     return s;
-  uint32_t sm = static_cast<uint32_t>(major * 10 + minor);
+  *sm = static_cast<uint32_t>(major * 10 + minor);
   char name[96] = "";
   if (api->cuDeviceGetName(name, sizeof(name) - 1, device) != kCudaSuccess)
     snprintf(name, sizeof(name), "CUDA device %u", ordinal);
-  snprintf(description, sizeof(description), "%s (sm_%u)", name, sm);
+  snprintf(description, sizeof(description), "%s (sm_%u)", name, *sm);
+  return VMOE_STATUS_OK;
+}
 
+vmoe_status_t CudaExecutor::checkKernels(vmoe_message_t *message) const {
   const fb::Module &m = module->root();
-  // Every kernel must live in a CUDA executable.
   for (uint32_t k = 0, n = sizeOf(m.kernels()); k < n; ++k) {
     const fb::Kernel *kernel = m.kernels()->Get(k);
     if (m.executables()->Get(kernel->executable())->format() !=
@@ -246,7 +161,10 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
                   "compiled for the CPU (compile with --target=cuda)",
                   k, kernel->name() ? kernel->name()->c_str() : "");
   }
+  return VMOE_STATUS_OK;
+}
 
+vmoe_status_t CudaExecutor::loadImages(uint32_t sm, vmoe_message_t *message) {
   if (vmoe_status_t s = check(api->cuDevicePrimaryCtxRetain(&context, device),
                               "cuDevicePrimaryCtxRetain", message))
     return s;
@@ -256,6 +174,7 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
     return s;
 
   // Executables: the cubin of this SM, else PTX (the driver compiles it).
+  const fb::Module &m = module->root();
   modules.assign(sizeOf(m.executables()), nullptr);
   for (uint32_t e = 0; e < modules.size(); ++e) {
     const fb::Executable *x = m.executables()->Get(e);
@@ -281,38 +200,36 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
             check(api->cuModuleLoadData(&modules[e], image), what, message))
       return s;
   }
+  return VMOE_STATUS_OK;
+}
 
+vmoe_status_t
+CudaExecutor::allocateMemory(std::vector<uint64_t> *constantOffsets,
+                             vmoe_message_t *message) {
   // Device memory: arena | constants | inputs | outputs | scratch.
-  uint64_t offset = 0;
+  const fb::Module &m = module->root();
   arenaOffset = 0;
-  offset = alignUp(m.arena()->size(), 256);
-  std::vector<uint64_t> constantOffsets(sizeOf(m.constants()));
-  for (uint32_t c = 0; c < constantOffsets.size(); ++c) {
+  uint64_t offset = alignUp(m.arena()->size(), 256);
+  constantOffsets->assign(sizeOf(m.constants()), 0);
+  for (uint32_t c = 0; c < constantOffsets->size(); ++c) {
     const fb::Constant *constant = m.constants()->Get(c);
     if (constant->placement() == fb::ConstantPlacement::Arena) {
-      constantOffsets[c] = arenaOffset + constant->arena_offset();
+      (*constantOffsets)[c] = arenaOffset + constant->arena_offset();
       continue;
     }
-    constantOffsets[c] = offset;
+    (*constantOffsets)[c] = offset;
     offset = alignUp(offset + module->segmentLength(constant->segment()), 256);
   }
-  const fb::Signature *sig = m.signature();
-  auto maxBytes = [&](const fb::TensorSpec *t, uint64_t item) {
-    return t->batch_dim() >= 0 ? item * uint64_t(sig->max_batch()) : item;
-  };
-  for (uint32_t i = 0, n = sizeOf(sig->inputs()); i < n; ++i) {
+  const int64_t maxBatch = m.signature()->max_batch();
+  for (uint32_t i = 0, n = sizeOf(m.signature()->inputs()); i < n; ++i) {
     inputOffsets.push_back(offset);
-    offset = alignUp(
-        offset + maxBytes(sig->inputs()->Get(i), module->inputItemBytes(i)),
-        256);
+    offset = alignUp(offset + module->inputBytes(i, maxBatch), 256);
   }
-  for (uint32_t i = 0, n = sizeOf(sig->outputs()); i < n; ++i) {
+  for (uint32_t i = 0, n = sizeOf(m.signature()->outputs()); i < n; ++i) {
     outputOffsets.push_back(offset);
-    offset = alignUp(
-        offset + maxBytes(sig->outputs()->Get(i), module->outputItemBytes(i)),
-        256);
+    offset = alignUp(offset + module->outputBytes(i, maxBatch), 256);
   }
-  const uint64_t scratchOffset = offset;
+  scratchOffset = offset;
   for (uint32_t d = 0, n = sizeOf(m.dispatches()); d < n; ++d) {
     const fb::Kernel *k = m.kernels()->Get(m.dispatches()->Get(d)->kernel());
     const fb::Dim3 *g = k->workgroup_count();
@@ -331,21 +248,26 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
   if (vmoe_status_t s =
           check(api->cuMemsetD8(memory, 0, memoryBytes), "cuMemsetD8", message))
     return s;
-  for (uint32_t c = 0; c < constantOffsets.size(); ++c) {
+  for (uint32_t c = 0; c < constantOffsets->size(); ++c) {
     const fb::Constant *constant = m.constants()->Get(c);
     if (vmoe_status_t s =
-            check(api->cuMemcpyHtoD(memory + constantOffsets[c],
+            check(api->cuMemcpyHtoD(memory + (*constantOffsets)[c],
                                     module->segmentData(constant->segment()),
                                     module->segmentLength(constant->segment())),
                   "copying the constants", message))
       return s;
   }
-  if (vmoe_status_t s = check(api->cuStreamCreate(&stream, kStreamDefault),
-                              "cuStreamCreate", message))
-    return s;
+  // The host's view of the arena: only the routing statistics are copied.
+  hostMirrorBytes = m.arena()->size();
+  return mapZeroed(hostMirrorBytes, "arena", &hostMirror, message);
+}
 
+vmoe_status_t
+CudaExecutor::prepareLaunches(const std::vector<uint64_t> &constantOffsets,
+                              vmoe_message_t *message) {
   // Launches with their parameters; call-dependent values are patched in
   // run().
+  const fb::Module &m = module->root();
   size_t constantSlot = 0;
   plans.resize(sizeOf(m.dispatches()));
   for (uint32_t d = 0; d < plans.size(); ++d) {
@@ -401,20 +323,14 @@ vmoe_status_t CudaBackend::init(uint32_t ordinal, vmoe_message_t *message) {
       launch.params.push_back(&v);
   }
   key.resize(constantSlot);
-
-  const char *graphsEnv = getenv("VMOE_CUDA_GRAPHS");
-  useGraphs = api->cuStreamBeginCapture && api->cuStreamEndCapture &&
-              api->cuGraphInstantiateWithFlags && api->cuGraphLaunch &&
-              api->cuGraphExecDestroy && api->cuGraphDestroy &&
-              !(graphsEnv && strcmp(graphsEnv, "0") == 0);
   return VMOE_STATUS_OK;
 }
 
-CudaBackend::~CudaBackend() {
+CudaExecutor::~CudaExecutor() {
   if (contextRetained)
     api->cuCtxSetCurrent(context);
-  for (auto &entry : graphs)
-    api->cuGraphExecDestroy(entry.second);
+  for (size_t i = 0; i < graphs.size(); ++i)
+    api->cuGraphExecDestroy(graphs.at(i));
   if (stream)
     api->cuStreamDestroy(stream);
   if (memory)
@@ -424,9 +340,14 @@ CudaBackend::~CudaBackend() {
       api->cuModuleUnload(m);
   if (contextRetained)
     api->cuDevicePrimaryCtxRelease(device);
+  unmapZeroed(hostMirror, hostMirrorBytes);
 }
 
-vmoe_status_t CudaBackend::launchAll(vmoe_message_t *message) {
+//===----------------------------------------------------------------------===//
+// CudaExecutor: runs
+//===----------------------------------------------------------------------===//
+
+vmoe_status_t CudaExecutor::launchAll(vmoe_message_t *message) {
   const fb::Module &m = module->root();
   for (uint32_t d = 0; d < plans.size(); ++d) {
     Launch &l = plans[d];
@@ -443,42 +364,11 @@ vmoe_status_t CudaBackend::launchAll(vmoe_message_t *message) {
   return VMOE_STATUS_OK;
 }
 
-vmoe_status_t CudaBackend::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
-                               const vmoe_tensor_t *outputs,
-                               uint32_t outputCount, int64_t batch,
-                               const int64_t *constants, uint8_t *hostArena,
-                               vmoe_message_t *message) {
-  const fb::Module &m = module->root();
-  const fb::Signature *sig = m.signature();
-  if (vmoe_status_t s =
-          check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent", message))
-    return s;
-  auto bytesFor = [&](const fb::TensorSpec *t, uint64_t item) {
-    return t->batch_dim() >= 0 ? item * uint64_t(batch) : item;
-  };
-  for (uint32_t i = 0; i < inputCount; ++i) {
-    uint64_t n = bytesFor(sig->inputs()->Get(i), module->inputItemBytes(i));
-    if (vmoe_status_t s = check(
-            // On the stream, so the launches after it see the bytes.
-            api->cuMemcpyHtoDAsync(memory + inputOffsets[i], inputs[i].data, n,
-                                   stream),
-            "copying an input to the GPU", message))
-      return s;
-  }
-  // The push constants of this call (they follow the bindings).
-  for (Launch &l : plans)
-    for (size_t c = 0; c < l.constantCount; ++c) {
-      key[l.constantBegin + c] = constants[l.constantBegin + c];
-      l.values[l.constantIndex + c] =
-          static_cast<uint64_t>(constants[l.constantBegin + c]);
-    }
-
-  bool launched = false;
+vmoe_status_t CudaExecutor::launchSchedule(vmoe_message_t *message) {
   if (useGraphs) {
-    auto it = graphs.find(key);
-    if (it == graphs.end()) {
+    CUgraphExec exec = graphs.find(key);
+    if (!exec) {
       CUgraph graph = nullptr;
-      CUgraphExec exec = nullptr;
       bool ok = api->cuStreamBeginCapture(
                     stream, kStreamCaptureModeThreadLocal) == kCudaSuccess;
       vmoe_status_t launchStatus = ok ? launchAll(message) : VMOE_STATUS_OK;
@@ -490,49 +380,76 @@ vmoe_status_t CudaBackend::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
           api->cuGraphDestroy(graph);
       }
       if (ok) {
-        it = graphs.emplace(key, exec).first;
+        if (CUgraphExec old = graphs.insert(key, exec)) {
+          api->cuGraphExecDestroy(old);
+          ++evicted;
+        }
       } else {
         // Capture is an optimization: fall back to plain launches for good.
         useGraphs = false;
       }
     }
-    if (useGraphs) {
-      if (vmoe_status_t s = check(api->cuGraphLaunch(it->second, stream),
-                                  "cuGraphLaunch", message))
-        return s;
-      launched = true;
-    }
+    if (useGraphs)
+      return check(api->cuGraphLaunch(exec, stream), "cuGraphLaunch", message);
   }
-  if (!launched)
-    if (vmoe_status_t s = launchAll(message))
+  return launchAll(message);
+}
+
+vmoe_status_t CudaExecutor::run(const ExecutorCall &call, DispatchProfile *,
+                                vmoe_message_t *message) {
+  if (vmoe_status_t s =
+          check(api->cuCtxSetCurrent(context), "cuCtxSetCurrent", message))
+    return s;
+  for (uint32_t i = 0; i < call.inputCount; ++i) {
+    if (vmoe_status_t s = check(
+            // On the stream, so the launches after it see the bytes.
+            api->cuMemcpyHtoDAsync(memory + inputOffsets[i],
+                                   call.inputs[i].data,
+                                   module->inputBytes(i, call.batch), stream),
+            "copying an input to the GPU", message))
       return s;
+  }
+  // The push constants of this call (they follow the bindings).
+  for (Launch &l : plans)
+    for (size_t c = 0; c < l.constantCount; ++c) {
+      key[l.constantBegin + c] = call.constants[l.constantBegin + c];
+      l.values[l.constantIndex + c] =
+          static_cast<uint64_t>(call.constants[l.constantBegin + c]);
+    }
+  if (vmoe_status_t s = launchSchedule(message))
+    return s;
   if (vmoe_status_t s = check(api->cuStreamSynchronize(stream),
                               "running the schedule", message))
     return s;
+  return copyBack(call, message);
+}
 
-  for (uint32_t i = 0; i < outputCount; ++i) {
-    uint64_t n = bytesFor(sig->outputs()->Get(i), module->outputItemBytes(i));
+vmoe_status_t CudaExecutor::copyBack(const ExecutorCall &call,
+                                     vmoe_message_t *message) {
+  const fb::Module &m = module->root();
+  for (uint32_t i = 0; i < call.outputCount; ++i) {
     if (vmoe_status_t s = check(
-            api->cuMemcpyDtoH(outputs[i].data, memory + outputOffsets[i], n),
+            api->cuMemcpyDtoH(call.outputs[i].data, memory + outputOffsets[i],
+                              module->outputBytes(i, call.batch)),
             "copying an output from the GPU", message))
       return s;
   }
   for (uint32_t i = 0, n = sizeOf(m.moe_layers()); i < n; ++i) {
     const fb::MoeLayer *layer = m.moe_layers()->Get(i);
     const fb::RoutingStats *stats = layer->stats();
-    if (!stats || !hostArena)
+    if (!stats)
       continue;
     uint64_t counts = uint64_t(layer->num_groups()) * layer->num_experts() * 4;
     uint64_t kept = layer->num_tokens() * 4;
     if (vmoe_status_t s = check(
             api->cuMemcpyDtoH(
-                hostArena + stats->expert_counts_offset(),
+                hostMirror + stats->expert_counts_offset(),
                 memory + arenaOffset + stats->expert_counts_offset(), counts),
             "copying the routing statistics", message))
       return s;
     if (vmoe_status_t s =
             check(api->cuMemcpyDtoH(
-                      hostArena + stats->token_kept_offset(),
+                      hostMirror + stats->token_kept_offset(),
                       memory + arenaOffset + stats->token_kept_offset(), kept),
                   "copying the routing statistics", message))
       return s;

@@ -2,7 +2,7 @@
 
 #include "Module.h"
 
-#include "CpuBackend.h"
+#include "CpuLoader.h"
 #include "Diagnostics.h"
 
 #include <cerrno>

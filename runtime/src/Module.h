@@ -41,6 +41,16 @@ public:
     return verified.outputItemBytes[i];
   }
   uint64_t maxScratchSize() const { return verified.maxScratchSize; }
+  /// Bytes of input/output `i` at `batch` (the whole tensor when it has no
+  /// batch dim).
+  uint64_t inputBytes(uint32_t i, int64_t batch) const {
+    return tensorBytes(root().signature()->inputs()->Get(i), inputItemBytes(i),
+                       batch);
+  }
+  uint64_t outputBytes(uint32_t i, int64_t batch) const {
+    return tensorBytes(root().signature()->outputs()->Get(i),
+                       outputItemBytes(i), batch);
+  }
 
   /// Loads every CPU executable the kernels use and resolves every kernel
   /// entry; fails if a kernel lives in a non-CPU executable. Idempotent and
@@ -52,6 +62,12 @@ public:
   }
 
 private:
+  static uint64_t tensorBytes(const fb::TensorSpec *t, uint64_t itemBytes,
+                              int64_t batch) {
+    return t->batch_dim() >= 0 ? itemBytes * static_cast<uint64_t>(batch)
+                               : itemBytes;
+  }
+
   enum class Storage { Mapped, Owned, Borrowed };
   Module() = default;
   ~Module();

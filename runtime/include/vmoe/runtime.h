@@ -256,9 +256,26 @@ typedef struct vmoe_session_options_t {
   int32_t profile;
   /* VMOE_DEVICE_CUDA: which GPU (the driver's ordinal); 0 by default. */
   uint32_t device_ordinal;
+  /* VMOE_DEVICE_CUDA: nonzero (the default) runs the schedule as CUDA
+   * graphs, one per setting of capacity, BPR and batch, captured on its
+   * first run and replayed after; 0 launches the dispatches one by one. A
+   * driver without graphs, or a capture that fails, falls back to launches
+   * too. */
+  int32_t cuda_graphs;
+  /* VMOE_DEVICE_CUDA with graphs: how many graphs the session keeps, 1 to
+   * VMOE_CUDA_GRAPH_CACHE_MAX; a new setting beyond that replaces the least
+   * recently used graph. VMOE_CUDA_GRAPH_CACHE_DEFAULT by default. */
+  uint32_t cuda_graph_cache;
 } vmoe_session_options_t;
 
-/* Defaults: CPU, one thread per CPU, each layer's capacity factor and BPR. */
+/* Bounds of vmoe_session_options_t.cuda_graph_cache. The default covers the
+ * usual sweeps (four capacity factors with BPR on and off at a batch or two)
+ * without recapturing. */
+#define VMOE_CUDA_GRAPH_CACHE_DEFAULT 16
+#define VMOE_CUDA_GRAPH_CACHE_MAX 1024
+
+/* Defaults: CPU, one thread per CPU, each layer's capacity factor and BPR;
+ * CUDA graphs on, up to VMOE_CUDA_GRAPH_CACHE_DEFAULT of them. */
 VMOE_API void vmoe_session_options_init(vmoe_session_options_t *options);
 
 /* Loads the module's executables for the device (once per module), checks

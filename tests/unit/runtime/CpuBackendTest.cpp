@@ -1,6 +1,6 @@
 //===- CpuBackendTest.cpp - Host checks and in-memory loading -------------===//
 
-#include "CpuBackend.h"
+#include "CpuLoader.h"
 #include "TestSupport.h"
 
 #include <dlfcn.h>

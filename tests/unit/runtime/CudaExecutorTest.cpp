@@ -1,14 +1,15 @@
-//===- CudaBackendTest.cpp - the CUDA backend without a GPU ---------------===//
+//===- CudaExecutorTest.cpp - the CUDA executor without a GPU -------------===//
 //
 // The error paths (no driver, no GPU, a CPU module, no image for the SM), the
-// choice between cubin and PTX, and the whole backend (device memory, copies,
-// kernel parameters per the CUDA kernel ABI, push constants per call, CUDA
-// graphs per setting) against a fake driver whose "device" is host memory
-// and whose kernels are C++ functions.
+// choice between cubin and PTX, and the whole executor (device memory,
+// copies, kernel parameters per the CUDA kernel ABI, push constants per call,
+// CUDA graphs per setting, their bounded cache) against a fake driver whose
+// "device" is host memory and whose kernels are C++ functions.
 //
 //===----------------------------------------------------------------------===//
 
-#include "CudaBackend.h"
+#include "CudaExecutor.h"
+#include "Executor.h"
 #include "TestSupport.h"
 
 #include <gtest/gtest.h>
@@ -355,16 +356,13 @@ DriverApi fakeApi(bool graphs) {
 
 class FakeCuda : public ::testing::Test {
 protected:
-  void SetUp() override {
-    fake = &device;
-    unsetenv("VMOE_CUDA_GRAPHS");
-  }
+  void SetUp() override { fake = &device; }
   void TearDown() override { fake = nullptr; }
   FakeDevice device;
 };
 
 /// Runs the module at `batch` with push constants {3, batch}.
-std::vector<float> runAt(CudaBackend &backend, int64_t batch,
+std::vector<float> runAt(CudaExecutor &backend, int64_t batch,
                          const std::vector<float> &x) {
   std::vector<float> y(kMaxBatch * kWidth, -1.0f);
   int64_t shape[2] = {batch, kWidth};
@@ -372,10 +370,9 @@ std::vector<float> runAt(CudaBackend &backend, int64_t batch,
                       x.size() * 4};
   vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, shape, y.data(), y.size() * 4};
   int64_t constants[2] = {3, batch};
+  ExecutorCall call = {&in, 1, &out, 1, batch, constants};
   vmoe_message_t msg;
-  EXPECT_EQ(backend.run(&in, 1, &out, 1, batch, constants, nullptr, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
+  EXPECT_EQ(backend.run(call, nullptr, &msg), VMOE_STATUS_OK) << msg.text;
   return y;
 }
 
@@ -383,10 +380,10 @@ TEST_F(FakeCuda, RunsTheScheduleWithTheKernelAbiAndOneGraphPerSetting) {
   Loaded loaded = loadBytes(buildCudaModule(true, {80}));
   ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
   DriverApi api = fakeApi(/*graphs=*/true);
-  CudaBackend *backend = nullptr;
+  CudaExecutor *backend = nullptr;
   vmoe_message_t msg;
   ASSERT_EQ(
-      CudaBackend::create(internal(loaded.module), 0, &api, &backend, &msg),
+      CudaExecutor::create(internal(loaded.module), {}, &api, &backend, &msg),
       VMOE_STATUS_OK)
       << msg.text;
   EXPECT_STREQ(backend->deviceDescription(), "Fake GPU (sm_90)");
@@ -439,10 +436,10 @@ TEST_F(FakeCuda, FallsBackToLaunchesWhenCaptureFails) {
   ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
   device.failCapture = 801; // CUDA_ERROR_NOT_SUPPORTED
   DriverApi api = fakeApi(/*graphs=*/true);
-  CudaBackend *backend = nullptr;
+  CudaExecutor *backend = nullptr;
   vmoe_message_t msg;
   ASSERT_EQ(
-      CudaBackend::create(internal(loaded.module), 0, &api, &backend, &msg),
+      CudaExecutor::create(internal(loaded.module), {}, &api, &backend, &msg),
       VMOE_STATUS_OK)
       << msg.text;
   EXPECT_EQ(device.loadedImage.substr(0, 4), "\x7f"
@@ -459,31 +456,31 @@ TEST_F(FakeCuda, ErrorsNameTheCauseAndReleaseEverything) {
   Loaded loaded = loadBytes(buildCudaModule(true, {}));
   ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
   DriverApi api = fakeApi(false);
-  CudaBackend *backend = nullptr;
+  CudaExecutor *backend = nullptr;
   vmoe_message_t msg;
 
   device.deviceCount = 0;
   EXPECT_EQ(
-      CudaBackend::create(internal(loaded.module), 0, &api, &backend, &msg),
+      CudaExecutor::create(internal(loaded.module), {}, &api, &backend, &msg),
       VMOE_STATUS_UNSUPPORTED);
   EXPECT_STREQ(msg.text, "the CUDA driver found no GPU");
 
   device.deviceCount = 2;
-  EXPECT_EQ(
-      CudaBackend::create(internal(loaded.module), 2, &api, &backend, &msg),
-      VMOE_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(CudaExecutor::create(internal(loaded.module), CudaOptions{2}, &api,
+                                 &backend, &msg),
+            VMOE_STATUS_INVALID_ARGUMENT);
   EXPECT_STREQ(msg.text, "CUDA device 2 does not exist (2 devices)");
 
   device.sm = 75;
   EXPECT_EQ(
-      CudaBackend::create(internal(loaded.module), 0, &api, &backend, &msg),
+      CudaExecutor::create(internal(loaded.module), {}, &api, &backend, &msg),
       VMOE_STATUS_UNSUPPORTED);
   EXPECT_NE(strstr(msg.text, "sm_75"), nullptr) << msg.text;
 
   device.sm = 80;
   device.failAlloc = 2; // CUDA_ERROR_OUT_OF_MEMORY
   EXPECT_EQ(
-      CudaBackend::create(internal(loaded.module), 0, &api, &backend, &msg),
+      CudaExecutor::create(internal(loaded.module), {}, &api, &backend, &msg),
       VMOE_STATUS_OUT_OF_MEMORY);
   EXPECT_NE(strstr(msg.text, "cuMemAlloc failed: a fake failure"), nullptr)
       << msg.text;
@@ -495,8 +492,9 @@ TEST_F(FakeCuda, ErrorsNameTheCauseAndReleaseEverything) {
   Loaded cpu = loadBytes(serialize(w));
   ASSERT_EQ(cpu.status, VMOE_STATUS_OK) << cpu.message;
   device.failAlloc = 0;
-  EXPECT_EQ(CudaBackend::create(internal(cpu.module), 0, &api, &backend, &msg),
-            VMOE_STATUS_UNSUPPORTED);
+  EXPECT_EQ(
+      CudaExecutor::create(internal(cpu.module), {}, &api, &backend, &msg),
+      VMOE_STATUS_UNSUPPORTED);
   EXPECT_NE(strstr(msg.text, "compile with --target=cuda"), nullptr)
       << msg.text;
 }
