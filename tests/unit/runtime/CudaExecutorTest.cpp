@@ -173,7 +173,7 @@ struct FakeDevice {
   std::vector<std::vector<FakeLaunch>> graphs;
   int loadedImages = 0;
   std::string loadedImage;
-  int launches = 0, graphLaunches = 0, asyncCopies = 0;
+  int launches = 0, graphLaunches = 0, asyncCopies = 0, graphsDestroyed = 0;
   std::map<void *, size_t> allocations;
   std::vector<FakeLaunch> history;
 } * fake;
@@ -313,7 +313,10 @@ CUresult fGraphLaunch(CUgraphExec e, CUstream) {
   }
   return 0;
 }
-CUresult fExecDestroy(CUgraphExec) { return 0; }
+CUresult fExecDestroy(CUgraphExec) {
+  fake->graphsDestroyed++;
+  return 0;
+}
 CUresult fGraphDestroy(CUgraph) { return 0; }
 }
 
@@ -450,6 +453,123 @@ TEST_F(FakeCuda, FallsBackToLaunchesWhenCaptureFails) {
   EXPECT_EQ(device.launches, 1);
   EXPECT_EQ(backend->graphCount(), 0u);
   delete backend;
+}
+
+TEST_F(FakeCuda, GraphsOffLaunchesOneByOne) {
+  // The session option cuda_graphs = 0 (once the VMOE_CUDA_GRAPHS=0
+  // environment variable): a driver with graphs, but plain launches.
+  Loaded loaded = loadBytes(buildCudaModule(true, {}));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  DriverApi api = fakeApi(/*graphs=*/true);
+  CudaOptions options;
+  options.graphs = false;
+  CudaExecutor *backend = nullptr;
+  vmoe_message_t msg;
+  ASSERT_EQ(CudaExecutor::create(internal(loaded.module), options, &api,
+                                 &backend, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
+  std::vector<float> x(kMaxBatch * kWidth, 1.0f);
+  runAt(*backend, 5, x);
+  std::vector<float> y = runAt(*backend, 2, x);
+  EXPECT_FLOAT_EQ(y[kWidth + 2], 1.0f * 3 + 1.0f);
+  EXPECT_EQ(device.launches, 2);
+  EXPECT_EQ(device.graphLaunches, 0);
+  EXPECT_TRUE(device.graphs.empty()); // nothing captured
+  EXPECT_EQ(backend->graphCount(), 0u);
+  delete backend;
+}
+
+TEST_F(FakeCuda, GraphCacheIsBoundedLeastRecentlyUsedFirst) {
+  Loaded loaded = loadBytes(buildCudaModule(true, {}));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  DriverApi api = fakeApi(/*graphs=*/true);
+  CudaOptions options;
+  options.graphCacheSize = 2;
+  CudaExecutor *backend = nullptr;
+  vmoe_message_t msg;
+  ASSERT_EQ(CudaExecutor::create(internal(loaded.module), options, &api,
+                                 &backend, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
+  std::vector<float> x(kMaxBatch * kWidth);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = float(i);
+  auto expectRows = [&](const std::vector<float> &y, int64_t batch) {
+    for (int64_t i = 0; i < kMaxBatch * kWidth; ++i)
+      EXPECT_FLOAT_EQ(y[i], i < batch * kWidth ? x[i] * 3 + 0.5f * (i % kWidth)
+                                               : -1.0f)
+          << "batch " << batch << ", element " << i;
+  };
+  // Batches 5 and 2 fill the cache; 5 is used again, so 3 evicts 2.
+  expectRows(runAt(*backend, 5, x), 5);
+  expectRows(runAt(*backend, 2, x), 2);
+  expectRows(runAt(*backend, 5, x), 5);
+  EXPECT_EQ(device.graphs.size(), 2u); // captures so far
+  expectRows(runAt(*backend, 3, x), 3);
+  EXPECT_EQ(backend->graphCount(), 2u);
+  EXPECT_EQ(backend->graphsEvicted(), 1u);
+  EXPECT_EQ(device.graphsDestroyed, 1);
+  // 5 is still cached; 2 is captured again and evicts 3, not 5.
+  expectRows(runAt(*backend, 5, x), 5);
+  EXPECT_EQ(device.graphs.size(), 3u);
+  expectRows(runAt(*backend, 2, x), 2);
+  EXPECT_EQ(device.graphs.size(), 4u);
+  expectRows(runAt(*backend, 5, x), 5);
+  EXPECT_EQ(device.graphs.size(), 4u);
+  // Every batch from 1 to 5, twice: never more than two graphs.
+  for (int round = 0; round < 2; ++round)
+    for (int64_t batch = 1; batch <= kMaxBatch; ++batch) {
+      expectRows(runAt(*backend, batch, x), batch);
+      EXPECT_LE(backend->graphCount(), 2u);
+    }
+  EXPECT_EQ(device.launches, 0); // every run replayed a graph
+  uint64_t evicted = backend->graphsEvicted();
+  delete backend;
+  // What the cache held at the end is destroyed with the executor.
+  EXPECT_EQ(uint64_t(device.graphsDestroyed), evicted + 2);
+}
+
+TEST(CudaGraphCache, KeepsTheMostRecentlyUsed) {
+  auto exec = [](uintptr_t i) { return reinterpret_cast<CUgraphExec>(i); };
+  GraphCache cache(3);
+  EXPECT_EQ(cache.limit(), 3u);
+  EXPECT_EQ(cache.find({1, 0}), nullptr);
+  EXPECT_EQ(cache.insert({1, 0}, exec(1)), nullptr);
+  EXPECT_EQ(cache.insert({2, 0}, exec(2)), nullptr);
+  EXPECT_EQ(cache.insert({3, 0}, exec(3)), nullptr);
+  EXPECT_EQ(cache.find({1, 0}), exec(1)); // 2 is now the oldest
+  EXPECT_EQ(cache.insert({4, 0}, exec(4)), exec(2));
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(cache.find({2, 0}), nullptr);
+  EXPECT_EQ(cache.insert({5, 1}, exec(5)), exec(3));
+  EXPECT_EQ(cache.find({1, 0}), exec(1));
+  EXPECT_EQ(cache.find({4, 0}), exec(4));
+  EXPECT_EQ(cache.find({5, 1}), exec(5));
+  EXPECT_EQ(cache.size(), 3u);
+  GraphCache zero(0); // at least one graph
+  EXPECT_EQ(zero.limit(), 1u);
+}
+
+TEST(CudaSession, GraphOptionsDefaultsAndBounds) {
+  vmoe_session_options_t options;
+  vmoe_session_options_init(&options);
+  EXPECT_EQ(options.cuda_graphs, 1);
+  EXPECT_EQ(options.cuda_graph_cache, uint32_t(VMOE_CUDA_GRAPH_CACHE_DEFAULT));
+  // Checked before the driver is looked for, so this runs anywhere.
+  Loaded loaded = loadBytes(buildCudaModule(true, {}));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  options.device = VMOE_DEVICE_CUDA;
+  for (uint32_t bad : {0u, uint32_t(VMOE_CUDA_GRAPH_CACHE_MAX) + 1}) {
+    options.cuda_graph_cache = bad;
+    vmoe_session_t *session = nullptr;
+    vmoe_message_t msg;
+    msg.text[0] = 0;
+    EXPECT_EQ(vmoe_session_create(loaded.module, &options, &session, &msg),
+              VMOE_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(strstr(msg.text, "CUDA graph cache size"), nullptr) << msg.text;
+    EXPECT_EQ(session, nullptr);
+  }
 }
 
 TEST_F(FakeCuda, ErrorsNameTheCauseAndReleaseEverything) {
