@@ -1,5 +1,6 @@
 //===- CapacityTest.cpp - compute_capacity (reference section 6) ----------===//
 
+#include "CapacityCases.h"
 #include "TestUtil.h"
 
 using namespace vmoe::reference;
@@ -43,6 +44,22 @@ TEST(CapacityTest, PaperTable) {
           row.expected[col])
           << row.model << ", E=" << columns[col].experts
           << ", cf=" << columns[col].cf;
+  }
+}
+
+TEST(CapacityTest, SharedTableOfCases) {
+  for (const vmoe::test::CapacityCase &c : vmoe::test::kCapacityCases) {
+    SCOPED_TRACE(c.what);
+    Result<int64_t> result = computeCapacity(
+        static_cast<int64_t>(c.numTokens()), c.numExperts, c.capacityFactor,
+        c.multipleOf,
+        c.round ? CapacityRounding::Round : CapacityRounding::Ceil);
+    if (c.expected == 0) {
+      EXPECT_FALSE(result.ok()) << "got C = " << *result;
+    } else {
+      ASSERT_TRUE(result.ok()) << result.error();
+      EXPECT_EQ(*result, c.expected);
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CapacityCases.h"
 #include "TestSupport.h"
 
 #include <cmath>
@@ -85,6 +86,30 @@ TEST(Capacity, RefusesBadFactors) {
             VMOE_STATUS_INVALID_ARGUMENT);
   // A tiny factor still gives ceil(tiny) = 1 -> 4.
   EXPECT_EQ(capacity(400, 2, 8, 1e-12), 4u);
+}
+
+TEST(Capacity, SharedTableOfCases) {
+  // The runtime implements top-K routing's form: ceil, a multiple of 4.
+  int checked = 0;
+  for (const CapacityCase &c : kCapacityCases) {
+    if (!c.topKForm())
+      continue;
+    SCOPED_TRACE(c.what);
+    uint32_t value = 0;
+    vmoe_message_t message;
+    message.text[0] = 0;
+    vmoe_status_t status = vmoe_compute_capacity(
+        c.groupSize, c.k, c.numExperts, c.capacityFactor, &value, &message);
+    if (c.expected == 0) {
+      EXPECT_EQ(status, VMOE_STATUS_INVALID_ARGUMENT) << value;
+      EXPECT_NE(message.text[0], 0);
+    } else {
+      ASSERT_EQ(status, VMOE_STATUS_OK) << message.text;
+      EXPECT_EQ(value, uint64_t(c.expected));
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 35);
 }
 
 /// Runs the echo module and returns [capacity, bpr, batch, 42].
