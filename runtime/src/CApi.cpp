@@ -37,9 +37,7 @@ const Session *unwrap(const vmoe_session_t *s) {
 
 const char *str(const flatbuffers::String *s) { return s ? s->c_str() : ""; }
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
+using vmoe::sizeOf;
 
 vmoe_status_t nullArgument(vmoe_message_t *message, const char *what) {
   return fail(message, VMOE_STATUS_INVALID_ARGUMENT, "%s is null", what);

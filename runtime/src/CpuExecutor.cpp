@@ -15,10 +15,6 @@ namespace {
 
 using ull = unsigned long long;
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
 /// Everything a worker needs to run one dispatch's workgroups.
 struct DispatchRun {
   vmoe_kernel_fn_v0_t fn;

@@ -14,10 +14,6 @@ namespace vmoe {
 namespace cuda {
 namespace {
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
 struct DriverState {
   pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
   bool loaded = false;

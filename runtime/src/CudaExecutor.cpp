@@ -14,10 +14,6 @@ namespace {
 
 using ull = unsigned long long;
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
 uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 } // namespace

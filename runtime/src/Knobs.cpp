@@ -9,10 +9,6 @@ namespace vmoe {
 
 namespace {
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
 const char *layerName(const fb::MoeLayer *layer) {
   return layer->name() ? layer->name()->c_str() : "";
 }

@@ -41,10 +41,6 @@ inline const char *str(const flatbuffers::String *s) {
   return s ? s->c_str() : "";
 }
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
 /// FlatBuffers 2.0 verifies a vector's length prefix but not the alignment of
 /// its elements; 8-byte elements (int64 dims, Segment structs) need it.
 template <typename T> bool alignedVector(const flatbuffers::Vector<T> *v) {

@@ -18,6 +18,11 @@
 
 namespace vmoe {
 
+/// Length of an optional FlatBuffers vector (0 when absent).
+template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
+  return v ? v->size() : 0;
+}
+
 /// Facts about a verified module that the loader and sessions reuse.
 struct VerifiedModule {
   vmoe_module_header_t header;

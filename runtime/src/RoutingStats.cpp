@@ -8,14 +8,6 @@
 
 namespace vmoe {
 
-namespace {
-
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
-} // namespace
-
 void RoutingStats::init(const Module *m, const uint8_t *hostArena) {
   module = m;
   arena = hostArena;

@@ -18,10 +18,6 @@ using ull = unsigned long long;
 
 constexpr uint32_t kMaxThreads = 1024;
 
-template <typename T> uint32_t sizeOf(const flatbuffers::Vector<T> *v) {
-  return v ? v->size() : 0;
-}
-
 uint32_t resolveThreads(uint32_t requested) {
   if (requested != 0)
     return requested;
