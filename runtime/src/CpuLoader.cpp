@@ -80,6 +80,7 @@ const X86Feature kX86Features[] = {
     {"avx2", 7, 0, EBX, 5, Avx},
     {"bmi2", 7, 0, EBX, 8, None},
     {"invpcid", 7, 0, EBX, 10, None},
+    {"rtm", 7, 0, EBX, 11, None},
     {"avx512f", 7, 0, EBX, 16, Avx | Avx512},
     {"avx512dq", 7, 0, EBX, 17, Avx | Avx512},
     {"rdseed", 7, 0, EBX, 18, None},
@@ -101,10 +102,12 @@ const X86Feature kX86Features[] = {
     {"avx512bitalg", 7, 0, ECX, 12, Avx | Avx512},
     {"avx512vpopcntdq", 7, 0, ECX, 14, Avx | Avx512},
     {"rdpid", 7, 0, ECX, 22, None},
+    {"cldemote", 7, 0, ECX, 25, None},
     {"movdiri", 7, 0, ECX, 27, None},
     {"movdir64b", 7, 0, ECX, 28, None},
     {"avx512vp2intersect", 7, 0, EDX, 8, Avx | Avx512},
     {"serialize", 7, 0, EDX, 14, None},
+    {"tsxldtrk", 7, 0, EDX, 16, None},
     {"amx-bf16", 7, 0, EDX, 22, Amx},
     {"avx512fp16", 7, 0, EDX, 23, Avx | Avx512},
     {"amx-tile", 7, 0, EDX, 24, Amx},
@@ -113,6 +116,7 @@ const X86Feature kX86Features[] = {
     {"avx512bf16", 7, 1, EAX, 5, Avx | Avx512},
     {"amx-fp16", 7, 1, EAX, 21, Amx},
     {"avxifma", 7, 1, EAX, 23, Avx},
+    {"prefetchi", 7, 1, EDX, 14, None},
     {"xsaveopt", 0xd, 1, EAX, 0, None},
     {"xsavec", 0xd, 1, EAX, 1, None},
     {"xsaves", 0xd, 1, EAX, 3, None},
@@ -159,6 +163,16 @@ bool osSupports(int state) {
   return true;
 }
 
+/// The AVX10 version (0: none): CPUID.(7,1):EDX[19], then leaf 0x24's
+/// EBX[7:0]. LLVM names a version "avx10.N" (512-bit vectors included).
+uint32_t avx10Version() {
+  if (!cpuidBit(7, 1, EDX, 19) || __get_cpuid_max(0, nullptr) < 0x24)
+    return 0;
+  uint32_t regs[4];
+  __cpuid_count(0x24, 0, regs[0], regs[1], regs[2], regs[3]);
+  return regs[EBX] & 0xff;
+}
+
 #endif // __x86_64__
 
 } // namespace
@@ -178,6 +192,14 @@ const char *hostArchitecture() {
 bool hostHasFeature(const char *feature, size_t length, bool *known) {
   *known = false;
 #if defined(__x86_64__)
+  for (uint32_t version = 1; version <= 2; ++version) {
+    char name[16];
+    snprintf(name, sizeof(name), "avx10.%u", version);
+    if (!equals(feature, length, name))
+      continue;
+    *known = true;
+    return avx10Version() >= version && osSupports(Avx | Avx512);
+  }
   for (const X86Feature &f : kX86Features) {
     if (!equals(feature, length, f.name))
       continue;

@@ -27,6 +27,25 @@ TEST(CpuBackend, HostFeatures) {
   EXPECT_FALSE(known);
 }
 
+TEST(CpuBackend, KnowsTheFeaturesOfNewerX86Hosts) {
+  // LLVM lists these for a --cpu=host module on recent Intel CPUs (and
+  // virtual machines that pass them through); an unknown name would make
+  // the runtime refuse a module compiled on the very host that runs it.
+#if defined(__x86_64__)
+  for (const char *name :
+       {"rtm", "cldemote", "tsxldtrk", "prefetchi", "avx10.1", "avx10.2"}) {
+    bool known = false;
+    cpu::hostHasFeature(name, strlen(name), &known);
+    EXPECT_TRUE(known) << name;
+  }
+  // AVX10.1 includes AVX-512 (F, BW, CD, DQ, VL, ...).
+  if (hasFeature("avx10.1")) {
+    EXPECT_TRUE(hasFeature("avx512f"));
+    EXPECT_TRUE(hasFeature("avx512bw"));
+  }
+#endif
+}
+
 TEST(CpuBackend, TargetChecks) {
   vmoe_message_t message;
   EXPECT_EQ(cpu::checkTarget(0, hostTriple(), "", &message), VMOE_STATUS_OK);
