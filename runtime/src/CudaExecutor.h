@@ -1,5 +1,4 @@
-//===- CudaExecutor.h - Run a module's schedule on an NVIDIA GPU -*- C++
-//-*-===//
+//===- CudaExecutor.h - Run the schedule on an NVIDIA GPU -------*- C++ -*-===//
 //
 // Per session: one device allocation holds the arena, the constants, staging
 // buffers for the caller's inputs and outputs (at the maximum batch) and the
