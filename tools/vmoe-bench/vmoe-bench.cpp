@@ -12,7 +12,7 @@
 #include "vmoe/import/Npz.h"
 #include "vmoe/runtime.h"
 
-#include "../common/CommandLine.h"
+#include "../common/ToolSupport.h"
 #include "../common/RuntimeHandles.h"
 
 #include <algorithm>

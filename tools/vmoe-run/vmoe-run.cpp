@@ -9,7 +9,7 @@
 
 #include "vmoe/runtime.h"
 
-#include "../common/CommandLine.h"
+#include "../common/ToolSupport.h"
 #include "../common/Image.h"
 #include "../common/Npy.h"
 #include "../common/RuntimeHandles.h"

@@ -1,12 +1,12 @@
-//===- CommandLine.h - what the command-line tools share --------*- C++ -*-===//
+//===- ToolSupport.h - what the command-line tools share --------*- C++ -*-===//
 //
 // Error printing with the tools' exit codes (1: bad data or a failed run,
 // 2: bad usage), number parsing for options, and JSON string escaping.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_TOOLS_COMMANDLINE_H
-#define VMOE_TOOLS_COMMANDLINE_H
+#ifndef VMOE_TOOLS_TOOLSUPPORT_H
+#define VMOE_TOOLS_TOOLSUPPORT_H
 
 #include <string>
 
@@ -33,4 +33,4 @@ std::string jsonEscape(const std::string &s);
 
 } // namespace vmoe::tools
 
-#endif // VMOE_TOOLS_COMMANDLINE_H
+#endif // VMOE_TOOLS_TOOLSUPPORT_H

@@ -1,6 +1,6 @@
-//===- CommandLine.cpp - what the command-line tools share ----------------===//
+//===- ToolSupport.cpp - what the command-line tools share ----------------===//
 
-#include "CommandLine.h"
+#include "ToolSupport.h"
 
 #include <cerrno>
 #include <cstdio>
