@@ -18,8 +18,7 @@ int fail(const char *tool, const std::string &message);
 
 /// Prints "TOOL: error: MESSAGE" and then the usage text on stderr. Returns
 /// 2, the exit code of bad usage.
-int usageError(const char *tool, const std::string &message,
-               const char *usage);
+int usageError(const char *tool, const std::string &message, const char *usage);
 
 /// The whole of `s` as a number (strtod syntax).
 bool parseDouble(const char *s, double &out);

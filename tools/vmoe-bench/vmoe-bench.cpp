@@ -12,8 +12,8 @@
 #include "vmoe/import/Npz.h"
 #include "vmoe/runtime.h"
 
-#include "../common/ToolSupport.h"
 #include "../common/RuntimeHandles.h"
+#include "../common/ToolSupport.h"
 
 #include <algorithm>
 #include <cerrno>

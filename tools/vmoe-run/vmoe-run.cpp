@@ -9,10 +9,10 @@
 
 #include "vmoe/runtime.h"
 
-#include "../common/ToolSupport.h"
 #include "../common/Image.h"
 #include "../common/Npy.h"
 #include "../common/RuntimeHandles.h"
+#include "../common/ToolSupport.h"
 
 #include <algorithm>
 #include <cctype>
