@@ -10,18 +10,19 @@ tools of the repository this script sits in). Folders are searched for *.cpp,
 *.h, *.c and *.td files; build folders, hidden folders and generated files
 (named *_generated.h, or saying "do not edit"/"do not modify" at the top) are
 left out. Each file or function over its limit is printed as
-PATH:LINE: ... with its length; the exit status is 1 when there is one, 2
-when a file cannot be scanned (braces that do not match).
+PATH:LINE: ... with its length (a file at its first line past the limit, a
+function at its first line); the exit status is 1 when there is one, 2 when
+a file cannot be scanned (braces that do not match).
 
 A function is measured from the first line of its definition (template
 header and signature included, comments above it not) to its closing brace.
-The scanner reads the code as the compiler does, not by indentation: it
-drops comments, string contents and the #else branches that would unbalance
-braces, then matches braces, so that namespaces, classes, enums, initializer
-lists and tables are never taken for functions, and signatures may span any
-number of lines. In .td files only the file length and the C++ in code
-blocks ([{ ... }]) other than prose (description, summary, assemblyFormat)
-count.
+The scanner does not go by indentation: it drops comments, string contents
+and the #else branches that would unbalance braces, then matches braces and
+classifies the declaration before each '{', so that namespaces, classes,
+enums, initializer lists and tables are never taken for functions, and
+signatures may span any number of lines. In .td files only the file length
+and the C++ in code blocks ([{ ... }]) other than prose (description,
+summary, assemblyFormat) count.
 """
 import argparse
 import bisect
@@ -214,8 +215,8 @@ def _normalize(head):
     names simplified: what the classification below looks at."""
     h = " ".join(head.split())
     h = re.sub(r"\[\[.*?\]\]", " ", h)
-    h = re.sub(r"\b(alignas|__attribute__|__declspec)\s*(\((?:[^()]|\([^()]*\))*\))",
-               " ", h)
+    h = re.sub(r"\b(alignas|__attribute__|__declspec)\s*"
+               r"(\((?:[^()]|\([^()]*\))*\))", " ", h)
     # Operator names (`operator()`, `operator==`, `operator<`) become
     # identifiers, their symbol in hex: no brackets or '=' to misread.
     h = re.sub(r"\boperator\s*(\(\s*\)|\[\s*\]|->\*?|[^\s\w(]+)",
@@ -437,8 +438,9 @@ def scan_td(text):
     for m in TD_BLOCK_RE.finditer(text):
         before = text[:m.start()]
         first_line = before.count("\n") + 1
-        # Keep line numbers: the block's text starts on its own line.
-        body = "\n" * (first_line - 1) + " " * (m.start(1) - before.rfind("\n") - 1) + m.group(1)
+        # The block's text at its own line and column: lines as in the file.
+        column = m.start(1) - before.rfind("\n") - 1
+        body = "\n" * (first_line - 1) + " " * column + m.group(1)
         if TD_PROSE_RE.search(before):
             continue
         if TD_CLASS_RE.search(before):
@@ -466,7 +468,7 @@ def source_files(paths):
             continue
         for folder, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs
-                             if not d.startswith(".") and not d.startswith("build"))
+                             if not d.startswith((".", "build")))
             for f in sorted(files):
                 if f.endswith(SOURCE_SUFFIXES):
                     yield os.path.join(folder, f)
@@ -509,7 +511,8 @@ def main(argv=None):
     paths = args.paths
     if not paths:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        paths = [os.path.relpath(os.path.join(root, d)) for d in DEFAULT_FOLDERS]
+        paths = [os.path.relpath(os.path.join(root, d))
+                 for d in DEFAULT_FOLDERS]
 
     files = problems = errors = 0
     listed = []

@@ -8,7 +8,7 @@ signatures span lines, that sit in a class body, contain lambdas, or are
 lambdas themselves. The scanner must find each function with its exact
 first and last line.
 
-Run: python3 tests/scripts/test_check_source_sizes.py   (exits non-zero on failure)
+Run: python3 tests/scripts/test_check_source_sizes.py (non-zero on failure)
 """
 import os
 import subprocess
@@ -102,7 +102,8 @@ class Files(unittest.TestCase):
     def test_file_length(self):
         self.write("src/ten.h", "int x;\n" * 10)
         long = self.write("src/eleven.cpp", "int x;\n" * 11)
-        rc, lines = run("--max-file-lines", "10", os.path.join(self.root, "src"))
+        rc, lines = run("--max-file-lines", "10",
+                        os.path.join(self.root, "src"))
         self.assertEqual(rc, 1)
         self.assertEqual(lines, ["%s:11: file is 11 lines (limit 10)" % long])
 
@@ -131,8 +132,8 @@ class Files(unittest.TestCase):
                           + "}\n")
         rc, lines = run("--max-function-lines", "10", path)
         self.assertEqual(rc, 1)
-        self.assertEqual(lines,
-                         ["%s:25: function count is 14 lines (limit 10)" % path])
+        self.assertEqual(
+            lines, ["%s:25: function count is 14 lines (limit 10)" % path])
 
     def test_unbalanced_braces_are_an_error(self):
         path = self.write("bad.cpp", "namespace a {\nvoid f() {\n}\n")
