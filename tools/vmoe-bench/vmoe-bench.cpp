@@ -12,6 +12,9 @@
 #include "vmoe/import/Npz.h"
 #include "vmoe/runtime.h"
 
+#include "../common/RuntimeHandles.h"
+#include "../common/ToolSupport.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -26,6 +29,8 @@
 #include <vector>
 
 namespace {
+
+constexpr const char *kTool = "vmoe-bench";
 
 const char *kUsage =
     "usage: vmoe-bench MODULE... [options]\n"
@@ -44,9 +49,17 @@ const char *kUsage =
     "The batch size is the module's: compile one module per batch size.\n";
 
 int fail(const std::string &message) {
-  std::fprintf(stderr, "vmoe-bench: error: %s\n", message.c_str());
-  return 1;
+  return vmoe::tools::fail(kTool, message);
 }
+
+struct Options {
+  std::vector<std::string> modules;
+  std::vector<double> threadList, cfList;
+  std::vector<int> bprList = {-1};
+  int warmup = 3, repeat = 20;
+  bool profile = false, help = false;
+  std::string jsonPath, inputPath;
+};
 
 bool splitNumbers(const char *s, std::vector<double> &out) {
   out.clear();
@@ -73,7 +86,7 @@ bool splitNumbers(const char *s, std::vector<double> &out) {
 /// out. The MoE experts count only the assignments the run kept.
 struct FlopModel {
   bool known = false;
-  double dense = 0;            // everything but the experts
+  double dense = 0;               // everything but the experts
   double perExpertAssignment = 0; // one kept token through one expert MLP
 };
 
@@ -84,9 +97,9 @@ FlopModel flopModel(const vmoe::import::ModelConfig &c, int64_t batch) {
   double dh = d / c.numHeads;
   f.dense += b * patches * c.patchSize * c.patchSize * c.channels * d * 2;
   for (int64_t l = 0; l < c.numLayers; ++l) {
-    f.dense += b * t * d * 3 * d * 2;                  // q, k, v
-    f.dense += b * c.numHeads * t * t * dh * 2 * 2;    // q k^T and p v
-    f.dense += b * t * d * d * 2;                      // out
+    f.dense += b * t * d * 3 * d * 2;               // q, k, v
+    f.dense += b * c.numHeads * t * t * dh * 2 * 2; // q k^T and p v
+    f.dense += b * t * d * d * 2;                   // out
     bool moe = std::count(c.moeLayers.begin(), c.moeLayers.end(), l) > 0;
     if (moe)
       f.dense += b * t * d * c.numExperts * 2; // router
@@ -134,52 +147,35 @@ bool readInput(const std::string &path, vmoe::import::Tensor &out,
   return vmoe::import::readNpy({bytes.data(), bytes.size()}, path, out, error);
 }
 
-std::string jsonEscape(const std::string &s) {
-  std::string out;
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\')
-      out += '\\';
-    if (static_cast<unsigned char>(ch) < 0x20)
-      continue;
-    out += ch;
-  }
-  return out;
-}
-
-} // namespace
-
-int main(int argc, char **argv) {
-  std::vector<std::string> modules;
-  std::vector<double> threadList, cfList;
-  std::vector<int> bprList = {-1};
-  int warmup = 3, repeat = 20;
-  bool profile = false;
-  std::string jsonPath, inputPath;
+/// Returns 0 when parsed (or --help seen), 1 for a bad option value, 2 for
+/// bad usage (message printed).
+int parseArgs(int argc, char **argv, Options &o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> const char * {
       return i + 1 < argc ? argv[++i] : nullptr;
     };
     if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
+      o.help = true;
       return 0;
     } else if (a == "--threads") {
       const char *v = value();
-      if (!v || !splitNumbers(v, threadList))
+      if (!v || !splitNumbers(v, o.threadList))
         return fail("--threads takes positive integers, comma separated");
     } else if (a == "--capacity-factor") {
       const char *v = value();
-      if (!v || !splitNumbers(v, cfList))
-        return fail("--capacity-factor takes positive numbers, comma separated");
+      if (!v || !splitNumbers(v, o.cfList))
+        return fail(
+            "--capacity-factor takes positive numbers, comma separated");
     } else if (a == "--bpr") {
       const char *v = value();
       std::string s = v ? v : "";
       if (s == "on")
-        bprList = {1};
+        o.bprList = {1};
       else if (s == "off")
-        bprList = {0};
+        o.bprList = {0};
       else if (s == "both")
-        bprList = {1, 0};
+        o.bprList = {1, 0};
       else
         return fail("--bpr takes on, off or both");
     } else if (a == "--warmup" || a == "--repeat") {
@@ -188,203 +184,271 @@ int main(int argc, char **argv) {
       long n = v ? std::strtol(v, &end, 10) : -1;
       if (!v || *end != '\0' || n < (a == "--repeat" ? 1 : 0) || n > 100000)
         return fail(a + " takes a count");
-      (a == "--warmup" ? warmup : repeat) = static_cast<int>(n);
+      (a == "--warmup" ? o.warmup : o.repeat) = static_cast<int>(n);
     } else if (a == "--profile") {
-      profile = true;
+      o.profile = true;
     } else if (a == "--input") {
       const char *v = value();
       if (!v)
         return fail("--input takes a .npy file");
-      inputPath = v;
+      o.inputPath = v;
     } else if (a == "--json") {
       const char *v = value();
       if (!v)
         return fail("--json takes a file");
-      jsonPath = v;
+      o.jsonPath = v;
     } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "vmoe-bench: error: unknown option %s\n%s",
-                   a.c_str(), kUsage);
-      return 2;
+      return vmoe::tools::usageError(kTool, "unknown option " + a, kUsage);
     } else {
-      modules.push_back(a);
+      o.modules.push_back(a);
     }
   }
-  if (modules.empty()) {
-    std::fprintf(stderr, "vmoe-bench: error: no module given\n%s", kUsage);
-    return 2;
-  }
-  if (threadList.empty())
-    threadList = {0};
-  if (cfList.empty())
-    cfList = {0};
+  if (o.modules.empty())
+    return vmoe::tools::usageError(kTool, "no module given", kUsage);
+  if (o.threadList.empty())
+    o.threadList = {0};
+  if (o.cfList.empty())
+    o.cfList = {0};
+  return 0;
+}
 
+/// The FLOP model of the config stored in the module, if there is one.
+FlopModel moduleFlops(const vmoe_module_info_t &info) {
+  FlopModel flops;
+  if (info.config_json_size > 0) {
+    vmoe::import::ModelConfig config;
+    std::string error;
+    if (vmoe::import::parseModelConfig(
+            std::string_view(info.config_json, info.config_json_size),
+            "module config", config, &error))
+      flops = flopModel(config, info.max_batch);
+  }
+  return flops;
+}
+
+/// Input and output buffers of one call at the compiled batch.
+struct Buffers {
+  std::vector<std::vector<float>> inputs, outputs;
+  std::vector<vmoe_tensor_t> in, out;
+};
+
+/// Inputs: deterministic random values in [-1, 1], like an image batch, or
+/// the --input file as the first input. Returns 0, or 1 (message printed).
+int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
+                const std::string &inputPath, Buffers &b) {
+  vmoe_message_t msg;
+  b.inputs.resize(info.input_count);
+  b.outputs.resize(info.output_count);
+  b.in.resize(info.input_count);
+  b.out.resize(info.output_count);
+  std::mt19937_64 rng(0);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  for (uint32_t i = 0; i < info.input_count; ++i) {
+    vmoe_tensor_info_t t;
+    vmoe_module_input_info(module, i, &t, &msg);
+    std::vector<float> &input = b.inputs[i];
+    input.resize(t.size_bytes / 4);
+    for (float &v : input)
+      v = dist(rng);
+    if (i == 0 && !inputPath.empty()) {
+      std::string error;
+      vmoe::import::Tensor array;
+      if (!readInput(inputPath, array, &error))
+        return fail(error);
+      if (array.data.size() != input.size())
+        return fail(inputPath + " holds " + std::to_string(array.data.size()) +
+                    " values; the module's first input takes " +
+                    std::to_string(input.size()));
+      std::copy(array.data.begin(), array.data.end(), input.begin());
+    }
+    b.in[i] = {t.dtype, t.rank, t.shape, input.data(), t.size_bytes};
+  }
+  for (uint32_t i = 0; i < info.output_count; ++i) {
+    vmoe_tensor_info_t t;
+    vmoe_module_output_info(module, i, &t, &msg);
+    b.outputs[i].resize(t.size_bytes / 4);
+    b.out[i] = {t.dtype, t.rank, t.shape, b.outputs[i].data(), t.size_bytes};
+  }
+  return 0;
+}
+
+/// Warm-up runs, then timed runs: their latencies in ms, sorted. Returns 0,
+/// or 1 when a run fails (message printed).
+int timeRuns(vmoe_session_t *session, Buffers &b,
+             const vmoe_run_options_t &ropts, const Options &o,
+             std::vector<double> &ms) {
+  vmoe_message_t msg;
+  for (int r = 0; r < o.warmup + o.repeat; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    vmoe_status_t st =
+        vmoe_session_run(session, b.in.data(), b.in.size(), b.out.data(),
+                         b.out.size(), &ropts, &msg);
+    auto t1 = std::chrono::steady_clock::now();
+    if (st)
+      return fail(vmoe::tools::statusMessage(st, msg));
+    if (r >= o.warmup)
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return 0;
+}
+
+/// Routing of the last run over all MoE layers, and the FLOP rate it gives.
+void addRouting(vmoe_session_t *session, const vmoe_module_info_t &info,
+                const FlopModel &flops, Result &res) {
+  vmoe_message_t msg;
+  uint64_t kept = 0, assigned = 0;
+  for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
+    vmoe_routing_stats_t s;
+    if (vmoe_session_routing_stats(session, l, &s, &msg) != VMOE_STATUS_OK)
+      continue;
+    kept += s.assignments_kept;
+    assigned += s.assignments;
+    res.capacityFactor = s.capacity_factor;
+    res.bpr = s.bpr;
+  }
+  res.keptShare = assigned ? double(kept) / assigned : 1.0;
+  res.assignments = assigned;
+  res.assignmentsKept = kept;
+  if (flops.known)
+    res.gflops = (flops.dense + kept * flops.perExpertAssignment) /
+                 (res.medianMs / 1e3) / 1e9;
+}
+
+void printResult(const Result &res, bool profile) {
+  const std::string &path = res.module;
+  std::string name = path.size() > 28 ? path.substr(path.size() - 28) : path;
+  std::printf("%-28s %5" PRId64 " %7u %6.3g %4s %10.3f %10.3f %10.3f "
+              "%9.1f %8.1f %6.1f%%\n",
+              name.c_str(), res.batch, res.threads, res.capacityFactor,
+              res.bpr ? "on" : "off", res.medianMs, res.p10Ms, res.p90Ms,
+              res.imagesPerSecond, res.gflops, 100 * res.keptShare);
+  if (profile) {
+    std::vector<std::pair<std::string, double>> sorted = res.kernels;
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](auto &x, auto &y) { return x.second > y.second; });
+    for (size_t k = 0; k < sorted.size() && k < 12; ++k)
+      std::printf("    %-44s %9.3f ms\n", sorted[k].first.c_str(),
+                  sorted[k].second);
+  }
+}
+
+/// One module at one setting: a session, its runs, the result printed.
+/// Returns 0, or 1 (message printed).
+int benchmark(vmoe_module_t *module, const std::string &path,
+              const vmoe_module_info_t &info, const FlopModel &flops,
+              Buffers &buffers, const Options &o, double threads, double cf,
+              int bpr, Result &res) {
+  vmoe_session_options_t sopts;
+  vmoe_session_options_init(&sopts);
+  sopts.thread_count = static_cast<uint32_t>(threads);
+  sopts.profile = o.profile;
+  std::string error;
+  vmoe::tools::SessionHandle session =
+      vmoe::tools::createSession(module, sopts, error);
+  if (!session)
+    return fail(error);
+  vmoe_run_options_t ropts = {cf, bpr};
+  std::vector<double> ms;
+  if (int rc = timeRuns(session.get(), buffers, ropts, o, ms))
+    return rc;
+  res.module = path;
+  res.batch = info.max_batch;
+  res.threads = vmoe_session_thread_count(session.get());
+  res.medianMs = ms[ms.size() / 2];
+  res.p10Ms = ms[ms.size() / 10];
+  res.p90Ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  res.imagesPerSecond = res.batch / (res.medianMs / 1e3);
+  addRouting(session.get(), info, flops, res);
+  vmoe::tools::DispatchProfile profile;
+  if (o.profile &&
+      vmoe::tools::readProfile(session.get(), info.dispatch_count, profile))
+    for (uint32_t d = 0; d < info.dispatch_count; ++d)
+      res.kernels.push_back(
+          {vmoe_module_dispatch_kernel(module, d), profile.meanMs(d)});
+  session.reset();
+  printResult(res, o.profile);
+  return 0;
+}
+
+/// Every thread count x capacity factor x BPR setting of one module.
+int benchmarkModule(const std::string &path, const Options &o,
+                    std::vector<Result> &results) {
+  std::string error;
+  vmoe::tools::ModuleHandle module = vmoe::tools::loadModule(path, error);
+  if (!module)
+    return fail(path + ": " + error);
+  vmoe_module_info_t info;
+  vmoe_module_info(module.get(), &info);
+  FlopModel flops = moduleFlops(info);
+  Buffers buffers;
+  if (int rc = makeBuffers(module.get(), info, o.inputPath, buffers))
+    return rc;
+  for (double threads : o.threadList)
+    for (double cf : o.cfList)
+      for (int bpr : o.bprList) {
+        Result res;
+        if (int rc = benchmark(module.get(), path, info, flops, buffers, o,
+                               threads, cf, bpr, res))
+          return rc;
+        results.push_back(std::move(res));
+      }
+  return 0;
+}
+
+int writeJson(const std::string &path, double peakMb,
+              const std::vector<Result> &results) {
+  FILE *f = std::fopen(path.c_str(), "w");
+  if (!f)
+    return fail("cannot write " + path + ": " + std::strerror(errno));
+  std::fprintf(f, "{\"peak_rss_mb\": %.1f, \"results\": [\n", peakMb);
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result &r = results[i];
+    std::fprintf(f,
+                 "  {\"module\": \"%s\", \"batch\": %" PRId64
+                 ", \"threads\": %u, \"capacity_factor\": %.6g, \"bpr\": %d, "
+                 "\"median_ms\": %.6f, \"p10_ms\": %.6f, \"p90_ms\": %.6f, "
+                 "\"images_per_second\": %.3f, \"gflops\": %.3f, "
+                 "\"assignments_kept_share\": %.6f, \"assignments\": %" PRIu64
+                 ", \"assignments_kept\": %" PRIu64 ", \"kernels\": [",
+                 vmoe::tools::jsonEscape(r.module).c_str(), r.batch, r.threads,
+                 r.capacityFactor, r.bpr, r.medianMs, r.p10Ms, r.p90Ms,
+                 r.imagesPerSecond, r.gflops, r.keptShare, r.assignments,
+                 r.assignmentsKept);
+    for (size_t k = 0; k < r.kernels.size(); ++k)
+      std::fprintf(f, "%s{\"name\": \"%s\", \"ms\": %.6f}", k ? ", " : "",
+                   vmoe::tools::jsonEscape(r.kernels[k].first).c_str(),
+                   r.kernels[k].second);
+    std::fprintf(f, "]}%s\n", i + 1 < results.size() ? "," : "");
+  }
+  std::fprintf(f, "]}\n");
+  if (std::fclose(f) != 0)
+    return fail("cannot write " + path);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  if (int rc = parseArgs(argc, argv, o))
+    return rc;
+  if (o.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   std::vector<Result> results;
   std::printf("%-28s %5s %7s %6s %4s %10s %10s %10s %9s %8s %7s\n", "module",
-              "batch", "threads", "cf", "bpr", "median ms", "p10 ms",
-              "p90 ms", "images/s", "GFLOP/s", "kept");
-  for (const std::string &path : modules) {
-    vmoe_message_t msg;
-    vmoe_module_t *module = nullptr;
-    if (vmoe_status_t st = vmoe_module_load_file(path.c_str(), &module, &msg))
-      return fail(path + ": " + vmoe_status_name(st) + ": " + msg.text);
-    vmoe_module_info_t info;
-    vmoe_module_info(module, &info);
-    int64_t batch = info.max_batch;
-    FlopModel flops;
-    if (info.config_json_size > 0) {
-      vmoe::import::ModelConfig config;
-      std::string error;
-      if (vmoe::import::parseModelConfig(
-              std::string_view(info.config_json, info.config_json_size),
-              "module config", config, &error))
-        flops = flopModel(config, batch);
-    }
-    // Inputs: deterministic random values in [-1, 1], like an image batch.
-    std::vector<std::vector<float>> inputs(info.input_count),
-        outputs(info.output_count);
-    std::vector<vmoe_tensor_t> in(info.input_count), out(info.output_count);
-    std::mt19937_64 rng(0);
-    std::uniform_real_distribution<float> dist(-1, 1);
-    for (uint32_t i = 0; i < info.input_count; ++i) {
-      vmoe_tensor_info_t t;
-      vmoe_module_input_info(module, i, &t, &msg);
-      inputs[i].resize(t.size_bytes / 4);
-      for (float &v : inputs[i])
-        v = dist(rng);
-      if (i == 0 && !inputPath.empty()) {
-        std::string error;
-        vmoe::import::Tensor array;
-        if (!readInput(inputPath, array, &error))
-          return fail(error);
-        if (array.data.size() != inputs[i].size())
-          return fail(inputPath + " holds " +
-                      std::to_string(array.data.size()) +
-                      " values; the module's first input takes " +
-                      std::to_string(inputs[i].size()));
-        std::copy(array.data.begin(), array.data.end(), inputs[i].begin());
-      }
-      in[i] = {t.dtype, t.rank, t.shape, inputs[i].data(), t.size_bytes};
-    }
-    for (uint32_t i = 0; i < info.output_count; ++i) {
-      vmoe_tensor_info_t t;
-      vmoe_module_output_info(module, i, &t, &msg);
-      outputs[i].resize(t.size_bytes / 4);
-      out[i] = {t.dtype, t.rank, t.shape, outputs[i].data(), t.size_bytes};
-    }
-    for (double threads : threadList)
-      for (double cf : cfList)
-        for (int bpr : bprList) {
-          vmoe_session_options_t sopts;
-          vmoe_session_options_init(&sopts);
-          sopts.thread_count = static_cast<uint32_t>(threads);
-          sopts.profile = profile;
-          vmoe_session_t *session = nullptr;
-          if (vmoe_status_t st =
-                  vmoe_session_create(module, &sopts, &session, &msg))
-            return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
-          vmoe_run_options_t ropts = {cf, bpr};
-          std::vector<double> ms;
-          for (int r = 0; r < warmup + repeat; ++r) {
-            auto t0 = std::chrono::steady_clock::now();
-            vmoe_status_t st =
-                vmoe_session_run(session, in.data(), in.size(), out.data(),
-                                 out.size(), &ropts, &msg);
-            auto t1 = std::chrono::steady_clock::now();
-            if (st)
-              return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
-            if (r >= warmup)
-              ms.push_back(
-                  std::chrono::duration<double, std::milli>(t1 - t0).count());
-          }
-          std::sort(ms.begin(), ms.end());
-          Result res;
-          res.module = path;
-          res.batch = batch;
-          res.threads = vmoe_session_thread_count(session);
-          res.medianMs = ms[ms.size() / 2];
-          res.p10Ms = ms[ms.size() / 10];
-          res.p90Ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
-          res.imagesPerSecond = batch / (res.medianMs / 1e3);
-          uint64_t kept = 0, assigned = 0;
-          for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
-            vmoe_routing_stats_t s;
-            if (vmoe_session_routing_stats(session, l, &s, &msg) !=
-                VMOE_STATUS_OK)
-              continue;
-            kept += s.assignments_kept;
-            assigned += s.assignments;
-            res.capacityFactor = s.capacity_factor;
-            res.bpr = s.bpr;
-          }
-          res.keptShare = assigned ? double(kept) / assigned : 1.0;
-          res.assignments = assigned;
-          res.assignmentsKept = kept;
-          if (flops.known)
-            res.gflops = (flops.dense + kept * flops.perExpertAssignment) /
-                         (res.medianMs / 1e3) / 1e9;
-          if (profile) {
-            std::vector<uint64_t> ns(info.dispatch_count);
-            uint64_t runs = 0;
-            if (vmoe_session_profile(session, ns.data(), ns.size(), &runs,
-                                     &msg) == VMOE_STATUS_OK &&
-                runs > 0)
-              for (uint32_t d = 0; d < info.dispatch_count; ++d)
-                res.kernels.push_back({vmoe_module_dispatch_kernel(module, d),
-                                       ns[d] / 1e6 / runs});
-          }
-          vmoe_session_destroy(session);
-          std::string name = path.size() > 28 ? path.substr(path.size() - 28)
-                                              : path;
-          std::printf("%-28s %5" PRId64 " %7u %6.3g %4s %10.3f %10.3f %10.3f "
-                      "%9.1f %8.1f %6.1f%%\n",
-                      name.c_str(), res.batch, res.threads, res.capacityFactor,
-                      res.bpr ? "on" : "off", res.medianMs, res.p10Ms,
-                      res.p90Ms, res.imagesPerSecond, res.gflops,
-                      100 * res.keptShare);
-          if (profile) {
-            std::vector<std::pair<std::string, double>> sorted = res.kernels;
-            std::stable_sort(sorted.begin(), sorted.end(),
-                             [](auto &x, auto &y) { return x.second > y.second; });
-            for (size_t k = 0; k < sorted.size() && k < 12; ++k)
-              std::printf("    %-44s %9.3f ms\n", sorted[k].first.c_str(),
-                          sorted[k].second);
-          }
-          results.push_back(std::move(res));
-        }
-    vmoe_module_release(module);
-  }
+              "batch", "threads", "cf", "bpr", "median ms", "p10 ms", "p90 ms",
+              "images/s", "GFLOP/s", "kept");
+  for (const std::string &path : o.modules)
+    if (int rc = benchmarkModule(path, o, results))
+      return rc;
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);
-  std::printf("peak resident memory: %.1f MB\n", usage.ru_maxrss / 1024.0);
-
-  if (!jsonPath.empty()) {
-    FILE *f = std::fopen(jsonPath.c_str(), "w");
-    if (!f)
-      return fail("cannot write " + jsonPath + ": " + std::strerror(errno));
-    std::fprintf(f, "{\"peak_rss_mb\": %.1f, \"results\": [\n",
-                 usage.ru_maxrss / 1024.0);
-    for (size_t i = 0; i < results.size(); ++i) {
-      const Result &r = results[i];
-      std::fprintf(f,
-                   "  {\"module\": \"%s\", \"batch\": %" PRId64
-                   ", \"threads\": %u, \"capacity_factor\": %.6g, \"bpr\": %d, "
-                   "\"median_ms\": %.6f, \"p10_ms\": %.6f, \"p90_ms\": %.6f, "
-                   "\"images_per_second\": %.3f, \"gflops\": %.3f, "
-                   "\"assignments_kept_share\": %.6f, \"assignments\": %" PRIu64
-                   ", \"assignments_kept\": %" PRIu64 ", \"kernels\": [",
-                   jsonEscape(r.module).c_str(), r.batch, r.threads,
-                   r.capacityFactor, r.bpr, r.medianMs, r.p10Ms, r.p90Ms,
-                   r.imagesPerSecond, r.gflops, r.keptShare, r.assignments,
-                   r.assignmentsKept);
-      for (size_t k = 0; k < r.kernels.size(); ++k)
-        std::fprintf(f, "%s{\"name\": \"%s\", \"ms\": %.6f}", k ? ", " : "",
-                     jsonEscape(r.kernels[k].first).c_str(),
-                     r.kernels[k].second);
-      std::fprintf(f, "]}%s\n", i + 1 < results.size() ? "," : "");
-    }
-    std::fprintf(f, "]}\n");
-    if (std::fclose(f) != 0)
-      return fail("cannot write " + jsonPath);
-  }
+  double peakMb = usage.ru_maxrss / 1024.0;
+  std::printf("peak resident memory: %.1f MB\n", peakMb);
+  if (!o.jsonPath.empty())
+    return writeJson(o.jsonPath, peakMb, results);
   return 0;
 }

@@ -15,12 +15,14 @@
 #include "vmoe/Dialect/Transforms/Passes.h"
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
-#include "vmoe/import/ModelConfig.h"
-#include "vmoe/import/Weights.h"
 #include "vmoe/Serialize/ModuleSerializer.h"
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/CudaCodegen.h"
+#include "vmoe/import/ModelConfig.h"
+#include "vmoe/import/Weights.h"
+
+#include "../common/ToolSupport.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -36,9 +38,9 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
@@ -54,8 +56,9 @@ static cl::opt<std::string>
               cl::desc("<model.mlir | config.json> (or --preset NAME)"),
               cl::init(""));
 static cl::opt<std::string>
-    preset("preset", cl::desc("A V-MoE architecture by name (vmoe-s32, "
-                              "vmoe-b16-e8-every2, vmoe-h14-e32-last5, ...)"),
+    preset("preset",
+           cl::desc("A V-MoE architecture by name (vmoe-s32, "
+                    "vmoe-b16-e8-every2, vmoe-h14-e32-last5, ...)"),
            cl::init(""));
 static cl::opt<std::string> weightsFile(
     "weights",
@@ -75,8 +78,9 @@ static cl::opt<double> capacityFactor(
     cl::desc("Default capacity factor of every MoE layer (config/preset)"),
     cl::init(0.0));
 static cl::opt<std::string>
-    bprDefault("bpr", cl::desc("Default Batch Prioritized Routing: on|off "
-                               "(config/preset)"),
+    bprDefault("bpr",
+               cl::desc("Default Batch Prioritized Routing: on|off "
+                        "(config/preset)"),
                cl::init(""));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::value_desc("path"),
@@ -173,21 +177,13 @@ std::string configToJson(const ::vmoe::import::ModelConfig &c) {
   std::string s;
   llvm::raw_string_ostream os(s);
   auto str = [&](const std::string &v) {
-    os << '"';
-    for (char ch : v) {
-      if (ch == '"' || ch == '\\')
-        os << '\\';
-      if (static_cast<unsigned char>(ch) >= 0x20)
-        os << ch;
-    }
-    os << '"';
+    os << '"' << ::vmoe::tools::jsonEscape(v) << '"';
   };
   os << "{\"name\": ";
   str(c.name);
   os << ", \"image_size\": [" << c.imageHeight << ", " << c.imageWidth
-     << "], \"channels\": " << c.channels << ", \"patch_size\": "
-     << c.patchSize << ", \"hidden_size\": " << c.hiddenSize
-     << ", \"classifier\": ";
+     << "], \"channels\": " << c.channels << ", \"patch_size\": " << c.patchSize
+     << ", \"hidden_size\": " << c.hiddenSize << ", \"classifier\": ";
   str(c.classifier);
   os << ", \"representation_size\": ";
   if (c.representationSize)
@@ -209,8 +205,8 @@ std::string configToJson(const ::vmoe::import::ModelConfig &c) {
      << "}, \"encoder\": {\"moe\": {\"layers\": [";
   for (size_t i = 0; i < c.moeLayers.size(); ++i)
     os << (i ? ", " : "") << c.moeLayers[i];
-  os << "], \"num_experts\": " << c.numExperts
-     << ", \"group_size\": " << (c.groupSize > 0 ? c.groupSize : c.tokensPerImage())
+  os << "], \"num_experts\": " << c.numExperts << ", \"group_size\": "
+     << (c.groupSize > 0 ? c.groupSize : c.tokensPerImage())
      << ", \"router\": {\"num_selected_experts\": " << c.numSelectedExperts
      << ", \"dispatcher\": {\"capacity_factor\": "
      << llvm::format("%.17g", c.capacityFactor)
@@ -225,8 +221,7 @@ std::string configToJson(const ::vmoe::import::ModelConfig &c) {
 }
 
 int fail(const llvm::Twine &message) {
-  llvm::errs() << "vmoe-compile: error: " << message << "\n";
-  return 1;
+  return ::vmoe::tools::fail("vmoe-compile", message.str());
 }
 
 /// Uniform values with unit-variance-preserving scale for matrices, ones for
@@ -272,25 +267,26 @@ LogicalResult bindRandomWeights(func::FuncOp f, unsigned inputs,
   return f.eraseArguments(bits);
 }
 
-} // namespace
-
-int main(int argc, char **argv) {
-  llvm::InitLLVM init(argc, argv);
+void parseCommandLine(int argc, char **argv) {
   // LLVM's libraries register hundreds of options of their own; --help
   // lists this tool's.
   static cl::OptionCategory category("vmoe-compile options");
   for (cl::Option *option : std::initializer_list<cl::Option *>{
-           &inputFile, &preset, &weightsFile, &batchSize, &groupSize,
-           &capacityFactor, &bprDefault, &outputFile, &targetName, &smList,
-           &ptxasPath, &requireCubin, &cudaBlockSize, &cpuName, &emit,
-           &maxCapacityFactor, &expertWeights, &expertMath, &randomWeights,
-           &numInputs,
-           &optLevel, &modelName})
+           &inputFile,     &preset,         &weightsFile,   &batchSize,
+           &groupSize,     &capacityFactor, &bprDefault,    &outputFile,
+           &targetName,    &smList,         &ptxasPath,     &requireCubin,
+           &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
+           &expertWeights, &expertMath,     &randomWeights, &numInputs,
+           &optLevel,      &modelName})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
-      argc, argv,
-      "vmoe-compile: compile a V-MoE model into one module file\n");
+      argc, argv, "vmoe-compile: compile a V-MoE model into one module file\n");
+}
+
+/// Checks the options that need no model; `sms` gets the SM list. Returns
+/// 0, or 1 (message printed).
+int checkOptions(std::vector<unsigned> &sms) {
   if (expertWeights != "f32" && expertWeights != "bf16")
     return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
                 "'");
@@ -306,7 +302,6 @@ int main(int argc, char **argv) {
       targetName != "cuda-emulation")
     return fail("unknown --target=" + targetName +
                 " (known: cpu, cuda, cuda-emulation)");
-  std::vector<unsigned> sms;
   std::string smError;
   if (auto parsed = mlir::vmoe::cuda::parseSmList(smList, &smError);
       succeeded(parsed))
@@ -317,101 +312,99 @@ int main(int argc, char **argv) {
     return fail("--cuda-block-size must be in [1, 1024]");
   if (maxCapacityFactor < 0.0 || !std::isfinite(maxCapacityFactor))
     return fail("--max-capacity-factor must be a positive number");
+  return 0;
+}
 
+/// The config or preset with the command-line overrides. Returns 0, or 1
+/// (message printed).
+int readConfig(::vmoe::import::ModelConfig &config) {
   std::string error;
-  FailureOr<mlir::vmoe::cpu::CpuTarget> target =
-      mlir::vmoe::cpu::resolveCpuTarget(cpuName, &error);
-  if (failed(target))
+  if (!preset.empty()) {
+    if (!inputFile.empty())
+      return fail("give either a model file or --preset, not both");
+    if (!::vmoe::import::presetConfig(preset, config, &error))
+      return fail(error);
+  } else if (!::vmoe::import::readModelConfig(inputFile, config, &error)) {
     return fail(error);
-
-  DialectRegistry registry;
-  mlir::vmoe::registerCompilerDialects(registry);
-  MLIRContext context(registry);
-  context.loadAllAvailableDialects();
-
-  llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  OwningOpRef<ModuleOp> module;
-  std::string configJson;
-  std::vector<std::string> classNames;
-  bool fromConfig = !preset.empty() || llvm::StringRef(inputFile).ends_with(".json");
-  if (fromConfig) {
-    // A vmoe config (or preset) and its weights.
-    ::vmoe::import::ModelConfig config;
-    if (!preset.empty()) {
-      if (!inputFile.empty())
-        return fail("give either a model file or --preset, not both");
-      if (!::vmoe::import::presetConfig(preset, config, &error))
-        return fail(error);
-    } else if (!::vmoe::import::readModelConfig(inputFile, config, &error)) {
-      return fail(error);
-    }
-    if (batchSize > 0) {
-      // A group of the config's images must still fit the new batch.
-      int64_t t = config.tokensPerImage();
-      if (groupSize == 0 && config.groupSize > 0 &&
-          (batchSize * t) % config.groupSize != 0)
-        config.groupSize = t;
-      config.batchSize = batchSize;
-    }
-    if (groupSize > 0)
-      config.groupSize = groupSize;
-    // Without --batch, a config whose group holds whole images (vmoe's 8
-    // images) compiles for one group of them.
-    int64_t t = config.tokensPerImage();
-    if (batchSize == 0 && config.groupSize > 0 &&
-        (config.batchSize * t) % config.groupSize != 0 &&
-        config.groupSize % t == 0)
-      config.batchSize = config.groupSize / t;
-    if (capacityFactor > 0.0)
-      config.capacityFactor = capacityFactor;
-    if (maxCapacityFactor > 0.0)
-      config.maxCapacityFactor = maxCapacityFactor;
-    if (!bprDefault.empty()) {
-      if (bprDefault != "on" && bprDefault != "off")
-        return fail("--bpr takes on or off");
-      config.batchPriority = bprDefault == "on";
-    }
-    classNames = config.classNames;
-    configJson = configToJson(config);
-    if (emit == Emit::Config) {
-      llvm::outs() << configJson << "\n";
-      return 0;
-    }
-    mlir::vmoe::WeightMap weights;
-    if (!weightsFile.empty()) {
-      if (!::vmoe::import::readWeights(weightsFile, weights, &error))
-        return fail(error);
-    } else if (randomWeights >= 0) {
-      if (!mlir::vmoe::validateForBuild(config, &error))
-        return fail(error);
-      weights = mlir::vmoe::randomWeights(config, randomWeights);
-    } else {
-      return fail("a config needs --weights FILE (or --random-weights=SEED "
-                  "for benchmarks)");
-    }
-    module = mlir::vmoe::buildVitMoe(context, config, weights, &error);
-    if (!module)
-      return fail(error);
-  } else {
-    if (inputFile.empty())
-      return fail("no model given: a .mlir file, a config .json, or --preset");
-    std::string openError;
-    auto file = openInputFile(inputFile, &openError);
-    if (!file)
-      return fail(openError);
-    sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
-    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
-    if (!module)
-      return fail("cannot parse " + inputFile);
-    if (randomWeights >= 0) {
-      for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
-        if (f.isPublic() &&
-            failed(bindRandomWeights(f, numInputs, randomWeights)))
-          return 1;
-    }
   }
+  int64_t t = config.tokensPerImage();
+  if (batchSize > 0) {
+    // A group of the config's images must still fit the new batch.
+    if (groupSize == 0 && config.groupSize > 0 &&
+        (batchSize * t) % config.groupSize != 0)
+      config.groupSize = t;
+    config.batchSize = batchSize;
+  }
+  if (groupSize > 0)
+    config.groupSize = groupSize;
+  // Without --batch, a config whose group holds whole images (vmoe's 8
+  // images) compiles for one group of them.
+  if (batchSize == 0 && config.groupSize > 0 &&
+      (config.batchSize * t) % config.groupSize != 0 &&
+      config.groupSize % t == 0)
+    config.batchSize = config.groupSize / t;
+  if (capacityFactor > 0.0)
+    config.capacityFactor = capacityFactor;
+  if (maxCapacityFactor > 0.0)
+    config.maxCapacityFactor = maxCapacityFactor;
+  if (!bprDefault.empty()) {
+    if (bprDefault != "on" && bprDefault != "off")
+      return fail("--bpr takes on or off");
+    config.batchPriority = bprDefault == "on";
+  }
+  return 0;
+}
 
+/// The model of a config with its weights (read, or random). Returns 0, or
+/// 1 (message printed).
+int buildFromConfig(MLIRContext &context,
+                    const ::vmoe::import::ModelConfig &config,
+                    OwningOpRef<ModuleOp> &module) {
+  std::string error;
+  mlir::vmoe::WeightMap weights;
+  if (!weightsFile.empty()) {
+    if (!::vmoe::import::readWeights(weightsFile, weights, &error))
+      return fail(error);
+  } else if (randomWeights >= 0) {
+    if (!mlir::vmoe::validateForBuild(config, &error))
+      return fail(error);
+    weights = mlir::vmoe::randomWeights(config, randomWeights);
+  } else {
+    return fail("a config needs --weights FILE (or --random-weights=SEED "
+                "for benchmarks)");
+  }
+  module = mlir::vmoe::buildVitMoe(context, config, weights, &error);
+  if (!module)
+    return fail(error);
+  return 0;
+}
+
+/// A .mlir model, with random weights bound when asked. Returns 0, or 1
+/// (message or diagnostics printed).
+int parseModel(MLIRContext &context, llvm::SourceMgr &sourceMgr,
+               OwningOpRef<ModuleOp> &module) {
+  if (inputFile.empty())
+    return fail("no model given: a .mlir file, a config .json, or --preset");
+  std::string openError;
+  auto file = openInputFile(inputFile, &openError);
+  if (!file)
+    return fail(openError);
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module)
+    return fail("cannot parse " + inputFile);
+  if (randomWeights >= 0) {
+    for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
+      if (f.isPublic() &&
+          failed(bindRandomWeights(f, numInputs, randomWeights)))
+        return 1;
+  }
+  return 0;
+}
+
+mlir::vmoe::CompileOptions
+compileOptions(const std::vector<unsigned> &sms, const std::string &configJson,
+               const std::vector<std::string> &classNames) {
   mlir::vmoe::CompileOptions options;
   options.cpu = cpuName;
   options.target = targetName;
@@ -424,68 +417,53 @@ int main(int argc, char **argv) {
   options.expertBf16Math = expertMath == "bf16";
   options.optLevel = optLevel;
   options.modelName = !modelName.empty() ? std::string(modelName)
-                      : !preset.empty()    ? std::string(preset)
-                                           : llvm::sys::path::stem(inputFile).str();
+                      : !preset.empty()
+                          ? std::string(preset)
+                          : llvm::sys::path::stem(inputFile).str();
   options.configJson = configJson;
   options.classNames = classNames;
+  return options;
+}
+
+/// --emit=mlir, kernels or ptx: prints the IR (or PTX) of that stage.
+int emitStage(ModuleOp module, const mlir::vmoe::CompileOptions &options) {
+  std::string error;
   if (emit == Emit::Mlir) {
-    PassManager pm(&context);
+    PassManager pm(module.getContext());
     mlir::vmoe::buildGraphPipeline(pm, options);
-    if (failed(pm.run(*module)))
+    if (failed(pm.run(module)))
       return 1;
     // Weights stay out of the text: resource blobs print as elided.
     module->print(llvm::outs(), OpPrintingFlags().elideLargeResourceString(64));
     return 0;
   }
   if (emit == Emit::Kernels) {
-    if (failed(mlir::vmoe::lowerToKernels(*module, options, &error)))
+    if (failed(mlir::vmoe::lowerToKernels(module, options, &error)))
       return fail(error);
     module->print(llvm::outs(), OpPrintingFlags().elideLargeResourceString(64));
     return 0;
   }
-  if (emit == Emit::Ptx) {
-    if (targetName != "cuda")
-      return fail("--emit=ptx needs --target=cuda");
-    if (failed(mlir::vmoe::lowerToKernels(*module, options, &error)))
-      return fail(error);
-    mlir::vmoe::cuda::CudaCodegenOptions codegen;
-    codegen.sms = sms;
-    codegen.blockSize = cudaBlockSize;
-    codegen.optLevel = optLevel;
-    codegen.ptxasPath = ptxasPath;
-    codegen.requireCubin = requireCubin;
-    auto image = mlir::vmoe::cuda::compileCudaKernels(*module, codegen, &error);
-    if (failed(image))
-      return fail(error);
-    llvm::outs() << image->ptx;
-    return 0;
-  }
-  llvm::SmallString<128> llPath;
-  if (emit == Emit::LlvmIr || emit == Emit::Asm) {
-    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-            "vmoe-kernels", emit == Emit::Asm ? "s" : "ll", llPath))
-      return fail("cannot create a temporary file: " + ec.message());
-    (emit == Emit::Asm ? options.dumpAssemblyPath : options.dumpLlvmIrPath) =
-        std::string(llPath);
-  }
-  std::vector<uint8_t> bytes;
-  mlir::vmoe::SerializeStats stats;
-  if (failed(mlir::vmoe::compileToModule(*module, options, bytes, &error, &stats))) {
-    if (!llPath.empty())
-      llvm::sys::fs::remove(llPath);
+  if (targetName != "cuda")
+    return fail("--emit=ptx needs --target=cuda");
+  if (failed(mlir::vmoe::lowerToKernels(module, options, &error)))
     return fail(error);
-  }
-  if (emit == Emit::LlvmIr || emit == Emit::Asm) {
-    auto buffer = llvm::MemoryBuffer::getFile(llPath);
-    llvm::sys::fs::remove(llPath);
-    if (!buffer)
-      return fail("cannot read the generated code back");
-    llvm::outs() << (*buffer)->getBuffer();
-    return 0;
-  }
-  if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
+  mlir::vmoe::cuda::CudaCodegenOptions codegen;
+  codegen.sms = options.cudaSms;
+  codegen.blockSize = cudaBlockSize;
+  codegen.optLevel = optLevel;
+  codegen.ptxasPath = ptxasPath;
+  codegen.requireCubin = requireCubin;
+  auto image = mlir::vmoe::cuda::compileCudaKernels(module, codegen, &error);
+  if (failed(image))
     return fail(error);
-  std::string device = target->name + " (" + target->triple + ")";
+  llvm::outs() << image->ptx;
+  return 0;
+}
+
+/// What the module runs on, for the summary line.
+std::string deviceName(const mlir::vmoe::cpu::CpuTarget &target,
+                       const std::vector<unsigned> &sms) {
+  std::string device = target.name + " (" + target.triple + ")";
   if (targetName == "cuda") {
     std::string ptxas = mlir::vmoe::cuda::findPtxas(ptxasPath);
     device = "cuda (PTX for sm_" + std::to_string(sms.front()) +
@@ -495,10 +473,93 @@ int main(int argc, char **argv) {
   } else if (targetName == "cuda-emulation") {
     device = "cuda-emulation on " + device;
   }
+  return device;
+}
+
+/// Compiles the whole way: writes the module file and prints a summary, or
+/// with --emit=llvm or asm prints the kernels' code instead.
+int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
+                  const mlir::vmoe::cpu::CpuTarget &target) {
+  std::string error;
+  llvm::SmallString<128> llPath;
+  bool dumpCode = emit == Emit::LlvmIr || emit == Emit::Asm;
+  if (dumpCode) {
+    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+            "vmoe-kernels", emit == Emit::Asm ? "s" : "ll", llPath))
+      return fail("cannot create a temporary file: " + ec.message());
+    (emit == Emit::Asm ? options.dumpAssemblyPath : options.dumpLlvmIrPath) =
+        std::string(llPath);
+  }
+  std::vector<uint8_t> bytes;
+  mlir::vmoe::SerializeStats stats;
+  if (failed(mlir::vmoe::compileToModule(module, options, bytes, &error,
+                                         &stats))) {
+    if (!llPath.empty())
+      llvm::sys::fs::remove(llPath);
+    return fail(error);
+  }
+  if (dumpCode) {
+    auto buffer = llvm::MemoryBuffer::getFile(llPath);
+    llvm::sys::fs::remove(llPath);
+    if (!buffer)
+      return fail("cannot read the generated code back");
+    llvm::outs() << (*buffer)->getBuffer();
+    return 0;
+  }
+  if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
+    return fail(error);
   llvm::outs() << "wrote " << outputFile << ": " << bytes.size() << " bytes, "
-               << stats.kernels << " kernels for " << device << ", weights "
+               << stats.kernels << " kernels for "
+               << deviceName(target, options.cudaSms) << ", weights "
                << stats.constantBytes << " bytes, arena " << stats.arenaSize
                << " bytes (" << stats.arenaSizeWithoutReuse
                << " without buffer reuse)\n";
   return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  parseCommandLine(argc, argv);
+  std::vector<unsigned> sms;
+  if (int rc = checkOptions(sms))
+    return rc;
+  std::string error;
+  FailureOr<mlir::vmoe::cpu::CpuTarget> target =
+      mlir::vmoe::cpu::resolveCpuTarget(cpuName, &error);
+  if (failed(target))
+    return fail(error);
+
+  DialectRegistry registry;
+  mlir::vmoe::registerCompilerDialects(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  OwningOpRef<ModuleOp> module;
+  std::string configJson;
+  std::vector<std::string> classNames;
+  if (!preset.empty() || llvm::StringRef(inputFile).ends_with(".json")) {
+    // A vmoe config (or preset) and its weights.
+    ::vmoe::import::ModelConfig config;
+    if (int rc = readConfig(config))
+      return rc;
+    classNames = config.classNames;
+    configJson = configToJson(config);
+    if (emit == Emit::Config) {
+      llvm::outs() << configJson << "\n";
+      return 0;
+    }
+    if (int rc = buildFromConfig(context, config, module))
+      return rc;
+  } else if (int rc = parseModel(context, sourceMgr, module)) {
+    return rc;
+  }
+
+  mlir::vmoe::CompileOptions options =
+      compileOptions(sms, configJson, classNames);
+  if (emit == Emit::Mlir || emit == Emit::Kernels || emit == Emit::Ptx)
+    return emitStage(*module, options);
+  return compileModule(*module, options, *target);
 }

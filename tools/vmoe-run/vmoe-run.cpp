@@ -11,15 +11,15 @@
 
 #include "../common/Image.h"
 #include "../common/Npy.h"
+#include "../common/RuntimeHandles.h"
+#include "../common/ToolSupport.h"
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <cerrno>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -27,6 +27,11 @@
 #include <vector>
 
 namespace {
+
+using vmoe::tools::parseDouble;
+using vmoe::tools::parseInt;
+
+constexpr const char *kTool = "vmoe-run";
 
 const char *kUsage =
     "usage: vmoe-run MODULE [IMAGE...] [options]\n"
@@ -70,44 +75,30 @@ struct Options {
   int repeat = 1;
   int top = 5;
   int64_t show = 8;
-  bool quiet = false, info = false, profile = false;
+  bool quiet = false, info = false, profile = false, help = false;
 };
 
 int fail(const std::string &message) {
-  std::fprintf(stderr, "vmoe-run: error: %s\n", message.c_str());
-  return 1;
+  return vmoe::tools::fail(kTool, message);
 }
 
-bool parseDouble(const char *s, double &out) {
-  char *end = nullptr;
-  out = std::strtod(s, &end);
-  return end && *end == '\0' && end != s;
-}
-
-bool parseInt(const char *s, long long min, long long max, long long &out) {
-  char *end = nullptr;
-  errno = 0;
-  out = std::strtoll(s, &end, 10);
-  return end && *end == '\0' && end != s && errno == 0 && out >= min &&
-         out <= max;
-}
-
-/// Returns 0 when parsed, 2 on a usage error (message printed).
+/// Returns 0 when parsed (or --help seen), 2 on a usage error (message
+/// printed).
 int parseArgs(int argc, char **argv, Options &o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char *name) -> const char * {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "vmoe-run: error: %s needs a value\n%s", name,
-                     kUsage);
+        vmoe::tools::usageError(kTool, std::string(name) + " needs a value",
+                                kUsage);
         return nullptr;
       }
       return argv[++i];
     };
     long long n;
     if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
+      o.help = true;
+      return 0;
     } else if (a == "--input") {
       const char *v = value("--input");
       if (!v)
@@ -184,19 +175,15 @@ int parseArgs(int argc, char **argv, Options &o) {
     } else if (a == "--info") {
       o.info = true;
     } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "vmoe-run: error: unknown option %s\n%s", a.c_str(),
-                   kUsage);
-      return 2;
+      return vmoe::tools::usageError(kTool, "unknown option " + a, kUsage);
     } else if (o.module.empty()) {
       o.module = a;
     } else {
       o.imageFiles.push_back(a);
     }
   }
-  if (o.module.empty()) {
-    std::fprintf(stderr, "vmoe-run: error: no module given\n%s", kUsage);
-    return 2;
-  }
+  if (o.module.empty())
+    return vmoe::tools::usageError(kTool, "no module given", kUsage);
   return 0;
 }
 
@@ -245,260 +232,295 @@ void printInfo(vmoe_module_t *module) {
   }
 }
 
-} // namespace
+//===----------------------------------------------------------------------===//
+// Inputs
+//===----------------------------------------------------------------------===//
 
-int main(int argc, char **argv) {
-  Options o;
-  if (int rc = parseArgs(argc, argv, o))
-    return rc;
-
-  vmoe_message_t msg;
-  vmoe_module_t *module = nullptr;
-  if (vmoe_status_t st = vmoe_module_load_file(o.module.c_str(), &module, &msg))
-    return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
-  if (o.info) {
-    printInfo(module);
-    vmoe_module_release(module);
-    return 0;
-  }
+/// The module's one input and its outputs, as the run needs them.
+struct ModuleShape {
   vmoe_module_info_t info;
-  vmoe_module_info(module, &info);
-  if (info.input_count != 1) {
-    vmoe_module_release(module);
-    return fail("vmoe-run feeds modules with one input; this one has " +
-                std::to_string(info.input_count));
-  }
   vmoe_tensor_info_t in;
-  if (vmoe_module_input_info(module, 0, &in, &msg)) {
-    vmoe_module_release(module);
+  std::vector<int64_t> inShape;
+  std::vector<vmoe_tensor_info_t> outs;
+  int64_t batch = 1;       // the compiled batch
+  uint64_t itemFloats = 0; // floats per image
+};
+
+/// Returns 0, or 1 when vmoe-run cannot feed the module (message printed).
+int describeModule(vmoe_module_t *module, ModuleShape &m) {
+  vmoe_module_info(module, &m.info);
+  if (m.info.input_count != 1)
+    return fail("vmoe-run feeds modules with one input; this one has " +
+                std::to_string(m.info.input_count));
+  vmoe_message_t msg;
+  if (vmoe_module_input_info(module, 0, &m.in, &msg))
     return fail(msg.text);
+  m.inShape.assign(m.in.shape, m.in.shape + m.in.rank);
+  m.batch = m.inShape.empty() ? 1 : m.inShape[0];
+  m.itemFloats = m.in.size_bytes / 4 / std::max<int64_t>(m.batch, 1);
+  m.outs.resize(m.info.output_count);
+  for (uint32_t i = 0; i < m.info.output_count; ++i)
+    vmoe_module_output_info(module, i, &m.outs[i], &msg);
+  return 0;
+}
+
+/// The images of a run, itemFloats each, and their labels (if given).
+struct Inputs {
+  std::vector<float> values;
+  int64_t images = 0;
+  std::vector<int32_t> labels;
+};
+
+/// An image file by content, or by suffix so that a bad one gets the image
+/// decoder's message.
+bool isImagePath(const std::string &path) {
+  std::string ext = path.substr(std::min(path.size(), path.rfind('.')));
+  for (char &ch : ext)
+    ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".ppm" ||
+         ext == ".pgm" || ext == ".pnm";
+}
+
+int loadImageFiles(const Options &o, const std::vector<std::string> &files,
+                   const ModuleShape &m, Inputs &x) {
+  const std::vector<int64_t> &shape = m.inShape;
+  if (shape.size() != 4 ||
+      uint64_t(shape[1] * shape[2] * shape[3]) != m.itemFloats)
+    return fail("image files need a module that takes (N, H, W, C) images; "
+                "this one takes " +
+                shapeString(shape.data(), shape.size()));
+  x.images = int64_t(files.size());
+  x.values.resize(x.images * m.itemFloats);
+  std::vector<float> pixels;
+  for (int64_t i = 0; i < x.images; ++i) {
+    std::string error;
+    if (!vmoe::tools::loadImageForModel(files[i], shape[1], shape[2], shape[3],
+                                        pixels, &error))
+      return fail(error);
+    std::copy(pixels.begin(), pixels.end(),
+              x.values.begin() + i * m.itemFloats);
+    if (!o.quiet && i < o.show)
+      std::printf("input %" PRId64 ": %s\n", i, files[i].c_str());
   }
-  // The input: N images, run in chunks of the compiled batch. float32 must
-  // already be in the model's range; uint8 pixels are mapped to [-1, 1] as
-  // vmoe's value_range(-1, 1) does (x / 255 * 2 - 1).
-  std::vector<int64_t> inShape(in.shape, in.shape + in.rank);
-  int64_t batch = inShape.empty() ? 1 : inShape[0];
-  uint64_t itemFloats = in.size_bytes / 4 / std::max<int64_t>(batch, 1);
-  std::vector<float> input;
-  int64_t images = batch;
-  // Image files (by content, or by suffix so that a bad one gets the image
-  // decoder's message): --input IMAGE and the positional IMAGE arguments.
-  auto isImage = [](const std::string &path) {
-    std::string ext = path.substr(std::min(path.size(), path.rfind('.')));
-    for (char &ch : ext)
-      ch = char(std::tolower(static_cast<unsigned char>(ch)));
-    return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".ppm" ||
-           ext == ".pgm" || ext == ".pnm";
-  };
+  return 0;
+}
+
+/// float32 must already be in the model's range; uint8 pixels are mapped to
+/// [-1, 1] as vmoe's value_range(-1, 1) does (x / 255 * 2 - 1).
+int loadNpyInput(const std::string &path, const ModuleShape &m, Inputs &x) {
+  vmoe::tools::NpyArray array;
+  std::string error;
+  if (!vmoe::tools::readNpy(path, array, &error))
+    return fail(error);
+  // An item shape without the channel dim is accepted for 1 channel.
+  std::vector<int64_t> item(m.inShape.begin() + 1, m.inShape.end());
+  std::vector<int64_t> got(array.shape.begin() + (array.shape.empty() ? 0 : 1),
+                           array.shape.end());
+  if (got.size() + 1 == item.size() && item.back() == 1)
+    got.push_back(1);
+  bool dtypeOk = array.dtype == "<f4" || array.dtype == "|u1";
+  if (!dtypeOk || array.shape.empty() || got != item) {
+    std::vector<int64_t> want = {-1};
+    want.insert(want.end(), item.begin(), item.end());
+    return fail(path + " holds " + array.dtype + " " +
+                shapeString(array.shape.data(), array.shape.size()) +
+                ", the model takes float32 or uint8 images of shape " +
+                shapeString(want.data(), want.size()) +
+                " (any number of images)");
+  }
+  x.images = array.shape[0];
+  x.values.resize(x.images * m.itemFloats);
+  if (array.dtype == "<f4") {
+    std::memcpy(x.values.data(), array.data.data(), x.values.size() * 4);
+  } else {
+    for (size_t i = 0; i < x.values.size(); ++i)
+      x.values[i] = static_cast<float>(array.data[i]) / 255.0f * 2.0f - 1.0f;
+  }
+  return 0;
+}
+
+/// The images: image files (--input IMAGE and the positional IMAGE
+/// arguments), a .npy of any number of them, or one batch of random values.
+int loadInputs(const Options &o, const ModuleShape &m, Inputs &x) {
   std::vector<std::string> imageFiles = o.imageFiles;
-  bool inputIsImage = !o.input.empty() && isImage(o.input);
+  bool inputIsImage = !o.input.empty() && isImagePath(o.input);
   if (inputIsImage)
     imageFiles.insert(imageFiles.begin(), o.input);
-  if (!imageFiles.empty() && !o.input.empty() && !inputIsImage) {
-    vmoe_module_release(module);
+  if (!imageFiles.empty() && !o.input.empty() && !inputIsImage)
     return fail("give the images either as --input " + o.input +
                 " or as image files, not both");
-  }
-  if (!imageFiles.empty()) {
-    if (inShape.size() != 4 ||
-        uint64_t(inShape[1] * inShape[2] * inShape[3]) != itemFloats) {
-      vmoe_module_release(module);
-      return fail("image files need a module that takes (N, H, W, C) images; "
-                  "this one takes " +
-                  shapeString(inShape.data(), inShape.size()));
-    }
-    images = int64_t(imageFiles.size());
-    input.resize(images * itemFloats);
-    std::vector<float> pixels;
-    for (int64_t i = 0; i < images; ++i) {
-      std::string error;
-      if (!vmoe::tools::loadImageForModel(imageFiles[i], inShape[1], inShape[2],
-                                          inShape[3], pixels, &error)) {
-        vmoe_module_release(module);
-        return fail(error);
-      }
-      std::copy(pixels.begin(), pixels.end(), input.begin() + i * itemFloats);
-      if (!o.quiet && i < o.show)
-        std::printf("input %" PRId64 ": %s\n", i, imageFiles[i].c_str());
-    }
-  } else if (!o.input.empty()) {
-    vmoe::tools::NpyArray array;
-    std::string error;
-    if (!vmoe::tools::readNpy(o.input, array, &error)) {
-      vmoe_module_release(module);
-      return fail(error);
-    }
-    // An item shape without the channel dim is accepted for 1 channel.
-    std::vector<int64_t> item(inShape.begin() + 1, inShape.end());
-    std::vector<int64_t> got(array.shape.begin() + (array.shape.empty() ? 0 : 1),
-                             array.shape.end());
-    if (got.size() + 1 == item.size() && item.back() == 1)
-      got.push_back(1);
-    bool dtypeOk = array.dtype == "<f4" || array.dtype == "|u1";
-    if (!dtypeOk || array.shape.empty() || got != item) {
-      vmoe_module_release(module);
-      std::vector<int64_t> want = {-1};
-      want.insert(want.end(), item.begin(), item.end());
-      return fail(o.input + " holds " + array.dtype + " " +
-                  shapeString(array.shape.data(), array.shape.size()) +
-                  ", the model takes float32 or uint8 images of shape " +
-                  shapeString(want.data(), want.size()) +
-                  " (any number of images)");
-    }
-    images = array.shape[0];
-    input.resize(images * itemFloats);
-    if (array.dtype == "<f4") {
-      std::memcpy(input.data(), array.data.data(), input.size() * 4);
-    } else {
-      for (size_t i = 0; i < input.size(); ++i)
-        input[i] = static_cast<float>(array.data[i]) / 255.0f * 2.0f - 1.0f;
-    }
-  } else {
-    input.resize(images * itemFloats);
-    std::mt19937_64 rng(o.seed);
-    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    for (float &v : input)
-      v = dist(rng);
-  }
-  std::vector<int32_t> labels;
-  if (!o.labels.empty()) {
-    vmoe::tools::NpyArray array;
-    std::string error;
-    if (!vmoe::tools::readNpy(o.labels, array, &error)) {
-      vmoe_module_release(module);
-      return fail(error);
-    }
-    if (array.shape.size() != 1 || array.shape[0] != images ||
-        (array.dtype != "<i4" && array.dtype != "|u1")) {
-      vmoe_module_release(module);
-      return fail(o.labels + ": expected " + std::to_string(images) +
-                  " int32 or uint8 labels");
-    }
-    labels.resize(images);
-    for (int64_t i = 0; i < images; ++i)
-      labels[i] = array.dtype == "|u1"
+  if (!imageFiles.empty())
+    return loadImageFiles(o, imageFiles, m, x);
+  if (!o.input.empty())
+    return loadNpyInput(o.input, m, x);
+  x.images = m.batch;
+  x.values.resize(x.images * m.itemFloats);
+  std::mt19937_64 rng(o.seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (float &v : x.values)
+    v = dist(rng);
+  return 0;
+}
+
+int loadLabels(const std::string &path, Inputs &x) {
+  vmoe::tools::NpyArray array;
+  std::string error;
+  if (!vmoe::tools::readNpy(path, array, &error))
+    return fail(error);
+  if (array.shape.size() != 1 || array.shape[0] != x.images ||
+      (array.dtype != "<i4" && array.dtype != "|u1"))
+    return fail(path + ": expected " + std::to_string(x.images) +
+                " int32 or uint8 labels");
+  x.labels.resize(x.images);
+  for (int64_t i = 0; i < x.images; ++i)
+    x.labels[i] = array.dtype == "|u1"
                       ? array.data[i]
                       : reinterpret_cast<const int32_t *>(array.data.data())[i];
-  }
-  // A last partial chunk runs as a smaller batch, padded with zero images
-  // only up to the module's batch step (whole MoE groups); padding images
-  // take part in routing as vmoe's padded eval batches do.
-  int64_t chunks = (images + batch - 1) / batch;
-  int64_t step = std::max<int64_t>(info.batch_multiple, 1);
-  int64_t lastRun = images - (chunks - 1) * batch;
-  lastRun = (lastRun + step - 1) / step * step;
-  if (images % step != 0 && !o.quiet)
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
+// Running
+//===----------------------------------------------------------------------===//
+
+/// The images run in chunks of the compiled batch. A last partial chunk runs
+/// as a smaller batch, padded with zero images only up to the module's batch
+/// step (whole MoE groups); padding images take part in routing as vmoe's
+/// padded eval batches do.
+struct Chunks {
+  int64_t count = 0;
+  int64_t lastRun = 0; // images in the last call, padding included
+};
+
+Chunks planChunks(const Options &o, const ModuleShape &m, Inputs &x) {
+  Chunks c;
+  c.count = (x.images + m.batch - 1) / m.batch;
+  int64_t step = std::max<int64_t>(m.info.batch_multiple, 1);
+  c.lastRun = x.images - (c.count - 1) * m.batch;
+  c.lastRun = (c.lastRun + step - 1) / step * step;
+  if (x.images % step != 0 && !o.quiet)
     std::printf("note: the last %" PRId64 " image(s) padded to %" PRId64
                 " (the module runs batches in steps of %" PRId64 ")\n",
-                images - (chunks - 1) * batch, lastRun, step);
-  input.resize(chunks * batch * itemFloats, 0.0f);
+                x.images - (c.count - 1) * m.batch, c.lastRun, step);
+  x.values.resize(c.count * m.batch * m.itemFloats, 0.0f);
+  return c;
+}
 
-  std::vector<std::vector<float>> outputs(info.output_count);
-  std::vector<vmoe_tensor_t> outTensors(info.output_count);
-  std::vector<vmoe_tensor_info_t> outInfos(info.output_count);
-  for (uint32_t i = 0; i < info.output_count; ++i) {
-    vmoe_module_output_info(module, i, &outInfos[i], &msg);
-    outputs[i].resize(chunks * (outInfos[i].size_bytes / 4));
-  }
+/// The outputs of all chunks, and routing statistics summed over the chunks
+/// of the last repetition.
+struct Results {
+  std::vector<std::vector<float>> outputs;
+  std::vector<vmoe_routing_stats_t> layerStats;
+  std::vector<double> minCoverage; // least-covered real image, per layer
+  std::vector<double> times;       // ms per repetition
+};
 
-  vmoe_session_options_t sopts;
-  vmoe_session_options_init(&sopts);
-  sopts.thread_count = o.threads;
-  sopts.profile = o.profile;
-  sopts.device = o.device;
-  sopts.device_ordinal = o.deviceOrdinal;
-  vmoe_session_t *session = nullptr;
-  if (vmoe_status_t st = vmoe_session_create(module, &sopts, &session, &msg)) {
-    vmoe_module_release(module);
-    return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
+/// Adds the statistics of chunk `c` to the results.
+void addRoutingStats(vmoe_session_t *session, const ModuleShape &m,
+                     const Inputs &x, int64_t c, Results &r) {
+  vmoe_message_t msg;
+  for (uint32_t l = 0; l < m.info.moe_layer_count; ++l) {
+    vmoe_routing_stats_t s;
+    if (vmoe_session_routing_stats(session, l, &s, &msg) != VMOE_STATUS_OK)
+      continue;
+    vmoe_routing_stats_t &t = r.layerStats[l];
+    t.capacity = s.capacity;
+    t.capacity_factor = s.capacity_factor;
+    t.bpr = s.bpr;
+    t.assignments += s.assignments;
+    t.assignments_kept += s.assignments_kept;
+    t.assignments_dropped += s.assignments_dropped;
+    std::vector<double> shares(s.image_count);
+    vmoe_session_image_coverage(session, l, shares.data(), s.image_count, &msg);
+    int64_t real = std::min<int64_t>(m.batch, x.images - c * m.batch);
+    for (int64_t b = 0; b < real && b < (int64_t)shares.size(); ++b)
+      r.minCoverage[l] = std::min(r.minCoverage[l], shares[b]);
   }
+}
+
+/// Runs every chunk o.repeat times. Returns 0, or 1 when a run fails
+/// (message printed).
+int runChunks(vmoe_session_t *session, const Options &o, const ModuleShape &m,
+              const Inputs &x, const Chunks &chunks, Results &r) {
+  uint32_t outputCount = m.info.output_count;
+  r.outputs.resize(outputCount);
+  for (uint32_t i = 0; i < outputCount; ++i)
+    r.outputs[i].resize(chunks.count * (m.outs[i].size_bytes / 4));
+  r.layerStats.resize(m.info.moe_layer_count);
+  r.minCoverage.resize(m.info.moe_layer_count);
   vmoe_run_options_t ropts = {o.capacityFactor, o.bpr};
   // Shapes of a call, whose batch dim each chunk sets (no allocation in the
   // timed loop).
-  std::vector<int64_t> runInShape(in.shape, in.shape + in.rank);
-  std::vector<std::vector<int64_t>> runOutShapes(info.output_count);
-  for (uint32_t i = 0; i < info.output_count; ++i)
-    runOutShapes[i].assign(outInfos[i].shape,
-                           outInfos[i].shape + outInfos[i].rank);
-  // Routing statistics summed over the chunks of the last repetition.
-  std::vector<vmoe_routing_stats_t> layerStats(info.moe_layer_count);
-  std::vector<double> minCoverage(info.moe_layer_count, 1.0);
-  std::vector<double> times;
-  for (int r = 0; r < o.repeat; ++r) {
-    std::fill(layerStats.begin(), layerStats.end(), vmoe_routing_stats_t{});
-    std::fill(minCoverage.begin(), minCoverage.end(), 1.0);
+  std::vector<int64_t> runInShape = m.inShape;
+  std::vector<std::vector<int64_t>> runOutShapes(outputCount);
+  for (uint32_t i = 0; i < outputCount; ++i)
+    runOutShapes[i].assign(m.outs[i].shape, m.outs[i].shape + m.outs[i].rank);
+  std::vector<vmoe_tensor_t> outTensors(outputCount);
+  vmoe_message_t msg;
+  for (int rep = 0; rep < o.repeat; ++rep) {
+    std::fill(r.layerStats.begin(), r.layerStats.end(), vmoe_routing_stats_t{});
+    std::fill(r.minCoverage.begin(), r.minCoverage.end(), 1.0);
     auto t0 = std::chrono::steady_clock::now();
     double statsTime = 0;
-    for (int64_t c = 0; c < chunks; ++c) {
-      int64_t run = c + 1 < chunks ? batch : lastRun;
+    for (int64_t c = 0; c < chunks.count; ++c) {
+      int64_t run = c + 1 < chunks.count ? m.batch : chunks.lastRun;
       runInShape[0] = run;
-      vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, in.rank, runInShape.data(),
-                                input.data() + c * batch * itemFloats,
-                                run * itemFloats * 4};
-      for (uint32_t i = 0; i < info.output_count; ++i) {
-        uint64_t perImage = outInfos[i].size_bytes / batch;
-        if (outInfos[i].batch_dim == 0)
+      // The runtime only reads inputs (vmoe_tensor_t has one pointer type).
+      float *chunk =
+          const_cast<float *>(x.values.data()) + c * m.batch * m.itemFloats;
+      vmoe_tensor_t inTensor = {VMOE_DTYPE_F32, m.in.rank, runInShape.data(),
+                                chunk, run * m.itemFloats * 4};
+      for (uint32_t i = 0; i < outputCount; ++i) {
+        const vmoe_tensor_info_t &out = m.outs[i];
+        uint64_t perImage = out.size_bytes / m.batch;
+        if (out.batch_dim == 0)
           runOutShapes[i][0] = run;
-        outTensors[i] = {outInfos[i].dtype, outInfos[i].rank,
-                         runOutShapes[i].data(),
-                         outputs[i].data() + c * (outInfos[i].size_bytes / 4),
-                         outInfos[i].batch_dim == 0 ? run * perImage
-                                                    : outInfos[i].size_bytes};
+        outTensors[i] = {out.dtype, out.rank, runOutShapes[i].data(),
+                         r.outputs[i].data() + c * (out.size_bytes / 4),
+                         out.batch_dim == 0 ? run * perImage : out.size_bytes};
       }
-      vmoe_status_t st =
-          vmoe_session_run(session, &inTensor, 1, outTensors.data(),
-                           outTensors.size(), &ropts, &msg);
-      if (st) {
-        vmoe_session_destroy(session);
-        vmoe_module_release(module);
-        return fail(std::string(vmoe_status_name(st)) + ": " + msg.text);
-      }
+      if (vmoe_status_t st =
+              vmoe_session_run(session, &inTensor, 1, outTensors.data(),
+                               outTensors.size(), &ropts, &msg))
+        return fail(vmoe::tools::statusMessage(st, msg));
       // Reading the statistics is not part of inference: keep it out of the
       // timing.
       auto s0 = std::chrono::steady_clock::now();
-      for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
-        vmoe_routing_stats_t s;
-        if (vmoe_session_routing_stats(session, l, &s, &msg) != VMOE_STATUS_OK)
-          continue;
-        vmoe_routing_stats_t &t = layerStats[l];
-        t.capacity = s.capacity;
-        t.capacity_factor = s.capacity_factor;
-        t.bpr = s.bpr;
-        t.assignments += s.assignments;
-        t.assignments_kept += s.assignments_kept;
-        t.assignments_dropped += s.assignments_dropped;
-        std::vector<double> shares(s.image_count);
-        vmoe_session_image_coverage(session, l, shares.data(), s.image_count,
-                                    &msg);
-        int64_t real = std::min<int64_t>(batch, images - c * batch);
-        for (int64_t b = 0; b < real && b < (int64_t)shares.size(); ++b)
-          minCoverage[l] = std::min(minCoverage[l], shares[b]);
-      }
+      addRoutingStats(session, m, x, c, r);
       statsTime += std::chrono::duration<double, std::milli>(
                        std::chrono::steady_clock::now() - s0)
                        .count();
     }
     auto t1 = std::chrono::steady_clock::now();
-    times.push_back(
+    r.times.push_back(
         std::chrono::duration<double, std::milli>(t1 - t0).count() - statsTime);
   }
-  std::sort(times.begin(), times.end());
-  double median = times[times.size() / 2];
+  std::sort(r.times.begin(), r.times.end());
+  return 0;
+}
 
+//===----------------------------------------------------------------------===//
+// Reporting
+//===----------------------------------------------------------------------===//
+
+/// Prints the top classes of the first o.show images; returns how many
+/// images' top class matches their label.
+int64_t printClasses(vmoe_module_t *module, const Options &o,
+                     const ModuleShape &m, const Inputs &x, const Results &r) {
   int64_t correct = 0;
-  bool classify = info.output_count > 0 && outInfos[0].rank == 2;
-  int64_t classes = classify ? outInfos[0].shape[1] : 0;
-  for (int64_t b = 0; classify && b < images; ++b) {
-    const float *logits = outputs[0].data() + b * classes;
+  bool classify = m.info.output_count > 0 && m.outs[0].rank == 2;
+  int64_t classes = classify ? m.outs[0].shape[1] : 0;
+  for (int64_t b = 0; classify && b < x.images; ++b) {
+    const float *logits = r.outputs[0].data() + b * classes;
     std::vector<int64_t> idx(classes);
     std::iota(idx.begin(), idx.end(), 0);
     int top = std::min<int64_t>(o.top, classes);
     std::partial_sort(idx.begin(), idx.begin() + std::max(top, 1), idx.end(),
-                      [&](int64_t x, int64_t y) {
-                        return logits[x] > logits[y] ||
-                               (logits[x] == logits[y] && x < y);
+                      [&](int64_t p, int64_t q) {
+                        return logits[p] > logits[q] ||
+                               (logits[p] == logits[q] && p < q);
                       });
-    if (!labels.empty() && idx[0] == labels[b])
+    if (!x.labels.empty() && idx[0] == x.labels[b])
       ++correct;
     if (o.quiet || b >= o.show)
       continue;
@@ -510,26 +532,35 @@ int main(int argc, char **argv) {
       else
         std::printf(" %" PRId64 " (%.4f)", idx[j], logits[idx[j]]);
     }
-    if (!labels.empty())
-      std::printf("  [label %d]", labels[b]);
+    if (!x.labels.empty())
+      std::printf("  [label %d]", x.labels[b]);
     std::printf("\n");
   }
+  return correct;
+}
+
+/// Routing per MoE layer, accuracy, time, and one line for scripts.
+void printSummary(vmoe_session_t *session, const Options &o,
+                  const ModuleShape &m, const Inputs &x, const Results &r,
+                  int64_t correct) {
   uint64_t assignments = 0, kept = 0;
-  for (uint32_t l = 0; l < info.moe_layer_count; ++l) {
-    const vmoe_routing_stats_t &s = layerStats[l];
+  for (uint32_t l = 0; l < m.info.moe_layer_count; ++l) {
+    const vmoe_routing_stats_t &s = r.layerStats[l];
     assignments += s.assignments;
     kept += s.assignments_kept;
     if (!o.quiet)
-      std::printf("MoE layer %u: capacity %u (factor %.3g), BPR %s, kept %" PRIu64
-                  " of %" PRIu64 " assignments (%.1f%%), least-covered image "
-                  "%.1f%% of its tokens\n",
-                  l, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
-                  s.assignments_kept, s.assignments,
-                  s.assignments ? 100.0 * s.assignments_kept / s.assignments
-                                : 0.0,
-                  100.0 * minCoverage[l]);
+      std::printf(
+          "MoE layer %u: capacity %u (factor %.3g), BPR %s, kept %" PRIu64
+          " of %" PRIu64 " assignments (%.1f%%), least-covered image "
+          "%.1f%% of its tokens\n",
+          l, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
+          s.assignments_kept, s.assignments,
+          s.assignments ? 100.0 * s.assignments_kept / s.assignments : 0.0,
+          100.0 * r.minCoverage[l]);
   }
-  if (!labels.empty())
+  int64_t images = x.images;
+  double median = r.times[r.times.size() / 2];
+  if (!x.labels.empty())
     std::printf("accuracy: %" PRId64 " of %" PRId64 " (%.2f%%)\n", correct,
                 images, 100.0 * correct / images);
   std::printf("time: median %.3f ms over %d run(s) of %" PRId64
@@ -537,46 +568,96 @@ int main(int argc, char **argv) {
               median, o.repeat, images, median / images,
               vmoe_session_thread_count(session));
   // One line for scripts: the numbers above, comma separated.
-  vmoe_routing_stats_t first = info.moe_layer_count ? layerStats[0]
-                                                    : vmoe_routing_stats_t{};
+  vmoe_routing_stats_t first =
+      m.info.moe_layer_count ? r.layerStats[0] : vmoe_routing_stats_t{};
   std::printf("summary,images=%" PRId64 ",accuracy=%.6f,capacity_factor=%.6g,"
               "bpr=%d,assignments_kept_share=%.6f,ms_per_image=%.6f\n",
-              images, labels.empty() ? -1.0 : double(correct) / images,
+              images, x.labels.empty() ? -1.0 : double(correct) / images,
               first.capacity_factor, first.bpr,
               assignments ? double(kept) / assignments : 1.0, median / images);
+}
 
-  if (o.profile) {
-    std::vector<uint64_t> ns(info.dispatch_count);
-    uint64_t runs = 0;
-    if (vmoe_session_profile(session, ns.data(), ns.size(), &runs, &msg) ==
-            VMOE_STATUS_OK &&
-        runs > 0) {
-      double total = 0;
-      for (uint64_t v : ns)
-        total += v;
-      std::printf("profile: mean per call over %" PRIu64 " call(s)\n", runs);
-      for (uint32_t d = 0; d < info.dispatch_count; ++d)
-        std::printf("  %3u %-40s %9.3f ms %5.1f%%\n", d,
-                    vmoe_module_dispatch_kernel(module, d),
-                    ns[d] / 1e6 / runs, total > 0 ? 100.0 * ns[d] / total : 0);
-    }
+void printProfile(vmoe_module_t *module, vmoe_session_t *session,
+                  const ModuleShape &m) {
+  vmoe::tools::DispatchProfile profile;
+  if (!vmoe::tools::readProfile(session, m.info.dispatch_count, profile))
+    return;
+  double total = 0;
+  for (uint64_t v : profile.nanoseconds)
+    total += v;
+  std::printf("profile: mean per call over %" PRIu64 " call(s)\n",
+              profile.runs);
+  for (uint32_t d = 0; d < m.info.dispatch_count; ++d)
+    std::printf("  %3u %-40s %9.3f ms %5.1f%%\n", d,
+                vmoe_module_dispatch_kernel(module, d), profile.meanMs(d),
+                total > 0 ? 100.0 * profile.nanoseconds[d] / total : 0);
+}
+
+/// Writes the first output of the real images (no padding) to o.output.
+int writeOutput(const Options &o, const ModuleShape &m, const Inputs &x,
+                const Results &r) {
+  vmoe::tools::NpyArray array;
+  array.dtype = "<f4";
+  array.shape.assign(m.outs[0].shape, m.outs[0].shape + m.outs[0].rank);
+  if (!array.shape.empty())
+    array.shape[0] = x.images;
+  array.data.resize(m.outs[0].size_bytes / m.batch * x.images);
+  std::memcpy(array.data.data(), r.outputs[0].data(), array.data.size());
+  std::string error;
+  if (!vmoe::tools::writeNpy(o.output, array, &error))
+    return fail(error);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  if (int rc = parseArgs(argc, argv, o))
+    return rc;
+  if (o.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
 
-  int rc = 0;
-  if (!o.output.empty() && info.output_count > 0) {
-    vmoe::tools::NpyArray array;
-    array.dtype = "<f4";
-    array.shape.assign(outInfos[0].shape,
-                       outInfos[0].shape + outInfos[0].rank);
-    if (!array.shape.empty())
-      array.shape[0] = images;
-    array.data.resize(outInfos[0].size_bytes / batch * images);
-    std::memcpy(array.data.data(), outputs[0].data(), array.data.size());
-    std::string error;
-    if (!vmoe::tools::writeNpy(o.output, array, &error))
-      rc = fail(error);
+  std::string error;
+  vmoe::tools::ModuleHandle module = vmoe::tools::loadModule(o.module, error);
+  if (!module)
+    return fail(error);
+  if (o.info) {
+    printInfo(module.get());
+    return 0;
   }
-  vmoe_session_destroy(session);
-  vmoe_module_release(module);
-  return rc;
+  ModuleShape m;
+  if (int rc = describeModule(module.get(), m))
+    return rc;
+  Inputs x;
+  if (int rc = loadInputs(o, m, x))
+    return rc;
+  if (!o.labels.empty())
+    if (int rc = loadLabels(o.labels, x))
+      return rc;
+  Chunks chunks = planChunks(o, m, x);
+
+  vmoe_session_options_t sopts;
+  vmoe_session_options_init(&sopts);
+  sopts.thread_count = o.threads;
+  sopts.profile = o.profile;
+  sopts.device = o.device;
+  sopts.device_ordinal = o.deviceOrdinal;
+  vmoe::tools::SessionHandle session =
+      vmoe::tools::createSession(module.get(), sopts, error);
+  if (!session)
+    return fail(error);
+  Results r;
+  if (int rc = runChunks(session.get(), o, m, x, chunks, r))
+    return rc;
+
+  int64_t correct = printClasses(module.get(), o, m, x, r);
+  printSummary(session.get(), o, m, x, r, correct);
+  if (o.profile)
+    printProfile(module.get(), session.get(), m);
+  if (!o.output.empty() && m.info.output_count > 0)
+    return writeOutput(o, m, x, r);
+  return 0;
 }
