@@ -57,6 +57,9 @@ struct BatchGrid {
   int64_t unitsPerImage = 0, unitsPerWorkgroup = 0;
 };
 
+struct MoeLayer;
+struct ExpertGemm;
+
 class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
@@ -117,8 +120,29 @@ private:
   LogicalResult lowerClassToken(ClassTokenOp op);
   LogicalResult lowerPositionEmbed(PositionEmbedOp op);
   LogicalResult lowerHead(ClassifierHeadOp op);
-  LogicalResult lowerMoe(RouterOp router);
   LogicalResult lowerReturn(func::ReturnOp op);
+
+  // The MoE layer (MoeKernels.cpp), built in this order.
+  LogicalResult lowerMoe(RouterOp router);
+  FailureOr<MoeLayer> matchMoeLayer(RouterOp router);
+  /// The layer's run-time knobs and its routing metadata.
+  LogicalResult setUpMoeKnobs(MoeLayer &layer);
+  /// A host argument that a call sets: `kind` of MoE layer `layer`.
+  Value addKnob(StringRef kind, unsigned layer);
+  /// Appends the layer's entry of the host's `vmoe.moe_layers`.
+  void recordMoeLayer(const MoeLayer &layer);
+  void allocMoeBuffers(MoeLayer &layer);
+  void emitMoeGates(MoeLayer &layer);
+  void emitMoeAssign(MoeLayer &layer);
+  LogicalResult emitMoeExperts(MoeLayer &layer);
+  /// Expert-up and expert-down: one GEMM per (row tile, panel block, expert
+  /// x group) over the filled slots.
+  void emitExpertGemm(const MoeLayer &layer, const ExpertGemm &gemm);
+  /// Inside an expert kernel: the slots of (expert, group) that routing
+  /// filled, at most the call's capacity.
+  Value filledRows(Kernel &kern, const MoeLayer &layer, Value counts,
+                   Value capacity, Value ex, Value gi);
+  void emitMoeCombine(MoeLayer &layer);
 
   /// Residual adds fused into the kernel that produces one of their operands
   /// (the MLP's and attention's last GEMM, the MoE combine): the producer
