@@ -184,6 +184,210 @@ LogicalResult Lowering::lowerMlp(MlpOp op) {
   return success();
 }
 
+/// The attention kernel's values: one (image, head) per workgroup, the
+/// qkv rows it reads, the context rows it writes and its scratch views.
+struct AttentionScratch {
+  int64_t t = 0, dh = 0, nr = 0, kPanels = 0, vPanels = 0;
+  /// qkv (B * T, 3 D) in, context (B * T, D) out.
+  Value kq, ko;
+  /// Scratch: K^T and V packed into panels, S = q k^T, 1 / row sums.
+  Value kPack, sMat, vPack, invSum;
+  /// The image's first row, the head's columns of q, k and v.
+  Value rowBase, qCol, kCol, vCol;
+  Value c0, c1, cT, cNr, zero;
+};
+
+/// Pack K^T: kPack[p][e][l] = k[token p*nr + l][e], zero past T.
+static void emitPackKeys(ImplicitLocOpBuilder &b, const AttentionScratch &a) {
+  Value c0 = a.c0, c1 = a.c1, cT = a.cT, cNr = a.cNr;
+  int64_t t = a.t, dh = a.dh;
+  forLoop(b, c0, constIndex(b, a.kPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
+    forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
+      Value tok = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
+      Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, tok, cT);
+      Value row = arith::AddIOp::create(
+          b, a.rowBase, minIndex(b, tok, constIndex(b, t - 1)));
+      forLoop(b, c0, constIndex(b, dh), c1, [&](ImplicitLocOpBuilder &b, Value e) {
+        Value v = memref::LoadOp::create(
+            b, a.kq, ValueRange{row, arith::AddIOp::create(b, a.kCol, e)});
+        memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, a.zero),
+                                a.kPack, ValueRange{p, e, l});
+      });
+    });
+  });
+}
+
+/// Pack V: vPack[p][j][l] = v[token j][p*nr + l], zero past Dh.
+static void emitPackValues(ImplicitLocOpBuilder &b,
+                           const AttentionScratch &a) {
+  Value c0 = a.c0, c1 = a.c1, cT = a.cT, cNr = a.cNr;
+  int64_t dh = a.dh;
+  forLoop(b, c0, constIndex(b, a.vPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
+    forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
+      Value row = arith::AddIOp::create(b, a.rowBase, j);
+      forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
+        Value e = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
+        Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, e,
+                                            constIndex(b, dh));
+        Value col = arith::AddIOp::create(
+            b, a.vCol, minIndex(b, e, constIndex(b, dh - 1)));
+        Value v = memref::LoadOp::create(b, a.kq, ValueRange{row, col});
+        memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, a.zero),
+                                a.vPack, ValueRange{p, j, l});
+      });
+    });
+  });
+}
+
+/// S = (q k^T) / sqrt(Dh); flax scales q first, the same up to rounding.
+static void emitScores(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
+                       const AttentionScratch &a) {
+  Value scale = constF32(b, 1.0 / std::sqrt(static_cast<double>(a.dh)));
+  auto aIndex = [&](ImplicitLocOpBuilder &b, Value row, Value e) {
+    return SmallVector<Value>{arith::AddIOp::create(b, a.rowBase, row),
+                              arith::AddIOp::create(b, a.qCol, e)};
+  };
+  auto cIndex = [&](ImplicitLocOpBuilder &, Value row, Value col) {
+    return SmallVector<Value>{row, col};
+  };
+  auto rowScale = [&](ImplicitLocOpBuilder &, Value) { return scale; };
+  GemmOperands ops;
+  ops.n = a.t;
+  ops.k = a.dh;
+  ops.a = a.kq;
+  ops.aIndex = aIndex;
+  ops.b = a.kPack;
+  ops.rowScale = rowScale;
+  ops.c = a.sMat;
+  ops.cIndex = cIndex;
+  emitGemmBlock(b, tiling, ops, a.c0, a.cT, a.c0, constIndex(b, a.kPanels));
+}
+
+/// Softmax numerators in place (whole vectors, then a scalar tail); 1 / row
+/// sum kept for the second GEMM.
+static void emitSoftmaxRows(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
+                            const AttentionScratch &a) {
+  Value c0 = a.c0, c1 = a.c1, cT = a.cT, sMat = a.sMat;
+  int64_t vw = tiling.vectorWidth, tVec = a.t / vw * vw;
+  auto vecType = VectorType::get({vw}, b.getF32Type());
+  Value cVw = constIndex(b, vw), cTVec = constIndex(b, tVec);
+  forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+    Value negInf = constF32(b, -INFINITY);
+    Value mxVec = forLoopAcc(
+        b, c0, cTVec, cVw,
+        {vector::BroadcastOp::create(b, vecType, negInf)},
+        [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
+          Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
+          return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
+        })[0];
+    Value mx = forLoopAcc(
+        b, cTVec, cT, c1,
+        {vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF, mxVec)},
+        [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
+          Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
+          return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
+        })[0];
+    Value mxSplat = vector::BroadcastOp::create(b, vecType, mx);
+    Value sumVec = forLoopAcc(
+        b, c0, cTVec, cVw,
+        {vector::BroadcastOp::create(b, vecType, constF32(b, 0.0))},
+        [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+          Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
+          Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mxSplat));
+          vector::StoreOp::create(b, e, sMat, ValueRange{i, j});
+          return SmallVector<Value>{arith::AddFOp::create(b, acc[0], e)};
+        })[0];
+    Value sum = forLoopAcc(
+        b, cTVec, cT, c1,
+        {vector::ReductionOp::create(b, vector::CombiningKind::ADD, sumVec)},
+        [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+          Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
+          Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mx));
+          memref::StoreOp::create(b, e, sMat, ValueRange{i, j});
+          return SmallVector<Value>{arith::AddFOp::create(b, acc[0], e)};
+        })[0];
+    memref::StoreOp::create(b, arith::DivFOp::create(b, constF32(b, 1.0), sum),
+                            a.invSum, ValueRange{i});
+  });
+}
+
+/// O = P V / row sum, written to this head's columns.
+static void emitWeightedValues(ImplicitLocOpBuilder &b,
+                               const GemmTiling &tiling,
+                               const AttentionScratch &a) {
+  auto aIndex = [&](ImplicitLocOpBuilder &, Value row, Value j) {
+    return SmallVector<Value>{row, j};
+  };
+  auto cIndex = [&](ImplicitLocOpBuilder &b, Value row, Value col) {
+    return SmallVector<Value>{arith::AddIOp::create(b, a.rowBase, row),
+                              arith::AddIOp::create(b, a.qCol, col)};
+  };
+  auto rowScale = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+    return memref::LoadOp::create(b, a.invSum, ValueRange{row});
+  };
+  GemmOperands ops;
+  ops.n = a.dh;
+  ops.k = a.t;
+  ops.a = a.sMat;
+  ops.aIndex = aIndex;
+  ops.b = a.vPack;
+  ops.rowScale = rowScale;
+  ops.c = a.ko;
+  ops.cIndex = cIndex;
+  emitGemmBlock(b, tiling, ops, a.c0, a.cT, a.c0, constIndex(b, a.vPanels));
+}
+
+void Lowering::emitAttentionKernel(Value qkvBuf, Value ctxBuf, int64_t batch,
+                                   int64_t t, int64_t d, int64_t heads,
+                                   int64_t dh) {
+  // softmax(q k^T / sqrt(Dh)) v per (image, head) as two register-blocked
+  // GEMMs in the worker's scratch: K^T and V are packed into panels, S = q
+  // k^T is scaled in the epilogue, softmax runs on the rows of S, and P V is
+  // scaled by 1 / row sum in the second epilogue.
+  Type f32 = Float32Type::get(ctx);
+  AttentionScratch a;
+  a.t = t;
+  a.dh = dh;
+  a.nr = tiling.nr;
+  int64_t nr = a.nr;
+  a.kPanels = ceilDiv(t, nr);
+  a.vPanels = ceilDiv(dh, nr);
+  int64_t kPackBytes = a.kPanels * dh * nr * 4, sBytes = t * t * 4;
+  int64_t vPackBytes = a.vPanels * t * nr * 4, sumBytes = t * 4;
+  int64_t scratch = kPackBytes + sBytes + vPackBytes + sumBytes;
+  SmallVector<Value> binds = {qkvBuf, ctxBuf};
+  Kernel kern = newKernel("attention", binds, 0, scratch);
+  ImplicitLocOpBuilder &b = kern.b();
+  a.kq = kern.bindings[0];
+  a.ko = kern.bindings[1];
+  a.c0 = constIndex(b, 0);
+  a.c1 = constIndex(b, 1);
+  a.cT = constIndex(b, t);
+  a.cNr = constIndex(b, nr);
+  auto view = [&](int64_t offset, ArrayRef<int64_t> shape) -> Value {
+    return memref::ViewOp::create(b, MemRefType::get(shape, f32),
+                                  kern.scratch, constIndex(b, offset),
+                                  ValueRange{});
+  };
+  a.kPack = view(0, {a.kPanels, dh, nr});
+  a.sMat = view(kPackBytes, {t, t});
+  a.vPack = view(kPackBytes + sBytes, {a.vPanels, t, nr});
+  a.invSum = view(kPackBytes + sBytes + vPackBytes, {t});
+  Value image = arith::DivUIOp::create(b, kern.wx, constIndex(b, heads));
+  Value head = arith::RemUIOp::create(b, kern.wx, constIndex(b, heads));
+  a.rowBase = arith::MulIOp::create(b, image, a.cT);
+  a.qCol = arith::MulIOp::create(b, head, constIndex(b, dh));
+  a.kCol = arith::AddIOp::create(b, a.qCol, constIndex(b, d));
+  a.vCol = arith::AddIOp::create(b, a.qCol, constIndex(b, 2 * d));
+  a.zero = constF32(b, 0.0);
+  emitPackKeys(b, a);
+  emitPackValues(b, a);
+  emitScores(b, tiling, a);
+  emitSoftmaxRows(b, tiling, a);
+  emitWeightedValues(b, tiling, a);
+  launch(kern, {batch * heads}, binds, {}, perBatch(batch * heads, 1));
+}
+
 LogicalResult Lowering::lowerAttention(AttentionOp op) {
   FailureOr<Value> x = lookup(op.getInput(), op);
   if (failed(x))
@@ -217,162 +421,8 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
   Value qkvBuf = alloc({batch * t, 3 * d}, f32);
   emitDenseGemm("attn_qkv", *x, pqkv, pqkvBias, 3 * d, Activation::None,
                 qkvBuf);
-
-  // softmax(q k^T / sqrt(Dh)) v per (image, head) as two register-blocked
-  // GEMMs in the worker's scratch: K^T and V are packed into panels, S = q
-  // k^T is scaled in the epilogue, softmax runs on the rows of S, and P V is
-  // scaled by 1 / row sum in the second epilogue.
   Value ctxBuf = alloc({batch * t, d}, f32);
-  int64_t nr = tiling.nr;
-  int64_t kPanels = ceilDiv(t, nr), vPanels = ceilDiv(dh, nr);
-  int64_t kPackBytes = kPanels * dh * nr * 4, sBytes = t * t * 4;
-  int64_t vPackBytes = vPanels * t * nr * 4, sumBytes = t * 4;
-  int64_t scratch = kPackBytes + sBytes + vPackBytes + sumBytes;
-  SmallVector<Value> binds = {qkvBuf, ctxBuf};
-  Kernel kern = newKernel("attention", binds, 0, scratch);
-  {
-    ImplicitLocOpBuilder &b = kern.b();
-    Value kq = kern.bindings[0], ko = kern.bindings[1];
-    Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
-    Value cT = constIndex(b, t), cNr = constIndex(b, nr);
-    auto view = [&](int64_t offset, ArrayRef<int64_t> shape) -> Value {
-      return memref::ViewOp::create(b, MemRefType::get(shape, f32),
-                                    kern.scratch, constIndex(b, offset),
-                                    ValueRange{});
-    };
-    Value kPack = view(0, {kPanels, dh, nr});
-    Value sMat = view(kPackBytes, {t, t});
-    Value vPack = view(kPackBytes + sBytes, {vPanels, t, nr});
-    Value invSum = view(kPackBytes + sBytes + vPackBytes, {t});
-    Value image = arith::DivUIOp::create(b, kern.wx, constIndex(b, heads));
-    Value head = arith::RemUIOp::create(b, kern.wx, constIndex(b, heads));
-    Value rowBase = arith::MulIOp::create(b, image, cT);
-    Value qCol = arith::MulIOp::create(b, head, constIndex(b, dh));
-    Value kCol = arith::AddIOp::create(b, qCol, constIndex(b, d));
-    Value vCol = arith::AddIOp::create(b, qCol, constIndex(b, 2 * d));
-    Value zero = constF32(b, 0.0);
-    // Pack K^T: kPack[p][e][l] = k[token p*nr + l][e], zero past T.
-    forLoop(b, c0, constIndex(b, kPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
-      forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
-        Value tok = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
-        Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, tok, cT);
-        Value row = arith::AddIOp::create(
-            b, rowBase, minIndex(b, tok, constIndex(b, t - 1)));
-        forLoop(b, c0, constIndex(b, dh), c1, [&](ImplicitLocOpBuilder &b, Value e) {
-          Value v = memref::LoadOp::create(
-              b, kq, ValueRange{row, arith::AddIOp::create(b, kCol, e)});
-          memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, zero),
-                                  kPack, ValueRange{p, e, l});
-        });
-      });
-    });
-    // Pack V: vPack[p][j][l] = v[token j][p*nr + l], zero past Dh.
-    forLoop(b, c0, constIndex(b, vPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
-      forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
-        Value row = arith::AddIOp::create(b, rowBase, j);
-        forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
-          Value e = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
-          Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, e,
-                                              constIndex(b, dh));
-          Value col = arith::AddIOp::create(
-              b, vCol, minIndex(b, e, constIndex(b, dh - 1)));
-          Value v = memref::LoadOp::create(b, kq, ValueRange{row, col});
-          memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, zero),
-                                  vPack, ValueRange{p, j, l});
-        });
-      });
-    });
-    // S = (q k^T) / sqrt(Dh); flax scales q first, the same up to rounding.
-    Value scale = constF32(b, 1.0 / std::sqrt(static_cast<double>(dh)));
-    {
-      auto aIndex = [&](ImplicitLocOpBuilder &b, Value row, Value e) {
-        return SmallVector<Value>{arith::AddIOp::create(b, rowBase, row),
-                                  arith::AddIOp::create(b, qCol, e)};
-      };
-      auto cIndex = [&](ImplicitLocOpBuilder &, Value row, Value col) {
-        return SmallVector<Value>{row, col};
-      };
-      auto rowScale = [&](ImplicitLocOpBuilder &, Value) { return scale; };
-      GemmOperands ops;
-      ops.n = t;
-      ops.k = dh;
-      ops.a = kq;
-      ops.aIndex = aIndex;
-      ops.b = kPack;
-      ops.rowScale = rowScale;
-      ops.c = sMat;
-      ops.cIndex = cIndex;
-      emitGemmBlock(b, tiling, ops, c0, cT, c0, constIndex(b, kPanels));
-    }
-    // Softmax numerators in place (whole vectors, then a scalar tail); 1 /
-    // row sum kept for the second GEMM.
-    int64_t vw = tiling.vectorWidth, tVec = t / vw * vw;
-    auto vecType = VectorType::get({vw}, f32);
-    Value cVw = constIndex(b, vw), cTVec = constIndex(b, tVec);
-    forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-      Value negInf = constF32(b, -INFINITY);
-      Value mxVec = forLoopAcc(
-          b, c0, cTVec, cVw,
-          {vector::BroadcastOp::create(b, vecType, negInf)},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
-            Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
-            return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
-          })[0];
-      Value mx = forLoopAcc(
-          b, cTVec, cT, c1,
-          {vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF, mxVec)},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
-            Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
-            return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
-          })[0];
-      Value mxSplat = vector::BroadcastOp::create(b, vecType, mx);
-      Value sumVec = forLoopAcc(
-          b, c0, cTVec, cVw,
-          {vector::BroadcastOp::create(b, vecType, constF32(b, 0.0))},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
-            Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
-            Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mxSplat));
-            vector::StoreOp::create(b, e, sMat, ValueRange{i, j});
-            return SmallVector<Value>{arith::AddFOp::create(b, a[0], e)};
-          })[0];
-      Value sum = forLoopAcc(
-          b, cTVec, cT, c1,
-          {vector::ReductionOp::create(b, vector::CombiningKind::ADD, sumVec)},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
-            Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
-            Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mx));
-            memref::StoreOp::create(b, e, sMat, ValueRange{i, j});
-            return SmallVector<Value>{arith::AddFOp::create(b, a[0], e)};
-          })[0];
-      memref::StoreOp::create(b, arith::DivFOp::create(b, constF32(b, 1.0), sum),
-                              invSum, ValueRange{i});
-    });
-    // O = P V / row sum, written to this head's columns.
-    {
-      auto aIndex = [&](ImplicitLocOpBuilder &, Value row, Value j) {
-        return SmallVector<Value>{row, j};
-      };
-      auto cIndex = [&](ImplicitLocOpBuilder &b, Value row, Value col) {
-        return SmallVector<Value>{arith::AddIOp::create(b, rowBase, row),
-                                  arith::AddIOp::create(b, qCol, col)};
-      };
-      auto rowScale = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
-        return memref::LoadOp::create(b, invSum, ValueRange{row});
-      };
-      GemmOperands ops;
-      ops.n = dh;
-      ops.k = t;
-      ops.a = sMat;
-      ops.aIndex = aIndex;
-      ops.b = vPack;
-      ops.rowScale = rowScale;
-      ops.c = ko;
-      ops.cIndex = cIndex;
-      emitGemmBlock(b, tiling, ops, c0, cT, c0, constIndex(b, vPanels));
-    }
-  }
-  launch(kern, {batch * heads}, binds, {}, perBatch(batch * heads, 1));
-
+  emitAttentionKernel(qkvBuf, ctxBuf, batch, t, d, heads, dh);
   auto [out, residual] = outputFor(op.getResult(), op);
   emitDenseGemm("attn_out", ctxBuf, pwo, pbo, d, Activation::None, out,
                 residual);

@@ -116,6 +116,10 @@ private:
   LogicalResult lowerLayerNorm(LayerNormOp op);
   LogicalResult lowerMlp(MlpOp op);
   LogicalResult lowerAttention(AttentionOp op);
+  /// softmax(q k^T / sqrt(Dh)) v of every (image, head), from the qkv rows
+  /// (B * T, 3 D) into the context rows (B * T, D).
+  void emitAttentionKernel(Value qkvBuf, Value ctxBuf, int64_t batch,
+                           int64_t t, int64_t d, int64_t heads, int64_t dh);
   LogicalResult lowerPatchEmbed(PatchEmbedOp op);
   LogicalResult lowerClassToken(ClassTokenOp op);
   LogicalResult lowerPositionEmbed(PositionEmbedOp op);
