@@ -165,9 +165,7 @@ LogicalResult Lowering::lowerOp(Operation *op) {
       });
 }
 
-LogicalResult Lowering::run() {
-  if (!model.getBody().hasOneBlock())
-    return model.emitOpError() << "expects a single-block model function";
+LogicalResult Lowering::createHost() {
   Builder b(ctx);
   SmallVector<Type> args;
   SmallVector<DictionaryAttr> argAttrs;
@@ -214,16 +212,27 @@ LogicalResult Lowering::run() {
   for (unsigned i = 0; i < numInputs; ++i)
     buffers[model.getArgument(i)] = host.getArgument(i);
   hostBatch = host.getArgument(args.size() - 1);
+  return success();
+}
 
-  findFusableResiduals();
-  for (Operation &op : model.getBody().front())
-    if (failed(lowerOp(&op)))
-      return failure();
-
+void Lowering::setHostAttributes() {
+  Builder b(ctx);
   host->setAttr("vmoe.moe_layers", b.getArrayAttr(moeLayers));
   host->setAttr("vmoe.batch_multiple",
                 b.getI64IntegerAttr(dynamicBatch ? batchMultiple : maxBatch));
   host->setAttr("vmoe.entry", b.getUnitAttr());
+}
+
+LogicalResult Lowering::run() {
+  if (!model.getBody().hasOneBlock())
+    return model.emitOpError() << "expects a single-block model function";
+  if (failed(createHost()))
+    return failure();
+  findFusableResiduals();
+  for (Operation &op : model.getBody().front())
+    if (failed(lowerOp(&op)))
+      return failure();
+  setHostAttributes();
   StringAttr name = model.getNameAttr();
   model.erase();
   host.setName(name);

@@ -60,6 +60,10 @@ struct BatchGrid {
 struct MoeLayer;
 struct ExpertGemm;
 
+/// One run of vmoe-lower-to-kernels over the model function `model`: the
+/// host function being built, the tensor -> buffer map, the kernels' names
+/// and what the host's attributes record. Its members are defined in the
+/// files listed at the top of this header.
 class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
@@ -72,7 +76,17 @@ public:
   LogicalResult run();
 
 private:
-  // Infrastructure.
+  // The pass's driver (LowerToKernelsPass.cpp).
+  /// The host function over memrefs: the inputs (`vmoe.input`), outputs
+  /// (`vmoe.output`) and the batch knob (`vmoe.knob` "batch").
+  LogicalResult createHost();
+  /// The schedule's attributes: `vmoe.moe_layers`, `vmoe.batch_multiple`,
+  /// `vmoe.entry`.
+  void setHostAttributes();
+  LogicalResult lowerOp(Operation *op);
+  LogicalResult lowerReturn(func::ReturnOp op);
+
+  // Kernels, launches and buffers (LoweringState.cpp).
   Kernel newKernel(StringRef base, ValueRange bindings, unsigned numConstants,
                    int64_t scratchBytes = 0);
   /// Grid x follows the batch when `batchGrid` is set (see BatchGrid).
@@ -87,6 +101,10 @@ private:
   Value alloc(ArrayRef<int64_t> shape, Type element);
   Value allocLike(Value tensor);
   FailureOr<Value> lookup(Value tensor, Operation *user);
+  Value flatten2d(Value memref);
+  Value hostIndex(int64_t v);
+
+  // Weights (WeightPacking.cpp).
   FailureOr<Value> constantBuffer(Value tensor, Operation *user);
   Value createGlobal(StringRef base, MemRefType type, ArrayRef<float> data);
   /// A constant global of `type` holding `bytes` (its elements' raw bits).
@@ -102,17 +120,14 @@ private:
                                       ArrayRef<float> bias, int64_t batch,
                                       int64_t k, int64_t n, bool bf16 = false,
                                       bool kPairs = false);
-  Value flatten2d(Value memref);
-  Value hostIndex(int64_t v);
 
-  // Kernels.
+  // Dense kernels (DenseKernels.cpp).
   void emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
                      int64_t n, Activation act, Value c,
                      Value residual = Value());
   enum class Elementwise { Add, Gelu, Copy };
   void emitElementwise(StringRef name, Value x, Value y, Value out,
                        Elementwise kind);
-  LogicalResult lowerOp(Operation *op);
   LogicalResult lowerLayerNorm(LayerNormOp op);
   LogicalResult lowerMlp(MlpOp op);
   LogicalResult lowerAttention(AttentionOp op);
@@ -124,7 +139,6 @@ private:
   LogicalResult lowerClassToken(ClassTokenOp op);
   LogicalResult lowerPositionEmbed(PositionEmbedOp op);
   LogicalResult lowerHead(ClassifierHeadOp op);
-  LogicalResult lowerReturn(func::ReturnOp op);
 
   // The MoE layer (MoeKernels.cpp), built in this order.
   LogicalResult lowerMoe(RouterOp router);
@@ -148,6 +162,7 @@ private:
                    Value capacity, Value ex, Value gi);
   void emitMoeCombine(MoeLayer &layer);
 
+  // Residual fusion (LowerToKernelsPass.cpp).
   /// Residual adds fused into the kernel that produces one of their operands
   /// (the MLP's and attention's last GEMM, the MoE combine): the producer
   /// writes `residual + result` into the add's buffer.
@@ -175,6 +190,7 @@ private:
   llvm::DenseMap<Value, Value> buffers;      // tensor -> memref
   llvm::DenseSet<Operation *> handled;
   llvm::StringMap<unsigned> nameCounts;
+  /// The entries of `vmoe.moe_layers`, one per MoE layer (recordMoeLayer).
   SmallVector<Attribute> moeLayers;
   unsigned numInputs = 0;
   /// The compiled batch (dim 0 of the model's inputs and results) and
