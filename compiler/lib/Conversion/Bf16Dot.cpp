@@ -10,8 +10,8 @@
 
 namespace mlir::vmoe {
 
-Value emitAvx512Bf16Dot(ImplicitLocOpBuilder &b, VectorType accType,
-                        Value acc, Value a, Value bPairs) {
+Value emitAvx512Bf16Dot(ImplicitLocOpBuilder &b, VectorType accType, Value acc,
+                        Value a, Value bPairs) {
   return x86vector::DotBF16Op::create(b, accType, acc, a, bPairs);
 }
 

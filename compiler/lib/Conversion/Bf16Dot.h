@@ -18,8 +18,8 @@ namespace mlir::vmoe {
 
 /// acc + a[2j] b[2j] + a[2j+1] b[2j+1] in every f32 lane j of `accType`:
 /// `a` and `bPairs` are vectors of 2 x lanes bf16.
-Value emitAvx512Bf16Dot(ImplicitLocOpBuilder &b, VectorType accType,
-                        Value acc, Value a, Value bPairs);
+Value emitAvx512Bf16Dot(ImplicitLocOpBuilder &b, VectorType accType, Value acc,
+                        Value a, Value bPairs);
 
 } // namespace mlir::vmoe
 

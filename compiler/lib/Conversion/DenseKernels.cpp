@@ -41,9 +41,9 @@ void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
 
   int64_t rowTile = tiling.rowTile;
   Value rowBegin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
-  Value rowEnd = minIndex(
-      b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)),
-      validExtent(kern, m));
+  Value rowEnd =
+      minIndex(b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)),
+               validExtent(kern, m));
   Value panelBegin =
       arith::MulIOp::create(b, kern.wy, constIndex(b, tiling.panelTile));
   Value panelEnd = minIndex(
@@ -67,8 +67,8 @@ void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
   ops.c = kC;
   ops.cIndex = cIndex;
   emitGemmBlock(b, tiling, ops, rowBegin, rowEnd, panelBegin, panelEnd);
-  launch(kern, {ceilDiv(m, rowTile), ceilDiv(panels, tiling.panelTile)},
-         binds, {}, perBatch(m, rowTile));
+  launch(kern, {ceilDiv(m, rowTile), ceilDiv(panels, tiling.panelTile)}, binds,
+         {}, perBatch(m, rowTile));
 }
 
 void Lowering::emitElementwise(StringRef name, Value x, Value y, Value out,
@@ -93,16 +93,17 @@ void Lowering::emitElementwise(StringRef name, Value x, Value y, Value out,
   Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, chunk));
   Value end = minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, chunk)),
                        validExtent(kern, n));
-  forLoop(b, begin, end, constIndex(b, 1), [&](ImplicitLocOpBuilder &b, Value i) {
-    Value v = memref::LoadOp::create(b, kern.bindings[0], ValueRange{i});
-    if (kind == Elementwise::Add) {
-      Value w = memref::LoadOp::create(b, kern.bindings[1], ValueRange{i});
-      v = arith::AddFOp::create(b, v, w);
-    } else if (kind == Elementwise::Gelu) {
-      v = geluTanh(b, v);
-    }
-    memref::StoreOp::create(b, v, kern.bindings.back(), ValueRange{i});
-  });
+  forLoop(
+      b, begin, end, constIndex(b, 1), [&](ImplicitLocOpBuilder &b, Value i) {
+        Value v = memref::LoadOp::create(b, kern.bindings[0], ValueRange{i});
+        if (kind == Elementwise::Add) {
+          Value w = memref::LoadOp::create(b, kern.bindings[1], ValueRange{i});
+          v = arith::AddFOp::create(b, v, w);
+        } else if (kind == Elementwise::Gelu) {
+          v = geluTanh(b, v);
+        }
+        memref::StoreOp::create(b, v, kern.bindings.back(), ValueRange{i});
+      });
   launch(kern, {ceilDiv(n, chunk)}, binds, {}, perBatch(n, chunk));
 }
 
@@ -123,22 +124,22 @@ LogicalResult Lowering::lowerLayerNorm(LayerNormOp op) {
         ko = kern.bindings[3];
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cd = constIndex(b, d);
   Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
-  Value end = minIndex(
-      b, arith::AddIOp::create(b, begin, constIndex(b, rowTile)),
-      validExtent(kern, rows));
-  auto fast = arith::FastMathFlagsAttr::get(ctx, arith::FastMathFlags::reassoc |
-                                                     arith::FastMathFlags::contract);
+  Value end =
+      minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, rowTile)),
+               validExtent(kern, rows));
+  auto fast = arith::FastMathFlagsAttr::get(
+      ctx, arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
   forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value r) {
     Value zero = constF32(b, 0.0);
-    SmallVector<Value> sums = forLoopAcc(
-        b, c0, cd, c1, {zero, zero},
-        [&](ImplicitLocOpBuilder &b, Value i, ValueRange acc) {
-          Value v = memref::LoadOp::create(b, kx, ValueRange{r, i});
-          Value s = arith::AddFOp::create(b, acc[0], v, fast);
-          Value sq = arith::AddFOp::create(
-              b, acc[1], arith::MulFOp::create(b, v, v, fast), fast);
-          return SmallVector<Value>{s, sq};
-        });
+    SmallVector<Value> sums =
+        forLoopAcc(b, c0, cd, c1, {zero, zero},
+                   [&](ImplicitLocOpBuilder &b, Value i, ValueRange acc) {
+                     Value v = memref::LoadOp::create(b, kx, ValueRange{r, i});
+                     Value s = arith::AddFOp::create(b, acc[0], v, fast);
+                     Value sq = arith::AddFOp::create(
+                         b, acc[1], arith::MulFOp::create(b, v, v, fast), fast);
+                     return SmallVector<Value>{s, sq};
+                   });
     // flax: mu = E[x], var = max(0, E[x^2] - mu^2).
     Value invD = constF32(b, 1.0 / static_cast<double>(d));
     Value mean = arith::MulFOp::create(b, sums[0], invD);
@@ -201,42 +202,51 @@ struct AttentionScratch {
 static void emitPackKeys(ImplicitLocOpBuilder &b, const AttentionScratch &a) {
   Value c0 = a.c0, c1 = a.c1, cT = a.cT, cNr = a.cNr;
   int64_t t = a.t, dh = a.dh;
-  forLoop(b, c0, constIndex(b, a.kPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
-    forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
-      Value tok = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
-      Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, tok, cT);
-      Value row = arith::AddIOp::create(
-          b, a.rowBase, minIndex(b, tok, constIndex(b, t - 1)));
-      forLoop(b, c0, constIndex(b, dh), c1, [&](ImplicitLocOpBuilder &b, Value e) {
-        Value v = memref::LoadOp::create(
-            b, a.kq, ValueRange{row, arith::AddIOp::create(b, a.kCol, e)});
-        memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, a.zero),
-                                a.kPack, ValueRange{p, e, l});
-      });
-    });
-  });
+  forLoop(b, c0, constIndex(b, a.kPanels), c1,
+          [&](ImplicitLocOpBuilder &b, Value p) {
+            forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
+              Value tok =
+                  arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
+              Value valid =
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::slt, tok, cT);
+              Value row = arith::AddIOp::create(
+                  b, a.rowBase, minIndex(b, tok, constIndex(b, t - 1)));
+              forLoop(
+                  b, c0, constIndex(b, dh), c1,
+                  [&](ImplicitLocOpBuilder &b, Value e) {
+                    Value v = memref::LoadOp::create(
+                        b, a.kq,
+                        ValueRange{row, arith::AddIOp::create(b, a.kCol, e)});
+                    memref::StoreOp::create(
+                        b, arith::SelectOp::create(b, valid, v, a.zero),
+                        a.kPack, ValueRange{p, e, l});
+                  });
+            });
+          });
 }
 
 /// Pack V: vPack[p][j][l] = v[token j][p*nr + l], zero past Dh.
-static void emitPackValues(ImplicitLocOpBuilder &b,
-                           const AttentionScratch &a) {
+static void emitPackValues(ImplicitLocOpBuilder &b, const AttentionScratch &a) {
   Value c0 = a.c0, c1 = a.c1, cT = a.cT, cNr = a.cNr;
   int64_t dh = a.dh;
-  forLoop(b, c0, constIndex(b, a.vPanels), c1, [&](ImplicitLocOpBuilder &b, Value p) {
-    forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
-      Value row = arith::AddIOp::create(b, a.rowBase, j);
-      forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
-        Value e = arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr), l);
-        Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, e,
-                                            constIndex(b, dh));
-        Value col = arith::AddIOp::create(
-            b, a.vCol, minIndex(b, e, constIndex(b, dh - 1)));
-        Value v = memref::LoadOp::create(b, a.kq, ValueRange{row, col});
-        memref::StoreOp::create(b, arith::SelectOp::create(b, valid, v, a.zero),
-                                a.vPack, ValueRange{p, j, l});
-      });
-    });
-  });
+  forLoop(b, c0, constIndex(b, a.vPanels), c1,
+          [&](ImplicitLocOpBuilder &b, Value p) {
+            forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value j) {
+              Value row = arith::AddIOp::create(b, a.rowBase, j);
+              forLoop(b, c0, cNr, c1, [&](ImplicitLocOpBuilder &b, Value l) {
+                Value e = arith::AddIOp::create(
+                    b, arith::MulIOp::create(b, p, cNr), l);
+                Value valid = arith::CmpIOp::create(
+                    b, arith::CmpIPredicate::slt, e, constIndex(b, dh));
+                Value col = arith::AddIOp::create(
+                    b, a.vCol, minIndex(b, e, constIndex(b, dh - 1)));
+                Value v = memref::LoadOp::create(b, a.kq, ValueRange{row, col});
+                memref::StoreOp::create(
+                    b, arith::SelectOp::create(b, valid, v, a.zero), a.vPack,
+                    ValueRange{p, j, l});
+              });
+            });
+          });
 }
 
 /// S = (q k^T) / sqrt(Dh); flax scales q first, the same up to rounding.
@@ -274,15 +284,15 @@ static void emitSoftmaxRows(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
   forLoop(b, c0, cT, c1, [&](ImplicitLocOpBuilder &b, Value i) {
     Value negInf = constF32(b, -INFINITY);
     Value mxVec = forLoopAcc(
-        b, c0, cTVec, cVw,
-        {vector::BroadcastOp::create(b, vecType, negInf)},
+        b, c0, cTVec, cVw, {vector::BroadcastOp::create(b, vecType, negInf)},
         [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
           Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
           return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
         })[0];
     Value mx = forLoopAcc(
         b, cTVec, cT, c1,
-        {vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF, mxVec)},
+        {vector::ReductionOp::create(b, vector::CombiningKind::MAXIMUMF,
+                                     mxVec)},
         [&](ImplicitLocOpBuilder &b, Value j, ValueRange m) {
           Value v = memref::LoadOp::create(b, sMat, ValueRange{i, j});
           return SmallVector<Value>{arith::MaximumFOp::create(b, m[0], v)};
@@ -293,7 +303,8 @@ static void emitSoftmaxRows(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
         {vector::BroadcastOp::create(b, vecType, constF32(b, 0.0))},
         [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
           Value v = vector::LoadOp::create(b, vecType, sMat, ValueRange{i, j});
-          Value e = math::ExpOp::create(b, arith::SubFOp::create(b, v, mxSplat));
+          Value e =
+              math::ExpOp::create(b, arith::SubFOp::create(b, v, mxSplat));
           vector::StoreOp::create(b, e, sMat, ValueRange{i, j});
           return SmallVector<Value>{arith::AddFOp::create(b, acc[0], e)};
         })[0];
@@ -365,9 +376,8 @@ void Lowering::emitAttentionKernel(Value qkvBuf, Value ctxBuf, int64_t batch,
   a.cT = constIndex(b, t);
   a.cNr = constIndex(b, nr);
   auto view = [&](int64_t offset, ArrayRef<int64_t> shape) -> Value {
-    return memref::ViewOp::create(b, MemRefType::get(shape, f32),
-                                  kern.scratch, constIndex(b, offset),
-                                  ValueRange{});
+    return memref::ViewOp::create(b, MemRefType::get(shape, f32), kern.scratch,
+                                  constIndex(b, offset), ValueRange{});
   };
   a.kPack = view(0, {a.kPanels, dh, nr});
   a.sMat = view(kPackBytes, {t, t});
@@ -450,34 +460,48 @@ LogicalResult Lowering::lowerPatchEmbed(PatchEmbedOp op) {
     Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
     Value img = arith::DivUIOp::create(b, kern.wx, constIndex(b, gh));
     Value gy = arith::RemUIOp::create(b, kern.wx, constIndex(b, gh));
-    forLoop(b, c0, constIndex(b, gw), c1, [&](ImplicitLocOpBuilder &b, Value gx) {
-      Value row = arith::AddIOp::create(
-          b,
-          arith::MulIOp::create(
-              b, arith::AddIOp::create(b, arith::MulIOp::create(b, img, constIndex(b, gh)), gy),
-              constIndex(b, gw)),
-          gx);
-      forLoop(b, c0, constIndex(b, ph), c1, [&](ImplicitLocOpBuilder &b, Value i) {
-        Value y = arith::AddIOp::create(
-            b, arith::MulIOp::create(b, gy, constIndex(b, ph)), i);
-        forLoop(b, c0, constIndex(b, pw), c1, [&](ImplicitLocOpBuilder &b, Value j) {
-          Value x = arith::AddIOp::create(
-              b, arith::MulIOp::create(b, gx, constIndex(b, pw)), j);
-          forLoop(b, c0, constIndex(b, ch), c1, [&](ImplicitLocOpBuilder &b, Value c) {
-            Value v = memref::LoadOp::create(b, ki, ValueRange{img, y, x, c});
-            Value col = arith::AddIOp::create(
-                b,
-                arith::MulIOp::create(
-                    b,
-                    arith::AddIOp::create(
-                        b, arith::MulIOp::create(b, i, constIndex(b, pw)), j),
-                    constIndex(b, ch)),
-                c);
-            memref::StoreOp::create(b, v, kp, ValueRange{row, col});
-          });
+    forLoop(
+        b, c0, constIndex(b, gw), c1, [&](ImplicitLocOpBuilder &b, Value gx) {
+          Value row = arith::AddIOp::create(
+              b,
+              arith::MulIOp::create(
+                  b,
+                  arith::AddIOp::create(
+                      b, arith::MulIOp::create(b, img, constIndex(b, gh)), gy),
+                  constIndex(b, gw)),
+              gx);
+          forLoop(b, c0, constIndex(b, ph), c1,
+                  [&](ImplicitLocOpBuilder &b, Value i) {
+                    Value y = arith::AddIOp::create(
+                        b, arith::MulIOp::create(b, gy, constIndex(b, ph)), i);
+                    forLoop(
+                        b, c0, constIndex(b, pw), c1,
+                        [&](ImplicitLocOpBuilder &b, Value j) {
+                          Value x = arith::AddIOp::create(
+                              b,
+                              arith::MulIOp::create(b, gx, constIndex(b, pw)),
+                              j);
+                          forLoop(b, c0, constIndex(b, ch), c1,
+                                  [&](ImplicitLocOpBuilder &b, Value c) {
+                                    Value v = memref::LoadOp::create(
+                                        b, ki, ValueRange{img, y, x, c});
+                                    Value col = arith::AddIOp::create(
+                                        b,
+                                        arith::MulIOp::create(
+                                            b,
+                                            arith::AddIOp::create(
+                                                b,
+                                                arith::MulIOp::create(
+                                                    b, i, constIndex(b, pw)),
+                                                j),
+                                            constIndex(b, ch)),
+                                        c);
+                                    memref::StoreOp::create(
+                                        b, v, kp, ValueRange{row, col});
+                                  });
+                        });
+                  });
         });
-      });
-    });
   }
   launch(kern, {batch * gh}, binds, {}, perBatch(batch * gh, 1));
   auto [pw8, pb] = packWeights("patch", *w, *bias, 1, depth, d);
@@ -500,13 +524,15 @@ LogicalResult Lowering::lowerClassToken(ClassTokenOp op) {
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cd = constIndex(b, d);
   Value img = kern.wx;
   forLoop(b, c0, cd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-    Value v = memref::LoadOp::create(b, kern.bindings[1], ValueRange{c0, c0, i});
+    Value v =
+        memref::LoadOp::create(b, kern.bindings[1], ValueRange{c0, c0, i});
     memref::StoreOp::create(b, v, kern.bindings[2], ValueRange{img, c0, i});
   });
   forLoop(b, c0, constIndex(b, n), c1, [&](ImplicitLocOpBuilder &b, Value tk) {
     Value dst = arith::AddIOp::create(b, tk, c1);
     forLoop(b, c0, cd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-      Value v = memref::LoadOp::create(b, kern.bindings[0], ValueRange{img, tk, i});
+      Value v =
+          memref::LoadOp::create(b, kern.bindings[0], ValueRange{img, tk, i});
       memref::StoreOp::create(b, v, kern.bindings[2], ValueRange{img, dst, i});
     });
   });
@@ -525,14 +551,19 @@ LogicalResult Lowering::lowerPositionEmbed(PositionEmbedOp op) {
   Kernel kern = newKernel("position_embed", binds, 0);
   ImplicitLocOpBuilder &b = kern.b();
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
-  forLoop(b, c0, constIndex(b, s[1]), c1, [&](ImplicitLocOpBuilder &b, Value tk) {
-    forLoop(b, c0, constIndex(b, s[2]), c1, [&](ImplicitLocOpBuilder &b, Value i) {
-      Value v = memref::LoadOp::create(b, kern.bindings[0], ValueRange{kern.wx, tk, i});
-      Value p = memref::LoadOp::create(b, kern.bindings[1], ValueRange{c0, tk, i});
-      memref::StoreOp::create(b, arith::AddFOp::create(b, v, p), kern.bindings[2],
-                              ValueRange{kern.wx, tk, i});
-    });
-  });
+  forLoop(b, c0, constIndex(b, s[1]), c1,
+          [&](ImplicitLocOpBuilder &b, Value tk) {
+            forLoop(b, c0, constIndex(b, s[2]), c1,
+                    [&](ImplicitLocOpBuilder &b, Value i) {
+                      Value v = memref::LoadOp::create(
+                          b, kern.bindings[0], ValueRange{kern.wx, tk, i});
+                      Value p = memref::LoadOp::create(b, kern.bindings[1],
+                                                       ValueRange{c0, tk, i});
+                      memref::StoreOp::create(b, arith::AddFOp::create(b, v, p),
+                                              kern.bindings[2],
+                                              ValueRange{kern.wx, tk, i});
+                    });
+          });
   launch(kern, {s[0]}, binds, {}, perBatch(s[0], 1));
   return success();
 }
@@ -563,7 +594,8 @@ LogicalResult Lowering::lowerHead(ClassifierHeadOp op) {
             })[0];
         v = arith::DivFOp::create(b, sum, constF32(b, static_cast<double>(t)));
       } else {
-        v = memref::LoadOp::create(b, kern.bindings[0], ValueRange{kern.wx, c0, i});
+        v = memref::LoadOp::create(b, kern.bindings[0],
+                                   ValueRange{kern.wx, c0, i});
       }
       memref::StoreOp::create(b, v, kern.bindings[1], ValueRange{kern.wx, i});
     });
@@ -573,7 +605,8 @@ LogicalResult Lowering::lowerHead(ClassifierHeadOp op) {
   Value features = pooled;
   if (Value preKernel = op.getPreLogitsKernel()) {
     FailureOr<SmallVector<float>> w = constantData(preKernel, op);
-    FailureOr<SmallVector<float>> bias = constantData(op.getPreLogitsBias(), op);
+    FailureOr<SmallVector<float>> bias =
+        constantData(op.getPreLogitsBias(), op);
     if (failed(w) || failed(bias))
       return failure();
     int64_t r = shapeOf(preKernel)[1];

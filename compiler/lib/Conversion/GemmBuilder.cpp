@@ -47,8 +47,7 @@ public:
   /// The register block of `blockRows` rows from r0 in panel p: rows past
   /// rowEnd read the last valid row and are not stored, so the block is
   /// always full.
-  void rowBlock(ImplicitLocOpBuilder &b, Value p, Value r0,
-                int64_t blockRows);
+  void rowBlock(ImplicitLocOpBuilder &b, Value p, Value r0, int64_t blockRows);
 
   Value c0, c1, cMr;
 
@@ -58,8 +57,8 @@ private:
   void prefetchB(ImplicitLocOpBuilder &b, Value p, Value step);
   /// k steps over [kBegin, kEnd), carrying the accumulators.
   SmallVector<Value> kSteps(ImplicitLocOpBuilder &b, Value p,
-                            ArrayRef<Value> loadRows, Value kBegin,
-                            Value kEnd, ValueRange init, bool prefetch);
+                            ArrayRef<Value> loadRows, Value kBegin, Value kEnd,
+                            ValueRange init, bool prefetch);
   /// k pairs over [kBegin, kEnd): bf16 A and B, see bf16Pairs.
   SmallVector<Value> kPairSteps(ImplicitLocOpBuilder &b, Value p,
                                 ArrayRef<Value> loadRows, Value kBegin,
@@ -164,20 +163,20 @@ SmallVector<Value> GemmEmitter::kPairSteps(ImplicitLocOpBuilder &b, Value p,
                 memref::LoadOp::create(b, ops.a,
                                        ops.aIndex(b, loadRows[i], k1)));
             for (int64_t v = 0; v < nv; ++v) {
-              Value x = vector::FMAOp::create(b, aOdd, bOdd[v],
-                                              acc[i * nv + v]);
+              Value x =
+                  vector::FMAOp::create(b, aOdd, bOdd[v], acc[i * nv + v]);
               next.push_back(vector::FMAOp::create(b, aEven, bEven[v], x));
             }
             continue;
           }
           // A[r][2j], A[r][2j+1] as one 32-bit value in every lane.
-          Value two = vector::LoadOp::create(
-              b, VectorType::get({2}, b.getI16Type()), ops.a,
-              ops.aIndex(b, loadRows[i], k));
+          Value two =
+              vector::LoadOp::create(b, VectorType::get({2}, b.getI16Type()),
+                                     ops.a, ops.aIndex(b, loadRows[i], k));
           Value word = vector::ExtractOp::create(
               b,
-              vector::BitCastOp::create(
-                  b, VectorType::get({1}, b.getI32Type()), two),
+              vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()),
+                                        two),
               ArrayRef<int64_t>{0});
           Value a = vector::BitCastOp::create(
               b, pairVec, vector::BroadcastOp::create(b, i32Vec, word));
@@ -215,8 +214,8 @@ SmallVector<Value> GemmEmitter::kSteps(ImplicitLocOpBuilder &b, Value p,
             Value wide = arith::ShLIOp::create(
                 b, arith::ExtUIOp::create(b, wideType, bits),
                 arith::ConstantOp::create(
-                    b, DenseElementsAttr::get(wideType,
-                                              b.getI32IntegerAttr(16))));
+                    b,
+                    DenseElementsAttr::get(wideType, b.getI32IntegerAttr(16))));
             bv.push_back(arith::BitcastOp::create(b, vecType, wide));
             continue;
           }
@@ -224,8 +223,8 @@ SmallVector<Value> GemmEmitter::kSteps(ImplicitLocOpBuilder &b, Value p,
         }
         SmallVector<Value> next;
         for (int64_t i = 0; i < blockRows; ++i) {
-          Value a = memref::LoadOp::create(b, ops.a,
-                                           ops.aIndex(b, loadRows[i], k));
+          Value a =
+              memref::LoadOp::create(b, ops.a, ops.aIndex(b, loadRows[i], k));
           Value av = vector::BroadcastOp::create(b, vecType, a);
           for (int64_t v = 0; v < nv; ++v)
             next.push_back(
@@ -249,8 +248,8 @@ void GemmEmitter::epilogue(ImplicitLocOpBuilder &b, Value p,
     }
   }
   for (size_t i = 0; i < rows.size(); ++i) {
-    Value inRange = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
-                                          rows[i], rowEnd);
+    Value inRange =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::slt, rows[i], rowEnd);
     ifThen(b, inRange, [&](ImplicitLocOpBuilder &b) {
       Value scale = ops.rowScale ? ops.rowScale(b, rows[i]) : Value();
       for (int64_t v = 0; v < nv; ++v) {
@@ -275,8 +274,8 @@ void GemmEmitter::epilogue(ImplicitLocOpBuilder &b, Value p,
         Value mask = vector::CreateMaskOp::create(
             b, maskType, ValueRange{minIndex(b, remaining, constIndex(b, vw))});
         if (ops.residual) {
-          Value r = vector::MaskedLoadOp::create(b, vecType, ops.residual,
-                                                 cIdx, mask, zero);
+          Value r = vector::MaskedLoadOp::create(b, vecType, ops.residual, cIdx,
+                                                 mask, zero);
           x = arith::AddFOp::create(b, x, r);
         }
         if (bf16Output)
@@ -345,10 +344,10 @@ void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
     Value rem = arith::SubIOp::create(b, rowEnd, fullEnd);
     Value bigTail = arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, rem,
                                           constIndex(b, half));
-    Value mainEnd = half >= 1
-                        ? arith::SelectOp::create(b, bigTail, rowEnd, fullEnd)
-                              .getResult()
-                        : rowEnd;
+    Value mainEnd =
+        half >= 1
+            ? arith::SelectOp::create(b, bigTail, rowEnd, fullEnd).getResult()
+            : rowEnd;
     forLoop(b, rowBegin, mainEnd, cMr, [&](ImplicitLocOpBuilder &b, Value r0) {
       gemm.rowBlock(b, p, r0, mr);
     });

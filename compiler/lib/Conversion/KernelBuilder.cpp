@@ -35,13 +35,13 @@ Value minIndex(ImplicitLocOpBuilder &b, Value x, Value y) {
 
 void forLoop(ImplicitLocOpBuilder &b, Value lb, Value ub, Value step,
              BodyFn body) {
-  scf::ForOp::create(b, lb, ub, step, ValueRange{},
-                     [&](OpBuilder &nested, Location loc, Value iv,
-                         ValueRange) {
-                       ImplicitLocOpBuilder ib(loc, nested);
-                       body(ib, iv);
-                       scf::YieldOp::create(ib);
-                     });
+  scf::ForOp::create(
+      b, lb, ub, step, ValueRange{},
+      [&](OpBuilder &nested, Location loc, Value iv, ValueRange) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        body(ib, iv);
+        scf::YieldOp::create(ib);
+      });
 }
 
 SmallVector<Value> forLoopAcc(ImplicitLocOpBuilder &b, Value lb, Value ub,
@@ -84,16 +84,15 @@ Value roundToBf16(ImplicitLocOpBuilder &b, Value x) {
   auto c = [&](int32_t v) { return splatLike(b, constI32(b, v), intType); };
   Value bits = arith::BitcastOp::create(b, intType, x);
   // RNE: add 0x7fff plus the lowest kept bit, then clear the low 16 bits.
-  Value lsb = arith::AndIOp::create(
-      b, arith::ShRUIOp::create(b, bits, c(16)), c(1));
-  Value rounded = arith::AddIOp::create(
-      b, arith::AddIOp::create(b, bits, c(0x7fff)), lsb);
+  Value lsb =
+      arith::AndIOp::create(b, arith::ShRUIOp::create(b, bits, c(16)), c(1));
+  Value rounded =
+      arith::AddIOp::create(b, arith::AddIOp::create(b, bits, c(0x7fff)), lsb);
   Value cleared = arith::AndIOp::create(b, rounded, c(int32_t(0xffff0000u)));
   // NaN: keep sign and top payload bits, force a quiet NaN.
   Value quiet = arith::AndIOp::create(
       b, arith::OrIOp::create(b, bits, c(0x00400000)), c(int32_t(0xffff0000u)));
-  Value isNan =
-      arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, x, x);
+  Value isNan = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, x, x);
   Value result = arith::SelectOp::create(b, isNan, quiet, cleared);
   return arith::BitcastOp::create(b, type, result);
 }
@@ -102,8 +101,8 @@ Value bf16Bits(ImplicitLocOpBuilder &b, Value x) {
   Type type = x.getType();
   Type i32 = withElement(type, b.getI32Type());
   Value bits = arith::BitcastOp::create(b, i32, roundToBf16(b, x));
-  Value high = arith::ShRUIOp::create(
-      b, bits, splatLike(b, constI32(b, 16), i32));
+  Value high =
+      arith::ShRUIOp::create(b, bits, splatLike(b, constI32(b, 16), i32));
   return arith::TruncIOp::create(b, withElement(type, b.getI16Type()), high);
 }
 
@@ -115,9 +114,8 @@ Value geluTanh(ImplicitLocOpBuilder &b, Value x) {
       b, c(std::sqrt(2.0 / M_PI)),
       arith::AddFOp::create(b, x, arith::MulFOp::create(b, c(0.044715), x3)));
   Value t = math::TanhOp::create(b, inner);
-  return arith::MulFOp::create(
-      b, arith::MulFOp::create(b, c(0.5), x),
-      arith::AddFOp::create(b, c(1.0), t));
+  return arith::MulFOp::create(b, arith::MulFOp::create(b, c(0.5), x),
+                               arith::AddFOp::create(b, c(1.0), t));
 }
 
 } // namespace mlir::vmoe

@@ -42,8 +42,8 @@ void Lowering::findFusableResiduals() {
         continue;
       // The residual must exist before the producer runs.
       Operation *resDef = residual.getDefiningOp();
-      if (resDef && (resDef->getBlock() != &body ||
-                     !resDef->isBeforeInBlock(producer)))
+      if (resDef &&
+          (resDef->getBlock() != &body || !resDef->isBeforeInBlock(producer)))
         continue;
       if (fusedResiduals.count(chain))
         continue;
@@ -55,9 +55,9 @@ void Lowering::findFusableResiduals() {
 
 std::pair<Value, Value> Lowering::outputFor(Value result, Operation *user) {
   auto it = fusedResiduals.find(result);
-  FailureOr<Value> residual =
-      it == fusedResiduals.end() ? FailureOr<Value>(failure())
-                                 : lookup(it->second.residual, user);
+  FailureOr<Value> residual = it == fusedResiduals.end()
+                                  ? FailureOr<Value>(failure())
+                                  : lookup(it->second.residual, user);
   if (failed(residual))
     return {allocLike(result), Value()};
   arith::AddFOp add = it->second.add;
@@ -251,7 +251,8 @@ struct VmoeLowerToKernelsPass
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> models;
     for (auto f : module.getOps<func::FuncOp>())
-      if (f.isPublic() && !f->hasAttr("vmoe.kernel") && !f->hasAttr("vmoe.entry"))
+      if (f.isPublic() && !f->hasAttr("vmoe.kernel") &&
+          !f->hasAttr("vmoe.entry"))
         models.push_back(f);
     if (models.size() != 1) {
       module.emitError() << "vmoe-lower-to-kernels expects exactly one public "
@@ -274,8 +275,9 @@ struct VmoeLowerToKernelsPass
     tiling.mr = microRows;
     tiling.nr = vectorWidth * microVectors;
     tiling.rowTile = 8 * microRows;
-    if (failed(lowering::Lowering(module, models.front(), tiling, expertWeightsBf16,
-                        expertBf16Math, nativeBf16Dot)
+    if (failed(lowering::Lowering(module, models.front(), tiling,
+                                  expertWeightsBf16, expertBf16Math,
+                                  nativeBf16Dot)
                    .run()))
       signalPassFailure();
   }

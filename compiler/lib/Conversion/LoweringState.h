@@ -133,8 +133,8 @@ private:
   LogicalResult lowerAttention(AttentionOp op);
   /// softmax(q k^T / sqrt(Dh)) v of every (image, head), from the qkv rows
   /// (B * T, 3 D) into the context rows (B * T, D).
-  void emitAttentionKernel(Value qkvBuf, Value ctxBuf, int64_t batch,
-                           int64_t t, int64_t d, int64_t heads, int64_t dh);
+  void emitAttentionKernel(Value qkvBuf, Value ctxBuf, int64_t batch, int64_t t,
+                           int64_t d, int64_t heads, int64_t dh);
   LogicalResult lowerPatchEmbed(PatchEmbedOp op);
   LogicalResult lowerClassToken(ClassTokenOp op);
   LogicalResult lowerPositionEmbed(PositionEmbedOp op);
@@ -187,7 +187,7 @@ private:
   bool expertBf16Math, nativeBf16Dot;
   MLIRContext *ctx;
   std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
-  llvm::DenseMap<Value, Value> buffers;      // tensor -> memref
+  llvm::DenseMap<Value, Value> buffers;     // tensor -> memref
   llvm::DenseSet<Operation *> handled;
   llvm::StringMap<unsigned> nameCounts;
   /// The entries of `vmoe.moe_layers`, one per MoE layer (recordMoeLayer).

@@ -40,8 +40,7 @@ static int64_t tokensPerImage(Value grouped, int64_t groupSize) {
   return groupSize;
 }
 
-template <typename OpTy>
-static OpTy singleUserOfType(Value v) {
+template <typename OpTy> static OpTy singleUserOfType(Value v) {
   OpTy found;
   for (Operation *user : v.getUsers()) {
     auto op = dyn_cast<OpTy>(user);
@@ -81,8 +80,8 @@ struct MoeLayer {
   bool roundInputs = false;
   Type actType;
   /// Host buffers, in the order they are allocated.
-  Value x, expertInput, wrBuf, topVal, topIdx, counts, kept, slots,
-      slotToken, slotGate, order, orderTmp, hidden, expertOut;
+  Value x, expertInput, wrBuf, topVal, topIdx, counts, kept, slots, slotToken,
+      slotGate, order, orderTmp, hidden, expertOut;
   /// Tokens per workgroup of the gates and combine kernels.
   int64_t tokenTile = 32;
 };
@@ -191,12 +190,13 @@ FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
 Value Lowering::addKnob(StringRef kind, unsigned layer) {
   Builder bld(ctx);
   unsigned pos = host.getNumArguments();
-  (void)host.insertArgument(pos, bld.getIndexType(),
-                            bld.getDictionaryAttr({
-                                bld.getNamedAttr("vmoe.knob", bld.getStringAttr(kind)),
-                                bld.getNamedAttr("vmoe.layer", bld.getI64IntegerAttr(layer)),
-                            }),
-                            host.getLoc());
+  (void)host.insertArgument(
+      pos, bld.getIndexType(),
+      bld.getDictionaryAttr({
+          bld.getNamedAttr("vmoe.knob", bld.getStringAttr(kind)),
+          bld.getNamedAttr("vmoe.layer", bld.getI64IntegerAttr(layer)),
+      }),
+      host.getLoc());
   return host.getArgument(pos);
 }
 
@@ -233,7 +233,8 @@ LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
   if (auto capOp = assign.getCapacity().getDefiningOp<CapacityOp>()) {
     FloatAttr cf;
     if (!matchPattern(capOp.getCapacityFactor(), m_Constant(&cf)))
-      return capOp.emitOpError() << "expects a constant default capacity factor";
+      return capOp.emitOpError()
+             << "expects a constant default capacity factor";
     l.defaultCf = cf.getValueAsDouble();
     l.maxCf = l.defaultCf;
     if (std::optional<APFloat> maxAttr = capOp.getMaxCapacityFactor())
@@ -303,9 +304,9 @@ void Lowering::emitMoeGates(MoeLayer &l) {
   Value cE = constIndex(b, e), cD = constIndex(b, d);
   Value logits = memref::AllocaOp::create(b, MemRefType::get({e}, f32));
   Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
-  Value end = minIndex(
-      b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
-      validExtent(kern, g * s));
+  Value end =
+      minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
+               validExtent(kern, g * s));
   forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
     Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
     Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
@@ -315,9 +316,9 @@ void Lowering::emitMoeGates(MoeLayer &l) {
     forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
       Value xv = memref::LoadOp::create(b, kx, ValueRange{gi, si, dd});
       if (roundInputs)
-        memref::StoreOp::create(
-            b, actBits ? bf16Bits(b, xv) : roundToBf16(b, xv), kxr,
-            ValueRange{gi, si, dd});
+        memref::StoreOp::create(b,
+                                actBits ? bf16Bits(b, xv) : roundToBf16(b, xv),
+                                kxr, ValueRange{gi, si, dd});
       forLoop(b, c0, cE, c1, [&](ImplicitLocOpBuilder &b, Value ex) {
         Value w = memref::LoadOp::create(b, kw, ValueRange{dd, ex});
         Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
@@ -326,11 +327,12 @@ void Lowering::emitMoeGates(MoeLayer &l) {
             logits, ValueRange{ex});
       });
     });
-    Value mx = forLoopAcc(b, c0, cE, c1, {constF32(b, -INFINITY)},
-                          [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
-                            Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
-                            return SmallVector<Value>{arith::MaximumFOp::create(b, a[0], l)};
-                          })[0];
+    Value mx = forLoopAcc(
+        b, c0, cE, c1, {constF32(b, -INFINITY)},
+        [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
+          Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
+          return SmallVector<Value>{arith::MaximumFOp::create(b, a[0], l)};
+        })[0];
     Value sum = forLoopAcc(
         b, c0, cE, c1, {constF32(b, 0.0)},
         [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
@@ -360,7 +362,8 @@ void Lowering::emitMoeGates(MoeLayer &l) {
       memref::StoreOp::create(b, best[0], kv, ValueRange{gi, si, jj});
       memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, best[1]),
                               ki, ValueRange{gi, si, jj});
-      memref::StoreOp::create(b, constF32(b, -2.0), logits, ValueRange{best[1]});
+      memref::StoreOp::create(b, constF32(b, -2.0), logits,
+                              ValueRange{best[1]});
     }
   });
   launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
@@ -372,23 +375,23 @@ void Lowering::emitMoeGates(MoeLayer &l) {
 /// merge sort that ping-pongs between `order` and `tmp`. c0, c1, cS: the
 /// kernel's index constants 0, 1 and S.
 static void emitBprOrder(ImplicitLocOpBuilder &b, Value gi, Value gates,
-                         Value order, Value tmp, Value c0, Value c1,
-                         Value cS) {
+                         Value order, Value tmp, Value c0, Value c1, Value cS) {
   Type index = b.getIndexType();
   // Merge runs of `width` from src to dst; `inOrder` tracks which buffer
   // holds the current runs.
   auto key = [&](ImplicitLocOpBuilder &b, Value buf, Value pos) {
     Value tok = arith::IndexCastOp::create(
         b, index, memref::LoadOp::create(b, buf, ValueRange{gi, pos}));
-    return memref::LoadOp::create(b, gates, ValueRange{gi, tok, c0}).getResult();
+    return memref::LoadOp::create(b, gates, ValueRange{gi, tok, c0})
+        .getResult();
   };
   auto whileOp = scf::WhileOp::create(
       b, TypeRange{index, b.getI1Type()},
       ValueRange{c1, arith::ConstantOp::create(b, b.getBoolAttr(true))},
       [&](OpBuilder &nb, Location loc, ValueRange args) {
         ImplicitLocOpBuilder ib(loc, nb);
-        Value more = arith::CmpIOp::create(ib, arith::CmpIPredicate::slt,
-                                           args[0], cS);
+        Value more =
+            arith::CmpIOp::create(ib, arith::CmpIPredicate::slt, args[0], cS);
         scf::ConditionOp::create(ib, more, args);
       },
       [&](OpBuilder &nb, Location loc, ValueRange args) {
@@ -410,18 +413,20 @@ static void emitBprOrder(ImplicitLocOpBuilder &b, Value gi, Value gates,
                   Value li = minIndex(b, i, arith::SubIOp::create(b, hi, c1));
                   Value ri = minIndex(b, j, arith::SubIOp::create(b, hi, c1));
                   // Stable, descending: the left run wins ties.
-                  Value geq = arith::CmpFOp::create(
-                      b, arith::CmpFPredicate::OGE, key(b, src, li),
-                      key(b, src, ri));
+                  Value geq =
+                      arith::CmpFOp::create(b, arith::CmpFPredicate::OGE,
+                                            key(b, src, li), key(b, src, ri));
                   Value takeLeft = arith::AndIOp::create(
                       b, leftOk,
                       arith::OrIOp::create(
-                          b, arith::XOrIOp::create(
-                                 b, rightOk,
-                                 arith::ConstantOp::create(b, b.getBoolAttr(true))),
+                          b,
+                          arith::XOrIOp::create(b, rightOk,
+                                                arith::ConstantOp::create(
+                                                    b, b.getBoolAttr(true))),
                           geq));
                   Value from = arith::SelectOp::create(b, takeLeft, li, ri);
-                  Value tok = memref::LoadOp::create(b, src, ValueRange{gi, from});
+                  Value tok =
+                      memref::LoadOp::create(b, src, ValueRange{gi, from});
                   memref::StoreOp::create(b, tok, dst, ValueRange{gi, out});
                   Value ni = arith::SelectOp::create(
                       b, takeLeft, arith::AddIOp::create(b, i, c1), i);
@@ -448,8 +453,9 @@ static void emitBprOrder(ImplicitLocOpBuilder &b, Value gi, Value gates,
         scf::YieldOp::create(ib, ValueRange{twice, flipped});
       });
   Value inOrder = whileOp.getResult(1);
-  ifThen(b, arith::XOrIOp::create(
-                b, inOrder, arith::ConstantOp::create(b, b.getBoolAttr(true))),
+  ifThen(b,
+         arith::XOrIOp::create(
+             b, inOrder, arith::ConstantOp::create(b, b.getBoolAttr(true))),
          [&](ImplicitLocOpBuilder &b) {
            forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
              Value tok = memref::LoadOp::create(b, tmp, ValueRange{gi, p});
@@ -464,9 +470,9 @@ void Lowering::emitMoeAssign(MoeLayer &l) {
   // past the capacity.
   int64_t g = l.g, s = l.s, e = l.e, k = l.k, cap = l.cap;
   Type i32 = IntegerType::get(ctx, 32), index = IndexType::get(ctx);
-  SmallVector<Value> binds = {l.topVal,   l.topIdx,   l.slots,
+  SmallVector<Value> binds = {l.topVal,    l.topIdx,   l.slots,
                               l.slotToken, l.slotGate, l.counts,
-                              l.kept,     l.order,    l.orderTmp};
+                              l.kept,      l.order,    l.orderTmp};
   Kernel kern = newKernel("moe_assign", binds, 2);
   ImplicitLocOpBuilder &b = kern.b();
   Value kv = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
@@ -497,10 +503,12 @@ void Lowering::emitMoeAssign(MoeLayer &l) {
       Value ex = arith::IndexCastOp::create(
           b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}));
       Value posI32 = memref::LoadOp::create(b, kc, ValueRange{gi, ex});
-      memref::StoreOp::create(b, arith::AddIOp::create(b, posI32, constI32(b, 1)),
+      memref::StoreOp::create(b,
+                              arith::AddIOp::create(b, posI32, constI32(b, 1)),
                               kc, ValueRange{gi, ex});
       Value pos = arith::IndexCastOp::create(b, index, posI32);
-      Value keep = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, pos, capArg);
+      Value keep =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::slt, pos, capArg);
       memref::StoreOp::create(
           b, arith::SelectOp::create(b, keep, posI32, constI32(b, -1)), ks,
           ValueRange{gi, si, j});
@@ -548,7 +556,8 @@ void Lowering::emitExpertGemm(const MoeLayer &l, const ExpertGemm &gemm) {
   Value rowBegin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
   Value rowEnd = minIndex(
       b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)), rows);
-  Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, rowBegin, rowEnd);
+  Value any =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::slt, rowBegin, rowEnd);
   ifThen(b, any, [&](ImplicitLocOpBuilder &b) {
     Value panelBegin =
         arith::MulIOp::create(b, kern.wy, constIndex(b, panelTile));
@@ -601,12 +610,11 @@ LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
     return l.experts.emitOpError()
            << "bf16 expert math multiplies in k pairs and needs an even "
               "hidden size and MLP size, got "
-           << d << " and " << m
-           << "; compile this model with f32 expert math";
+           << d << " and " << m << "; compile this model with f32 expert math";
   auto [pw1, pb1] = packWeights("expert_w1", l.w1, l.b1, e, d, m,
-                                 expertWeightsBf16, expertBf16Math);
+                                expertWeightsBf16, expertBf16Math);
   auto [pw2, pb2] = packWeights("expert_w2", l.w2, l.b2, e, m, d,
-                                 expertWeightsBf16, expertBf16Math);
+                                expertWeightsBf16, expertBf16Math);
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots.
   int64_t rowTile = std::min<int64_t>(tiling.rowTile, cap);
@@ -625,9 +633,9 @@ LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
   // instead of each streaming the expert's whole matrix.
   int64_t bBytes = expertWeightsBf16 ? 2 : 4;
   auto narrowPanelTile = [&](int64_t n, int64_t kDim) {
-    return std::min(panelTileFor(n),
-                    std::max<int64_t>(1, (256 << 10) /
-                                             (kDim * tiling.nr * bBytes)));
+    return std::min(
+        panelTileFor(n),
+        std::max<int64_t>(1, (256 << 10) / (kDim * tiling.nr * bBytes)));
   };
   // GEMM1 + bias + GELU over the rows of its slots, each read in place
   // from its token's row (bf16-rounded already where the layer needs it).
@@ -675,25 +683,25 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
   SmallVector<Value> binds = {l.expertOut, l.topIdx, l.slots, out};
   if (residual)
     binds.push_back(residual);
-  Kernel kern = newKernel(residual ? "moe_combine_residual" : "moe_combine",
-                          binds, 0);
+  Kernel kern =
+      newKernel(residual ? "moe_combine_residual" : "moe_combine", binds, 0);
   ImplicitLocOpBuilder &b = kern.b();
   Value ky = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
         ko = kern.bindings[3];
   Value kr = residual ? kern.bindings[4] : Value();
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cD = constIndex(b, d);
   Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
-  Value end = minIndex(
-      b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
-      validExtent(kern, g * s));
+  Value end =
+      minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
+               validExtent(kern, g * s));
   forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
     Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
     Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
     // Start from the residual when the block's add is fused here.
     forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
-      Value init = kr ? memref::LoadOp::create(b, kr, ValueRange{gi, si, dd})
-                            .getResult()
-                      : constF32(b, 0.0);
+      Value init =
+          kr ? memref::LoadOp::create(b, kr, ValueRange{gi, si, dd}).getResult()
+             : constF32(b, 0.0);
       memref::StoreOp::create(b, init, ko, ValueRange{gi, si, dd});
     });
     for (int64_t j = 0; j < k; ++j) {

@@ -103,12 +103,10 @@ FailureOr<Value> Lowering::constantBuffer(Value tensor, Operation *user) {
   return buffer;
 }
 
-std::pair<Value, Value> Lowering::packWeights(StringRef base,
-                                              ArrayRef<float> weights,
-                                              ArrayRef<float> bias,
-                                              int64_t batch, int64_t k,
-                                              int64_t n, bool bf16,
-                                              bool kPairs) {
+std::pair<Value, Value>
+Lowering::packWeights(StringRef base, ArrayRef<float> weights,
+                      ArrayRef<float> bias, int64_t batch, int64_t k, int64_t n,
+                      bool bf16, bool kPairs) {
   int64_t nr = tiling.nr, panels = ceilDiv(n, nr);
   SmallVector<float> packed(batch * panels * k * nr, 0.0f);
   for (int64_t e = 0; e < batch; ++e)

@@ -77,9 +77,8 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   lower.microVectors = info.gemmMicroVectors;
   lower.expertWeightsBf16 = options.expertWeightsBf16;
   lower.expertBf16Math = options.expertBf16Math;
-  lower.nativeBf16Dot =
-      options.expertBf16Math &&
-      info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
+  lower.nativeBf16Dot = options.expertBf16Math &&
+                        info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
   pm.addPass(createVmoeLowerToKernels(lower));
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
