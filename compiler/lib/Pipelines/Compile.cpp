@@ -6,8 +6,10 @@
 #include "vmoe/Dialect/IR/VmoeDialect.h"
 #include "vmoe/Dialect/Transforms/Passes.h"
 #include "vmoe/Target/CPU/CpuCodegen.h"
+#include "vmoe/Target/CPU/CpuKernelTarget.h"
 #include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/CudaCodegen.h"
+#include "vmoe/Target/CUDA/CudaKernelTarget.h"
 #include "vmoe/Target/CUDA/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -51,6 +53,15 @@ private:
   ScopedDiagnosticHandler handler;
 };
 
+/// How the selected target wants its kernels: the CUDA target's (also when
+/// its kernels are emulated on the CPU), else the CPU target's.
+static KernelTargetInfo kernelTargetInfo(const CompileOptions &options,
+                                         const cpu::CpuTarget &cpuTarget) {
+  if (options.target != "cpu")
+    return cuda::getKernelTargetInfo();
+  return cpu::getKernelTargetInfo(cpuTarget);
+}
+
 LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
                              std::string *error) {
   FailureOr<cpu::CpuTarget> target = cpu::resolveCpuTarget(options.cpu, error);
@@ -59,23 +70,15 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   DiagnosticCollector diagnostics(module.getContext());
   PassManager pm(module.getContext());
   buildGraphPipeline(pm, options);
+  KernelTargetInfo info = kernelTargetInfo(options, *target);
   VmoeLowerToKernelsOptions lower;
-  // CUDA: each workgroup is one thread, which runs the vector code lane by
-  // lane. Small register blocks (2 rows x 4 columns, 16-row GEMM tiles) keep
-  // its registers few and split the GEMMs into more workgroups (threads).
-  lower.vectorWidth = target->vectorWidthF32;
-  lower.microRows = target->gemmMicroRows;
-  lower.microVectors = target->gemmMicroVectors;
-  if (options.target != "cpu") {
-    lower.vectorWidth = 4;
-    lower.microRows = 2;
-    lower.microVectors = 1;
-  }
+  lower.vectorWidth = info.vectorWidth;
+  lower.microRows = info.gemmMicroRows;
+  lower.microVectors = info.gemmMicroVectors;
   lower.expertWeightsBf16 = options.expertWeightsBf16;
   lower.expertBf16Math = options.expertBf16Math;
-  // vdpbf16ps only in CPU code (CUDA runs the same arithmetic in FMAs).
-  lower.nativeBf16Dot = options.expertBf16Math && options.target == "cpu" &&
-                        target->hasAvx512Bf16 && lower.vectorWidth == 16;
+  lower.nativeBf16Dot = options.expertBf16Math &&
+                        info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
   pm.addPass(createVmoeLowerToKernels(lower));
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"

@@ -1,8 +1,9 @@
-//===- KernelBuilder.h - building CPU kernel bodies in MLIR -----*- C++ -*-===//
+//===- KernelBuilder.h - building kernel bodies in MLIR ---------*- C++ -*-===//
 //
-// Small helpers to write loop nests, and the register-blocked GEMM that every
-// matrix product of the model goes through. Kernel bodies are plain
-// scf/arith/math/memref/vector IR; LLVM turns them into machine code.
+// Small helpers to write loop nests (KernelBuilder.cpp), and the
+// register-blocked GEMM that every matrix product of the model goes through
+// (GemmBuilder.cpp). Kernel bodies are plain scf/arith/math/memref/vector
+// IR, plus x86vector.avx512.dot for bf16 pairs on AVX512-BF16 CPUs.
 //
 //===----------------------------------------------------------------------===//
 

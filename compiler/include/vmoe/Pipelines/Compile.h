@@ -61,8 +61,8 @@ void registerCompilerDialects(DialectRegistry &registry);
 /// Adds the graph-level passes (capacity inference, decomposition, cleanup).
 void buildGraphPipeline(OpPassManager &pm, const CompileOptions &options);
 
-/// Runs the graph passes and the kernel lowering on `module` in place, for
-/// the vector width of `options.cpu`.
+/// Runs the graph passes and the kernel lowering on `module` in place, with
+/// the kernel shape the selected target asks for (KernelTargetInfo).
 LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
                              std::string *error);
 

@@ -1,0 +1,206 @@
+//===- LoweringState.h - shared state of vmoe-lower-to-kernels -*- C++ -*-===//
+//
+// Internal to the lowering (compiler/lib/Conversion). The `Lowering` class
+// walks the tensor-level model function in program order and emits, for
+// each op or fused group of ops, a kernel function over buffers plus a
+// `vmoe.launch` in the host function. Its parts live by job:
+//   LoweringState.cpp      kernels, launches, buffers (the infrastructure)
+//   WeightPacking.cpp      constant data, globals, packed GEMM weights
+//   DenseKernels.cpp       layer norm, MLP, attention, patch embedding, head
+//   MoeKernels.cpp         the MoE layer's five kernels
+//   LowerToKernelsPass.cpp the pass, op dispatch, host schedule, residuals
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VMOE_LIB_CONVERSION_LOWERINGSTATE_H
+#define VMOE_LIB_CONVERSION_LOWERINGSTATE_H
+
+#include "vmoe/Conversion/KernelBuilder.h"
+#include "vmoe/Dialect/IR/VmoeOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <memory>
+
+namespace mlir::vmoe::lowering {
+
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline int64_t numElements(Value v) {
+  return cast<ShapedType>(v.getType()).getNumElements();
+}
+
+inline ArrayRef<int64_t> shapeOf(Value v) {
+  return cast<ShapedType>(v.getType()).getShape();
+}
+
+/// A kernel function being built: its arguments and a builder at its end.
+struct Kernel {
+  func::FuncOp func;
+  SmallVector<Value> bindings, constants;
+  /// The batch of the call (every kernel gets it as its last constant).
+  Value batch;
+  Value wx, wy, wz, scratch;
+  std::unique_ptr<ImplicitLocOpBuilder> builder;
+  ImplicitLocOpBuilder &b() { return *builder; }
+};
+
+/// Grid x that follows the batch: {units of work per image, units per
+/// workgroup} (see vmoe.launch); zero: a fixed grid.
+struct BatchGrid {
+  int64_t unitsPerImage = 0, unitsPerWorkgroup = 0;
+};
+
+struct MoeLayer;
+struct ExpertGemm;
+
+/// One run of vmoe-lower-to-kernels over the model function `model`: the
+/// host function being built, the tensor -> buffer map, the kernels' names
+/// and what the host's attributes record. Its members are defined in the
+/// files listed at the top of this header.
+class Lowering {
+public:
+  Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
+           bool expertWeightsBf16, bool expertBf16Math, bool nativeBf16Dot)
+      : module(module), model(model), tiling(tiling),
+        expertWeightsBf16(expertWeightsBf16 || expertBf16Math),
+        expertBf16Math(expertBf16Math), nativeBf16Dot(nativeBf16Dot),
+        ctx(module.getContext()) {}
+
+  LogicalResult run();
+
+private:
+  // The pass's driver (LowerToKernelsPass.cpp).
+  /// The host function over memrefs: the inputs (`vmoe.input`), outputs
+  /// (`vmoe.output`) and the batch knob (`vmoe.knob` "batch").
+  LogicalResult createHost();
+  /// The schedule's attributes: `vmoe.moe_layers`, `vmoe.batch_multiple`,
+  /// `vmoe.entry`.
+  void setHostAttributes();
+  LogicalResult lowerOp(Operation *op);
+  LogicalResult lowerReturn(func::ReturnOp op);
+
+  // Kernels, launches and buffers (LoweringState.cpp).
+  Kernel newKernel(StringRef base, ValueRange bindings, unsigned numConstants,
+                   int64_t scratchBytes = 0);
+  /// Grid x follows the batch when `batchGrid` is set (see BatchGrid).
+  void launch(Kernel &k, ArrayRef<int64_t> grid, ValueRange bindings,
+              ValueRange constants = {}, BatchGrid batchGrid = {});
+  /// A grid x of `extent / perWorkgroup` workgroups over `extent` units that
+  /// scale with the batch (extent is the value at the compiled batch).
+  BatchGrid perBatch(int64_t extent, int64_t perWorkgroup);
+  /// Inside a kernel: the part of `extent` (a count at the compiled batch,
+  /// proportional to it) that exists for the call's batch.
+  Value validExtent(Kernel &k, int64_t extent);
+  Value alloc(ArrayRef<int64_t> shape, Type element);
+  Value allocLike(Value tensor);
+  FailureOr<Value> lookup(Value tensor, Operation *user);
+  Value flatten2d(Value memref);
+  Value hostIndex(int64_t v);
+
+  // Weights (WeightPacking.cpp).
+  FailureOr<Value> constantBuffer(Value tensor, Operation *user);
+  Value createGlobal(StringRef base, MemRefType type, ArrayRef<float> data);
+  /// A constant global of `type` holding `bytes` (its elements' raw bits).
+  Value createGlobalBytes(StringRef base, MemRefType type,
+                          ArrayRef<char> bytes);
+  FailureOr<SmallVector<float>> constantData(Value tensor, Operation *user);
+  /// Packs a (batch, K, N) matrix into (batch, N/nr, K, nr) panels and its
+  /// (batch, N) bias into (batch, panels * nr), zero padded.
+  /// `bf16`: the panels are rounded to bfloat16 (RNE) and stored as bf16;
+  /// `kPairs` (with bf16, K even): in k pairs, (batch, N/nr, K/2, 2 nr), the
+  /// layout of GemmOperands::bf16Pairs.
+  std::pair<Value, Value> packWeights(StringRef base, ArrayRef<float> weights,
+                                      ArrayRef<float> bias, int64_t batch,
+                                      int64_t k, int64_t n, bool bf16 = false,
+                                      bool kPairs = false);
+
+  // Dense kernels (DenseKernels.cpp).
+  void emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
+                     int64_t n, Activation act, Value c,
+                     Value residual = Value());
+  enum class Elementwise { Add, Gelu, Copy };
+  void emitElementwise(StringRef name, Value x, Value y, Value out,
+                       Elementwise kind);
+  LogicalResult lowerLayerNorm(LayerNormOp op);
+  LogicalResult lowerMlp(MlpOp op);
+  LogicalResult lowerAttention(AttentionOp op);
+  /// softmax(q k^T / sqrt(Dh)) v of every (image, head), from the qkv rows
+  /// (B * T, 3 D) into the context rows (B * T, D).
+  void emitAttentionKernel(Value qkvBuf, Value ctxBuf, int64_t batch, int64_t t,
+                           int64_t d, int64_t heads, int64_t dh);
+  LogicalResult lowerPatchEmbed(PatchEmbedOp op);
+  LogicalResult lowerClassToken(ClassTokenOp op);
+  LogicalResult lowerPositionEmbed(PositionEmbedOp op);
+  LogicalResult lowerHead(ClassifierHeadOp op);
+
+  // The MoE layer (MoeKernels.cpp), built in this order.
+  LogicalResult lowerMoe(RouterOp router);
+  FailureOr<MoeLayer> matchMoeLayer(RouterOp router);
+  /// The layer's run-time knobs and its routing metadata.
+  LogicalResult setUpMoeKnobs(MoeLayer &layer);
+  /// A host argument that a call sets: `kind` of MoE layer `layer`.
+  Value addKnob(StringRef kind, unsigned layer);
+  /// Appends the layer's entry of the host's `vmoe.moe_layers`.
+  void recordMoeLayer(const MoeLayer &layer);
+  void allocMoeBuffers(MoeLayer &layer);
+  void emitMoeGates(MoeLayer &layer);
+  void emitMoeAssign(MoeLayer &layer);
+  LogicalResult emitMoeExperts(MoeLayer &layer);
+  /// Expert-up and expert-down: one GEMM per (row tile, panel block, expert
+  /// x group) over the filled slots.
+  void emitExpertGemm(const MoeLayer &layer, const ExpertGemm &gemm);
+  /// Inside an expert kernel: the slots of (expert, group) that routing
+  /// filled, at most the call's capacity.
+  Value filledRows(Kernel &kern, const MoeLayer &layer, Value counts,
+                   Value capacity, Value ex, Value gi);
+  void emitMoeCombine(MoeLayer &layer);
+
+  // Residual fusion (LowerToKernelsPass.cpp).
+  /// Residual adds fused into the kernel that produces one of their operands
+  /// (the MLP's and attention's last GEMM, the MoE combine): the producer
+  /// writes `residual + result` into the add's buffer.
+  void findFusableResiduals();
+  /// The buffer a producer of `result` writes: the fused residual add's
+  /// buffer (with the residual's buffer second), else a new buffer (and a
+  /// null residual).
+  std::pair<Value, Value> outputFor(Value result, Operation *user);
+
+  struct FusedResidual {
+    Value residual;
+    arith::AddFOp add;
+  };
+  llvm::DenseMap<Value, FusedResidual> fusedResiduals;
+
+  ModuleOp module;
+  func::FuncOp model, host;
+  GemmTiling tiling;
+  bool expertWeightsBf16;
+  /// bf16 x bf16 expert GEMMs (expert-bf16-math), with vdpbf16ps
+  /// (native-bf16-dot).
+  bool expertBf16Math, nativeBf16Dot;
+  MLIRContext *ctx;
+  std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
+  llvm::DenseMap<Value, Value> buffers;     // tensor -> memref
+  llvm::DenseSet<Operation *> handled;
+  llvm::StringMap<unsigned> nameCounts;
+  /// The entries of `vmoe.moe_layers`, one per MoE layer (recordMoeLayer).
+  SmallVector<Attribute> moeLayers;
+  unsigned numInputs = 0;
+  /// The compiled batch (dim 0 of the model's inputs and results) and
+  /// whether every kernel can run a smaller one; batchMultiple: the step
+  /// that keeps whole MoE groups.
+  int64_t maxBatch = 1, batchMultiple = 1;
+  bool dynamicBatch = false;
+  Value hostBatch;
+};
+
+} // namespace mlir::vmoe::lowering
+
+#endif // VMOE_LIB_CONVERSION_LOWERINGSTATE_H

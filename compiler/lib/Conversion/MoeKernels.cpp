@@ -1,0 +1,729 @@
+//===- MoeKernels.cpp - the MoE layer as five kernels ---------------------===//
+//
+// The decomposed MoE layer (router, top_k, assign_slots, dispatch,
+// expert_mlp, combine) becomes five kernels:
+//   gates   router GEMM + softmax + top-k           (parallel over tokens)
+//   assign  BPR ordering + k-major slot assignment  (one workgroup per group)
+//   up      gather rows by slot, GEMM1 + bias + GELU (experts x groups x rows)
+//   down    GEMM2 + bias (+ bf16) x gate             (experts x groups x rows)
+//   combine sum of the kept assignments per token    (parallel over tokens)
+// The expert kernels stop at the number of slots routing filled, so a lower
+// capacity factor does less work.
+//
+//===----------------------------------------------------------------------===//
+
+#include "LoweringState.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Matchers.h"
+
+#include <cmath>
+#include <numeric>
+
+namespace mlir::vmoe::lowering {
+
+/// The (batch, tokens, hidden) shape the grouped tokens came from, through
+/// the reshapes that vmoe-decompose inserts; tokens per image for the
+/// per-image routing statistics.
+static int64_t tokensPerImage(Value grouped, int64_t groupSize) {
+  Value v = grouped;
+  while (Operation *def = v.getDefiningOp()) {
+    if (!isa<tensor::ExpandShapeOp, tensor::CollapseShapeOp>(def))
+      break;
+    v = def->getOperand(0);
+    if (shapeOf(v).size() >= 3)
+      return shapeOf(v)[shapeOf(v).size() - 2];
+  }
+  return groupSize;
+}
+
+template <typename OpTy> static OpTy singleUserOfType(Value v) {
+  OpTy found;
+  for (Operation *user : v.getUsers()) {
+    auto op = dyn_cast<OpTy>(user);
+    if (!op || (found && found != op))
+      return OpTy();
+    found = op;
+  }
+  return found;
+}
+
+/// The values of one MoE layer that its kernel builders pass on: the ops
+/// of the decomposed layer, its shapes, its knobs and its buffers.
+struct MoeLayer {
+  RouterOp router;
+  TopKOp topK;
+  AssignSlotsOp assign;
+  DispatchOp dispatch;
+  ExpertMlpOp experts;
+  CombineOp combine;
+  /// Groups, tokens per group, hidden size, experts, top-k, the compiled
+  /// capacity (slots per expert and group) and the MLP size.
+  int64_t g = 0, s = 0, d = 0, e = 0, k = 0, cap = 0, m = 0;
+  /// Tokens per image (for the per-image routing statistics).
+  int64_t tokensPerImage = 0;
+  /// Expert inputs and outputs rounded to bf16 (the layer's bf16 dispatch).
+  bool bf16 = false;
+  unsigned index = 0;
+  double defaultCf = 0.0, maxCf = 0.0;
+  bool defaultBpr = false;
+  /// Host values: the capacity (a knob or a constant) and the BPR knob.
+  Value capacity, bpr;
+  /// Weights.
+  SmallVector<float> wr, w1, b1, w2, b2;
+  /// Expert activations as bf16 bits (i16) for vdpbf16ps, else f32.
+  bool actBits = false;
+  /// The gates kernel writes a bf16-rounded copy of x for expert-up.
+  bool roundInputs = false;
+  Type actType;
+  /// Host buffers, in the order they are allocated.
+  Value x, expertInput, wrBuf, topVal, topIdx, counts, kept, slots, slotToken,
+      slotGate, order, orderTmp, hidden, expertOut;
+  /// Tokens per workgroup of the gates and combine kernels.
+  int64_t tokenTile = 32;
+};
+
+/// What differs between expert-up and expert-down; the rest of the kernel
+/// is the same (see emitExpertGemm).
+struct ExpertGemm {
+  StringRef name;
+  /// A (rows to multiply), the per-slot operand, the packed weights, their
+  /// bias and C (expert x group x slot rows).
+  Value a, perSlot, packedB, bias, c;
+  int64_t n = 0, k = 0;
+  int64_t rowTile = 0, panelTile = 0;
+  /// Expert-up: `perSlot` is slot -> token and A's rows are the tokens,
+  /// read in place (a gather). Expert-down: A's rows are the slots and
+  /// `perSlot` holds the gate that scales each row.
+  bool gatherTokens = false;
+  Activation activation = Activation::None;
+  bool bf16RoundOutput = false;
+};
+
+LogicalResult Lowering::lowerMoe(RouterOp router) {
+  FailureOr<MoeLayer> matched = matchMoeLayer(router);
+  if (failed(matched))
+    return failure();
+  MoeLayer &layer = *matched;
+  if (failed(setUpMoeKnobs(layer)))
+    return failure();
+  allocMoeBuffers(layer);
+  emitMoeGates(layer);
+  emitMoeAssign(layer);
+  if (failed(emitMoeExperts(layer)))
+    return failure();
+  emitMoeCombine(layer);
+  RoutingStatsOp::create(*hb, layer.counts, layer.kept, layer.index);
+  return success();
+}
+
+FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
+  // The decomposed layer: router -> top_k -> assign_slots -> dispatch ->
+  // expert_mlp -> combine. Other shapes of routing graphs are not fused.
+  MoeLayer l;
+  l.router = router;
+  l.topK = singleUserOfType<TopKOp>(router.getGates());
+  if (l.topK) {
+    for (Operation *u : l.topK.getIndices().getUsers()) {
+      if (auto a = dyn_cast<AssignSlotsOp>(u))
+        l.assign = a;
+      else if (auto d = dyn_cast<DispatchOp>(u))
+        l.dispatch = d;
+      else if (auto c = dyn_cast<CombineOp>(u))
+        l.combine = c;
+    }
+  }
+  if (l.dispatch)
+    l.experts = singleUserOfType<ExpertMlpOp>(l.dispatch.getBuffers());
+  if (!l.topK || !l.assign || !l.dispatch || !l.experts || !l.combine ||
+      l.dispatch.getInput() != router.getInput() ||
+      l.dispatch.getSlots() != l.assign.getSlots() ||
+      l.combine.getBuffers() != l.experts.getResult() ||
+      l.combine.getSlots() != l.assign.getSlots() ||
+      l.combine.getWeights() != l.topK.getValues())
+    return router.emitOpError()
+           << "is not part of a decomposed top-k MoE layer (router, top_k, "
+              "assign_slots, dispatch, expert_mlp, combine); the CPU target "
+              "lowers MoE layers in that form (run vmoe-decompose)";
+  for (Operation *op : {l.topK.getOperation(), l.assign.getOperation(),
+                        l.dispatch.getOperation(), l.experts.getOperation(),
+                        l.combine.getOperation()})
+    handled.insert(op);
+
+  FailureOr<Value> x = lookup(router.getInput(), router);
+  FailureOr<SmallVector<float>> wr = constantData(router.getKernel(), router);
+  ExpertMlpOp experts = l.experts;
+  FailureOr<SmallVector<float>> w1 = constantData(experts.getW1(), experts),
+                                b1 = constantData(experts.getB1(), experts),
+                                w2 = constantData(experts.getW2(), experts),
+                                b2 = constantData(experts.getB2(), experts);
+  if (failed(x) || failed(wr) || failed(w1) || failed(b1) || failed(w2) ||
+      failed(b2))
+    return failure();
+  l.x = *x;
+  l.wr = std::move(*wr);
+  l.w1 = std::move(*w1);
+  l.b1 = std::move(*b1);
+  l.w2 = std::move(*w2);
+  l.b2 = std::move(*b2);
+
+  ArrayRef<int64_t> xs = shapeOf(router.getInput());
+  l.g = xs[0];
+  l.s = xs[1];
+  l.d = xs[2];
+  l.e = l.assign.getNumExperts();
+  l.k = shapeOf(l.topK.getValues())[2];
+  l.cap = l.assign.getMaxCapacity();
+  l.m = shapeOf(experts.getW1())[2];
+  l.bf16 = l.dispatch.getBf16Round();
+  if (l.combine.getBf16Round() != l.bf16)
+    return l.combine.emitOpError()
+           << "rounds expert outputs differently from the dispatch; the CPU "
+              "target needs both or neither";
+  l.index = moeLayers.size();
+  return l;
+}
+
+Value Lowering::addKnob(StringRef kind, unsigned layer) {
+  Builder bld(ctx);
+  unsigned pos = host.getNumArguments();
+  (void)host.insertArgument(
+      pos, bld.getIndexType(),
+      bld.getDictionaryAttr({
+          bld.getNamedAttr("vmoe.knob", bld.getStringAttr(kind)),
+          bld.getNamedAttr("vmoe.layer", bld.getI64IntegerAttr(layer)),
+      }),
+      host.getLoc());
+  return host.getArgument(pos);
+}
+
+void Lowering::recordMoeLayer(const MoeLayer &l) {
+  Builder bld(ctx);
+  moeLayers.push_back(bld.getDictionaryAttr({
+      bld.getNamedAttr("layer", bld.getI64IntegerAttr(l.index)),
+      bld.getNamedAttr("num_experts", bld.getI64IntegerAttr(l.e)),
+      bld.getNamedAttr("k", bld.getI64IntegerAttr(l.k)),
+      bld.getNamedAttr("group_size", bld.getI64IntegerAttr(l.s)),
+      bld.getNamedAttr("num_groups", bld.getI64IntegerAttr(l.g)),
+      bld.getNamedAttr("tokens_per_image",
+                       bld.getI64IntegerAttr(l.tokensPerImage)),
+      bld.getNamedAttr("max_capacity", bld.getI64IntegerAttr(l.cap)),
+      bld.getNamedAttr("capacity_factor", bld.getF64FloatAttr(l.defaultCf)),
+      bld.getNamedAttr("max_capacity_factor", bld.getF64FloatAttr(l.maxCf)),
+      bld.getNamedAttr("batch_priority", bld.getBoolAttr(l.defaultBpr)),
+      bld.getNamedAttr("bf16_dispatch", bld.getBoolAttr(l.bf16)),
+  }));
+}
+
+LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
+  // A smaller batch must keep whole groups: b * T tokens, a multiple of S.
+  l.tokensPerImage = tokensPerImage(l.router.getInput(), l.s);
+  {
+    int64_t t = l.tokensPerImage;
+    if (t < 1 || l.g * l.s != maxBatch * t)
+      dynamicBatch = false;
+    else
+      batchMultiple = std::lcm(batchMultiple, l.s / std::gcd(l.s, t));
+  }
+  // Run-time knobs: the capacity and the BPR flag become host arguments.
+  AssignSlotsOp assign = l.assign;
+  if (auto capOp = assign.getCapacity().getDefiningOp<CapacityOp>()) {
+    FloatAttr cf;
+    if (!matchPattern(capOp.getCapacityFactor(), m_Constant(&cf)))
+      return capOp.emitOpError()
+             << "expects a constant default capacity factor";
+    l.defaultCf = cf.getValueAsDouble();
+    l.maxCf = l.defaultCf;
+    if (std::optional<APFloat> maxAttr = capOp.getMaxCapacityFactor())
+      l.maxCf = maxAttr->convertToDouble();
+    l.capacity = addKnob("capacity", l.index);
+  } else {
+    APInt value;
+    if (!matchPattern(assign.getCapacity(), m_ConstantInt(&value)))
+      return assign.emitOpError()
+             << "expects a capacity from vmoe.capacity or a constant";
+    l.capacity = hostIndex(value.getSExtValue());
+  }
+  {
+    APInt value;
+    if (!matchPattern(assign.getBatchPriority(), m_ConstantInt(&value)))
+      return assign.emitOpError() << "expects a constant default BPR flag";
+    l.defaultBpr = !value.isZero();
+  }
+  l.bpr = addKnob("bpr", l.index);
+  recordMoeLayer(l);
+  return success();
+}
+
+void Lowering::allocMoeBuffers(MoeLayer &l) {
+  Type f32 = Float32Type::get(ctx), i32 = IntegerType::get(ctx, 32);
+  // bf16 math: the expert inputs and the hidden activation are rounded to
+  // bf16 (nearest even); vdpbf16ps reads them as bits (i16, see bf16Bits),
+  // the f32 FMAs as f32 values (the same numbers: broadcast loads without
+  // integer ops, 1.7x faster on AVX2 than splitting bits).
+  l.actBits = expertBf16Math && nativeBf16Dot;
+  l.actType = l.actBits ? Type(IntegerType::get(ctx, 16)) : Type(f32);
+  // Expert-up reads its rows in place, by slot -> token: from x, or from a
+  // copy of x rounded to bf16 (bf16 dispatch, bf16 math) that the gates
+  // kernel writes as it reads x for the router.
+  l.roundInputs = l.bf16 || expertBf16Math;
+  int64_t g = l.g, s = l.s, d = l.d, e = l.e, k = l.k, cap = l.cap;
+  l.expertInput = l.roundInputs ? alloc({g, s, d}, l.actType) : l.x;
+
+  l.wrBuf = createGlobal("router", MemRefType::get({d, e}, f32), l.wr);
+  l.topVal = alloc({g, s, k}, f32);
+  l.topIdx = alloc({g, s, k}, i32);
+  l.counts = alloc({g, e}, i32);
+  l.kept = alloc({g * s}, i32);
+  l.slots = alloc({g, s, k}, i32);
+  l.slotToken = alloc({e, g, cap}, i32);
+  l.slotGate = alloc({e, g, cap}, f32);
+  l.order = alloc({g, s}, i32);
+  l.orderTmp = alloc({g, s}, i32);
+}
+
+void Lowering::emitMoeGates(MoeLayer &l) {
+  // gates: logits = x W, softmax over all experts, top-k (ties to the lower
+  // expert because only a strictly larger gate replaces the best so far).
+  int64_t g = l.g, s = l.s, d = l.d, e = l.e, k = l.k;
+  int64_t tokenTile = l.tokenTile;
+  bool roundInputs = l.roundInputs, actBits = l.actBits;
+  Type f32 = Float32Type::get(ctx), i32 = IntegerType::get(ctx, 32);
+  SmallVector<Value> binds = {l.x, l.wrBuf, l.topVal, l.topIdx};
+  if (roundInputs)
+    binds.push_back(l.expertInput);
+  Kernel kern = newKernel("moe_gates", binds, 0);
+  ImplicitLocOpBuilder &b = kern.b();
+  Value kx = kern.bindings[0], kw = kern.bindings[1], kv = kern.bindings[2],
+        ki = kern.bindings[3];
+  Value kxr = roundInputs ? kern.bindings[4] : Value();
+  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
+  Value cE = constIndex(b, e), cD = constIndex(b, d);
+  Value logits = memref::AllocaOp::create(b, MemRefType::get({e}, f32));
+  Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
+  Value end =
+      minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
+               validExtent(kern, g * s));
+  forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
+    Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
+    Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
+    forLoop(b, c0, cE, c1, [&](ImplicitLocOpBuilder &b, Value ex) {
+      memref::StoreOp::create(b, constF32(b, 0.0), logits, ValueRange{ex});
+    });
+    forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
+      Value xv = memref::LoadOp::create(b, kx, ValueRange{gi, si, dd});
+      if (roundInputs)
+        memref::StoreOp::create(b,
+                                actBits ? bf16Bits(b, xv) : roundToBf16(b, xv),
+                                kxr, ValueRange{gi, si, dd});
+      forLoop(b, c0, cE, c1, [&](ImplicitLocOpBuilder &b, Value ex) {
+        Value w = memref::LoadOp::create(b, kw, ValueRange{dd, ex});
+        Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
+        memref::StoreOp::create(
+            b, arith::AddFOp::create(b, l, arith::MulFOp::create(b, xv, w)),
+            logits, ValueRange{ex});
+      });
+    });
+    Value mx = forLoopAcc(
+        b, c0, cE, c1, {constF32(b, -INFINITY)},
+        [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
+          Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
+          return SmallVector<Value>{arith::MaximumFOp::create(b, a[0], l)};
+        })[0];
+    Value sum = forLoopAcc(
+        b, c0, cE, c1, {constF32(b, 0.0)},
+        [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
+          Value l = memref::LoadOp::create(b, logits, ValueRange{ex});
+          Value p = math::ExpOp::create(b, arith::SubFOp::create(b, l, mx));
+          memref::StoreOp::create(b, p, logits, ValueRange{ex});
+          return SmallVector<Value>{arith::AddFOp::create(b, a[0], p)};
+        })[0];
+    forLoop(b, c0, cE, c1, [&](ImplicitLocOpBuilder &b, Value ex) {
+      Value p = memref::LoadOp::create(b, logits, ValueRange{ex});
+      memref::StoreOp::create(b, arith::DivFOp::create(b, p, sum), logits,
+                              ValueRange{ex});
+    });
+    // top-k by repeated selection; a chosen expert is marked with -1.
+    for (int64_t j = 0; j < k; ++j) {
+      SmallVector<Value> best = forLoopAcc(
+          b, c0, cE, c1, {constF32(b, -1.0), c0},
+          [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
+            Value p = memref::LoadOp::create(b, logits, ValueRange{ex});
+            Value better =
+                arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, p, a[0]);
+            return SmallVector<Value>{
+                arith::SelectOp::create(b, better, p, a[0]),
+                arith::SelectOp::create(b, better, ex, a[1])};
+          });
+      Value jj = constIndex(b, j);
+      memref::StoreOp::create(b, best[0], kv, ValueRange{gi, si, jj});
+      memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, best[1]),
+                              ki, ValueRange{gi, si, jj});
+      memref::StoreOp::create(b, constF32(b, -2.0), logits,
+                              ValueRange{best[1]});
+    }
+  });
+  launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
+         perBatch(g * s, tokenTile));
+}
+
+/// BPR's token order of group `gi`: a stable sort of `order[gi]` (initially
+/// 0..S-1) by descending top-1 gate `gates[gi, token, 0]`, as a bottom-up
+/// merge sort that ping-pongs between `order` and `tmp`. c0, c1, cS: the
+/// kernel's index constants 0, 1 and S.
+static void emitBprOrder(ImplicitLocOpBuilder &b, Value gi, Value gates,
+                         Value order, Value tmp, Value c0, Value c1, Value cS) {
+  Type index = b.getIndexType();
+  // Merge runs of `width` from src to dst; `inOrder` tracks which buffer
+  // holds the current runs.
+  auto key = [&](ImplicitLocOpBuilder &b, Value buf, Value pos) {
+    Value tok = arith::IndexCastOp::create(
+        b, index, memref::LoadOp::create(b, buf, ValueRange{gi, pos}));
+    return memref::LoadOp::create(b, gates, ValueRange{gi, tok, c0})
+        .getResult();
+  };
+  auto whileOp = scf::WhileOp::create(
+      b, TypeRange{index, b.getI1Type()},
+      ValueRange{c1, arith::ConstantOp::create(b, b.getBoolAttr(true))},
+      [&](OpBuilder &nb, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder ib(loc, nb);
+        Value more =
+            arith::CmpIOp::create(ib, arith::CmpIPredicate::slt, args[0], cS);
+        scf::ConditionOp::create(ib, more, args);
+      },
+      [&](OpBuilder &nb, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder ib(loc, nb);
+        Value width = args[0], inOrder = args[1];
+        Value twice = arith::AddIOp::create(ib, width, width);
+        auto merge = [&](ImplicitLocOpBuilder &b, Value src, Value dst) {
+          forLoop(b, c0, cS, twice, [&](ImplicitLocOpBuilder &b, Value lo) {
+            Value mid = minIndex(b, arith::AddIOp::create(b, lo, width), cS);
+            Value hi = minIndex(b, arith::AddIOp::create(b, lo, twice), cS);
+            forLoopAcc(
+                b, lo, hi, c1, {lo, mid},
+                [&](ImplicitLocOpBuilder &b, Value out, ValueRange ij) {
+                  Value i = ij[0], j = ij[1];
+                  Value leftOk = arith::CmpIOp::create(
+                      b, arith::CmpIPredicate::slt, i, mid);
+                  Value rightOk = arith::CmpIOp::create(
+                      b, arith::CmpIPredicate::slt, j, hi);
+                  Value li = minIndex(b, i, arith::SubIOp::create(b, hi, c1));
+                  Value ri = minIndex(b, j, arith::SubIOp::create(b, hi, c1));
+                  // Stable, descending: the left run wins ties.
+                  Value geq =
+                      arith::CmpFOp::create(b, arith::CmpFPredicate::OGE,
+                                            key(b, src, li), key(b, src, ri));
+                  Value takeLeft = arith::AndIOp::create(
+                      b, leftOk,
+                      arith::OrIOp::create(
+                          b,
+                          arith::XOrIOp::create(b, rightOk,
+                                                arith::ConstantOp::create(
+                                                    b, b.getBoolAttr(true))),
+                          geq));
+                  Value from = arith::SelectOp::create(b, takeLeft, li, ri);
+                  Value tok =
+                      memref::LoadOp::create(b, src, ValueRange{gi, from});
+                  memref::StoreOp::create(b, tok, dst, ValueRange{gi, out});
+                  Value ni = arith::SelectOp::create(
+                      b, takeLeft, arith::AddIOp::create(b, i, c1), i);
+                  Value nj = arith::SelectOp::create(
+                      b, takeLeft, j, arith::AddIOp::create(b, j, c1));
+                  return SmallVector<Value>{ni, nj};
+                });
+          });
+        };
+        scf::IfOp::create(
+            ib, inOrder,
+            [&](OpBuilder &n2, Location l2) {
+              ImplicitLocOpBuilder b2(l2, n2);
+              merge(b2, order, tmp);
+              scf::YieldOp::create(b2);
+            },
+            [&](OpBuilder &n2, Location l2) {
+              ImplicitLocOpBuilder b2(l2, n2);
+              merge(b2, tmp, order);
+              scf::YieldOp::create(b2);
+            });
+        Value flipped = arith::XOrIOp::create(
+            ib, inOrder, arith::ConstantOp::create(ib, ib.getBoolAttr(true)));
+        scf::YieldOp::create(ib, ValueRange{twice, flipped});
+      });
+  Value inOrder = whileOp.getResult(1);
+  ifThen(b,
+         arith::XOrIOp::create(
+             b, inOrder, arith::ConstantOp::create(b, b.getBoolAttr(true))),
+         [&](ImplicitLocOpBuilder &b) {
+           forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
+             Value tok = memref::LoadOp::create(b, tmp, ValueRange{gi, p});
+             memref::StoreOp::create(b, tok, order, ValueRange{gi, p});
+           });
+         });
+}
+
+void Lowering::emitMoeAssign(MoeLayer &l) {
+  // assign: per group, the token order (BPR: stable sort by descending top-1
+  // gate) and the k-major slot assignment with counters that keep counting
+  // past the capacity.
+  int64_t g = l.g, s = l.s, e = l.e, k = l.k, cap = l.cap;
+  Type i32 = IntegerType::get(ctx, 32), index = IndexType::get(ctx);
+  SmallVector<Value> binds = {l.topVal,    l.topIdx,   l.slots,
+                              l.slotToken, l.slotGate, l.counts,
+                              l.kept,      l.order,    l.orderTmp};
+  Kernel kern = newKernel("moe_assign", binds, 2);
+  ImplicitLocOpBuilder &b = kern.b();
+  Value kv = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
+        kst = kern.bindings[3], ksg = kern.bindings[4], kc = kern.bindings[5],
+        kk = kern.bindings[6], ko = kern.bindings[7], kt = kern.bindings[8];
+  Value capArg = minIndex(b, kern.constants[0], constIndex(b, cap));
+  Value bprOn = arith::CmpIOp::create(b, arith::CmpIPredicate::ne,
+                                      kern.constants[1], constIndex(b, 0));
+  Value gi = kern.wx;
+  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cS = constIndex(b, s);
+  Value tokBase = arith::MulIOp::create(b, gi, cS);
+  forLoop(b, c0, constIndex(b, e), c1, [&](ImplicitLocOpBuilder &b, Value ex) {
+    memref::StoreOp::create(b, constI32(b, 0), kc, ValueRange{gi, ex});
+  });
+  forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value si) {
+    memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, si), ko,
+                            ValueRange{gi, si});
+    memref::StoreOp::create(b, constI32(b, 0), kk,
+                            ValueRange{arith::AddIOp::create(b, tokBase, si)});
+  });
+  ifThen(b, bprOn, [&](ImplicitLocOpBuilder &b) {
+    emitBprOrder(b, gi, kv, ko, kt, c0, c1, cS);
+  });
+  forLoop(b, c0, constIndex(b, k), c1, [&](ImplicitLocOpBuilder &b, Value j) {
+    forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
+      Value si = arith::IndexCastOp::create(
+          b, index, memref::LoadOp::create(b, ko, ValueRange{gi, p}));
+      Value ex = arith::IndexCastOp::create(
+          b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}));
+      Value posI32 = memref::LoadOp::create(b, kc, ValueRange{gi, ex});
+      memref::StoreOp::create(b,
+                              arith::AddIOp::create(b, posI32, constI32(b, 1)),
+                              kc, ValueRange{gi, ex});
+      Value pos = arith::IndexCastOp::create(b, index, posI32);
+      Value keep =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::slt, pos, capArg);
+      memref::StoreOp::create(
+          b, arith::SelectOp::create(b, keep, posI32, constI32(b, -1)), ks,
+          ValueRange{gi, si, j});
+      ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
+        memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, si), kst,
+                                ValueRange{ex, gi, pos});
+        Value gate = memref::LoadOp::create(b, kv, ValueRange{gi, si, j});
+        memref::StoreOp::create(b, gate, ksg, ValueRange{ex, gi, pos});
+        Value tok = arith::AddIOp::create(b, tokBase, si);
+        Value n = memref::LoadOp::create(b, kk, ValueRange{tok});
+        memref::StoreOp::create(b, arith::AddIOp::create(b, n, constI32(b, 1)),
+                                kk, ValueRange{tok});
+      });
+    });
+  });
+  launch(kern, {g}, binds, {l.capacity, l.bpr}, perBatch(g * s, s));
+}
+
+Value Lowering::filledRows(Kernel &kern, const MoeLayer &l, Value kCounts,
+                           Value capV, Value ex, Value gi) {
+  // Groups past the call's batch hold stale counts: they have no rows.
+  ImplicitLocOpBuilder &b = kern.b();
+  Type index = b.getIndexType();
+  Value groups = arith::DivUIOp::create(b, validExtent(kern, l.g * l.s),
+                                        constIndex(b, l.s));
+  Value live = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, gi, groups);
+  Value safeGi = arith::SelectOp::create(b, live, gi, constIndex(b, 0));
+  Value n = arith::IndexCastOp::create(
+      b, index, memref::LoadOp::create(b, kCounts, ValueRange{safeGi, ex}));
+  n = arith::SelectOp::create(b, live, n, constIndex(b, 0));
+  return minIndex(b, n, minIndex(b, capV, constIndex(b, l.cap)));
+}
+
+void Lowering::emitExpertGemm(const MoeLayer &l, const ExpertGemm &gemm) {
+  int64_t g = l.g, rowTile = gemm.rowTile, panelTile = gemm.panelTile;
+  int64_t panels = ceilDiv(gemm.n, tiling.nr);
+  SmallVector<Value> binds = {gemm.a,       gemm.perSlot, l.counts,
+                              gemm.packedB, gemm.bias,    gemm.c};
+  Kernel kern = newKernel(gemm.name, binds, 1);
+  ImplicitLocOpBuilder &b = kern.b();
+  Value ka = kern.bindings[0], kSlot = kern.bindings[1];
+  Value ex = arith::DivUIOp::create(b, kern.wz, constIndex(b, g));
+  Value gi = arith::RemUIOp::create(b, kern.wz, constIndex(b, g));
+  Value rows = filledRows(kern, l, kern.bindings[2], kern.constants[0], ex, gi);
+  Value rowBegin = arith::MulIOp::create(b, kern.wx, constIndex(b, rowTile));
+  Value rowEnd = minIndex(
+      b, arith::AddIOp::create(b, rowBegin, constIndex(b, rowTile)), rows);
+  Value any =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::slt, rowBegin, rowEnd);
+  ifThen(b, any, [&](ImplicitLocOpBuilder &b) {
+    Value panelBegin =
+        arith::MulIOp::create(b, kern.wy, constIndex(b, panelTile));
+    Value panelEnd = minIndex(
+        b, arith::AddIOp::create(b, panelBegin, constIndex(b, panelTile)),
+        constIndex(b, panels));
+    // The slot's entry of the per-slot operand: its token or its gate.
+    auto perSlot = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+      return memref::LoadOp::create(b, kSlot, ValueRange{ex, gi, row});
+    };
+    auto tokenOf = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+      return arith::IndexCastOp::create(b, b.getIndexType(), perSlot(b, row));
+    };
+    auto aIndex = [&](ImplicitLocOpBuilder &, Value row, Value kk) {
+      // Gathered: `row` is the token (see tokenOf).
+      if (gemm.gatherTokens)
+        return SmallVector<Value>{gi, row, kk};
+      return SmallVector<Value>{ex, gi, row, kk};
+    };
+    auto cIndex = [&](ImplicitLocOpBuilder &, Value row, Value col) {
+      return SmallVector<Value>{ex, gi, row, col};
+    };
+    GemmOperands ops;
+    ops.n = gemm.n;
+    ops.k = gemm.k;
+    ops.bf16Pairs = expertBf16Math;
+    ops.a = ka;
+    if (gemm.gatherTokens)
+      ops.aRow = tokenOf;
+    ops.aIndex = aIndex;
+    ops.b = kern.bindings[3];
+    ops.bPrefix = {ex};
+    ops.bias = kern.bindings[4];
+    ops.biasPrefix = {ex};
+    ops.activation = gemm.activation;
+    ops.bf16RoundOutput = gemm.bf16RoundOutput;
+    if (!gemm.gatherTokens)
+      ops.rowScale = perSlot;
+    ops.c = kern.bindings[5];
+    ops.cIndex = cIndex;
+    emitGemmBlock(b, tiling, ops, rowBegin, rowEnd, panelBegin, panelEnd);
+  });
+  launch(kern, {ceilDiv(l.cap, rowTile), ceilDiv(panels, panelTile), l.e * g},
+         binds, {l.capacity});
+}
+
+LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
+  int64_t g = l.g, d = l.d, e = l.e, cap = l.cap, m = l.m;
+  if (expertBf16Math && (d % 2 != 0 || m % 2 != 0))
+    return l.experts.emitOpError()
+           << "bf16 expert math multiplies in k pairs and needs an even "
+              "hidden size and MLP size, got "
+           << d << " and " << m << "; compile this model with f32 expert math";
+  auto [pw1, pb1] = packWeights("expert_w1", l.w1, l.b1, e, d, m,
+                                expertWeightsBf16, expertBf16Math);
+  auto [pw2, pb2] = packWeights("expert_w2", l.w2, l.b2, e, m, d,
+                                expertWeightsBf16, expertBf16Math);
+  // The expert kernels run one workgroup per (row tile, panel block, expert
+  // x group) and return at once past the filled slots.
+  int64_t rowTile = std::min<int64_t>(tiling.rowTile, cap);
+  rowTile = std::max<int64_t>(tiling.mr, rowTile / tiling.mr * tiling.mr);
+  // Split the columns only as far as needed for about 64 workgroups: each
+  // split repeats expert-up's gather of its rows.
+  auto panelTileFor = [&](int64_t n) {
+    int64_t panels = ceilDiv(n, tiling.nr);
+    int64_t base = ceilDiv(cap, rowTile) * e * g;
+    int64_t splits = std::clamp<int64_t>(ceilDiv(64, base), 1, panels);
+    return ceilDiv(panels, splits);
+  };
+  // Both expert GEMMs read their rows in place, so narrow column tiles cost
+  // nothing: at most about 256 KB of B per workgroup, and consecutive
+  // workgroups (the row tiles of one expert) find the same panels in L2
+  // instead of each streaming the expert's whole matrix.
+  int64_t bBytes = expertWeightsBf16 ? 2 : 4;
+  auto narrowPanelTile = [&](int64_t n, int64_t kDim) {
+    return std::min(
+        panelTileFor(n),
+        std::max<int64_t>(1, (256 << 10) / (kDim * tiling.nr * bBytes)));
+  };
+  // GEMM1 + bias + GELU over the rows of its slots, each read in place
+  // from its token's row (bf16-rounded already where the layer needs it).
+  l.hidden = alloc({e, g, cap, m}, l.actType);
+  ExpertGemm up;
+  up.name = "moe_expert_up";
+  up.a = l.expertInput;
+  up.perSlot = l.slotToken;
+  up.packedB = pw1;
+  up.bias = pb1;
+  up.c = l.hidden;
+  up.n = m;
+  up.k = d;
+  up.rowTile = rowTile;
+  up.panelTile = narrowPanelTile(m, d);
+  up.gatherTokens = true;
+  up.activation = Activation::Gelu;
+  // The GELU output as bf16 values (stored as bits with vdpbf16ps).
+  up.bf16RoundOutput = expertBf16Math && !l.actBits;
+  emitExpertGemm(l, up);
+  // GEMM2 + bias (+ bf16 rounding) times the gate, over the same slots.
+  l.expertOut = alloc({e, g, cap, d}, Float32Type::get(ctx));
+  ExpertGemm down;
+  down.name = "moe_expert_down";
+  down.a = l.hidden;
+  down.perSlot = l.slotGate;
+  down.packedB = pw2;
+  down.bias = pb2;
+  down.c = l.expertOut;
+  down.n = d;
+  down.k = m;
+  down.rowTile = rowTile;
+  down.panelTile = narrowPanelTile(d, m);
+  down.bf16RoundOutput = l.bf16;
+  emitExpertGemm(l, down);
+  return success();
+}
+
+void Lowering::emitMoeCombine(MoeLayer &l) {
+  // combine: out[token] = sum over kept assignments of gate * expert output
+  // (the gate is already applied); dropped tokens get exactly 0.
+  int64_t g = l.g, s = l.s, d = l.d, k = l.k, tokenTile = l.tokenTile;
+  Type index = IndexType::get(ctx);
+  auto [out, residual] = outputFor(l.combine.getResult(), l.combine);
+  SmallVector<Value> binds = {l.expertOut, l.topIdx, l.slots, out};
+  if (residual)
+    binds.push_back(residual);
+  Kernel kern =
+      newKernel(residual ? "moe_combine_residual" : "moe_combine", binds, 0);
+  ImplicitLocOpBuilder &b = kern.b();
+  Value ky = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
+        ko = kern.bindings[3];
+  Value kr = residual ? kern.bindings[4] : Value();
+  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cD = constIndex(b, d);
+  Value begin = arith::MulIOp::create(b, kern.wx, constIndex(b, tokenTile));
+  Value end =
+      minIndex(b, arith::AddIOp::create(b, begin, constIndex(b, tokenTile)),
+               validExtent(kern, g * s));
+  forLoop(b, begin, end, c1, [&](ImplicitLocOpBuilder &b, Value tok) {
+    Value gi = arith::DivUIOp::create(b, tok, constIndex(b, s));
+    Value si = arith::RemUIOp::create(b, tok, constIndex(b, s));
+    // Start from the residual when the block's add is fused here.
+    forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
+      Value init =
+          kr ? memref::LoadOp::create(b, kr, ValueRange{gi, si, dd}).getResult()
+             : constF32(b, 0.0);
+      memref::StoreOp::create(b, init, ko, ValueRange{gi, si, dd});
+    });
+    for (int64_t j = 0; j < k; ++j) {
+      Value jj = constIndex(b, j);
+      Value slot = memref::LoadOp::create(b, ks, ValueRange{gi, si, jj});
+      Value keep = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
+                                         constI32(b, 0));
+      ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
+        Value ex = arith::IndexCastOp::create(
+            b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}));
+        Value sl = arith::IndexCastOp::create(b, index, slot);
+        forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
+          Value y = memref::LoadOp::create(b, ky, ValueRange{ex, gi, sl, dd});
+          Value o = memref::LoadOp::create(b, ko, ValueRange{gi, si, dd});
+          memref::StoreOp::create(b, arith::AddFOp::create(b, o, y), ko,
+                                  ValueRange{gi, si, dd});
+        });
+      });
+    }
+  });
+  launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
+         perBatch(g * s, tokenTile));
+}
+
+} // namespace mlir::vmoe::lowering
