@@ -1,6 +1,6 @@
 //===- Json.cpp - a bounded JSON parser -----------------------------------===//
 
-#include "vmoe/import/Json.h"
+#include "vmoe/readers/Json.h"
 
 #include "Support.h"
 

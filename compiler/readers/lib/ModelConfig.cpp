@@ -1,8 +1,8 @@
 //===- ModelConfig.cpp - vmoe model configs as JSON, and presets ----------===//
 
-#include "vmoe/import/ModelConfig.h"
+#include "vmoe/readers/ModelConfig.h"
 
-#include "vmoe/import/Json.h"
+#include "vmoe/readers/Json.h"
 
 #include "Support.h"
 

@@ -1,6 +1,6 @@
 //===- Msgpack.cpp - a bounded msgpack decoder ----------------------------===//
 
-#include "vmoe/import/Msgpack.h"
+#include "vmoe/readers/Msgpack.h"
 
 #include "Support.h"
 

@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/import/Npz.h"
+#include "vmoe/readers/Npz.h"
 
 #include "Support.h"
 

@@ -1,8 +1,8 @@
 //===- Safetensors.cpp - Hugging Face safetensors files -------------------===//
 
-#include "vmoe/import/Safetensors.h"
+#include "vmoe/readers/Safetensors.h"
 
-#include "vmoe/import/Json.h"
+#include "vmoe/readers/Json.h"
 
 #include "Support.h"
 

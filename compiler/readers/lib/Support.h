@@ -1,9 +1,9 @@
 //===- Support.h - internal helpers of the weight readers -------*- C++ -*-===//
 
-#ifndef VMOE_IMPORT_LIB_SUPPORT_H
-#define VMOE_IMPORT_LIB_SUPPORT_H
+#ifndef VMOE_READERS_LIB_SUPPORT_H
+#define VMOE_READERS_LIB_SUPPORT_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <cstdint>
 #include <cstring>
@@ -76,4 +76,4 @@ bool insertTensor(TensorMap &out, std::string name, Tensor tensor,
 
 } // namespace vmoe::import::detail
 
-#endif // VMOE_IMPORT_LIB_SUPPORT_H
+#endif // VMOE_READERS_LIB_SUPPORT_H

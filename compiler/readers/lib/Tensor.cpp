@@ -1,6 +1,6 @@
 //===- Tensor.cpp - common types and helpers of the weight readers --------===//
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include "Support.h"
 

@@ -4,9 +4,9 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/import/VmoeCheckpoint.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
 
-#include "vmoe/import/Msgpack.h"
+#include "vmoe/readers/Msgpack.h"
 
 #include "Support.h"
 

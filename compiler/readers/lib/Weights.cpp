@@ -1,10 +1,10 @@
 //===- Weights.cpp - any supported weights file ---------------------------===//
 
-#include "vmoe/import/Weights.h"
+#include "vmoe/readers/Weights.h"
 
-#include "vmoe/import/Npz.h"
-#include "vmoe/import/Safetensors.h"
-#include "vmoe/import/VmoeCheckpoint.h"
+#include "vmoe/readers/Npz.h"
+#include "vmoe/readers/Safetensors.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
 
 #include "Support.h"
 

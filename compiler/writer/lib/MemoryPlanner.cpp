@@ -1,6 +1,6 @@
 //===- MemoryPlanner.cpp - Assign buffers offsets in one arena ------------===//
 
-#include "vmoe/module/MemoryPlanner.h"
+#include "vmoe/writer/MemoryPlanner.h"
 
 #include <algorithm>
 #include <numeric>

@@ -1,6 +1,6 @@
 //===- ModuleWriter.cpp - Build a vmoe module file ------------------------===//
 
-#include "vmoe/module/ModuleWriter.h"
+#include "vmoe/writer/ModuleWriter.h"
 
 #include <atomic>
 #include <cerrno>

@@ -7,7 +7,7 @@
  *
  *   [0, header_size)                      vmoe_module_header_t
  *   [flatbuffer_offset, +flatbuffer_size) FlatBuffer
- * (runtime/schema/module.fbs), file identifier "VMOE" [segment_base,
+ * (format/schema/module.fbs), file identifier "VMOE" [segment_base,
  * +segment_size)         segments: weights, executables, PTX; each addressed by
  * a 64-bit offset relative to segment_base
  *

@@ -1,6 +1,6 @@
 /*
- * Test kernels for the runtime tests, written against the kernel ABI
- * (runtime/include/vmoe/kernel_abi.h) the way the compiler's kernels are.
+ * Test kernels for the runtime and writer tests, written against the kernel
+ * ABI (format/include/vmoe/kernel_abi.h) the way the compiler's kernels are.
  * Built into a shared object that the tests embed into modules.
  */
 #include "vmoe/kernel_abi.h"

@@ -1,9 +1,9 @@
-//===- TestSupport.h - Shared helpers of the runtime tests ------*- C++ -*-===//
-#ifndef VMOE_TESTS_UNIT_RUNTIME_TESTSUPPORT_H
-#define VMOE_TESTS_UNIT_RUNTIME_TESTSUPPORT_H
+//===- TestSupport.h - Modules of the runtime and writer tests --*- C++ -*-===//
+#ifndef VMOE_TESTS_SUPPORT_MODULES_TESTSUPPORT_H
+#define VMOE_TESTS_SUPPORT_MODULES_TESTSUPPORT_H
 
-#include "vmoe/module/ModuleWriter.h"
 #include "vmoe/runtime.h"
+#include "vmoe/writer/ModuleWriter.h"
 
 #include <gtest/gtest.h>
 
@@ -264,4 +264,4 @@ inline void buildEchoModule(ModuleWriter &w, uint32_t groupSize, uint32_t k,
 } // namespace test
 } // namespace vmoe
 
-#endif // VMOE_TESTS_UNIT_RUNTIME_TESTSUPPORT_H
+#endif // VMOE_TESTS_SUPPORT_MODULES_TESTSUPPORT_H

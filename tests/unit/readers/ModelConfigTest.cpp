@@ -2,7 +2,7 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/ModelConfig.h"
+#include "vmoe/readers/ModelConfig.h"
 
 #include <cmath>
 

@@ -2,7 +2,7 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/Npz.h"
+#include "vmoe/readers/Npz.h"
 
 namespace vmoe::import::test {
 namespace {

@@ -2,8 +2,8 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/Json.h"
-#include "vmoe/import/Msgpack.h"
+#include "vmoe/readers/Json.h"
+#include "vmoe/readers/Msgpack.h"
 
 #include <cmath>
 

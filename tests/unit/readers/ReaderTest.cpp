@@ -2,10 +2,10 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/Npz.h"
-#include "vmoe/import/Safetensors.h"
-#include "vmoe/import/VmoeCheckpoint.h"
-#include "vmoe/import/Weights.h"
+#include "vmoe/readers/Npz.h"
+#include "vmoe/readers/Safetensors.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
+#include "vmoe/readers/Weights.h"
 
 #include <cmath>
 

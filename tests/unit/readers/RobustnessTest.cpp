@@ -9,10 +9,10 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/ModelConfig.h"
-#include "vmoe/import/Npz.h"
-#include "vmoe/import/Safetensors.h"
-#include "vmoe/import/VmoeCheckpoint.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Npz.h"
+#include "vmoe/readers/Safetensors.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
 
 #include <random>
 

@@ -2,7 +2,7 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/Safetensors.h"
+#include "vmoe/readers/Safetensors.h"
 
 namespace vmoe::import::test {
 namespace {

@@ -1,16 +1,16 @@
 //===- TestUtil.h - helpers for the reader tests ----------------*- C++ -*-===//
 //
 // Files written by tests/import/make_checkpoints.py (at build time, into
-// VMOE_IMPORT_TEST_DATA), the "pattern" values it writes, the parameter
+// VMOE_READERS_TEST_DATA), the "pattern" values it writes, the parameter
 // names of its tiny model, and small byte builders for forged inputs.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_TESTS_UNIT_IMPORT_TESTUTIL_H
-#define VMOE_TESTS_UNIT_IMPORT_TESTUTIL_H
+#ifndef VMOE_TESTS_UNIT_READERS_TESTUTIL_H
+#define VMOE_TESTS_UNIT_READERS_TESTUTIL_H
 
-#include "vmoe/import/Tensor.h"
-#include "vmoe/import/VmoeCheckpoint.h"
+#include "vmoe/readers/Tensor.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
 
 #include <gtest/gtest.h>
 
@@ -27,7 +27,7 @@ namespace vmoe::import::test {
 using Bytes = std::vector<uint8_t>;
 
 inline std::string dataPath(const std::string &name) {
-  return std::string(VMOE_IMPORT_TEST_DATA) + "/" + name;
+  return std::string(VMOE_READERS_TEST_DATA) + "/" + name;
 }
 
 inline Bytes readFile(const std::string &path) {
@@ -49,7 +49,7 @@ inline ByteSpan span(const Bytes &b) { return {b.data(), b.size()}; }
 #define REQUIRE_TEST_DATA()                                                    \
   do {                                                                         \
     if (readFile(dataPath("stamp")).empty())                                   \
-      GTEST_SKIP() << "test checkpoints missing in " VMOE_IMPORT_TEST_DATA;    \
+      GTEST_SKIP() << "test checkpoints missing in " VMOE_READERS_TEST_DATA;   \
   } while (0)
 
 /// `ok` is false and the error mentions `substring`.
@@ -397,4 +397,4 @@ inline Bytes makeSafetensors(const std::string &header, const Bytes &data) {
 
 } // namespace vmoe::import::test
 
-#endif // VMOE_TESTS_UNIT_IMPORT_TESTUTIL_H
+#endif // VMOE_TESTS_UNIT_READERS_TESTUTIL_H

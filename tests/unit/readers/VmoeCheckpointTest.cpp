@@ -2,8 +2,8 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/import/Msgpack.h"
-#include "vmoe/import/VmoeCheckpoint.h"
+#include "vmoe/readers/Msgpack.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
 
 #include <cstdio>
 #include <set>
@@ -296,7 +296,7 @@ TEST(VmoeCheckpoint, ReadsUnversionedTrainStateInFieldOrder) {
 
 TEST(VmoeCheckpoint, MissingShardFile) {
   REQUIRE_TEST_DATA();
-  std::string dir = std::string(VMOE_IMPORT_TEST_DATA) + "/missing_shard";
+  std::string dir = std::string(VMOE_READERS_TEST_DATA) + "/missing_shard";
   mkdir(dir.c_str(), 0755);
   writeFile(dir + "/ckpt.index", readFile(dataPath("tiny_ckpt_sharded.index")));
   for (int s = 0; s < 2; ++s)

@@ -1,6 +1,6 @@
 //===- MemoryPlannerTest.cpp - Arena planning -----------------------------===//
 
-#include "vmoe/module/MemoryPlanner.h"
+#include "vmoe/writer/MemoryPlanner.h"
 
 #include <gtest/gtest.h>
 

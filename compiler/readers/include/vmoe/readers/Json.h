@@ -8,10 +8,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_JSON_H
-#define VMOE_IMPORT_JSON_H
+#ifndef VMOE_READERS_JSON_H
+#define VMOE_READERS_JSON_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <cstdint>
 #include <string>
@@ -67,4 +67,4 @@ private:
 
 } // namespace vmoe::import::json
 
-#endif // VMOE_IMPORT_JSON_H
+#endif // VMOE_READERS_JSON_H

@@ -42,10 +42,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_MODELCONFIG_H
-#define VMOE_IMPORT_MODELCONFIG_H
+#ifndef VMOE_READERS_MODELCONFIG_H
+#define VMOE_READERS_MODELCONFIG_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <cstdint>
 #include <optional>
@@ -112,4 +112,4 @@ std::vector<std::string> presetExamples();
 
 } // namespace vmoe::import
 
-#endif // VMOE_IMPORT_MODELCONFIG_H
+#endif // VMOE_READERS_MODELCONFIG_H

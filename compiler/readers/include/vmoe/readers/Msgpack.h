@@ -12,10 +12,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_MSGPACK_H
-#define VMOE_IMPORT_MSGPACK_H
+#ifndef VMOE_READERS_MSGPACK_H
+#define VMOE_READERS_MSGPACK_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <cstdint>
 #include <string>
@@ -90,4 +90,4 @@ private:
 
 } // namespace vmoe::import::msgpack
 
-#endif // VMOE_IMPORT_MSGPACK_H
+#endif // VMOE_READERS_MSGPACK_H

@@ -17,10 +17,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_NPZ_H
-#define VMOE_IMPORT_NPZ_H
+#ifndef VMOE_READERS_NPZ_H
+#define VMOE_READERS_NPZ_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <string>
 
@@ -38,4 +38,4 @@ bool readNpy(ByteSpan bytes, const std::string &name, Tensor &out,
 
 } // namespace vmoe::import
 
-#endif // VMOE_IMPORT_NPZ_H
+#endif // VMOE_READERS_NPZ_H

@@ -13,10 +13,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_SAFETENSORS_H
-#define VMOE_IMPORT_SAFETENSORS_H
+#ifndef VMOE_READERS_SAFETENSORS_H
+#define VMOE_READERS_SAFETENSORS_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <string>
 
@@ -29,4 +29,4 @@ bool readSafetensors(ByteSpan bytes, const std::string &name, TensorMap &out,
 
 } // namespace vmoe::import
 
-#endif // VMOE_IMPORT_SAFETENSORS_H
+#endif // VMOE_READERS_SAFETENSORS_H

@@ -11,8 +11,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_TENSOR_H
-#define VMOE_IMPORT_TENSOR_H
+#ifndef VMOE_READERS_TENSOR_H
+#define VMOE_READERS_TENSOR_H
 
 #include <cstddef>
 #include <cstdint>
@@ -91,4 +91,4 @@ void convertToFloat(DType type, const uint8_t *src, size_t count, float *dst);
 
 } // namespace vmoe::import
 
-#endif // VMOE_IMPORT_TENSOR_H
+#endif // VMOE_READERS_TENSOR_H

@@ -24,10 +24,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef VMOE_IMPORT_VMOECHECKPOINT_H
-#define VMOE_IMPORT_VMOECHECKPOINT_H
+#ifndef VMOE_READERS_VMOECHECKPOINT_H
+#define VMOE_READERS_VMOECHECKPOINT_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <functional>
 #include <string>
@@ -58,4 +58,4 @@ bool readVmoeCheckpoint(ByteSpan index, const std::string &indexName,
 
 } // namespace vmoe::import
 
-#endif // VMOE_IMPORT_VMOECHECKPOINT_H
+#endif // VMOE_READERS_VMOECHECKPOINT_H

@@ -1,9 +1,9 @@
 //===- Weights.h - any supported weights file -------------------*- C++ -*-===//
 
-#ifndef VMOE_IMPORT_WEIGHTS_H
-#define VMOE_IMPORT_WEIGHTS_H
+#ifndef VMOE_READERS_WEIGHTS_H
+#define VMOE_READERS_WEIGHTS_H
 
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <string>
 
@@ -25,4 +25,4 @@ bool readWeights(const std::string &path, TensorMap &out, std::string *error,
 
 } // namespace vmoe::import
 
-#endif // VMOE_IMPORT_WEIGHTS_H
+#endif // VMOE_READERS_WEIGHTS_H

@@ -11,8 +11,8 @@
 // it is live with. Deterministic for a given input.
 //
 //===----------------------------------------------------------------------===//
-#ifndef VMOE_MODULE_MEMORYPLANNER_H
-#define VMOE_MODULE_MEMORYPLANNER_H
+#ifndef VMOE_WRITER_MEMORYPLANNER_H
+#define VMOE_WRITER_MEMORYPLANNER_H
 
 #include <cstdint>
 #include <string>
@@ -51,4 +51,4 @@ bool verifyMemoryPlan(const std::vector<BufferRequest> &requests,
 } // namespace module
 } // namespace vmoe
 
-#endif // VMOE_MODULE_MEMORYPLANNER_H
+#endif // VMOE_WRITER_MEMORYPLANNER_H

@@ -4,7 +4,7 @@
 // constants, executables, kernels, the dispatch schedule, the arena plan and
 // the MoE layers) and writes the file: the fixed header, the metadata
 // FlatBuffer, and the aligned segments after it (see
-// runtime/include/vmoe/module_format.h and runtime/schema/module.fbs).
+// format/include/vmoe/module_format.h and format/schema/module.fbs).
 //
 // The writer checks only what it needs to lay the file out (alignments,
 // sizes). Whether the contents make sense (indices, ranges, grids) is the
@@ -17,8 +17,8 @@
 // mutate_*() functions).
 //
 //===----------------------------------------------------------------------===//
-#ifndef VMOE_MODULE_MODULEWRITER_H
-#define VMOE_MODULE_MODULEWRITER_H
+#ifndef VMOE_WRITER_MODULEWRITER_H
+#define VMOE_WRITER_MODULEWRITER_H
 
 #include "vmoe/kernel_abi.h"
 #include "vmoe/module_format.h"
@@ -206,4 +206,4 @@ private:
 } // namespace module
 } // namespace vmoe
 
-#endif // VMOE_MODULE_MODULEWRITER_H
+#endif // VMOE_WRITER_MODULEWRITER_H
