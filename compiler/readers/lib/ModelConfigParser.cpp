@@ -1,39 +1,29 @@
-//===- ModelConfig.cpp - vmoe model configs as JSON, and presets ----------===//
+//===- ModelConfigParser.cpp - vmoe model configs from JSON ---------------===//
+//
+// Walks the JSON document, maps every spelling of a field (nested, flat,
+// dotted, big_vision's names) to where vmoe nests it, and sets the typed
+// field; then checkModelConfig (ModelConfigValidation.cpp) checks the whole.
+//
+//===----------------------------------------------------------------------===//
 
 #include "vmoe/readers/ModelConfig.h"
 
 #include "vmoe/readers/Json.h"
 
+#include "ModelConfigLimits.h"
 #include "Support.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <functional>
+#include <cstring>
 #include <map>
 #include <set>
 
 namespace vmoe::import {
 
-using detail::quote;
-
-int64_t ModelConfig::tokensPerImage() const {
-  if (patchSize < 1)
-    return 0;
-  int64_t patches = (imageHeight / patchSize) * (imageWidth / patchSize);
-  return patches + (classifier == "token" ? 1 : 0);
-}
+using namespace detail;
 
 namespace {
-
-constexpr int64_t kMaxImage = 1 << 16;
-constexpr int64_t kMaxWidth = 1 << 20; // hidden, mlp, representation
-constexpr int64_t kMaxLayers = 1024;
-constexpr int64_t kMaxExperts = 1 << 16;
-constexpr int64_t kMaxClasses = 1 << 24;
-constexpr int64_t kMaxBatch = 1 << 20;
-constexpr int64_t kMaxGroup = int64_t(1) << 31;
-constexpr double kMaxCapacityFactor = 1 << 16;
 
 constexpr const char *kDispatcher = "encoder.moe.router.dispatcher.";
 
@@ -144,8 +134,7 @@ private:
       if (v.kind == json::Kind::Object && field != "patch_size" &&
           !isIgnored(field)) {
         if (!isContainer(field))
-          return fail("unknown field " + quote(raw) + " (at " +
-                      doc_.position(v.offset) + ")");
+          return unknownField(raw, v);
         if (!walk(v, raw, field))
           return false;
         continue;
@@ -160,8 +149,7 @@ private:
     return true;
   }
 
-  // ---- typed access
-  // -----------------------------------------------------------
+  // ---- typed access ---------------------------------------------------------
 
   bool typeError(const std::string &raw, const json::Value &v,
                  const char *expected) {
@@ -242,27 +230,30 @@ private:
     return true;
   }
 
+  bool unknownField(const std::string &raw, const json::Value &v) {
+    return fail("unknown field " + quote(raw) + " (at " +
+                doc_.position(v.offset) + ")");
+  }
+
+  // ---- fields ---------------------------------------------------------------
+
   bool setField(const std::string &field, const std::string &raw,
                 const json::Value &v) {
     if (field.compare(0, 12, "encoder.moe.") == 0)
       hasMoe_ = true;
     if (isIgnored(field))
       return true;
+    if (field.compare(0, 8, "encoder.") == 0)
+      return setEncoderField(field, raw, v);
+    return setModelField(field, raw, v);
+  }
+
+  /// The fields outside "encoder".
+  bool setModelField(const std::string &field, const std::string &raw,
+                     const json::Value &v) {
     std::vector<int64_t> pair;
-    if (field == "name") {
-      if (!string(raw, v, c_.name))
-        return false;
-      bool ok = !c_.name.empty() && c_.name.size() <= 128;
-      for (char ch : c_.name)
-        ok = ok &&
-             ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.');
-      if (!ok)
-        return rangeError(raw, quote(c_.name) +
-                                   " is not 1-128 letters, digits, '_', '-' "
-                                   "or '.'");
-      return true;
-    }
+    if (field == "name")
+      return setName(raw, v);
     if (field == "image_size") {
       if (!ints(raw, v, 2, 1, kMaxImage, pair))
         return false;
@@ -272,22 +263,8 @@ private:
     }
     if (field == "num_channels")
       return integer(raw, v, 1, 64, c_.channels);
-    if (field == "patch_size") {
-      const json::Value *size = &v;
-      if (v.kind == json::Kind::Object) {
-        size = doc_.find(v, "size");
-        if (!size || v.count != 1)
-          return rangeError(raw, "expected {\"size\": [p, p]}");
-      }
-      if (!ints(raw, *size, 2, 1, kMaxImage, pair))
-        return false;
-      if (pair[0] != pair[1])
-        return rangeError(
-            raw, "non-square patches (" + std::to_string(pair[0]) + ", " +
-                     std::to_string(pair[1]) + ") are not supported");
-      c_.patchSize = pair[0];
-      return true;
-    }
+    if (field == "patch_size")
+      return setPatchSize(raw, v);
     if (field == "hidden_size")
       return integer(raw, v, 1, kMaxWidth, c_.hiddenSize);
     if (field == "classifier")
@@ -305,6 +282,67 @@ private:
     }
     if (field == "num_classes")
       return integer(raw, v, 1, kMaxClasses, c_.numClasses);
+    if (field == "max_capacity_factor") {
+      if (v.kind == json::Kind::Null) {
+        c_.maxCapacityFactor = 0;
+        return true;
+      }
+      return number(raw, v, c_.maxCapacityFactor);
+    }
+    if (field == "batch_size")
+      return integer(raw, v, 1, kMaxBatch, c_.batchSize);
+    if (field == "class_names") {
+      if (v.kind != json::Kind::Array)
+        return typeError(raw, v, "an array of strings");
+      c_.classNames.clear();
+      for (size_t i = 0; i < v.count; ++i) {
+        std::string s;
+        if (!string(raw, doc_.item(v, i), s))
+          return false;
+        c_.classNames.push_back(std::move(s));
+      }
+      return true;
+    }
+    return unknownField(raw, v);
+  }
+
+  bool setName(const std::string &raw, const json::Value &v) {
+    if (!string(raw, v, c_.name))
+      return false;
+    bool ok = !c_.name.empty() && c_.name.size() <= 128;
+    for (char ch : c_.name)
+      ok = ok &&
+           ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.');
+    if (!ok)
+      return rangeError(raw, quote(c_.name) +
+                                 " is not 1-128 letters, digits, '_', '-' "
+                                 "or '.'");
+    return true;
+  }
+
+  /// p, [p, p] or big_vision's {"size": [p, p]}.
+  bool setPatchSize(const std::string &raw, const json::Value &v) {
+    const json::Value *size = &v;
+    if (v.kind == json::Kind::Object) {
+      size = doc_.find(v, "size");
+      if (!size || v.count != 1)
+        return rangeError(raw, "expected {\"size\": [p, p]}");
+    }
+    std::vector<int64_t> pair;
+    if (!ints(raw, *size, 2, 1, kMaxImage, pair))
+      return false;
+    if (pair[0] != pair[1])
+      return rangeError(raw, "non-square patches (" + std::to_string(pair[0]) +
+                                 ", " + std::to_string(pair[1]) +
+                                 ") are not supported");
+    c_.patchSize = pair[0];
+    return true;
+  }
+
+  /// The fields under "encoder" (canonical paths), the MoE ones included.
+  bool setEncoderField(const std::string &field, const std::string &raw,
+                       const json::Value &v) {
     if (field == "encoder.num_layers")
       return integer(raw, v, 1, kMaxLayers, c_.numLayers);
     if (field == "encoder.mlp_dim")
@@ -344,7 +382,15 @@ private:
                                    "'NoisyTopExpertsPerItemRouter')");
       return true;
     }
-    if (field == std::string(kDispatcher) + "name") {
+    if (field.compare(0, strlen(kDispatcher), kDispatcher) == 0)
+      return setDispatcherField(field.substr(strlen(kDispatcher)), raw, v);
+    return unknownField(raw, v);
+  }
+
+  /// The fields under "encoder.moe.router.dispatcher", by their last key.
+  bool setDispatcherField(const std::string &key, const std::string &raw,
+                          const json::Value &v) {
+    if (key == "name") {
       std::string dispatcher;
       if (!string(raw, v, dispatcher))
         return false;
@@ -354,35 +400,13 @@ private:
                                    "'indices', which compute the same)");
       return true;
     }
-    if (field == std::string(kDispatcher) + "capacity_factor")
+    if (key == "capacity_factor")
       return number(raw, v, c_.capacityFactor);
-    if (field == std::string(kDispatcher) + "batch_priority")
+    if (key == "batch_priority")
       return boolean(raw, v, c_.batchPriority);
-    if (field == std::string(kDispatcher) + "bfloat16")
+    if (key == "bfloat16")
       return boolean(raw, v, c_.bf16Dispatch);
-    if (field == "max_capacity_factor") {
-      if (v.kind == json::Kind::Null) {
-        c_.maxCapacityFactor = 0;
-        return true;
-      }
-      return number(raw, v, c_.maxCapacityFactor);
-    }
-    if (field == "batch_size")
-      return integer(raw, v, 1, kMaxBatch, c_.batchSize);
-    if (field == "class_names") {
-      if (v.kind != json::Kind::Array)
-        return typeError(raw, v, "an array of strings");
-      c_.classNames.clear();
-      for (size_t i = 0; i < v.count; ++i) {
-        std::string s;
-        if (!string(raw, doc_.item(v, i), s))
-          return false;
-        c_.classNames.push_back(std::move(s));
-      }
-      return true;
-    }
-    return fail("unknown field " + quote(raw) + " (at " +
-                doc_.position(v.offset) + ")");
+    return unknownField(raw, v);
   }
 
   const json::Document &doc_;
@@ -394,76 +418,6 @@ private:
 };
 
 } // namespace
-
-bool checkModelConfig(const ModelConfig &c, std::string *error) {
-  auto bad = [&](const std::string &message) {
-    *error = message;
-    return false;
-  };
-  auto in = [](int64_t v, int64_t lo, int64_t hi) {
-    return v >= lo && v <= hi;
-  };
-  if (!in(c.imageHeight, 1, kMaxImage) || !in(c.imageWidth, 1, kMaxImage))
-    return bad("image_size must be in [1, " + std::to_string(kMaxImage) + "]");
-  if (!in(c.channels, 1, 64))
-    return bad("num_channels must be in [1, 64]");
-  if (c.patchSize < 1 || c.patchSize > c.imageHeight ||
-      c.patchSize > c.imageWidth)
-    return bad("patch_size " + std::to_string(c.patchSize) +
-               " must be in [1, image size " + std::to_string(c.imageHeight) +
-               "x" + std::to_string(c.imageWidth) + "]");
-  if (!in(c.hiddenSize, 1, kMaxWidth) || !in(c.mlpDim, 1, kMaxWidth) ||
-      !in(c.numHeads, 1, kMaxWidth))
-    return bad("hidden_size, mlp_dim and num_heads must be in [1, " +
-               std::to_string(kMaxWidth) + "]");
-  if (c.hiddenSize % c.numHeads != 0)
-    return bad("num_heads " + std::to_string(c.numHeads) +
-               " does not divide hidden_size " + std::to_string(c.hiddenSize));
-  if (!in(c.numLayers, 1, kMaxLayers))
-    return bad("num_layers must be in [1, " + std::to_string(kMaxLayers) + "]");
-  if (c.classifier != "token" && c.classifier != "gap")
-    return bad("classifier " + quote(c.classifier) +
-               " is not supported ('token' or 'gap')");
-  if (c.representationSize && !in(*c.representationSize, 1, kMaxWidth))
-    return bad("representation_size must be null or in [1, " +
-               std::to_string(kMaxWidth) + "]");
-  if (!in(c.numClasses, 1, kMaxClasses))
-    return bad("num_classes must be in [1, " + std::to_string(kMaxClasses) +
-               "]");
-  if (!c.classNames.empty() && int64_t(c.classNames.size()) != c.numClasses)
-    return bad("class_names has " + std::to_string(c.classNames.size()) +
-               " names for " + std::to_string(c.numClasses) + " classes");
-  if (!in(c.batchSize, 1, kMaxBatch))
-    return bad("batch_size must be in [1, " + std::to_string(kMaxBatch) + "]");
-  if (!c.moeLayers.empty()) {
-    std::set<int64_t> layers;
-    for (int64_t l : c.moeLayers) {
-      if (l < 0 || l >= c.numLayers)
-        return bad("MoE layer " + std::to_string(l) + " is outside [0, " +
-                   "num_layers = " + std::to_string(c.numLayers) + ")");
-      if (!layers.insert(l).second)
-        return bad("MoE layer " + std::to_string(l) + " is listed twice");
-    }
-    if (!in(c.numExperts, 1, kMaxExperts))
-      return bad("num_experts must be in [1, " + std::to_string(kMaxExperts) +
-                 "]");
-    if (!in(c.numSelectedExperts, 1, c.numExperts))
-      return bad(
-          "num_selected_experts " + std::to_string(c.numSelectedExperts) +
-          " must be in [1, num_experts = " + std::to_string(c.numExperts) +
-          "]");
-    if (!in(c.groupSize, 0, kMaxGroup))
-      return bad("group_size must be in [0, " + std::to_string(kMaxGroup) +
-                 "]");
-  }
-  if (!(c.capacityFactor > 0) || !(c.capacityFactor <= kMaxCapacityFactor))
-    return bad("capacity_factor must be in (0, 65536]");
-  if (c.maxCapacityFactor != 0 && !(c.maxCapacityFactor >= c.capacityFactor &&
-                                    c.maxCapacityFactor <= kMaxCapacityFactor))
-    return bad("max_capacity_factor must be 0 (none) or in [capacity_factor, "
-               "65536]");
-  return true;
-}
 
 bool parseModelConfig(std::string_view text, const std::string &name,
                       ModelConfig &out, std::string *error,
@@ -496,143 +450,6 @@ bool readModelConfig(const std::string &path, ModelConfig &out,
   return parseModelConfig(
       std::string_view(reinterpret_cast<const char *>(b.data), b.size), path,
       out, error);
-}
-
-// ---- presets ---------------------------------------------------------------
-
-namespace {
-
-struct Arch {
-  const char *id;
-  int64_t layers, hidden, mlp, heads, patch;
-};
-
-// vmoe-reference.md 8.1 (configs/vmoe_paper/common.py get_vmoe_config).
-constexpr Arch kArchs[] = {
-    {"s32", 8, 512, 2048, 8, 32},    {"b32", 12, 768, 3072, 12, 32},
-    {"b16", 12, 768, 3072, 12, 16},  {"l32", 24, 1024, 4096, 16, 32},
-    {"l16", 24, 1024, 4096, 16, 16}, {"h14", 32, 1280, 5120, 16, 14},
-};
-
-bool parseNumber(std::string_view s, int64_t &out) {
-  if (s.empty() || s.size() > 6 || (s.size() > 1 && s[0] == '0'))
-    return false;
-  out = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9')
-      return false;
-    out = out * 10 + (c - '0');
-  }
-  return true;
-}
-
-} // namespace
-
-std::vector<std::string> presetExamples() {
-  return {"vmoe-s32-e8-last2",   "vmoe-s32-e32-every2", "vmoe-b32-e32-every2",
-          "vmoe-b16-e8-every2",  "vmoe-b16-e32-every2", "vmoe-l32-e32-last2",
-          "vmoe-l16-e32-every2", "vmoe-l16-e32-last2",  "vmoe-h14-e32-every2",
-          "vmoe-h14-e32-last5"};
-}
-
-bool presetConfig(std::string_view name, ModelConfig &out, std::string *error) {
-  auto unknown = [&](const std::string &why) {
-    std::string known;
-    for (const Arch &a : kArchs)
-      known += std::string(known.empty() ? "" : ", ") + "vmoe-" + a.id;
-    *error = "unknown preset " + quote(name) + ": " + why +
-             "; presets are vmoe-<arch>[-e<experts>][-every<n>|-last<n>] "
-             "with arch " +
-             known + " (e.g. vmoe-b16-e8-every2, vmoe-h14-e32-last5)";
-    return false;
-  };
-  std::vector<std::string_view> parts;
-  for (size_t start = 0;;) {
-    size_t dash = name.find('-', start);
-    parts.push_back(name.substr(start, dash - start));
-    if (dash == std::string_view::npos)
-      break;
-    start = dash + 1;
-  }
-  if (parts.size() < 2 || parts[0] != "vmoe")
-    return unknown("it does not start with 'vmoe-<arch>'");
-  const Arch *arch = nullptr;
-  for (const Arch &a : kArchs)
-    if (parts[1] == a.id)
-      arch = &a;
-  if (!arch)
-    return unknown("no architecture " + quote(parts[1]));
-  int64_t experts = 32;
-  std::string placement = "every";
-  int64_t placementN = 2;
-  size_t next = 2;
-  if (next < parts.size() && parts[next].substr(0, 1) == "e" &&
-      parts[next].substr(0, 5) != "every") {
-    if (!parseNumber(parts[next].substr(1), experts) || experts < 2 ||
-        experts > 1024)
-      return unknown(quote(parts[next]) +
-                     " is not e<experts> with 2 to 1024 experts");
-    ++next;
-  }
-  if (next < parts.size()) {
-    std::string_view p = parts[next];
-    std::string_view digits;
-    if (p.substr(0, 5) == "every") {
-      placement = "every";
-      digits = p.substr(5);
-    } else if (p.substr(0, 4) == "last") {
-      placement = "last";
-      digits = p.substr(4);
-    } else {
-      return unknown(quote(p) + " is not every<n> or last<n>");
-    }
-    if (!parseNumber(digits, placementN) || placementN < 1)
-      return unknown(quote(p) + " needs a positive n");
-    ++next;
-  }
-  if (next != parts.size())
-    return unknown("unexpected " + quote(parts[next]));
-
-  ModelConfig c;
-  c.name = "vmoe_" + std::string(arch->id) + "_e" + std::to_string(experts) +
-           "_" + placement + std::to_string(placementN);
-  c.imageHeight = c.imageWidth = 224;
-  c.patchSize = arch->patch;
-  c.hiddenSize = arch->hidden;
-  c.numLayers = arch->layers;
-  c.mlpDim = arch->mlp;
-  c.numHeads = arch->heads;
-  c.classifier = "token";
-  c.representationSize = arch->hidden;
-  c.numClasses = 1000;
-  c.numExperts = experts;
-  c.numSelectedExperts = 2;
-  if (placement == "every") {
-    // Every n: range(n - 1, L, n).
-    if (placementN > arch->layers)
-      return unknown("every" + std::to_string(placementN) + " exceeds the " +
-                     std::to_string(arch->layers) + " blocks");
-    for (int64_t l = placementN - 1; l < arch->layers; l += placementN)
-      c.moeLayers.push_back(l);
-  } else {
-    // Last n: the last n of the odd blocks range(1, L, 2).
-    int64_t odd = arch->layers / 2;
-    if (placementN > odd)
-      return unknown("last" + std::to_string(placementN) + " exceeds the " +
-                     std::to_string(odd) + " odd blocks");
-    for (int64_t l = 1 + 2 * (odd - placementN); l < arch->layers; l += 2)
-      c.moeLayers.push_back(l);
-  }
-  c.batchSize = 8;
-  c.groupSize = 8 * c.tokensPerImage();
-  c.capacityFactor = 1.05;
-  c.batchPriority = false;
-  c.bf16Dispatch = true;
-  std::string why;
-  if (!checkModelConfig(c, &why))
-    return unknown(why);
-  out = std::move(c);
-  return true;
 }
 
 } // namespace vmoe::import
