@@ -12,7 +12,7 @@
 // push constants, i.e. per capacity / BPR / batch setting, when graphs
 // work), copies the outputs and the routing statistics back, and
 // synchronizes. Kernel parameters follow the CUDA kernel ABI of
-// runtime/include/vmoe/kernel_abi.h.
+// format/include/vmoe/kernel_abi.h.
 //
 // The driver is an interface (DriverApi, a table of entry points), so tests
 // drive the whole backend with a fake driver on machines without a GPU.
