@@ -10,7 +10,8 @@
 #       few seconds of each fuzz target. Debian's libMLIR stays uninstrumented.
 # tsan: the runtime alone (-DVMOE_ENABLE_COMPILER=OFF) with ThreadSanitizer,
 #       in build-tsan/ (VMOE_TSAN_BUILD_DIR); runs the runtime tests, among
-#       them the thread-pool, concurrent-session and load tests.
+#       them the thread-pool, concurrent-session and load tests, and the
+#       writer tests (which load what they write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,7 @@ fi
 if [ "$mode" = tsan ] || [ "$mode" = all ]; then
   dir=${VMOE_TSAN_BUILD_DIR:-build-tsan}
   configure "$dir" -DVMOE_ENABLE_COMPILER=OFF -DVMOE_SANITIZE=thread
-  cmake --build "$dir" -j "$jobs" --target vmoe_runtime_tests
-  echo "sanitize: TSan, the runtime tests"
-  ctest --test-dir "$dir" --output-on-failure -j "$jobs" -R '^runtime\.'
+  cmake --build "$dir" -j "$jobs" --target vmoe_runtime_tests vmoe_writer_tests
+  echo "sanitize: TSan, the runtime and writer tests"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" -R '^(runtime|writer)\.'
 fi

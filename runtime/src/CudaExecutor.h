@@ -7,7 +7,7 @@
 // push constants, i.e. per capacity / BPR / batch setting, when graphs are
 // on and work; a bounded cache keeps the most recently used ones), copies
 // the outputs and the routing statistics back, and synchronizes. Kernel
-// parameters follow the CUDA kernel ABI of runtime/include/vmoe/kernel_abi.h.
+// parameters follow the CUDA kernel ABI of format/include/vmoe/kernel_abi.h.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VMOE_RUNTIME_CUDAEXECUTOR_H

@@ -11,9 +11,9 @@
 #include "reference/Reference.h"
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
-#include "vmoe/import/ModelConfig.h"
-#include "vmoe/import/Npz.h"
-#include "vmoe/import/Weights.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Npz.h"
+#include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
 
 #include "mlir/IR/MLIRContext.h"

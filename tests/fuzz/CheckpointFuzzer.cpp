@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/import/Msgpack.h"
-#include "vmoe/import/VmoeCheckpoint.h"
+#include "vmoe/readers/Msgpack.h"
+#include "vmoe/readers/VmoeCheckpoint.h"
 
 #include <cstdint>
 #include <cstring>

@@ -5,8 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/import/Json.h"
-#include "vmoe/import/ModelConfig.h"
+#include "vmoe/readers/Json.h"
+#include "vmoe/readers/ModelConfig.h"
 
 #include <cstdint>
 #include <string>

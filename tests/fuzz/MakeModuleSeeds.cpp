@@ -1,12 +1,12 @@
 //===- MakeModuleSeeds.cpp - Seed modules for the module fuzzers ---------===//
 //
-// Writes the runtime tests' modules (tests/unit/runtime/TestSupport.h) into
+// Writes the runtime tests' modules (tests/support/modules/TestSupport.h) into
 // a directory: the seed corpus of the module_load and module_run targets.
 // Usage: vmoe_fuzz_module_seeds DIR
 //
 //===----------------------------------------------------------------------===//
 
-#include "../unit/runtime/TestSupport.h"
+#include "TestSupport.h"
 
 #include <cstdio>
 #include <string>

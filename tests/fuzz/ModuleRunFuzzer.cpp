@@ -1,8 +1,8 @@
 //===- ModuleRunFuzzer.cpp - Load, then run, a mutated module ------------===//
 //
 // The seeds are small valid modules built on the runtime tests' kernels
-// (tests/unit/runtime/TestKernels.c). Every input the verifier accepts gets a
-// session and runs at the maximum batch, at batch 1, and at a lowered
+// (tests/support/modules/TestKernels.c). Every input the verifier accepts
+// gets a session and runs at the maximum batch, at batch 1, and at a lowered
 // capacity factor with BPR flipped. The runtime must catch every
 // inconsistency between the metadata and the call before a kernel runs.
 //

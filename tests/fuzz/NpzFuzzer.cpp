@@ -1,6 +1,6 @@
 //===- NpzFuzzer.cpp - Fuzz the .npz (zip + .npy) reader ------------------===//
 
-#include "vmoe/import/Npz.h"
+#include "vmoe/readers/Npz.h"
 
 #include <cstdint>
 #include <string>

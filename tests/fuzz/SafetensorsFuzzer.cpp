@@ -1,6 +1,6 @@
 //===- SafetensorsFuzzer.cpp - Fuzz the safetensors reader ---------------===//
 
-#include "vmoe/import/Safetensors.h"
+#include "vmoe/readers/Safetensors.h"
 
 #include <cstdint>
 #include <string>

@@ -3,7 +3,7 @@
 
   make_seeds.py --checkpoints DIR --source ROOT --out OUT
 
-DIR holds the import tests' checkpoints (tests/import/make_checkpoints.py);
+DIR holds the readers' tests' checkpoints (tests/import/make_checkpoints.py);
 ROOT is the source tree (its model configs). Writes OUT/<target>/ for the
 targets checkpoint, npz, safetensors, config and image. Standard library only.
 """

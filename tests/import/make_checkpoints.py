@@ -558,7 +558,7 @@ def tree_of(flat):
 
 def dtype_tensors():
   """Tensors of each dtype with special values (what the tests expect is
-  written out in tests/unit/import/ReaderTest.cpp)."""
+  written out in tests/unit/readers/ReaderTest.cpp)."""
   bf16 = [1.0, -2.5, 0.15625, 2.0**100, -(2.0**-130), 0.0, -0.0, 3.0, 65280.0,
           -1.0, 0.5, 2.0**-126]
   f16 = [0.0, -0.0, 2.0**-24, 65504.0, float('inf'), -1.5]

@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/import/ModelConfig.h"
-#include "vmoe/import/Npz.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Npz.h"
 #include "vmoe/runtime.h"
 
 #include "../common/RuntimeHandles.h"

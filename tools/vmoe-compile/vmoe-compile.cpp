@@ -19,8 +19,8 @@
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/CudaCodegen.h"
-#include "vmoe/import/ModelConfig.h"
-#include "vmoe/import/Weights.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Weights.h"
 
 #include "../common/ToolSupport.h"
 

@@ -3,8 +3,8 @@
 #include "vmoe/Serialize/ModuleSerializer.h"
 
 #include "vmoe/Dialect/IR/VmoeOps.h"
-#include "vmoe/module/MemoryPlanner.h"
-#include "vmoe/module/ModuleWriter.h"
+#include "vmoe/writer/MemoryPlanner.h"
+#include "vmoe/writer/ModuleWriter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"

@@ -76,7 +76,7 @@ VMOE_API void vmoe_runtime_format_version(uint32_t *major, uint32_t *minor);
 
 /* ---- element types ------------------------------------------------------- */
 
-/* Same numbering as DType in runtime/schema/module.fbs. */
+/* Same numbering as DType in format/schema/module.fbs. */
 typedef enum vmoe_dtype_t {
   VMOE_DTYPE_INVALID = 0,
   VMOE_DTYPE_F32 = 1,

@@ -15,8 +15,8 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
-#include "vmoe/import/ModelConfig.h"
-#include "vmoe/import/Tensor.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Tensor.h"
 
 #include <cstdint>
 #include <map>
@@ -27,7 +27,7 @@
 namespace mlir::vmoe {
 
 /// vmoe's model config (the fields a V-MoE at inference uses) and weights,
-/// as the readers in compiler/import produce them.
+/// as the readers in compiler/readers produce them.
 using VitMoeConfig = ::vmoe::import::ModelConfig;
 using WeightTensor = ::vmoe::import::Tensor;
 using WeightMap = ::vmoe::import::TensorMap;

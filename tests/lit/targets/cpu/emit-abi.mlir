@@ -1,7 +1,7 @@
 // RUN: vmoe-opt %s -split-input-file -vmoe-cpu-emit-abi -verify-diagnostics | FileCheck %s
 
 // Two bindings, one push constant, no scratch. The entry follows
-// runtime/include/vmoe/kernel_abi.h (LP64): dispatch {bindings @0,
+// format/include/vmoe/kernel_abi.h (LP64): dispatch {bindings @0,
 // binding_count @16, constant_count @20, constants @24}, workgroup
 // {workgroup_id[3] @0, scratch @24, scratch_size @32}.
 

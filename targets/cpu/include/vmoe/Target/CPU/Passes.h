@@ -14,7 +14,7 @@
 //   4. only when the func has `vmoe.scratch_size = N : i64`: the per-worker
 //      scratch, `memref<Nxi8>`.
 // The exported symbol of kernel @k is `k_entry` (kEntrySuffix), a
-// vmoe_kernel_fn_v0_t (runtime/include/vmoe/kernel_abi.h).
+// vmoe_kernel_fn_v0_t (format/include/vmoe/kernel_abi.h).
 //
 //===----------------------------------------------------------------------===//
 

@@ -47,7 +47,7 @@ def VmoeCpuEmitAbi : Pass<"vmoe-cpu-emit-abi", "::mlir::ModuleOp"> {
 
       llvm.func @k_entry(%dispatch: !llvm.ptr, %workgroup: !llvm.ptr) -> i32
 
-    implementing `vmoe_kernel_fn_v0_t` (runtime/include/vmoe/kernel_abi.h):
+    implementing `vmoe_kernel_fn_v0_t` (format/include/vmoe/kernel_abi.h):
     it returns 1, 2 or 3 when the dispatch has fewer bindings, fewer push
     constants, or less scratch than the kernel needs, and otherwise loads
     the bindings, constants, workgroup ids (zero-extended) and scratch

@@ -1,0 +1,207 @@
+//===- Safetensors.cpp - Hugging Face safetensors files -------------------===//
+
+#include "vmoe/readers/Safetensors.h"
+
+#include "vmoe/readers/Json.h"
+
+#include "Support.h"
+
+#include <algorithm>
+
+namespace vmoe::import {
+
+using detail::quote;
+
+namespace {
+
+constexpr uint64_t kMaxHeader = 100'000'000; // as safetensors' MAX_HEADER_SIZE
+
+struct Info {
+  std::string name;
+  DType type;
+  bool skip = false;
+  std::vector<int64_t> shape;
+  uint64_t numel = 0, begin = 0, end = 0;
+};
+
+bool dtypeFromName(std::string_view name, DType &type, bool &integer) {
+  integer = false;
+  if (name == "F32")
+    type = DType::F32;
+  else if (name == "BF16")
+    type = DType::BF16;
+  else if (name == "F16")
+    type = DType::F16;
+  else if (name == "F64")
+    type = DType::F64;
+  else {
+    integer = name == "BOOL" || name == "U8" || name == "I8" || name == "U16" ||
+              name == "I16" || name == "U32" || name == "I32" ||
+              name == "U64" || name == "I64";
+    return false;
+  }
+  return true;
+}
+
+} // namespace
+
+bool readSafetensors(ByteSpan bytes, const std::string &name, TensorMap &out,
+                     std::string *error, const ReadOptions &options) {
+  auto fail = [&](const std::string &what) {
+    *error = name + ": " + what;
+    return false;
+  };
+  if (bytes.size < 8)
+    return fail("too short for a safetensors file (" +
+                std::to_string(bytes.size) +
+                " bytes, the header length alone takes 8)");
+  uint64_t headerLength = detail::load64(bytes.data);
+  if (headerLength > kMaxHeader)
+    return fail("header length " + std::to_string(headerLength) +
+                " exceeds the 100 MB limit (not a safetensors file?)");
+  if (headerLength > bytes.size - 8)
+    return fail("header length " + std::to_string(headerLength) +
+                " runs past the end of the " + std::to_string(bytes.size) +
+                " bytes (truncated file?)");
+  std::string_view header(reinterpret_cast<const char *>(bytes.data + 8),
+                          size_t(headerLength));
+  if (header.empty() || header[0] != '{')
+    return fail("the header does not start with '{' (not a safetensors "
+                "file?)");
+  json::Document doc;
+  std::string why;
+  if (!doc.parse(header, &why, options.limits))
+    return fail("bad header: " + why);
+  const json::Value &root = doc.root();
+  if (root.kind != json::Kind::Object)
+    return fail("the header is not a JSON object");
+  uint64_t dataSize = bytes.size - 8 - headerLength;
+  const uint8_t *data = bytes.data + 8 + headerLength;
+  std::vector<Info> infos;
+  for (size_t i = 0; i < root.count; ++i) {
+    const std::string &key = doc.key(root, i).text;
+    const json::Value &v = doc.value(root, i);
+    if (key == "__metadata__")
+      continue;
+    auto bad = [&](const std::string &what) {
+      return fail("tensor " + quote(key) + ": " + what);
+    };
+    if (v.kind != json::Kind::Object)
+      return bad("its entry is not an object");
+    const json::Value *dtype = doc.find(v, "dtype");
+    const json::Value *shape = doc.find(v, "shape");
+    const json::Value *offsets = doc.find(v, "data_offsets");
+    if (!dtype || !shape || !offsets)
+      return bad("'dtype', 'shape' or 'data_offsets' is missing");
+    Info info;
+    info.name = key;
+    bool integer = false;
+    if (dtype->kind != json::Kind::String)
+      return bad("'dtype' is not a string");
+    if (!dtypeFromName(dtype->text, info.type, integer)) {
+      if (!(integer && options.skipNonFloat))
+        return bad("dtype " + quote(dtype->text) +
+                   " is not supported (F32, BF16, F16, F64)");
+      info.skip = true;
+    }
+    if (shape->kind != json::Kind::Array)
+      return bad("'shape' is not an array");
+    if (shape->count > options.limits.maxRank)
+      return bad("'shape' has more than " +
+                 std::to_string(options.limits.maxRank) + " dimensions");
+    for (size_t d = 0; d < shape->count; ++d) {
+      const json::Value &dim = doc.item(*shape, d);
+      if (dim.kind != json::Kind::Number || !dim.isInteger || dim.integer < 0)
+        return bad("'shape' holds something other than non-negative "
+                   "integers");
+      info.shape.push_back(dim.integer);
+    }
+    if (offsets->kind != json::Kind::Array || offsets->count != 2)
+      return bad("'data_offsets' is not [begin, end]");
+    const json::Value &b = doc.item(*offsets, 0), &e = doc.item(*offsets, 1);
+    if (b.kind != json::Kind::Number || !b.isInteger || b.integer < 0 ||
+        e.kind != json::Kind::Number || !e.isInteger || e.integer < 0)
+      return bad("'data_offsets' are not non-negative integers");
+    info.begin = uint64_t(b.integer);
+    info.end = uint64_t(e.integer);
+    if (info.begin > info.end)
+      return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
+                 std::to_string(info.end) + "] end before they begin");
+    if (info.end > dataSize)
+      return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
+                 std::to_string(info.end) + "] run past the end of the " +
+                 std::to_string(dataSize) + "-byte data buffer");
+    if (!info.skip) {
+      uint64_t need;
+      if (!elementCount(info.shape, info.numel) ||
+          detail::mulOverflow(info.numel, dtypeSize(info.type), &need))
+        return bad("shape " + shapeString(info.shape) +
+                   " has too many elements");
+      if (info.end - info.begin != need)
+        return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
+                   std::to_string(info.end) + "] hold " +
+                   std::to_string(info.end - info.begin) +
+                   " bytes, its shape " + shapeString(info.shape) + " of " +
+                   dtype->text + " needs " + std::to_string(need));
+    }
+    infos.push_back(std::move(info));
+  }
+  // The tensors tile the buffer: sorted by offset, each starts where the
+  // previous ended, and the last ends at the end of the file.
+  std::vector<const Info *> order;
+  for (const Info &info : infos)
+    order.push_back(&info);
+  std::sort(order.begin(), order.end(), [](const Info *a, const Info *b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t at = 0;
+  const Info *previous = nullptr;
+  for (const Info *info : order) {
+    if (info->begin < at)
+      return fail("the data of tensor " + quote(info->name) + " [" +
+                  std::to_string(info->begin) + ", " +
+                  std::to_string(info->end) + "] overlaps that of " +
+                  quote(previous->name) + " [" +
+                  std::to_string(previous->begin) + ", " +
+                  std::to_string(previous->end) + "]");
+    if (info->begin > at)
+      return fail("bytes [" + std::to_string(at) + ", " +
+                  std::to_string(info->begin) +
+                  ") of the data buffer belong to no tensor");
+    at = info->end;
+    previous = info;
+  }
+  if (at != dataSize)
+    return fail("bytes [" + std::to_string(at) + ", " +
+                std::to_string(dataSize) +
+                ") at the end of the data buffer belong to no tensor");
+  TensorMap result;
+  for (const Info &info : infos) {
+    if (info.skip)
+      continue;
+    Tensor t;
+    t.shape = info.shape;
+    t.sourceType = info.type;
+    t.data.assign(size_t(info.numel), 0.0f);
+    convertToFloat(info.type, data + info.begin, size_t(info.numel),
+                   t.data.data());
+    if (!detail::insertTensor(result, std::string(stripParamsPrefix(info.name)),
+                              std::move(t), name, error))
+      return false;
+  }
+  for (auto &entry : result)
+    if (!detail::insertTensor(out, entry.first, std::move(entry.second), name,
+                              error))
+      return false;
+  return true;
+}
+
+bool readSafetensors(const std::string &path, TensorMap &out,
+                     std::string *error, const ReadOptions &options) {
+  detail::FileData file;
+  if (!file.open(path, error))
+    return false;
+  return readSafetensors(file.bytes(), path, out, error, options);
+}
+
+} // namespace vmoe::import

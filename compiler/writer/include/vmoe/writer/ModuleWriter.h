@@ -1,0 +1,209 @@
+//===- ModuleWriter.h - Build a vmoe module file ----------------*- C++ -*-===//
+//
+// Plain C++ (no MLIR): collects a module's contents (signature, segments,
+// constants, executables, kernels, the dispatch schedule, the arena plan and
+// the MoE layers) and writes the file: the fixed header, the metadata
+// FlatBuffer, and the aligned segments after it (see
+// format/include/vmoe/module_format.h and format/schema/module.fbs).
+//
+// The writer checks only what it needs to lay the file out (alignments,
+// sizes). Whether the contents make sense (indices, ranges, grids) is the
+// runtime verifier's job, so the compiler can hand the bytes to
+// vmoe_module_load_memory to check them; tests use the writer's freedom to
+// craft invalid modules on purpose.
+//
+// Every scalar field is stored, even when it equals the schema default, so
+// that tools and tests can patch any field in place (the generated
+// mutate_*() functions).
+//
+//===----------------------------------------------------------------------===//
+#ifndef VMOE_WRITER_MODULEWRITER_H
+#define VMOE_WRITER_MODULEWRITER_H
+
+#include "vmoe/kernel_abi.h"
+#include "vmoe/module_format.h"
+#include "vmoe/module_generated.h"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vmoe {
+namespace module {
+
+struct TensorDesc {
+  std::string name;
+  fb::DType dtype = fb::DType::F32;
+  /// Row-major dims; the batch dim holds the maximum batch.
+  std::vector<int64_t> shape;
+  /// -1: no batch dim.
+  int32_t batchDim = -1;
+};
+
+struct KernelDesc {
+  std::string name;
+  uint32_t executable = 0;
+  std::string entry;
+  std::array<uint32_t, 3> workgroupCount = {1, 1, 1};
+  /// CUDA block dims; unused on CPU.
+  std::array<uint32_t, 3> workgroupSize = {1, 1, 1};
+  uint32_t bindingCount = 0;
+  uint32_t constantCount = 0;
+  uint64_t scratchSize = 0;
+  uint32_t sharedMemorySize = 0;
+  uint32_t abiVersion = VMOE_KERNEL_ABI_VERSION;
+};
+
+struct BindingDesc {
+  fb::BufferKind kind = fb::BufferKind::Arena;
+  uint32_t index = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+
+  static BindingDesc arena(uint64_t offset, uint64_t length) {
+    return {fb::BufferKind::Arena, 0, offset, length};
+  }
+  static BindingDesc constant(uint32_t index, uint64_t offset,
+                              uint64_t length) {
+    return {fb::BufferKind::Constant, index, offset, length};
+  }
+  static BindingDesc input(uint32_t index, uint64_t offset, uint64_t length) {
+    return {fb::BufferKind::Input, index, offset, length};
+  }
+  static BindingDesc output(uint32_t index, uint64_t offset, uint64_t length) {
+    return {fb::BufferKind::Output, index, offset, length};
+  }
+};
+
+struct PushConstantDesc {
+  fb::PushConstantSource source = fb::PushConstantSource::Literal;
+  uint32_t layer = 0;
+  int64_t value = 0;
+
+  static PushConstantDesc literal(int64_t value) {
+    return {fb::PushConstantSource::Literal, 0, value};
+  }
+  /// The capacity C of MoE layer `layer` in each call.
+  static PushConstantDesc capacity(uint32_t layer) {
+    return {fb::PushConstantSource::MoeCapacity, layer, 0};
+  }
+  /// 1 if BPR is on for MoE layer `layer` in each call, else 0.
+  static PushConstantDesc bpr(uint32_t layer) {
+    return {fb::PushConstantSource::MoeBpr, layer, 0};
+  }
+  /// The actual batch of each call.
+  static PushConstantDesc batchSize() {
+    return {fb::PushConstantSource::BatchSize, 0, 0};
+  }
+};
+
+struct DispatchDesc {
+  uint32_t kernel = 0;
+  std::vector<BindingDesc> bindings;
+  std::vector<PushConstantDesc> pushConstants;
+  /// When nonzero, grid x follows the batch: ceil(b * unitsPerImage /
+  /// unitsPerWorkgroup) workgroups for a call of batch b.
+  uint64_t batchUnitsPerImage = 0;
+  uint64_t batchUnitsPerWorkgroup = 0;
+};
+
+struct MoeLayerDesc {
+  std::string name;
+  uint32_t numExperts = 0;
+  uint32_t k = 1;
+  uint32_t groupSize = 0;
+  uint32_t numGroups = 0;
+  uint64_t numTokens = 0;
+  uint32_t tokensPerImage = 0;
+  double defaultCapacityFactor = 1.0;
+  double maxCapacityFactor = 1.0;
+  uint32_t maxCapacity = 0;
+  bool defaultBpr = false;
+  /// Routing statistics buffers in the arena (int32[G][E] counts and
+  /// int32[N] kept-per-token), live until the end of the schedule.
+  bool hasStats = false;
+  uint64_t expertCountsOffset = 0;
+  uint64_t tokenKeptOffset = 0;
+};
+
+struct CudaCubinDesc {
+  uint32_t sm = 0;
+  uint32_t segment = 0;
+};
+
+struct MetadataDesc {
+  std::string name;
+  std::string configJson;
+  std::vector<std::string> classNames;
+  std::string producer;
+};
+
+/// Where the writer put things; filled by write*().
+struct ModuleLayout {
+  uint64_t flatbufferOffset = 0;
+  uint64_t flatbufferSize = 0;
+  uint64_t segmentBase = 0;
+  uint64_t segmentSize = 0;
+  uint64_t fileSize = 0;
+  /// Offset of each segment relative to segmentBase.
+  std::vector<uint64_t> segmentOffsets;
+};
+
+class ModuleWriter {
+public:
+  ModuleWriter();
+  ~ModuleWriter();
+  ModuleWriter(const ModuleWriter &) = delete;
+  ModuleWriter &operator=(const ModuleWriter &) = delete;
+
+  // ---- segments: raw bytes after the FlatBuffer ----
+  /// Adds a segment holding a copy of `bytes`. `alignment`: a power of two
+  /// <= VMOE_MAX_SEGMENT_ALIGNMENT.
+  uint32_t addSegment(std::vector<uint8_t> bytes, uint64_t alignment = 64);
+  /// Adds a segment that refers to caller memory (large weights, e.g. from a
+  /// mapped checkpoint): `data` must stay valid until the last write*().
+  uint32_t addSegmentView(const void *data, uint64_t size,
+                          uint64_t alignment = 64);
+
+  // ---- contents ----
+  uint32_t
+  addConstant(std::string name, uint32_t segment,
+              fb::ConstantPlacement placement = fb::ConstantPlacement::InPlace,
+              uint64_t arenaOffset = 0);
+  uint32_t addCpuExecutable(std::string name, std::string targetTriple,
+                            std::string cpuFeatures, uint32_t segment);
+  /// `ptxSegment` -1: no PTX.
+  uint32_t addCudaExecutable(std::string name, int64_t ptxSegment,
+                             uint32_t ptxSm, std::vector<CudaCubinDesc> cubins);
+  uint32_t addKernel(KernelDesc kernel);
+  uint32_t addDispatch(DispatchDesc dispatch);
+  uint32_t addInput(TensorDesc tensor);
+  uint32_t addOutput(TensorDesc tensor);
+  uint32_t addMoeLayer(MoeLayerDesc layer);
+  void setBatch(int64_t maxBatch, int64_t batchMultiple = 1);
+  void setArena(uint64_t size, uint64_t alignment = 64);
+  void setMetadata(MetadataDesc metadata);
+  /// Defaults to this build's VMOE_FORMAT_VERSION_*; tests set others.
+  void setFormatVersion(uint32_t major, uint32_t minor);
+  void setRequirements(uint64_t requirements);
+
+  // ---- output ----
+  /// Writes the module to `path` (streaming the segments). On failure
+  /// returns false and sets *error.
+  bool writeFile(const std::string &path, std::string *error,
+                 ModuleLayout *layout = nullptr) const;
+  /// Builds the whole module in memory.
+  bool writeToBuffer(std::vector<uint8_t> &out, std::string *error,
+                     ModuleLayout *layout = nullptr) const;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+
+} // namespace module
+} // namespace vmoe
+
+#endif // VMOE_WRITER_MODULEWRITER_H

@@ -1,0 +1,201 @@
+//===- ParserTest.cpp - the msgpack decoder and the JSON parser -----------===//
+
+#include "TestUtil.h"
+
+#include "vmoe/readers/Json.h"
+#include "vmoe/readers/Msgpack.h"
+
+#include <cmath>
+
+namespace vmoe::import::test {
+namespace {
+
+TEST(Msgpack, DecodesEveryForm) {
+  Mp m;
+  m.arr(15);
+  m.i(5).i(-3).i(200).i(40000).i(3000000000LL).i(int64_t(1) << 40).i(-1000000);
+  m.byte(0xcf).be(0xffffffffffffffffull, 8);      // uint64 max
+  m.byte(0xd0).be(0x80, 1);                       // int8 -128
+  m.byte(0xca).be(0x3fc00000, 4);                 // float32 1.5
+  m.byte(0xcb).be(0xc004000000000000ull, 8);      // float64 -2.5
+  m.str(std::string(40, 'x')).bin(Bytes(300, 7)); // str8, bin16
+  m.ext(5, Bytes(3, 1)).ext(6, Bytes(8, 2));      // ext8, fixext8
+  msgpack::Document doc;
+  std::string error;
+  ASSERT_TRUE(doc.parse(span(m.b), &error)) << error;
+  const msgpack::Value &a = doc.root();
+  ASSERT_EQ(a.kind, msgpack::Kind::Array);
+  ASSERT_EQ(a.count, 15u);
+  std::vector<int64_t> ints = {
+      5, -3, 200, 40000, 3000000000LL, int64_t(1) << 40, -1000000};
+  for (size_t i = 0; i < ints.size(); ++i) {
+    EXPECT_EQ(doc.item(a, i).kind, msgpack::Kind::Int);
+    EXPECT_EQ(doc.item(a, i).i, ints[i]);
+  }
+  EXPECT_EQ(doc.item(a, 7).kind, msgpack::Kind::UInt);
+  EXPECT_EQ(doc.item(a, 7).u, 0xffffffffffffffffull);
+  EXPECT_EQ(doc.item(a, 8).i, -128);
+  EXPECT_EQ(doc.item(a, 9).f, 1.5);
+  EXPECT_EQ(doc.item(a, 10).f, -2.5);
+  EXPECT_EQ(doc.item(a, 11).str(), std::string(40, 'x'));
+  EXPECT_EQ(doc.item(a, 12).size, 300u);
+  EXPECT_EQ(doc.item(a, 13).extType, 5);
+  EXPECT_EQ(doc.item(a, 13).size, 3u);
+  EXPECT_EQ(doc.item(a, 14).extType, 6);
+  EXPECT_EQ(doc.item(a, 14).size, 8u);
+  // Maps, nil, bool and 16/32-bit containers.
+  Mp n;
+  n.map(2).str("a").nil().str("b").byte(0xdd).be(2, 4).boolean(true).boolean(
+      false);
+  ASSERT_TRUE(doc.parse(span(n.b), &error)) << error;
+  EXPECT_EQ(doc.find(doc.root(), "a")->kind, msgpack::Kind::Nil);
+  const msgpack::Value *b = doc.find(doc.root(), "b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->count, 2u);
+  EXPECT_TRUE(doc.item(*b, 0).boolean);
+  EXPECT_EQ(doc.find(doc.root(), "c"), nullptr);
+}
+
+TEST(Msgpack, RejectsMalformedInput) {
+  msgpack::Document doc;
+  std::string error;
+  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xc1}), &error), error,
+                    "invalid msgpack byte 0xc1 at offset 0");
+  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0x01, 0x02}), &error), error,
+                    "trailing bytes: the msgpack object ends at offset 1 of 2");
+  EXPECT_FAILS_WITH(doc.parse(span(Bytes{}), &error), error,
+                    "truncated: a value at offset 0");
+  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xcd, 0x01}), &error), error,
+                    "truncated: uint at offset 0 needs 2 more bytes");
+  EXPECT_FAILS_WITH(
+      doc.parse(span(Bytes{0xdb, 0xff, 0xff, 0xff, 0xff}), &error), error,
+      "truncated: str at offset 0 needs 4294967295");
+  EXPECT_FAILS_WITH(
+      doc.parse(span(Bytes{0xdd, 0x7f, 0xff, 0xff, 0xff, 0}), &error), error,
+      "array of 2147483647 items at offset 0 cannot fit");
+  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xd8, 0x01, 0x00}), &error), error,
+                    "truncated: fixext at offset 0 needs 16");
+  // Every prefix of a valid document fails cleanly.
+  Mp m;
+  m.map(2)
+      .str("key")
+      .arr(3)
+      .i(1)
+      .i(300)
+      .bin(Bytes(20, 1))
+      .str("e")
+      .ext(8, Bytes(5));
+  for (size_t cut = 0; cut < m.b.size(); ++cut) {
+    Bytes prefix(m.b.begin(), m.b.begin() + cut);
+    EXPECT_FALSE(doc.parse(span(prefix), &error)) << cut;
+    EXPECT_NE(error.find("truncated"), std::string::npos) << error;
+  }
+  ASSERT_TRUE(doc.parse(span(m.b), &error)) << error;
+  // Depth: 64 levels are fine, 65 are not.
+  Bytes deep(63, 0x91);
+  deep.push_back(0x90);
+  EXPECT_TRUE(doc.parse(span(deep), &error)) << error;
+  deep.insert(deep.begin(), 0x91);
+  EXPECT_FAILS_WITH(doc.parse(span(deep), &error), error,
+                    "nesting deeper than 64 levels");
+}
+
+TEST(Json, ParsesValues) {
+  json::Document doc;
+  std::string error;
+  ASSERT_TRUE(
+      doc.parse(" {\"a\": [1, -2, 3.5, 1e3, -0, 12345678901234567890],"
+                " \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"\","
+                " \"t\": true, \"f\": false, \"n\": null, \"o\": {}} \n",
+                &error))
+      << error;
+  const json::Value &root = doc.root();
+  const json::Value *a = doc.find(root, "a");
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->count, 6u);
+  EXPECT_TRUE(doc.item(*a, 0).isInteger);
+  EXPECT_EQ(doc.item(*a, 1).integer, -2);
+  EXPECT_FALSE(doc.item(*a, 2).isInteger);
+  EXPECT_EQ(doc.item(*a, 2).number, 3.5);
+  EXPECT_FALSE(doc.item(*a, 3).isInteger);
+  EXPECT_EQ(doc.item(*a, 3).number, 1000.0);
+  EXPECT_TRUE(doc.item(*a, 4).isInteger);
+  EXPECT_FALSE(doc.item(*a, 5).isInteger); // beyond int64
+  EXPECT_EQ(doc.find(root, "s")->text, "x\xc3\xa9\xf0\x9f\x98\x80\n\"");
+  EXPECT_TRUE(doc.find(root, "t")->boolean);
+  EXPECT_EQ(doc.find(root, "n")->kind, json::Kind::Null);
+  EXPECT_EQ(doc.find(root, "o")->kind, json::Kind::Object);
+}
+
+TEST(Json, RejectsMalformedInput) {
+  json::Document doc;
+  std::string error;
+  struct Case {
+    const char *text, *message;
+  };
+  for (Case c :
+       {Case{"", "unexpected end"}, Case{"{\"a\":1,}", "expected a string key"},
+        Case{"[1,]", "unexpected character"}, Case{"[01]", "leading zero"},
+        Case{"[1.]", "no digit after '.'"},
+        Case{"[NaN]", "unexpected character"},
+        Case{"[1e999]", "number out of range"},
+        Case{"[\"a\nb\"]", "control character"},
+        Case{"[\"\\x\"]", "invalid escape"},
+        Case{"[\"\\ud800\"]", "unpaired high surrogate"},
+        Case{"[\"\\udc00\"]", "unpaired low surrogate"},
+        Case{"[\"\xff\"]", "invalid UTF-8"},
+        Case{"[\"\xc0\xaf\"]", "invalid UTF-8"},
+        Case{"{\"a\":1,\"a\":2}", "line 1, column 8: duplicate key 'a'"},
+        Case{"{} {}", "unexpected text after the JSON value"},
+        Case{"[tru]", "invalid literal"},
+        Case{"\n\n  [1 2]", "JSON line 3, column 6: expected ','"}})
+    EXPECT_FAILS_WITH(doc.parse(c.text, &error), error, c.message);
+  std::string bomb(100000, '[');
+  EXPECT_FAILS_WITH(doc.parse(bomb, &error), error,
+                    "nesting deeper than 64 levels");
+  ReadLimits limits;
+  limits.maxValues = 100;
+  std::string wide = "[" + std::string(200, '0');
+  for (size_t i = 2; i < wide.size(); i += 2)
+    wide[i] = ',';
+  wide += "]";
+  EXPECT_FAILS_WITH(doc.parse(wide, &error, limits), error,
+                    "more than 100 JSON values");
+}
+
+TEST(Conversions, HalfBfloat16AndDouble) {
+  // Every float16 value against its definition.
+  for (uint32_t bits = 0; bits < 65536; ++bits) {
+    int exponent = (bits >> 10) & 31, mantissa = bits & 1023;
+    double sign = (bits & 0x8000) ? -1 : 1, want;
+    if (exponent == 0)
+      want = sign * std::ldexp(mantissa, -24);
+    else if (exponent == 31)
+      want = mantissa ? NAN : sign * INFINITY;
+    else
+      want = sign * std::ldexp(1024 + mantissa, exponent - 25);
+    float got = halfToFloat(uint16_t(bits));
+    if (std::isnan(want))
+      EXPECT_TRUE(std::isnan(got)) << bits;
+    else
+      ASSERT_EQ(got, float(want)) << bits;
+    if (want == 0)
+      EXPECT_EQ(std::signbit(got), (bits & 0x8000) != 0);
+  }
+  EXPECT_EQ(bfloat16ToFloat(0x3f80), 1.0f);
+  EXPECT_EQ(bfloat16ToFloat(0xc020), -2.5f);
+  EXPECT_EQ(bfloat16ToFloat(0x0008), std::ldexp(1.0f, -130));
+  EXPECT_TRUE(std::isinf(bfloat16ToFloat(0x7f80)));
+  // float64 -> float32 rounds to nearest, as numpy's astype.
+  uint8_t bytes[3 * 8];
+  double values[3] = {0.1, 1e300, 1e-50};
+  std::memcpy(bytes, values, sizeof(bytes));
+  float out[3];
+  convertToFloat(DType::F64, bytes, 3, out);
+  EXPECT_EQ(out[0], 0.1f);
+  EXPECT_TRUE(std::isinf(out[1]));
+  EXPECT_EQ(out[2], 0.0f);
+}
+
+} // namespace
+} // namespace vmoe::import::test
