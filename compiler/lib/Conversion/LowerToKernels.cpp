@@ -15,6 +15,7 @@
 
 #include "vmoe/Conversion/KernelBuilder.h"
 #include "vmoe/Conversion/Passes.h"
+#include "vmoe/Dialect/IR/VmoeContract.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -224,9 +225,9 @@ Kernel Lowering::newKernel(StringRef base, ValueRange bindings,
   auto func = func::FuncOp::create(mb, model.getLoc(), name,
                                    b.getFunctionType(types, {}));
   func.setPrivate();
-  func->setAttr("vmoe.kernel", b.getUnitAttr());
+  func->setAttr(kKernelAttrName, b.getUnitAttr());
   if (scratchBytes > 0)
-    func->setAttr("vmoe.scratch_size", b.getI64IntegerAttr(scratchBytes));
+    func->setAttr(kScratchSizeAttrName, b.getI64IntegerAttr(scratchBytes));
   Block *entry = func.addEntryBlock();
   Kernel k;
   k.func = func;
@@ -1063,14 +1064,16 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
        index = bld.getIndexType();
 
   // Run-time knobs: the capacity and the BPR flag become host arguments.
-  auto addKnob = [&](StringRef kind) {
+  auto addKnob = [&](KnobKind kind) {
     unsigned pos = host.getNumArguments();
-    (void)host.insertArgument(pos, index,
-                              bld.getDictionaryAttr({
-                                  bld.getNamedAttr("vmoe.knob", bld.getStringAttr(kind)),
-                                  bld.getNamedAttr("vmoe.layer", bld.getI64IntegerAttr(layer)),
-                              }),
-                              host.getLoc());
+    (void)host.insertArgument(
+        pos, index,
+        bld.getDictionaryAttr({
+            bld.getNamedAttr(kKnobAttrName,
+                             bld.getStringAttr(stringifyKnobKind(kind))),
+            bld.getNamedAttr(kLayerAttrName, bld.getI64IntegerAttr(layer)),
+        }),
+        host.getLoc());
     return host.getArgument(pos);
   };
   double defaultCf = 0.0, maxCf = 0.0;
@@ -1083,7 +1086,7 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     maxCf = defaultCf;
     if (std::optional<APFloat> maxAttr = capOp.getMaxCapacityFactor())
       maxCf = maxAttr->convertToDouble();
-    capacity = addKnob("capacity");
+    capacity = addKnob(KnobKind::Capacity);
   } else {
     APInt value;
     if (!matchPattern(assign.getCapacity(), m_ConstantInt(&value)))
@@ -1098,21 +1101,11 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
       return assign.emitOpError() << "expects a constant default BPR flag";
     defaultBpr = !value.isZero();
   }
-  Value bpr = addKnob("bpr");
-  moeLayers.push_back(bld.getDictionaryAttr({
-      bld.getNamedAttr("layer", bld.getI64IntegerAttr(layer)),
-      bld.getNamedAttr("num_experts", bld.getI64IntegerAttr(e)),
-      bld.getNamedAttr("k", bld.getI64IntegerAttr(k)),
-      bld.getNamedAttr("group_size", bld.getI64IntegerAttr(s)),
-      bld.getNamedAttr("num_groups", bld.getI64IntegerAttr(g)),
-      bld.getNamedAttr("tokens_per_image",
-                       bld.getI64IntegerAttr(tokensPerImage(router.getInput(), s))),
-      bld.getNamedAttr("max_capacity", bld.getI64IntegerAttr(cap)),
-      bld.getNamedAttr("capacity_factor", bld.getF64FloatAttr(defaultCf)),
-      bld.getNamedAttr("max_capacity_factor", bld.getF64FloatAttr(maxCf)),
-      bld.getNamedAttr("batch_priority", bld.getBoolAttr(defaultBpr)),
-      bld.getNamedAttr("bf16_dispatch", bld.getBoolAttr(bf16)),
-  }));
+  Value bpr = addKnob(KnobKind::Bpr);
+  moeLayers.push_back(MoeLayerAttr::get(
+      ctx, layer, /*num_experts=*/e, k, /*group_size=*/s, /*num_groups=*/g,
+      tokensPerImage(router.getInput(), s), /*max_capacity=*/cap, defaultCf,
+      maxCf, defaultBpr, /*bf16_dispatch=*/bf16));
 
   // bf16 math: the expert inputs and the hidden activation are rounded to
   // bf16 (nearest even); vdpbf16ps reads them as bits (i16, see bf16Bits),
@@ -1720,7 +1713,7 @@ LogicalResult Lowering::run() {
       return model.emitOpError() << "expects statically shaped tensor inputs";
     args.push_back(MemRefType::get(t.getShape(), t.getElementType()));
     argAttrs.push_back(b.getDictionaryAttr(
-        b.getNamedAttr("vmoe.input", b.getI64IntegerAttr(i))));
+        b.getNamedAttr(kInputAttrName, b.getI64IntegerAttr(i))));
   }
   numInputs = args.size();
   for (auto [i, type] : llvm::enumerate(model.getResultTypes())) {
@@ -1729,7 +1722,7 @@ LogicalResult Lowering::run() {
       return model.emitOpError() << "expects statically shaped tensor results";
     args.push_back(MemRefType::get(t.getShape(), t.getElementType()));
     argAttrs.push_back(b.getDictionaryAttr(
-        b.getNamedAttr("vmoe.output", b.getI64IntegerAttr(i))));
+        b.getNamedAttr(kOutputAttrName, b.getI64IntegerAttr(i))));
   }
   // The batch: dim 0 of every input and result. A call may run fewer images
   // when all of them agree on it (checked kernel by kernel as they are
@@ -1743,8 +1736,8 @@ LogicalResult Lowering::run() {
       maxBatch = std::max<int64_t>(t.getShape()[0], 1);
   }
   args.push_back(b.getIndexType());
-  argAttrs.push_back(b.getDictionaryAttr(
-      b.getNamedAttr("vmoe.knob", b.getStringAttr("batch"))));
+  argAttrs.push_back(b.getDictionaryAttr(b.getNamedAttr(
+      kKnobAttrName, b.getStringAttr(stringifyKnobKind(KnobKind::Batch)))));
   OpBuilder mb(ctx);
   mb.setInsertionPoint(model);
   host = func::FuncOp::create(mb, model.getLoc(),
@@ -1763,10 +1756,10 @@ LogicalResult Lowering::run() {
     if (failed(lowerOp(&op)))
       return failure();
 
-  host->setAttr("vmoe.moe_layers", b.getArrayAttr(moeLayers));
-  host->setAttr("vmoe.batch_multiple",
+  host->setAttr(kMoeLayersAttrName, b.getArrayAttr(moeLayers));
+  host->setAttr(kBatchMultipleAttrName,
                 b.getI64IntegerAttr(dynamicBatch ? batchMultiple : maxBatch));
-  host->setAttr("vmoe.entry", b.getUnitAttr());
+  host->setAttr(kEntryAttrName, b.getUnitAttr());
   StringAttr name = model.getNameAttr();
   model.erase();
   host.setName(name);
@@ -1781,7 +1774,8 @@ struct VmoeLowerToKernelsPass
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> models;
     for (auto f : module.getOps<func::FuncOp>())
-      if (f.isPublic() && !f->hasAttr("vmoe.kernel") && !f->hasAttr("vmoe.entry"))
+      if (f.isPublic() && !f->hasAttr(kKernelAttrName) &&
+          !f->hasAttr(kEntryAttrName))
         models.push_back(f);
     if (models.size() != 1) {
       module.emitError() << "vmoe-lower-to-kernels expects exactly one public "
