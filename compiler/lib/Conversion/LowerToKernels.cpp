@@ -1102,10 +1102,14 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     defaultBpr = !value.isZero();
   }
   Value bpr = addKnob(KnobKind::Bpr);
-  moeLayers.push_back(MoeLayerAttr::get(
-      ctx, layer, /*num_experts=*/e, k, /*group_size=*/s, /*num_groups=*/g,
+  auto layerAttr = MoeLayerAttr::getChecked(
+      [&] { return assign.emitOpError(); }, ctx, int64_t(layer),
+      /*num_experts=*/e, k, /*group_size=*/s, /*num_groups=*/g,
       tokensPerImage(router.getInput(), s), /*max_capacity=*/cap, defaultCf,
-      maxCf, defaultBpr, /*bf16_dispatch=*/bf16));
+      maxCf, defaultBpr, /*bf16_dispatch=*/bf16);
+  if (!layerAttr)
+    return failure();
+  moeLayers.push_back(layerAttr);
 
   // bf16 math: the expert inputs and the hidden activation are rounded to
   // bf16 (nearest even); vdpbf16ps reads them as bits (i16, see bf16Bits),

@@ -72,11 +72,23 @@ LogicalResult verifyMoeLayers(EmitFn emit, NamedAttribute attr) {
                   << "' must be an array of #vmoe.moe_layer, got "
                   << attr.getValue();
   llvm::SmallDenseSet<int64_t> seen;
-  for (auto [i, element] : llvm::enumerate(layers)) {
+  for (size_t i = 0, e = layers.size(); i < e; ++i) {
+    Attribute element = layers[i];
     auto layer = dyn_cast<MoeLayerAttr>(element);
     if (!layer)
       return emit() << "'" << kMoeLayersAttrName << "' element " << i
                     << " must be a #vmoe.moe_layer, got " << element;
+    // Attributes built with get() in C++ skipped MoeLayerAttr::verify.
+    auto emitElement = [&] {
+      return emit() << "'" << kMoeLayersAttrName << "' element " << i << ": ";
+    };
+    if (failed(MoeLayerAttr::verify(
+            emitElement, layer.getLayer(), layer.getNumExperts(), layer.getK(),
+            layer.getGroupSize(), layer.getNumGroups(),
+            layer.getTokensPerImage(), layer.getMaxCapacity(),
+            layer.getCapacityFactor(), layer.getMaxCapacityFactor(),
+            layer.getBatchPriority(), layer.getBf16Dispatch())))
+      return failure();
     if (!seen.insert(layer.getLayer()).second)
       return emit() << "'" << kMoeLayersAttrName << "' lists layer "
                     << layer.getLayer() << " twice";
@@ -124,6 +136,10 @@ LogicalResult MoeLayerAttr::verify(EmitFn emitError, int64_t layer,
     return emitError() << "capacity factors must be f64 values";
   double cf = capacityFactor.convertToDouble();
   double maxCf = maxCapacityFactor.convertToDouble();
+  // A fixed capacity (a constant one in the model, no capacity knob) has no
+  // factor: both are 0 and the capacity is max_capacity.
+  if (cf == 0 && maxCf == 0)
+    return success();
   if (!(maxCf > 0) || !std::isfinite(maxCf))
     return emitError() << "max_capacity_factor = " << maxCf
                        << " must be a finite number > 0";

@@ -25,8 +25,16 @@ func.func @f() attributes {vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_exp
 
 // -----
 
-// expected-error @+1 {{max_capacity_factor = 0.000000e+00 must be a finite number > 0}}
-func.func @f() attributes {vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 8, capacity_factor = 0.0, max_capacity_factor = 0.0, batch_priority = false, bf16_dispatch = false>]} {
+// expected-error @+1 {{max_capacity_factor = -1.000000e+00 must be a finite number > 0}}
+func.func @f() attributes {vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 8, capacity_factor = 1.0, max_capacity_factor = -1.0, batch_priority = false, bf16_dispatch = false>]} {
+  return
+}
+
+// -----
+
+// Only a fixed capacity has no factor, and then neither factor.
+// expected-error @+1 {{capacity_factor = 0.000000e+00 must be > 0 and at most max_capacity_factor = 2.000000e+00}}
+func.func @f() attributes {vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 8, capacity_factor = 0.0, max_capacity_factor = 2.0, batch_priority = false, bf16_dispatch = false>]} {
   return
 }
 

@@ -2,8 +2,9 @@
 // RUN: vmoe-opt %s --mlir-print-op-generic | vmoe-opt | FileCheck %s
 
 // The attributes of the compiler contract round-trip: a host function with
-// its arguments and MoE layers (#vmoe.moe_layer), a kernel with scratch, and
-// the attributes the targets put on what they make.
+// its arguments and MoE layers (#vmoe.moe_layer, one with a fixed capacity),
+// a kernel with scratch, and the attributes the targets put on what they
+// make.
 
 // CHECK-LABEL: func.func @model(
 // CHECK-SAME: %{{.*}}: memref<2x4x16xf32> {vmoe.input = 0 : i64}
@@ -13,7 +14,7 @@
 // CHECK-SAME: %{{.*}}: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64}
 // CHECK-SAME: vmoe.batch_multiple = 2 : i64
 // CHECK-SAME: vmoe.entry
-// CHECK-SAME: vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 4, max_capacity = 8, capacity_factor = 1.050000e+00, max_capacity_factor = 2.000000e+00, batch_priority = true, bf16_dispatch = false>]
+// CHECK-SAME: vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 4, max_capacity = 8, capacity_factor = 1.050000e+00, max_capacity_factor = 2.000000e+00, batch_priority = true, bf16_dispatch = false>, #vmoe.moe_layer<layer = 1, num_experts = 4, k = 1, group_size = 8, num_groups = 1, tokens_per_image = 4, max_capacity = 2, capacity_factor = 0.000000e+00, max_capacity_factor = 0.000000e+00, batch_priority = false, bf16_dispatch = false>]
 func.func @model(%x: memref<2x4x16xf32> {vmoe.input = 0 : i64},
                  %y: memref<2x4x16xf32> {vmoe.output = 0 : i64},
                  %batch: index {vmoe.knob = "batch"},
@@ -24,6 +25,12 @@ func.func @model(%x: memref<2x4x16xf32> {vmoe.input = 0 : i64},
                     k = 2, group_size = 8, num_groups = 1, tokens_per_image = 4,
                     max_capacity = 8, capacity_factor = 1.05,
                     max_capacity_factor = 2.0, batch_priority = true,
+                    bf16_dispatch = false>,
+                  // A fixed capacity: no factors, no capacity knob.
+                  #vmoe.moe_layer<layer = 1, num_experts = 4,
+                    k = 1, group_size = 8, num_groups = 1, tokens_per_image = 4,
+                    max_capacity = 2, capacity_factor = 0.0,
+                    max_capacity_factor = 0.0, batch_priority = false,
                     bf16_dispatch = false>]} {
   vmoe.launch @copy grid [2, 1, 1] (%x, %y) constants(%batch : index) : memref<2x4x16xf32>, memref<2x4x16xf32>
   return

@@ -44,6 +44,10 @@ def Vmoe_MoeLayerAttr : AttrDef<Vmoe_Dialect, "MoeLayer"> {
     ask for, the default of Batch Prioritized Routing, and whether expert
     inputs and outputs are rounded to bfloat16. `layer` numbers the MoE layers
     of the model from 0; the host's `vmoe.layer` knob arguments refer to it.
+    A layer compiled with a fixed capacity (no capacity knob) has both
+    capacity factors 0 and `max_capacity` as its capacity; otherwise
+    `0 < capacity_factor <= max_capacity_factor` and `max_capacity` holds the
+    capacity of `max_capacity_factor` (or the whole group).
 
     Example:
     ```mlir
