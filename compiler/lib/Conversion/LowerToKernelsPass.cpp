@@ -175,7 +175,7 @@ LogicalResult Lowering::createHost() {
       return model.emitOpError() << "expects statically shaped tensor inputs";
     args.push_back(MemRefType::get(t.getShape(), t.getElementType()));
     argAttrs.push_back(b.getDictionaryAttr(
-        b.getNamedAttr("vmoe.input", b.getI64IntegerAttr(i))));
+        b.getNamedAttr(kInputAttrName, b.getI64IntegerAttr(i))));
   }
   numInputs = args.size();
   for (auto [i, type] : llvm::enumerate(model.getResultTypes())) {
@@ -184,7 +184,7 @@ LogicalResult Lowering::createHost() {
       return model.emitOpError() << "expects statically shaped tensor results";
     args.push_back(MemRefType::get(t.getShape(), t.getElementType()));
     argAttrs.push_back(b.getDictionaryAttr(
-        b.getNamedAttr("vmoe.output", b.getI64IntegerAttr(i))));
+        b.getNamedAttr(kOutputAttrName, b.getI64IntegerAttr(i))));
   }
   // The batch: dim 0 of every input and result. A call may run fewer images
   // when all of them agree on it (checked kernel by kernel as they are
@@ -198,8 +198,8 @@ LogicalResult Lowering::createHost() {
       maxBatch = std::max<int64_t>(t.getShape()[0], 1);
   }
   args.push_back(b.getIndexType());
-  argAttrs.push_back(b.getDictionaryAttr(
-      b.getNamedAttr("vmoe.knob", b.getStringAttr("batch"))));
+  argAttrs.push_back(b.getDictionaryAttr(b.getNamedAttr(
+      kKnobAttrName, b.getStringAttr(stringifyKnobKind(KnobKind::Batch)))));
   OpBuilder mb(ctx);
   mb.setInsertionPoint(model);
   host = func::FuncOp::create(mb, model.getLoc(),
@@ -217,10 +217,10 @@ LogicalResult Lowering::createHost() {
 
 void Lowering::setHostAttributes() {
   Builder b(ctx);
-  host->setAttr("vmoe.moe_layers", b.getArrayAttr(moeLayers));
-  host->setAttr("vmoe.batch_multiple",
+  host->setAttr(kMoeLayersAttrName, b.getArrayAttr(moeLayers));
+  host->setAttr(kBatchMultipleAttrName,
                 b.getI64IntegerAttr(dynamicBatch ? batchMultiple : maxBatch));
-  host->setAttr("vmoe.entry", b.getUnitAttr());
+  host->setAttr(kEntryAttrName, b.getUnitAttr());
 }
 
 LogicalResult Lowering::run() {
@@ -251,8 +251,8 @@ struct VmoeLowerToKernelsPass
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> models;
     for (auto f : module.getOps<func::FuncOp>())
-      if (f.isPublic() && !f->hasAttr("vmoe.kernel") &&
-          !f->hasAttr("vmoe.entry"))
+      if (f.isPublic() && !f->hasAttr(kKernelAttrName) &&
+          !f->hasAttr(kEntryAttrName))
         models.push_back(f);
     if (models.size() != 1) {
       module.emitError() << "vmoe-lower-to-kernels expects exactly one public "

@@ -28,9 +28,9 @@ Kernel Lowering::newKernel(StringRef base, ValueRange bindings,
   auto func = func::FuncOp::create(mb, model.getLoc(), name,
                                    b.getFunctionType(types, {}));
   func.setPrivate();
-  func->setAttr("vmoe.kernel", b.getUnitAttr());
+  func->setAttr(kKernelAttrName, b.getUnitAttr());
   if (scratchBytes > 0)
-    func->setAttr("vmoe.scratch_size", b.getI64IntegerAttr(scratchBytes));
+    func->setAttr(kScratchSizeAttrName, b.getI64IntegerAttr(scratchBytes));
   Block *entry = func.addEntryBlock();
   Kernel k;
   k.func = func;

@@ -16,6 +16,7 @@
 #define VMOE_LIB_CONVERSION_LOWERINGSTATE_H
 
 #include "vmoe/Conversion/KernelBuilder.h"
+#include "vmoe/Dialect/IR/VmoeContract.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -146,9 +147,9 @@ private:
   /// The layer's run-time knobs and its routing metadata.
   LogicalResult setUpMoeKnobs(MoeLayer &layer);
   /// A host argument that a call sets: `kind` of MoE layer `layer`.
-  Value addKnob(StringRef kind, unsigned layer);
+  Value addKnob(KnobKind kind, unsigned layer);
   /// Appends the layer's entry of the host's `vmoe.moe_layers`.
-  void recordMoeLayer(const MoeLayer &layer);
+  LogicalResult recordMoeLayer(const MoeLayer &layer);
   void allocMoeBuffers(MoeLayer &layer);
   void emitMoeGates(MoeLayer &layer);
   void emitMoeAssign(MoeLayer &layer);

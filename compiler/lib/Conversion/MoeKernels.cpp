@@ -187,35 +187,31 @@ FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
   return l;
 }
 
-Value Lowering::addKnob(StringRef kind, unsigned layer) {
+Value Lowering::addKnob(KnobKind kind, unsigned layer) {
   Builder bld(ctx);
   unsigned pos = host.getNumArguments();
   (void)host.insertArgument(
       pos, bld.getIndexType(),
       bld.getDictionaryAttr({
-          bld.getNamedAttr("vmoe.knob", bld.getStringAttr(kind)),
-          bld.getNamedAttr("vmoe.layer", bld.getI64IntegerAttr(layer)),
+          bld.getNamedAttr(kKnobAttrName,
+                           bld.getStringAttr(stringifyKnobKind(kind))),
+          bld.getNamedAttr(kLayerAttrName, bld.getI64IntegerAttr(layer)),
       }),
       host.getLoc());
   return host.getArgument(pos);
 }
 
-void Lowering::recordMoeLayer(const MoeLayer &l) {
-  Builder bld(ctx);
-  moeLayers.push_back(bld.getDictionaryAttr({
-      bld.getNamedAttr("layer", bld.getI64IntegerAttr(l.index)),
-      bld.getNamedAttr("num_experts", bld.getI64IntegerAttr(l.e)),
-      bld.getNamedAttr("k", bld.getI64IntegerAttr(l.k)),
-      bld.getNamedAttr("group_size", bld.getI64IntegerAttr(l.s)),
-      bld.getNamedAttr("num_groups", bld.getI64IntegerAttr(l.g)),
-      bld.getNamedAttr("tokens_per_image",
-                       bld.getI64IntegerAttr(l.tokensPerImage)),
-      bld.getNamedAttr("max_capacity", bld.getI64IntegerAttr(l.cap)),
-      bld.getNamedAttr("capacity_factor", bld.getF64FloatAttr(l.defaultCf)),
-      bld.getNamedAttr("max_capacity_factor", bld.getF64FloatAttr(l.maxCf)),
-      bld.getNamedAttr("batch_priority", bld.getBoolAttr(l.defaultBpr)),
-      bld.getNamedAttr("bf16_dispatch", bld.getBoolAttr(l.bf16)),
-  }));
+LogicalResult Lowering::recordMoeLayer(const MoeLayer &l) {
+  AssignSlotsOp assign = l.assign;
+  auto layerAttr = MoeLayerAttr::getChecked(
+      [&] { return assign.emitOpError(); }, ctx, int64_t(l.index),
+      /*num_experts=*/l.e, l.k, /*group_size=*/l.s, /*num_groups=*/l.g,
+      l.tokensPerImage, /*max_capacity=*/l.cap, l.defaultCf, l.maxCf,
+      l.defaultBpr, /*bf16_dispatch=*/l.bf16);
+  if (!layerAttr)
+    return failure();
+  moeLayers.push_back(layerAttr);
+  return success();
 }
 
 LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
@@ -239,7 +235,7 @@ LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
     l.maxCf = l.defaultCf;
     if (std::optional<APFloat> maxAttr = capOp.getMaxCapacityFactor())
       l.maxCf = maxAttr->convertToDouble();
-    l.capacity = addKnob("capacity", l.index);
+    l.capacity = addKnob(KnobKind::Capacity, l.index);
   } else {
     APInt value;
     if (!matchPattern(assign.getCapacity(), m_ConstantInt(&value)))
@@ -253,9 +249,8 @@ LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
       return assign.emitOpError() << "expects a constant default BPR flag";
     l.defaultBpr = !value.isZero();
   }
-  l.bpr = addKnob("bpr", l.index);
-  recordMoeLayer(l);
-  return success();
+  l.bpr = addKnob(KnobKind::Bpr, l.index);
+  return recordMoeLayer(l);
 }
 
 void Lowering::allocMoeBuffers(MoeLayer &l) {

@@ -2,6 +2,7 @@
 
 #include "vmoe/Serialize/ModuleSerializer.h"
 
+#include "vmoe/Dialect/IR/VmoeContract.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
 #include "vmoe/writer/MemoryPlanner.h"
 #include "vmoe/writer/ModuleWriter.h"
@@ -17,6 +18,8 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
+
+#include <limits>
 
 namespace mlir::vmoe {
 namespace fb = ::vmoe::fb;
@@ -76,54 +79,125 @@ FailureOr<std::vector<uint8_t>> globalBytes(memref::GlobalOp global) {
   return failure();
 }
 
-} // namespace
+/// A host argument that receives a run-time value.
+struct Knob {
+  fb::PushConstantSource source;
+  uint32_t layer;
+};
 
-LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
-                              std::vector<uint8_t> &bytes,
-                              SerializeStats *stats) {
+/// Builds the module file of one host function (`vmoe.entry`) in the order
+/// the file needs: the signature, the buffers and launches of the schedule,
+/// the arena plan, the executable, the dispatches, the MoE layers. Every
+/// attribute of the contract (VmoeContract.h) is read by type; a missing or
+/// mistyped one is reported on the IR.
+class Serializer {
+public:
+  Serializer(ModuleOp module, func::FuncOp host,
+             const SerializeOptions &options)
+      : module(module), host(host), options(options) {}
+
+  LogicalResult run(std::vector<uint8_t> &bytes, SerializeStats *stats);
+
+private:
+  LogicalResult readSignature();
+  LogicalResult readKnob(BlockArgument arg, Attribute knob);
+  LogicalResult readBatch(int64_t maxBatch);
+  LogicalResult readSchedule();
+  LogicalResult addConstant(memref::GetGlobalOp get);
+  LogicalResult planArena();
+  void addExecutable();
+  LogicalResult addDispatch(LaunchOp launch);
+  LogicalResult addPushConstants(LaunchOp launch, mod::DispatchDesc &dispatch);
+  LogicalResult addMoeLayers();
+  void fillStats(SerializeStats &stats) const;
+
+  ModuleOp module;
   func::FuncOp host;
-  for (auto f : module.getOps<func::FuncOp>())
-    if (f->hasAttr("vmoe.entry"))
-      host = f;
-  if (!host)
-    return module.emitError()
-           << "no host function (vmoe.entry): run vmoe-lower-to-kernels first";
-
+  const SerializeOptions &options;
   mod::ModuleWriter writer;
   llvm::DenseMap<Value, BufferRoot> roots;
   std::vector<mod::BufferRequest> requests;
   llvm::StringMap<uint32_t> constants;
-  struct Knob {
-    fb::PushConstantSource source;
-    uint32_t layer;
-  };
   llvm::DenseMap<Value, Knob> knobs;
+  std::vector<LaunchOp> launches;
+  SmallVector<RoutingStatsOp> statsOps;
+  /// MoE layer -> (expert counts, token kept) arena requests.
+  llvm::DenseMap<int64_t, std::pair<uint32_t, uint32_t>> statsRequests;
+  mod::MemoryPlan plan;
+  uint64_t constantBytes = 0;
+  uint32_t executable = 0;
+};
 
-  // Signature: the host arguments, in order.
+/// The one function marked `vmoe.entry`.
+FailureOr<func::FuncOp> findHost(ModuleOp module) {
+  func::FuncOp host;
+  for (auto f : module.getOps<func::FuncOp>()) {
+    if (!f->hasAttr(kEntryAttrName))
+      continue;
+    if (host)
+      return module.emitError()
+             << "has two host functions (" << kEntryAttrName << "): @"
+             << host.getName() << " and @" << f.getName();
+    host = f;
+  }
+  if (!host)
+    return module.emitError() << "no host function (" << kEntryAttrName
+                              << "): run vmoe-lower-to-kernels first";
+  return host;
+}
+
+LogicalResult Serializer::readKnob(BlockArgument arg, Attribute knob) {
+  unsigned i = arg.getArgNumber();
+  auto text = dyn_cast<StringAttr>(knob);
+  std::optional<KnobKind> kind =
+      text ? symbolizeKnobKind(text.getValue()) : std::nullopt;
+  if (!kind)
+    return host.emitOpError() << "argument " << i << " has an unknown "
+                              << kKnobAttrName << " " << knob;
+  if (*kind == KnobKind::Batch) {
+    knobs[arg] = {fb::PushConstantSource::BatchSize, 0};
+    return success();
+  }
+  auto layer = host.getArgAttrOfType<IntegerAttr>(i, kLayerAttrName);
+  if (!layer || layer.getInt() < 0 ||
+      layer.getInt() > std::numeric_limits<uint32_t>::max())
+    return host.emitOpError() << "knob argument " << i << " has no "
+                              << kLayerAttrName << " (a layer number)";
+  auto source = *kind == KnobKind::Capacity
+                    ? fb::PushConstantSource::MoeCapacity
+                    : fb::PushConstantSource::MoeBpr;
+  knobs[arg] = {source, static_cast<uint32_t>(layer.getInt())};
+  return success();
+}
+
+LogicalResult Serializer::readSignature() {
   int64_t maxBatch = 0;
   unsigned numInputs = 0, numOutputs = 0;
   for (BlockArgument arg : host.getArguments()) {
     unsigned i = arg.getArgNumber();
-    if (auto knob = host.getArgAttrOfType<StringAttr>(i, "vmoe.knob")) {
-      if (knob.getValue() == "batch") {
-        knobs[arg] = {fb::PushConstantSource::BatchSize, 0};
-        continue;
-      }
-      auto layer = host.getArgAttrOfType<IntegerAttr>(i, "vmoe.layer");
-      if (!layer)
-        return host.emitOpError() << "knob argument " << i << " has no layer";
-      auto source = knob.getValue() == "capacity"
-                        ? fb::PushConstantSource::MoeCapacity
-                        : fb::PushConstantSource::MoeBpr;
-      knobs[arg] = {source, static_cast<uint32_t>(layer.getInt())};
+    if (Attribute knob = host.getArgAttr(i, kKnobAttrName)) {
+      if (failed(readKnob(arg, knob)))
+        return failure();
       continue;
     }
     auto type = dyn_cast<MemRefType>(arg.getType());
-    bool isInput = host.getArgAttr(i, "vmoe.input") != nullptr;
-    bool isOutput = host.getArgAttr(i, "vmoe.output") != nullptr;
-    if (!type || (!isInput && !isOutput))
-      return host.emitOpError() << "argument " << i
-                                << " is neither an input, an output nor a knob";
+    Attribute input = host.getArgAttr(i, kInputAttrName);
+    Attribute output = host.getArgAttr(i, kOutputAttrName);
+    if (!type || static_cast<bool>(input) == static_cast<bool>(output))
+      return host.emitOpError()
+             << "argument " << i << " must be a memref with one of "
+             << kInputAttrName << ", " << kOutputAttrName << " or "
+             << kKnobAttrName;
+    // Inputs and outputs are numbered in argument order.
+    bool isInput = static_cast<bool>(input);
+    unsigned expected = isInput ? numInputs : numOutputs;
+    auto number = dyn_cast<IntegerAttr>(isInput ? input : output);
+    if (!number || number.getInt() != expected)
+      return host.emitOpError()
+             << "argument " << i << " is " << (isInput ? "input" : "output")
+             << " " << expected << " but has "
+             << (isInput ? kInputAttrName : kOutputAttrName) << " = "
+             << (isInput ? input : output);
     FailureOr<fb::DType> dtype = dtypeOf(type.getElementType());
     if (failed(dtype))
       return host.emitOpError() << "argument " << i << " has an unsupported "
@@ -142,22 +216,50 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
     if (type.getRank() > 0)
       maxBatch = std::max<int64_t>(maxBatch, type.getShape()[0]);
   }
+  return readBatch(maxBatch);
+}
+
+LogicalResult Serializer::readBatch(int64_t maxBatch) {
   // A call runs the compiled batch, or a multiple of the batch step the
   // lowering recorded when every kernel follows the call's batch.
   maxBatch = std::max<int64_t>(maxBatch, 1);
-  int64_t batchMultiple = maxBatch;
-  if (auto attr = host->getAttrOfType<IntegerAttr>("vmoe.batch_multiple"))
-    batchMultiple = attr.getInt();
+  auto attr = host->getAttrOfType<IntegerAttr>(kBatchMultipleAttrName);
+  if (!attr)
+    return host.emitOpError()
+           << "has no " << kBatchMultipleAttrName << " (an i64 batch step)";
+  int64_t batchMultiple = attr.getInt();
   if (batchMultiple < 1 || maxBatch % batchMultiple != 0)
     return host.emitOpError()
            << "batch multiple " << batchMultiple
            << " does not divide the compiled batch " << maxBatch;
   writer.setBatch(maxBatch, batchMultiple);
+  return success();
+}
 
-  // Buffers and dispatches, in program order.
-  std::vector<LaunchOp> launches;
-  SmallVector<RoutingStatsOp> statsOps;
-  uint64_t constantBytes = 0;
+LogicalResult Serializer::addConstant(memref::GetGlobalOp get) {
+  auto it = constants.find(get.getName());
+  if (it == constants.end()) {
+    auto global = SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
+        get, get.getNameAttr());
+    if (!global)
+      return get.emitOpError() << "refers to a missing global";
+    FailureOr<std::vector<uint8_t>> data = globalBytes(global);
+    if (failed(data))
+      return global.emitOpError()
+             << "has no dense or resource initial value of its size";
+    constantBytes += data->size();
+    uint32_t segment = writer.addSegment(std::move(*data), 64);
+    it = constants
+             .insert({get.getName(),
+                      writer.addConstant(get.getName().str(), segment)})
+             .first;
+  }
+  roots[get] = {fb::BufferKind::Constant, it->second};
+  return success();
+}
+
+/// Buffers and dispatches, in program order.
+LogicalResult Serializer::readSchedule() {
   for (Operation &op : host.getBody().front()) {
     if (auto allocOp = dyn_cast<memref::AllocOp>(op)) {
       mod::BufferRequest request;
@@ -168,24 +270,8 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
                         static_cast<uint32_t>(requests.size())};
       requests.push_back(request);
     } else if (auto get = dyn_cast<memref::GetGlobalOp>(op)) {
-      auto it = constants.find(get.getName());
-      if (it == constants.end()) {
-        auto global = SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
-            get, get.getNameAttr());
-        if (!global)
-          return get.emitOpError() << "refers to a missing global";
-        FailureOr<std::vector<uint8_t>> data = globalBytes(global);
-        if (failed(data))
-          return global.emitOpError()
-                 << "has no dense or resource initial value of its size";
-        constantBytes += data->size();
-        uint32_t segment = writer.addSegment(std::move(*data), 64);
-        it = constants
-                 .insert({get.getName(),
-                          writer.addConstant(get.getName().str(), segment)})
-                 .first;
-      }
-      roots[get] = {fb::BufferKind::Constant, it->second};
+      if (failed(addConstant(get)))
+        return failure();
     } else if (isa<memref::CollapseShapeOp, memref::ExpandShapeOp>(op)) {
       auto it = roots.find(op.getOperand(0));
       if (it == roots.end())
@@ -205,158 +291,200 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
       launches.push_back(launch);
     } else if (auto statsOp = dyn_cast<RoutingStatsOp>(op)) {
       statsOps.push_back(statsOp);
-    } else if (isa<arith::ConstantOp, func::ReturnOp>(op)) {
-      continue;
-    } else {
+    } else if (!isa<arith::ConstantOp, func::ReturnOp>(op)) {
       return op.emitOpError() << "is not part of a host schedule";
     }
   }
   if (launches.empty())
     return host.emitOpError() << "has no kernel launches";
+  return success();
+}
+
+LogicalResult Serializer::planArena() {
   // Routing statistics are read after the run: keep them to the end.
   uint32_t last = launches.size() - 1;
-  llvm::DenseMap<unsigned, std::pair<uint32_t, uint32_t>> statsRequests;
   for (RoutingStatsOp s : statsOps) {
     BufferRoot counts = roots.lookup(s.getCounts());
     BufferRoot kept = roots.lookup(s.getKept());
-    if (counts.kind != fb::BufferKind::Arena || kept.kind != fb::BufferKind::Arena)
+    if (counts.kind != fb::BufferKind::Arena ||
+        kept.kind != fb::BufferKind::Arena)
       return s.emitOpError() << "expects arena buffers";
     requests[counts.index].lastUse = last;
     requests[kept.index].lastUse = last;
     statsRequests[s.getLayer()] = {counts.index, kept.index};
   }
-
-  mod::MemoryPlan plan;
   std::string error;
   if (!mod::planMemory(requests, plan, &error))
     return host.emitOpError() << "memory planning failed: " << error;
   writer.setArena(plan.arenaSize, plan.arenaAlignment);
+  return success();
+}
 
-  const bool cuda = !options.cudaPtx.empty();
-  uint32_t executable;
-  if (cuda) {
-    auto bytesOf = [](const std::string &s) {
-      return std::vector<uint8_t>(s.begin(), s.end());
-    };
-    std::vector<mod::CudaCubinDesc> cubins;
-    for (const auto &[sm, cubin] : options.cudaCubins)
-      cubins.push_back({sm, writer.addSegment(bytesOf(cubin), 256)});
-    executable = writer.addCudaExecutable(
-        "cuda", writer.addSegment(bytesOf(options.cudaPtx), 256),
-        options.cudaPtxSm, std::move(cubins));
-  } else {
+void Serializer::addExecutable() {
+  auto bytesOf = [](const std::string &s) {
+    return std::vector<uint8_t>(s.begin(), s.end());
+  };
+  if (options.cudaPtx.empty()) {
     executable = writer.addCpuExecutable(
         "cpu", options.targetTriple, options.cpuFeatures,
-        writer.addSegment(std::vector<uint8_t>(options.sharedObject.begin(),
-                                               options.sharedObject.end()),
-                          4096));
+        writer.addSegment(bytesOf(options.sharedObject), 4096));
+    return;
   }
-  for (LaunchOp launch : launches) {
-    auto kernelFunc = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(
-        launch, launch.getKernelAttr());
-    if (!kernelFunc)
-      return launch.emitOpError() << "launches a missing kernel";
-    mod::KernelDesc kernel;
-    kernel.name = launch.getKernel().str();
-    kernel.executable = executable;
-    // CPU: the ABI entry; CUDA: the gpu.func the CUDA back end made of it.
-    kernel.entry = kernel.name + "_entry";
-    if (cuda) {
-      auto entry = options.cudaEntries.find(kernel.name);
-      if (entry == options.cudaEntries.end())
-        return launch.emitOpError() << "launches a kernel without CUDA code";
-      kernel.entry = entry->second;
-      kernel.workgroupSize = {options.cudaBlockSize, 1, 1};
-    }
-    ArrayRef<int64_t> grid = launch.getGrid();
-    kernel.workgroupCount = {static_cast<uint32_t>(grid[0]),
-                             static_cast<uint32_t>(grid[1]),
-                             static_cast<uint32_t>(grid[2])};
-    kernel.bindingCount = launch.getBindings().size();
-    kernel.constantCount = launch.getConstants().size();
-    if (auto scratch = kernelFunc->getAttrOfType<IntegerAttr>("vmoe.scratch_size"))
-      kernel.scratchSize = scratch.getInt();
-    mod::DispatchDesc dispatch;
-    dispatch.kernel = writer.addKernel(kernel);
-    for (Value v : launch.getBindings()) {
-      BufferRoot root = roots.lookup(v);
-      uint64_t length = byteSize(cast<MemRefType>(v.getType()));
-      switch (root.kind) {
-      case fb::BufferKind::Arena:
-        dispatch.bindings.push_back(
-            mod::BindingDesc::arena(plan.offsets[root.index], length));
-        break;
-      case fb::BufferKind::Constant:
-        dispatch.bindings.push_back(mod::BindingDesc::constant(root.index, 0, length));
-        break;
-      case fb::BufferKind::Input:
-        dispatch.bindings.push_back(mod::BindingDesc::input(root.index, 0, length));
-        break;
-      case fb::BufferKind::Output:
-        dispatch.bindings.push_back(mod::BindingDesc::output(root.index, 0, length));
-        break;
-      }
-    }
-    for (Value c : launch.getConstants()) {
-      if (auto it = knobs.find(c); it != knobs.end()) {
-        switch (it->second.source) {
-        case fb::PushConstantSource::MoeCapacity:
-          dispatch.pushConstants.push_back(
-              mod::PushConstantDesc::capacity(it->second.layer));
-          break;
-        case fb::PushConstantSource::MoeBpr:
-          dispatch.pushConstants.push_back(
-              mod::PushConstantDesc::bpr(it->second.layer));
-          break;
-        default:
-          dispatch.pushConstants.push_back(mod::PushConstantDesc::batchSize());
-          break;
-        }
-        continue;
-      }
-      APInt value;
-      if (!matchPattern(c, m_ConstantInt(&value)))
-        return launch.emitOpError()
-               << "passes a constant that is neither a knob nor a literal";
-      dispatch.pushConstants.push_back(
-          mod::PushConstantDesc::literal(value.getSExtValue()));
-    }
-    if (std::optional<ArrayRef<int64_t>> batchGrid = launch.getBatchGrid()) {
-      dispatch.batchUnitsPerImage = static_cast<uint64_t>((*batchGrid)[0]);
-      dispatch.batchUnitsPerWorkgroup = static_cast<uint64_t>((*batchGrid)[1]);
-    }
-    writer.addDispatch(std::move(dispatch));
-  }
+  std::vector<mod::CudaCubinDesc> cubins;
+  for (const auto &[sm, cubin] : options.cudaCubins)
+    cubins.push_back({sm, writer.addSegment(bytesOf(cubin), 256)});
+  executable = writer.addCudaExecutable(
+      "cuda", writer.addSegment(bytesOf(options.cudaPtx), 256),
+      options.cudaPtxSm, std::move(cubins));
+}
 
-  auto layers = host->getAttrOfType<ArrayAttr>("vmoe.moe_layers");
-  for (Attribute a : layers ? layers.getValue() : ArrayRef<Attribute>()) {
-    auto dict = cast<DictionaryAttr>(a);
-    auto i64 = [&](StringRef name) {
-      return cast<IntegerAttr>(dict.get(name)).getInt();
-    };
-    auto f64 = [&](StringRef name) {
-      return cast<FloatAttr>(dict.get(name)).getValueAsDouble();
-    };
+LogicalResult Serializer::addPushConstants(LaunchOp launch,
+                                           mod::DispatchDesc &dispatch) {
+  for (Value c : launch.getConstants()) {
+    if (auto it = knobs.find(c); it != knobs.end()) {
+      switch (it->second.source) {
+      case fb::PushConstantSource::MoeCapacity:
+        dispatch.pushConstants.push_back(
+            mod::PushConstantDesc::capacity(it->second.layer));
+        break;
+      case fb::PushConstantSource::MoeBpr:
+        dispatch.pushConstants.push_back(
+            mod::PushConstantDesc::bpr(it->second.layer));
+        break;
+      default:
+        dispatch.pushConstants.push_back(mod::PushConstantDesc::batchSize());
+        break;
+      }
+      continue;
+    }
+    APInt value;
+    if (!matchPattern(c, m_ConstantInt(&value)))
+      return launch.emitOpError()
+             << "passes a constant that is neither a knob nor a literal";
+    dispatch.pushConstants.push_back(
+        mod::PushConstantDesc::literal(value.getSExtValue()));
+  }
+  return success();
+}
+
+LogicalResult Serializer::addDispatch(LaunchOp launch) {
+  auto kernelFunc = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(
+      launch, launch.getKernelAttr());
+  if (!kernelFunc)
+    return launch.emitOpError() << "launches a missing kernel";
+  mod::KernelDesc kernel;
+  kernel.name = launch.getKernel().str();
+  kernel.executable = executable;
+  // CPU: the ABI entry; CUDA: the gpu.func the CUDA back end made of it.
+  kernel.entry = kernel.name + kCpuEntrySuffix.str();
+  if (!options.cudaPtx.empty()) {
+    auto entry = options.cudaEntries.find(kernel.name);
+    if (entry == options.cudaEntries.end())
+      return launch.emitOpError() << "launches a kernel without CUDA code";
+    kernel.entry = entry->second;
+    kernel.workgroupSize = {options.cudaBlockSize, 1, 1};
+  }
+  ArrayRef<int64_t> grid = launch.getGrid();
+  kernel.workgroupCount = {static_cast<uint32_t>(grid[0]),
+                           static_cast<uint32_t>(grid[1]),
+                           static_cast<uint32_t>(grid[2])};
+  kernel.bindingCount = launch.getBindings().size();
+  kernel.constantCount = launch.getConstants().size();
+  if (Attribute attr = kernelFunc->getAttr(kScratchSizeAttrName)) {
+    auto scratch = dyn_cast<IntegerAttr>(attr);
+    if (!scratch || scratch.getInt() < 0)
+      return kernelFunc.emitOpError()
+             << "has " << kScratchSizeAttrName << " = " << attr
+             << "; expected a non-negative i64 byte count";
+    kernel.scratchSize = scratch.getInt();
+  }
+  mod::DispatchDesc dispatch;
+  dispatch.kernel = writer.addKernel(kernel);
+  for (Value v : launch.getBindings()) {
+    BufferRoot root = roots.lookup(v);
+    uint64_t length = byteSize(cast<MemRefType>(v.getType()));
+    switch (root.kind) {
+    case fb::BufferKind::Arena:
+      dispatch.bindings.push_back(
+          mod::BindingDesc::arena(plan.offsets[root.index], length));
+      break;
+    case fb::BufferKind::Constant:
+      dispatch.bindings.push_back(
+          mod::BindingDesc::constant(root.index, 0, length));
+      break;
+    case fb::BufferKind::Input:
+      dispatch.bindings.push_back(
+          mod::BindingDesc::input(root.index, 0, length));
+      break;
+    case fb::BufferKind::Output:
+      dispatch.bindings.push_back(
+          mod::BindingDesc::output(root.index, 0, length));
+      break;
+    }
+  }
+  if (failed(addPushConstants(launch, dispatch)))
+    return failure();
+  if (std::optional<ArrayRef<int64_t>> batchGrid = launch.getBatchGrid()) {
+    dispatch.batchUnitsPerImage = static_cast<uint64_t>((*batchGrid)[0]);
+    dispatch.batchUnitsPerWorkgroup = static_cast<uint64_t>((*batchGrid)[1]);
+  }
+  writer.addDispatch(std::move(dispatch));
+  return success();
+}
+
+LogicalResult Serializer::addMoeLayers() {
+  Attribute attr = host->getAttr(kMoeLayersAttrName);
+  auto layers = dyn_cast_or_null<ArrayAttr>(attr);
+  if (!layers)
+    return host.emitOpError() << "has no " << kMoeLayersAttrName
+                              << " array (one #vmoe.moe_layer per MoE layer)";
+  for (auto [i, element] : llvm::enumerate(layers)) {
+    auto l = dyn_cast<MoeLayerAttr>(element);
+    if (!l)
+      return host.emitOpError() << kMoeLayersAttrName << " element " << i
+                                << " is not a #vmoe.moe_layer: " << element;
     mod::MoeLayerDesc layer;
-    int64_t index = i64("layer");
-    layer.name = "moe" + std::to_string(index);
-    layer.numExperts = i64("num_experts");
-    layer.k = i64("k");
-    layer.groupSize = i64("group_size");
-    layer.numGroups = i64("num_groups");
+    layer.name = "moe" + std::to_string(l.getLayer());
+    layer.numExperts = l.getNumExperts();
+    layer.k = l.getK();
+    layer.groupSize = l.getGroupSize();
+    layer.numGroups = l.getNumGroups();
     layer.numTokens = static_cast<uint64_t>(layer.groupSize) * layer.numGroups;
-    layer.tokensPerImage = i64("tokens_per_image");
-    layer.maxCapacity = i64("max_capacity");
-    layer.defaultCapacityFactor = f64("capacity_factor");
-    layer.maxCapacityFactor = f64("max_capacity_factor");
-    layer.defaultBpr = cast<BoolAttr>(dict.get("batch_priority")).getValue();
-    if (auto it = statsRequests.find(index); it != statsRequests.end()) {
+    layer.tokensPerImage = l.getTokensPerImage();
+    layer.maxCapacity = l.getMaxCapacity();
+    layer.defaultCapacityFactor = l.getCapacityFactor().convertToDouble();
+    layer.maxCapacityFactor = l.getMaxCapacityFactor().convertToDouble();
+    layer.defaultBpr = l.getBatchPriority();
+    if (auto it = statsRequests.find(l.getLayer()); it != statsRequests.end()) {
       layer.hasStats = true;
       layer.expertCountsOffset = plan.offsets[it->second.first];
       layer.tokenKeptOffset = plan.offsets[it->second.second];
     }
     writer.addMoeLayer(layer);
   }
+  return success();
+}
+
+void Serializer::fillStats(SerializeStats &stats) const {
+  stats.arenaSize = plan.arenaSize;
+  stats.arenaSizeWithoutReuse = 0;
+  for (const mod::BufferRequest &r : requests)
+    stats.arenaSizeWithoutReuse += (r.size + 63) / 64 * 64;
+  stats.constantBytes = constantBytes;
+  stats.dispatches = launches.size();
+  stats.kernels = launches.size();
+}
+
+LogicalResult Serializer::run(std::vector<uint8_t> &bytes,
+                              SerializeStats *stats) {
+  if (failed(readSignature()) || failed(readSchedule()) || failed(planArena()))
+    return failure();
+  addExecutable();
+  for (LaunchOp launch : launches)
+    if (failed(addDispatch(launch)))
+      return failure();
+  if (failed(addMoeLayers()))
+    return failure();
 
   mod::MetadataDesc metadata;
   metadata.name = options.modelName;
@@ -365,18 +493,23 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
   metadata.producer = options.producer;
   writer.setMetadata(metadata);
 
+  std::string error;
   if (!writer.writeToBuffer(bytes, &error))
     return module.emitError() << "writing the module failed: " << error;
-  if (stats) {
-    stats->arenaSize = plan.arenaSize;
-    stats->arenaSizeWithoutReuse = 0;
-    for (const mod::BufferRequest &r : requests)
-      stats->arenaSizeWithoutReuse += (r.size + 63) / 64 * 64;
-    stats->constantBytes = constantBytes;
-    stats->dispatches = launches.size();
-    stats->kernels = launches.size();
-  }
+  if (stats)
+    fillStats(*stats);
   return success();
+}
+
+} // namespace
+
+LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
+                              std::vector<uint8_t> &bytes,
+                              SerializeStats *stats) {
+  FailureOr<func::FuncOp> host = findHost(module);
+  if (failed(host))
+    return failure();
+  return Serializer(module, *host, options).run(bytes, stats);
 }
 
 LogicalResult writeFileAtomically(const std::string &path,
@@ -395,8 +528,8 @@ LogicalResult writeFileAtomically(const std::string &path,
     os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
     os.close(); // a full disk may only show here
     if (os.has_error()) {
-      *error = "cannot write " + std::string(tmpPath) + ": " +
-               os.error().message();
+      *error =
+          "cannot write " + std::string(tmpPath) + ": " + os.error().message();
       os.clear_error();
       llvm::sys::fs::remove(tmpPath);
       return failure();

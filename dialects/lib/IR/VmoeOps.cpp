@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "vmoe/Dialect/IR/VmoeOps.h"
+#include "vmoe/Dialect/IR/VmoeContract.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
@@ -701,7 +702,7 @@ LaunchOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   // worker's scratch buffer when the kernel declares `vmoe.scratch_size`.
   ArrayRef<Type> params = kernel.getArgumentTypes();
   size_t expected = getBindings().size() + getConstants().size() + 3;
-  if (kernel->hasAttr("vmoe.scratch_size"))
+  if (kernel->hasAttr(kScratchSizeAttrName))
     ++expected;
   if (params.size() != expected)
     return emitOpError() << "kernel @" << getKernel() << " takes "

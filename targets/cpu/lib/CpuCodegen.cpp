@@ -40,6 +40,7 @@
 #endif
 
 using namespace mlir;
+using namespace mlir::vmoe;
 using namespace mlir::vmoe::cpu;
 
 namespace {
@@ -310,15 +311,20 @@ lowerToLLVMDialect(ModuleOp module, std::vector<CpuKernelInfo> &kernels,
     auto name = entry->getAttrOfType<StringAttr>(kKernelNameAttrName);
     if (!name)
       continue;
+    auto bindings = entry->getAttrOfType<IntegerAttr>(kBindingCountAttrName);
+    auto constants = entry->getAttrOfType<IntegerAttr>(kConstantCountAttrName);
+    auto scratch = entry->getAttrOfType<IntegerAttr>(kScratchSizeAttrName);
+    if (!bindings || !constants || !scratch)
+      return errors.fail("CPU codegen: the ABI entry " + entry.getName().str() +
+                         " lacks its " + kBindingCountAttrName.str() + ", " +
+                         kConstantCountAttrName.str() + " or " +
+                         kScratchSizeAttrName.str());
     CpuKernelInfo info;
     info.name = name.str();
     info.entry = entry.getName().str();
-    info.bindingCount =
-        entry->getAttrOfType<IntegerAttr>(kBindingCountAttrName).getInt();
-    info.constantCount =
-        entry->getAttrOfType<IntegerAttr>(kConstantCountAttrName).getInt();
-    info.scratchSize =
-        entry->getAttrOfType<IntegerAttr>(kScratchSizeAttrName).getInt();
+    info.bindingCount = bindings.getInt();
+    info.constantCount = constants.getInt();
+    info.scratchSize = scratch.getInt();
     kernels.push_back(std::move(info));
   }
   return std::move(*kernelModule);

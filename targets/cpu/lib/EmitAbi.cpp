@@ -24,6 +24,7 @@ namespace mlir::vmoe::cpu {
 } // namespace mlir::vmoe::cpu
 
 using namespace mlir;
+using namespace mlir::vmoe;
 using namespace mlir::vmoe::cpu;
 
 namespace {
@@ -235,7 +236,7 @@ struct EmitAbiPass
       FailureOr<KernelSignature> sig = analyzeKernel(kernel);
       if (failed(sig))
         return signalPassFailure();
-      std::string entryName = (kernel.getName() + kEntrySuffix).str();
+      std::string entryName = (kernel.getName() + kCpuEntrySuffix).str();
       if (Operation *clash = symbols.lookup(entryName)) {
         clash->emitOpError("uses the symbol of the ABI entry of kernel @")
             << kernel.getName();

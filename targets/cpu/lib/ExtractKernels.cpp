@@ -10,7 +10,6 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/SymbolTable.h"
 #include "llvm/ADT/SetVector.h"
 
@@ -20,72 +19,10 @@ namespace mlir::vmoe::cpu {
 } // namespace mlir::vmoe::cpu
 
 using namespace mlir;
+using namespace mlir::vmoe;
 using namespace mlir::vmoe::cpu;
-
-static bool isKernel(Operation *op) {
-  auto func = dyn_cast<func::FuncOp>(op);
-  return func && func->hasAttr(kKernelAttrName);
-}
-
-static bool isIndex(Type type) { return isa<IndexType>(type); }
-
-LogicalResult mlir::vmoe::cpu::verifyKernelFunc(func::FuncOp func) {
-  if (func.isExternal())
-    return func.emitOpError("vmoe.kernel func must have a body");
-  if (func.getFunctionType().getNumResults() != 0)
-    return func.emitOpError("vmoe.kernel func must not return values");
-
-  ArrayRef<Type> args = func.getArgumentTypes();
-  size_t end = args.size();
-
-  // The scratch argument exists exactly when the attribute does.
-  if (Attribute attr = func->getAttr(kScratchSizeAttrName)) {
-    auto size = dyn_cast<IntegerAttr>(attr);
-    if (!size || !size.getType().isInteger(64) || size.getInt() < 0)
-      return func.emitOpError()
-             << kScratchSizeAttrName << " must be a non-negative i64 attribute";
-    auto scratch = end ? dyn_cast<MemRefType>(args[end - 1]) : MemRefType();
-    if (!scratch || scratch.getRank() != 1 ||
-        scratch.getDimSize(0) != size.getInt() ||
-        !scratch.getElementType().isInteger(8) ||
-        !scratch.getLayout().isIdentity() || scratch.getMemorySpace())
-      return func.emitOpError()
-             << "with " << kScratchSizeAttrName << " = " << size.getInt()
-             << " must take a last argument of type memref<" << size.getInt()
-             << "xi8>";
-    --end;
-  }
-
-  // Leading memrefs are the bindings, the rest are index values whose last
-  // three are the workgroup ids.
-  size_t numBindings = 0;
-  while (numBindings < end && isa<MemRefType>(args[numBindings]))
-    ++numBindings;
-  for (size_t i = 0; i < numBindings; ++i) {
-    auto type = cast<MemRefType>(args[i]);
-    Type element = type.getElementType();
-    bool byteSized = (isa<FloatType>(element) || isa<IntegerType>(element)) &&
-                     element.getIntOrFloatBitWidth() % 8 == 0;
-    if (!type.hasStaticShape() || !type.getLayout().isIdentity() ||
-        type.getMemorySpace() || !byteSized)
-      return func.emitOpError()
-             << "binding #" << i << " has type " << type
-             << "; bindings must be memrefs with a static shape, identity "
-                "layout, default memory space and byte-sized int/float "
-                "elements";
-  }
-  for (size_t i = numBindings; i < end; ++i)
-    if (!isIndex(args[i]))
-      return func.emitOpError()
-             << "argument #" << i << " has type " << args[i]
-             << "; after the binding memrefs come only index push constants "
-                "and the 3 index workgroup ids (then the scratch memref when "
-             << kScratchSizeAttrName << " is set)";
-  if (end - numBindings < 3)
-    return func.emitOpError("vmoe.kernel func must end with the workgroup ids "
-                            "x, y, z as index arguments");
-  return success();
-}
+using target::isKernelFunc;
+using target::verifyKernelFunc;
 
 /// The kernels of `module` plus every top-level symbol they reach through
 /// symbol references, in module order.
@@ -95,7 +32,7 @@ collectKernelClosure(ModuleOp module) {
   llvm::SetVector<Operation *> kept;
   SmallVector<Operation *> worklist;
   for (Operation &op : module.getBody()->getOperations())
-    if (isKernel(&op)) {
+    if (isKernelFunc(&op)) {
       if (failed(verifyKernelFunc(cast<func::FuncOp>(op))))
         return failure();
       if (kept.insert(&op))
@@ -136,7 +73,7 @@ collectKernelClosure(ModuleOp module) {
 /// Helpers with a body become private: only kernel entries are exported.
 /// Declarations stay public (a private declaration is invalid).
 static void privatizeHelper(Operation *op) {
-  if (isKernel(op))
+  if (isKernelFunc(op))
     return;
   auto symbol = dyn_cast<SymbolOpInterface>(op);
   if (!symbol || symbol.isDeclaration())

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "vmoe/Target/CPU/Passes.h"
+#include "vmoe/Target/Common/Passes.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -20,26 +21,11 @@
 #include "mlir/Conversion/UBToLLVM/UBToLLVM.h"
 #include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVMPass.h"
 #include "mlir/Conversion/VectorToSCF/VectorToSCF.h"
-#include "mlir/Dialect/Affine/IR/AffineOps.h"
-#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
-#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
-#include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/Index/IR/IndexDialect.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
-#include "mlir/Dialect/UB/IR/UBOps.h"
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
-#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
-#include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassOptions.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 
 using namespace mlir;
 
@@ -62,7 +48,7 @@ void mlir::vmoe::cpu::buildCpuLowerKernelsToLLVMPipeline(
   emulateFloats.sourceTypeStrs = {"bf16"};
   emulateFloats.targetTypeStr = "f32";
   pm.addPass(arith::createArithEmulateUnsupportedFloats(emulateFloats));
-  pm.addPass(createVmoeCpuExpandMath());
+  pm.addPass(target::createVmoeExpandMath());
 
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
@@ -105,6 +91,7 @@ struct LowerKernelsPipelineOptions
 
 void mlir::vmoe::cpu::registerCpuCodegenPasses() {
   registerVmoeCPUPasses();
+  target::registerTargetCommonPasses();
   PassPipelineRegistration<LowerKernelsPipelineOptions>(
       "vmoe-cpu-lower-kernels-to-llvm",
       "Extract the vmoe.kernel funcs and lower them to the LLVM dialect with "
@@ -117,12 +104,5 @@ void mlir::vmoe::cpu::registerCpuCodegenPasses() {
 }
 
 void mlir::vmoe::cpu::registerCpuCodegenDialects(DialectRegistry &registry) {
-  registry
-      .insert<affine::AffineDialect, arith::ArithDialect,
-              cf::ControlFlowDialect, func::FuncDialect, index::IndexDialect,
-              LLVM::LLVMDialect, math::MathDialect, memref::MemRefDialect,
-              scf::SCFDialect, ub::UBDialect, vector::VectorDialect,
-              x86vector::X86VectorDialect>();
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
+  target::registerKernelDialects(registry);
 }

@@ -3,15 +3,16 @@
 // The pipeline is built from pass objects (never parsed from text, which can
 // silently run nothing), and its result is checked: exactly one PTX object,
 // the .target of the SM asked for, a .entry per kernel and no unresolved
-// .extern function. The kernels' math is expanded into polynomials (the CPU
-// back end's vmoe-cpu-expand-math), so libdevice is never needed and the
-// GPU computes the same approximations as the CPU.
+// .extern function. The kernels' math is expanded into polynomials
+// (vmoe-expand-math, shared with the CPU back end), so libdevice is never
+// needed and the GPU computes the same approximations as the CPU.
 //
 //===----------------------------------------------------------------------===//
 
 #include "vmoe/Target/CUDA/CudaCodegen.h"
-#include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/Passes.h"
+#include "vmoe/Target/Common/KernelContract.h"
+#include "vmoe/Target/Common/Passes.h"
 
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -57,7 +58,10 @@ using namespace mlir;
 using namespace mlir::vmoe;
 using namespace mlir::vmoe::cuda;
 
-void mlir::vmoe::cuda::registerCudaCodegenPasses() { registerVmoeCUDAPasses(); }
+void mlir::vmoe::cuda::registerCudaCodegenPasses() {
+  registerVmoeCUDAPasses();
+  target::registerTargetCommonPasses();
+}
 
 void mlir::vmoe::cuda::registerCudaCodegenDialects(DialectRegistry &registry) {
   registry.insert<gpu::GPUDialect, NVVM::NVVMDialect>();
@@ -290,7 +294,7 @@ FailureOr<CudaExecutableImage> mlir::vmoe::cuda::compileCudaKernels(
   {
     DialectRegistry registry;
     registerCudaCodegenDialects(registry);
-    cpu::registerCpuCodegenDialects(registry);
+    target::registerKernelDialects(registry);
     ctx->appendDialectRegistry(registry);
   }
   Collector diagnostics(ctx);
@@ -327,7 +331,7 @@ FailureOr<CudaExecutableImage> mlir::vmoe::cuda::compileCudaKernels(
     while (info.bindingCount < types.size() &&
            isa<MemRefType>(types[info.bindingCount]))
       ++info.bindingCount;
-    if (auto s = f->getAttrOfType<IntegerAttr>(kWorkgroupScratchAttrName))
+    if (auto s = f->getAttrOfType<IntegerAttr>(kWorkgroupScratchSizeAttrName))
       info.scratchSize = s.getInt();
     info.constantCount =
         types.size() - info.bindingCount - 3 - (info.scratchSize ? 1 : 0);
@@ -357,7 +361,7 @@ FailureOr<CudaExecutableImage> mlir::vmoe::cuda::compileCudaKernels(
   emulate.sourceTypeStrs = {"bf16"};
   emulate.targetTypeStr = "f32";
   gm.addPass(arith::createArithEmulateUnsupportedFloats(emulate));
-  gm.addPass(cpu::createVmoeCpuExpandMath());
+  gm.addPass(target::createVmoeExpandMath());
   gm.addPass(memref::createExpandStridedMetadataPass());
   gm.addPass(createLowerAffinePass());
   arith::ArithExpandOpsPassOptions expand;

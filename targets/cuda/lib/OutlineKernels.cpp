@@ -8,7 +8,9 @@
 
 #include "vmoe/Target/CUDA/Passes.h"
 
+#include "vmoe/Dialect/IR/VmoeContract.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
+#include "vmoe/Target/Common/KernelContract.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -31,9 +33,6 @@ using namespace mlir;
 using namespace mlir::vmoe;
 using namespace mlir::vmoe::cuda;
 
-static constexpr llvm::StringLiteral kKernelAttr = "vmoe.kernel";
-static constexpr llvm::StringLiteral kScratchAttr = "vmoe.scratch_size";
-
 namespace {
 
 /// A kernel func's arguments, split per the kernel contract.
@@ -46,7 +45,7 @@ FailureOr<KernelSignature> splitSignature(func::FuncOp func) {
   KernelSignature sig;
   ArrayRef<Type> args = func.getArgumentTypes();
   size_t end = args.size();
-  if (auto attr = func->getAttrOfType<IntegerAttr>(kScratchAttr)) {
+  if (auto attr = func->getAttrOfType<IntegerAttr>(kScratchSizeAttrName)) {
     sig.scratch = attr.getInt();
     if (end == 0 || !isa<MemRefType>(args[end - 1]))
       return func.emitOpError("has vmoe.scratch_size but no scratch argument");
@@ -95,7 +94,7 @@ void collectSymbols(Operation *root, SymbolTable &table,
       for (NamedAttribute attr : inner->getAttrs()) {
         attr.getValue().walk([&](SymbolRefAttr ref) {
           Operation *sym = table.lookup(ref.getRootReference());
-          if (sym && !sym->hasAttr(kKernelAttr) && out.insert(sym))
+          if (sym && !sym->hasAttr(kKernelAttrName) && out.insert(sym))
             work.push_back(sym);
         });
       }
@@ -111,7 +110,7 @@ struct OutlineKernelsPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *ctx = module.getContext();
-    if (blockSize < 1 || blockSize > 1024) {
+    if (blockSize < 1 || blockSize > kMaxCudaBlockSize) {
       module.emitError("block-size must be in [1, 1024]");
       return signalPassFailure();
     }
@@ -128,7 +127,7 @@ struct OutlineKernelsPass
 
     SmallVector<func::FuncOp> kernels;
     for (auto func : module.getOps<func::FuncOp>())
-      if (func->hasAttr(kKernelAttr))
+      if (func->hasAttr(kKernelAttrName))
         kernels.push_back(func);
     if (kernels.empty()) {
       module.emitError("has no vmoe.kernel funcs to compile for CUDA");
@@ -166,8 +165,10 @@ struct OutlineKernelsPass
                       << " have the same CUDA entry name '" << ptx << "'";
         return signalPassFailure();
       }
+      // The CUDA split first (its messages name CUDA), then the whole
+      // kernel contract that both targets compile.
       FailureOr<KernelSignature> sig = splitSignature(k);
-      if (failed(sig))
+      if (failed(sig) || failed(target::verifyKernelFunc(k)))
         return signalPassFailure();
       int64_t workgroups =
           std::max<int64_t>(maxWorkgroups.lookup(k.getName()), 1);
@@ -189,7 +190,7 @@ struct OutlineKernelsPass
                      IntegerAttr::get(IntegerType::get(ctx, 64), blockSize));
       if (sig->scratch > 0)
         gfunc->setAttr(
-            kWorkgroupScratchAttrName,
+            kWorkgroupScratchSizeAttrName,
             IntegerAttr::get(IntegerType::get(ctx, 64), sig->scratch));
 
       Block &entry = gfunc.getBody().front();
@@ -266,7 +267,7 @@ struct EmulateOnCpuPass
       int64_t blockSize = bs.getInt();
       blockSizes[old.getName()] = blockSize;
       auto scratchAttr =
-          gfunc->getAttrOfType<IntegerAttr>(kWorkgroupScratchAttrName);
+          gfunc->getAttrOfType<IntegerAttr>(kWorkgroupScratchSizeAttrName);
       // The CPU kernel: gpu.func args (scratch last), then the block id.
       SmallVector<Type> types(gfunc.getArgumentTypes());
       Type scratchType;
@@ -281,10 +282,10 @@ struct EmulateOnCpuPass
       auto func = func::FuncOp::create(mb, old.getLoc(), old.getName(),
                                        FunctionType::get(ctx, types, {}));
       func.setPrivate();
-      func->setAttr(kKernelAttr, UnitAttr::get(ctx));
+      func->setAttr(kKernelAttrName, UnitAttr::get(ctx));
       if (scratchType)
         func->setAttr(
-            kScratchAttr,
+            kScratchSizeAttrName,
             IntegerAttr::get(IntegerType::get(ctx, 64),
                              cast<MemRefType>(scratchType).getNumElements()));
       old.erase();

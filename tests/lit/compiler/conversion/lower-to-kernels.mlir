@@ -51,7 +51,7 @@
 // A group of 8 tokens spans both 4-token images: a call runs both.
 // CHECK-SAME: vmoe.batch_multiple = 2 : i64
 // CHECK-SAME: vmoe.entry
-// CHECK-SAME: vmoe.moe_layers = [{batch_priority = true, bf16_dispatch = true, capacity_factor = 1.000000e+00 : f64, group_size = 8 : i64, k = 2 : i64, layer = 0 : i64, max_capacity = 8 : i64, max_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64, num_groups = 1 : i64, tokens_per_image = 4 : i64}]
+// CHECK-SAME: vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 4, max_capacity = 8, capacity_factor = 1.000000e+00, max_capacity_factor = 2.000000e+00, batch_priority = true, bf16_dispatch = true>]
 // CHECK: vmoe.launch @moe_layer_norm_0
 // CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1](%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[ROUNDED:.*]]) constants(%[[BATCH]] : index) {batch_grid = array<i64: 4, 32>}
 // CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]], %[[BATCH]] : index, index, index) {batch_grid = array<i64: 4, 8>}

@@ -31,3 +31,15 @@ module {
     return
   }
 }
+
+// -----
+
+// The kernel func contract both targets share (targets/common): bindings
+// have a static shape.
+module {
+  // expected-error @+1 {{binding #0 has type 'memref<?xf32>'}}
+  func.func private @k(%x: memref<?xf32>, %wx: index, %wy: index, %wz: index)
+      attributes {vmoe.kernel} {
+    return
+  }
+}

@@ -9,8 +9,8 @@
 
 #include "vmoe/Target/CUDA/CudaCodegen.h"
 #include "vmoe/Dialect/IR/VmoeDialect.h"
-#include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/Passes.h"
+#include "vmoe/Target/Common/KernelContract.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
@@ -92,7 +92,7 @@ TEST(CudaPtxas, ExplicitPathsAreTakenAsGiven) {
 TEST(CudaCodegen, SmallModuleToPtx) {
   DialectRegistry registry;
   registry.insert<vmoe::VmoeDialect>();
-  vmoe::cpu::registerCpuCodegenDialects(registry);
+  vmoe::target::registerKernelDialects(registry);
   registerCudaCodegenDialects(registry);
   MLIRContext context(registry);
   const char *source = R"mlir(

@@ -31,6 +31,10 @@ def Vmoe_Dialect : Dialect {
   }];
   let hasConstantMaterializer = 1;
   let useDefaultAttributePrinterParser = 1;
+  // The discardable `vmoe.*` attributes of the compiler contract
+  // (VmoeContract.h) are checked by VmoeContract.cpp.
+  let hasOperationAttrVerify = 1;
+  let hasRegionArgAttrVerify = 1;
 }
 
 def Vmoe_RoutingKind : I32EnumAttr<"RoutingKind",

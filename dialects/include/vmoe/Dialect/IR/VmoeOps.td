@@ -4,6 +4,7 @@
 #define VMOE_DIALECT_VMOEOPS_TD
 
 include "vmoe/Dialect/IR/VmoeBase.td"
+include "vmoe/Dialect/IR/VmoeAttrs.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/IR/OpBase.td"

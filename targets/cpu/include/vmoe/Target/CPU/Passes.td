@@ -22,21 +22,6 @@ def VmoeCpuExtractKernels
   }];
 }
 
-def VmoeCpuExpandMath : Pass<"vmoe-cpu-expand-math"> {
-  let summary = "Expand math ops into code that needs no libm";
-  let description = [{
-    Rewrites f32 (and, through f32, bf16/f16) transcendental math ops (tanh,
-    exp, erf, log, sin, cos, atan, ...) into MLIR's polynomial
-    approximations, and hyperbolic functions, powf, fpowi, exp2 and clampf
-    into ops that are approximated or lower to LLVM instructions. The shared
-    object then needs no libm. f64 math is left alone (it lowers to libm
-    calls, which the shared-object link reports as unresolved).
-  }];
-  let dependentDialects = ["::mlir::arith::ArithDialect",
-                           "::mlir::math::MathDialect",
-                           "::mlir::vector::VectorDialect"];
-}
-
 def VmoeCpuEmitAbi : Pass<"vmoe-cpu-emit-abi", "::mlir::ModuleOp"> {
   let summary = "Add the vmoe kernel ABI entry for every lowered kernel";
   let description = [{

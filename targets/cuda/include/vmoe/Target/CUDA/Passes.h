@@ -13,6 +13,9 @@
 // The runtime launches ceil(x * y * z / B) blocks of B = workgroup_size.x
 // threads; thread t of block b runs workgroup b * B + t (x fastest).
 //
+// The kernel funcs it outlines follow the kernel func contract of
+// vmoe/Target/Common/KernelContract.h.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef VMOE_TARGET_CUDA_PASSES_H
@@ -25,24 +28,21 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
+#include "vmoe/Dialect/IR/VmoeContract.h"
 
 namespace mlir::vmoe::cuda {
 
-/// The gpu.module that vmoe-cuda-outline-kernels adds.
+/// The gpu.module that vmoe-cuda-outline-kernels adds. Each gpu.func in it
+/// carries vmoe.kernel_name (the kernel func it came from; its own name is
+/// that name made a PTX identifier), vmoe.block_size and, with scratch,
+/// vmoe.workgroup_scratch_size (vmoe/Dialect/IR/VmoeContract.h).
 inline constexpr llvm::StringLiteral kGpuModuleName = "vmoe_cuda";
-/// i64 attributes on each gpu.func: CUDA threads per block, and the
-/// per-workgroup scratch bytes (absent: none).
-inline constexpr llvm::StringLiteral kBlockSizeAttrName = "vmoe.block_size";
-inline constexpr llvm::StringLiteral kWorkgroupScratchAttrName =
-    "vmoe.workgroup_scratch_size";
-/// String attribute on each gpu.func: the kernel func it came from (the
-/// gpu.func's own name is that name made a PTX identifier).
-inline constexpr llvm::StringLiteral kKernelNameAttrName = "vmoe.kernel_name";
 
 #define GEN_PASS_DECL
 #include "vmoe/Target/CUDA/Passes.h.inc"
 
-/// Registers the passes above.
+/// Registers the passes above and the shared ones of the targets
+/// (vmoe-expand-math).
 void registerCudaCodegenPasses();
 
 /// Registers the dialects and translations the CUDA back end needs (gpu,

@@ -1,13 +1,15 @@
-//===- ExpandMath.cpp - libm-free math for CPU kernels --------------------===//
+//===- ExpandMath.cpp - libm-free math for kernels ------------------------===//
 //
 // convert-math-to-llvm turns math.tanh/exp/erf/... into LLVM intrinsics that
-// the x86 and AArch64 back ends lower to libm calls (tanhf, expf, ...). The
-// kernel shared object links without libc, so f32 math is expanded here
-// into MLIR's polynomial approximations instead (vectorizable, a few ulp).
+// the x86 and AArch64 back ends lower to libm calls (tanhf, expf, ...), and
+// convert-gpu-to-nvvm into libdevice calls. The CPU kernel shared object
+// links without libc and the PTX without libdevice, so f32 math is expanded
+// here into MLIR's polynomial approximations instead (vectorizable, a few
+// ulp), the same on both targets.
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/Target/CPU/Passes.h"
+#include "vmoe/Target/Common/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -19,10 +21,10 @@
 #include "llvm/ADT/STLExtras.h"
 #include <cmath>
 
-namespace mlir::vmoe::cpu {
-#define GEN_PASS_DEF_VMOECPUEXPANDMATH
-#include "vmoe/Target/CPU/Passes.h.inc"
-} // namespace mlir::vmoe::cpu
+namespace mlir::vmoe::target {
+#define GEN_PASS_DEF_VMOEEXPANDMATH
+#include "vmoe/Target/Common/Passes.h.inc"
+} // namespace mlir::vmoe::target
 
 using namespace mlir;
 
@@ -51,7 +53,7 @@ struct Log10ToLog : public OpRewritePattern<math::Log10Op> {
 };
 
 struct ExpandMathPass
-    : public mlir::vmoe::cpu::impl::VmoeCpuExpandMathBase<ExpandMathPass> {
+    : public mlir::vmoe::target::impl::VmoeExpandMathBase<ExpandMathPass> {
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     RewritePatternSet patterns(ctx);
@@ -84,3 +86,12 @@ struct ExpandMathPass
   }
 };
 } // namespace
+
+namespace mlir::vmoe::target {
+#define GEN_PASS_REGISTRATION
+#include "vmoe/Target/Common/Passes.h.inc"
+} // namespace mlir::vmoe::target
+
+void mlir::vmoe::target::registerTargetCommonPasses() {
+  registerVmoeTargetCommonPasses();
+}

@@ -1,4 +1,4 @@
-// RUN: vmoe-opt %s -vmoe-cpu-expand-math | FileCheck %s
+// RUN: vmoe-opt %s -vmoe-expand-math | FileCheck %s
 
 // f32 transcendental math becomes polynomial code (no libm at load time);
 // f64 math is left alone.
