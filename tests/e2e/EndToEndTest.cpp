@@ -476,16 +476,16 @@ namespace {
 // vmoe's JSON layout. Each compiles to a module whose logits match the
 // reference, and the three give identical logits.
 TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
-  ::vmoe::import::ModelConfig config;
+  ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
+  ASSERT_TRUE(::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
                                                &error))
       << error;
   std::vector<std::vector<float>> allLogits;
   for (const char *suffix : {".index", ".npz", ".safetensors"}) {
     SCOPED_TRACE(suffix);
     WeightMap weights;
-    ASSERT_TRUE(::vmoe::import::readWeights(
+    ASSERT_TRUE(::vmoe::readers::readWeights(
         std::string(VMOE_E2E_IMPORT_WEIGHTS) + suffix, weights, &error))
         << error;
     Module m;
@@ -518,12 +518,12 @@ TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
 }
 
 TEST(EndToEndImport, MisshapenWeightIsNamed) {
-  ::vmoe::import::ModelConfig config;
+  ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::import::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
+  ASSERT_TRUE(::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
                                                &error));
   WeightMap weights;
-  ASSERT_TRUE(::vmoe::import::readWeights(
+  ASSERT_TRUE(::vmoe::readers::readWeights(
       std::string(VMOE_E2E_IMPORT_WEIGHTS) + ".npz", weights, &error));
   weights["Encoder/encoderblock_1/Moe/Mlp/Dense_0/kernel"].shape = {4, 32, 16};
   mlir::DialectRegistry registry;
@@ -554,19 +554,19 @@ namespace {
 // the default capacity factor, and 0.5 with BPR on and off.
 TEST(BundledModel, MatchesPyTorchGoldenLogits) {
   std::string dir = VMOE_BUNDLED_MODEL_DIR;
-  ::vmoe::import::ModelConfig config;
+  ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::import::readModelConfig(dir + "/config.json", config,
+  ASSERT_TRUE(::vmoe::readers::readModelConfig(dir + "/config.json", config,
                                                &error))
       << error;
   config.batchSize = 8;
   config.maxCapacityFactor = 2.0;
   WeightMap weights, samples;
-  ASSERT_TRUE(::vmoe::import::readWeights(dir + "/weights.npz", weights, &error))
+  ASSERT_TRUE(::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
       << error;
-  ::vmoe::import::ReadOptions options;
+  ::vmoe::readers::ReadOptions options;
   options.skipNonFloat = true; // the uint8 images and int32 labels
-  ASSERT_TRUE(::vmoe::import::readNpz(dir + "/samples.npz", samples, &error,
+  ASSERT_TRUE(::vmoe::readers::readNpz(dir + "/samples.npz", samples, &error,
                                       options))
       << error;
   const WeightTensor &inputs = samples.at("inputs");

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-using namespace vmoe::import;
+using namespace vmoe::readers;
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-using namespace vmoe::import;
+using namespace vmoe::readers;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::string_view text(reinterpret_cast<const char *>(data), size);

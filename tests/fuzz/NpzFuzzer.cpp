@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-using namespace vmoe::import;
+using namespace vmoe::readers;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ByteSpan bytes{data, size};

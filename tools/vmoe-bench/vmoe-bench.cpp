@@ -90,7 +90,7 @@ struct FlopModel {
   double perExpertAssignment = 0; // one kept token through one expert MLP
 };
 
-FlopModel flopModel(const vmoe::import::ModelConfig &c, int64_t batch) {
+FlopModel flopModel(const vmoe::readers::ModelConfig &c, int64_t batch) {
   FlopModel f;
   double b = batch, d = c.hiddenSize, m = c.mlpDim, t = c.tokensPerImage();
   double patches = (c.imageHeight / c.patchSize) * (c.imageWidth / c.patchSize);
@@ -131,7 +131,7 @@ struct Result {
 };
 
 /// A whole .npy file (float32, or any float type the weight readers take).
-bool readInput(const std::string &path, vmoe::import::Tensor &out,
+bool readInput(const std::string &path, vmoe::readers::Tensor &out,
                std::string *error) {
   FILE *f = std::fopen(path.c_str(), "rb");
   if (!f) {
@@ -144,7 +144,7 @@ bool readInput(const std::string &path, vmoe::import::Tensor &out,
   while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0)
     bytes.insert(bytes.end(), chunk, chunk + n);
   std::fclose(f);
-  return vmoe::import::readNpy({bytes.data(), bytes.size()}, path, out, error);
+  return vmoe::readers::readNpy({bytes.data(), bytes.size()}, path, out, error);
 }
 
 /// Returns 0 when parsed (or --help seen), 1 for a bad option value, 2 for
@@ -216,9 +216,9 @@ int parseArgs(int argc, char **argv, Options &o) {
 FlopModel moduleFlops(const vmoe_module_info_t &info) {
   FlopModel flops;
   if (info.config_json_size > 0) {
-    vmoe::import::ModelConfig config;
+    vmoe::readers::ModelConfig config;
     std::string error;
-    if (vmoe::import::parseModelConfig(
+    if (vmoe::readers::parseModelConfig(
             std::string_view(info.config_json, info.config_json_size),
             "module config", config, &error))
       flops = flopModel(config, info.max_batch);
@@ -252,7 +252,7 @@ int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
       v = dist(rng);
     if (i == 0 && !inputPath.empty()) {
       std::string error;
-      vmoe::import::Tensor array;
+      vmoe::readers::Tensor array;
       if (!readInput(inputPath, array, &error))
         return fail(error);
       if (array.data.size() != input.size())

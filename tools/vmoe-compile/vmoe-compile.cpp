@@ -173,7 +173,7 @@ namespace {
 
 /// The effective config (after command-line overrides) as vmoe-style JSON:
 /// stored in the module for tools (vmoe-bench counts FLOPs from it).
-std::string configToJson(const ::vmoe::import::ModelConfig &c) {
+std::string configToJson(const ::vmoe::readers::ModelConfig &c) {
   std::string s;
   llvm::raw_string_ostream os(s);
   auto str = [&](const std::string &v) {
@@ -317,14 +317,14 @@ int checkOptions(std::vector<unsigned> &sms) {
 
 /// The config or preset with the command-line overrides. Returns 0, or 1
 /// (message printed).
-int readConfig(::vmoe::import::ModelConfig &config) {
+int readConfig(::vmoe::readers::ModelConfig &config) {
   std::string error;
   if (!preset.empty()) {
     if (!inputFile.empty())
       return fail("give either a model file or --preset, not both");
-    if (!::vmoe::import::presetConfig(preset, config, &error))
+    if (!::vmoe::readers::presetConfig(preset, config, &error))
       return fail(error);
-  } else if (!::vmoe::import::readModelConfig(inputFile, config, &error)) {
+  } else if (!::vmoe::readers::readModelConfig(inputFile, config, &error)) {
     return fail(error);
   }
   int64_t t = config.tokensPerImage();
@@ -358,12 +358,12 @@ int readConfig(::vmoe::import::ModelConfig &config) {
 /// The model of a config with its weights (read, or random). Returns 0, or
 /// 1 (message printed).
 int buildFromConfig(MLIRContext &context,
-                    const ::vmoe::import::ModelConfig &config,
+                    const ::vmoe::readers::ModelConfig &config,
                     OwningOpRef<ModuleOp> &module) {
   std::string error;
   mlir::vmoe::WeightMap weights;
   if (!weightsFile.empty()) {
-    if (!::vmoe::import::readWeights(weightsFile, weights, &error))
+    if (!::vmoe::readers::readWeights(weightsFile, weights, &error))
       return fail(error);
   } else if (randomWeights >= 0) {
     if (!mlir::vmoe::validateForBuild(config, &error))
@@ -542,7 +542,7 @@ int main(int argc, char **argv) {
   std::vector<std::string> classNames;
   if (!preset.empty() || llvm::StringRef(inputFile).ends_with(".json")) {
     // A vmoe config (or preset) and its weights.
-    ::vmoe::import::ModelConfig config;
+    ::vmoe::readers::ModelConfig config;
     if (int rc = readConfig(config))
       return rc;
     classNames = config.classNames;

@@ -22,7 +22,7 @@ namespace mlir::vmoe {
 bool validateForBuild(const VitMoeConfig &c, std::string *error) {
   // Ranges and consistency are checkModelConfig's; what it leaves to the
   // builder is whether a routing group fits the batch.
-  if (!::vmoe::import::checkModelConfig(c, error))
+  if (!::vmoe::readers::checkModelConfig(c, error))
     return false;
   if (c.moeLayers.empty())
     return true;

@@ -23,7 +23,7 @@
 
 namespace mlir::vmoe {
 namespace fb = ::vmoe::fb;
-namespace mod = ::vmoe::module;
+namespace mod = ::vmoe::writer;
 
 namespace {
 

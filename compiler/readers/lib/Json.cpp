@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <charconv>
 
-namespace vmoe::import::json {
+namespace vmoe::readers::json {
 
 const char *kindName(Kind kind) {
   switch (kind) {
@@ -439,4 +439,4 @@ std::string Document::position(uint64_t offset) const {
   return "line " + std::to_string(line) + ", column " + std::to_string(column);
 }
 
-} // namespace vmoe::import::json
+} // namespace vmoe::readers::json

@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-namespace vmoe::import::detail {
+namespace vmoe::readers::detail {
 
 constexpr int64_t kMaxImage = 1 << 16;
 constexpr int64_t kMaxWidth = 1 << 20; // hidden, mlp, representation
@@ -22,6 +22,6 @@ constexpr int64_t kMaxBatch = 1 << 20;
 constexpr int64_t kMaxGroup = int64_t(1) << 31;
 constexpr double kMaxCapacityFactor = 1 << 16;
 
-} // namespace vmoe::import::detail
+} // namespace vmoe::readers::detail
 
 #endif // VMOE_READERS_LIB_MODELCONFIGLIMITS_H

@@ -19,7 +19,7 @@
 #include <map>
 #include <set>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 using namespace detail;
 
@@ -452,4 +452,4 @@ bool readModelConfig(const std::string &path, ModelConfig &out,
       out, error);
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

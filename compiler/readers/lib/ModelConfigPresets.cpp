@@ -9,7 +9,7 @@
 
 #include "Support.h"
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 using detail::quote;
 
@@ -178,4 +178,4 @@ bool presetConfig(std::string_view name, ModelConfig &out, std::string *error) {
   return true;
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

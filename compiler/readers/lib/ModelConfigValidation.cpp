@@ -12,7 +12,7 @@
 
 #include <set>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 using namespace detail;
 
@@ -93,4 +93,4 @@ bool checkModelConfig(const ModelConfig &c, std::string *error) {
   return true;
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

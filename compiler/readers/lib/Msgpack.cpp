@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-namespace vmoe::import::msgpack {
+namespace vmoe::readers::msgpack {
 
 using detail::loadBE16;
 using detail::loadBE32;
@@ -331,4 +331,4 @@ const Value *Document::find(const Value &map, std::string_view name) const {
   return nullptr;
 }
 
-} // namespace vmoe::import::msgpack
+} // namespace vmoe::readers::msgpack

@@ -16,7 +16,7 @@
 #include <set>
 #include <zlib.h>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 using detail::load16;
 using detail::load32;
@@ -643,4 +643,4 @@ bool readNpz(const std::string &path, TensorMap &out, std::string *error,
   return readNpz(file.bytes(), path, out, error, options);
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 using detail::quote;
 
@@ -204,4 +204,4 @@ bool readSafetensors(const std::string &path, TensorMap &out,
   return readSafetensors(file.bytes(), path, out, error, options);
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

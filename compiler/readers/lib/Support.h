@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-namespace vmoe::import::detail {
+namespace vmoe::readers::detail {
 
 inline uint16_t load16(const uint8_t *p) {
   return uint16_t(p[0] | (uint16_t(p[1]) << 8));
@@ -74,6 +74,6 @@ bool fileExists(const std::string &path);
 bool insertTensor(TensorMap &out, std::string name, Tensor tensor,
                   const std::string &source, std::string *error);
 
-} // namespace vmoe::import::detail
+} // namespace vmoe::readers::detail
 
 #endif // VMOE_READERS_LIB_SUPPORT_H

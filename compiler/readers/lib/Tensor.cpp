@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 const char *dtypeName(DType type) {
   switch (type) {
@@ -252,4 +252,4 @@ bool insertTensor(TensorMap &out, std::string name, Tensor tensor,
 }
 
 } // namespace detail
-} // namespace vmoe::import
+} // namespace vmoe::readers

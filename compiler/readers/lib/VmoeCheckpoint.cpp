@@ -16,7 +16,7 @@
 #include <map>
 #include <set>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 using detail::quote;
 using msgpack::Document;
@@ -705,4 +705,4 @@ bool readVmoeCheckpoint(const std::string &prefixOrIndex, TensorMap &out,
                             options);
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

@@ -10,7 +10,7 @@
 
 #include <cstdio>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 const char *formatName(WeightsFormat format) {
   switch (format) {
@@ -102,4 +102,4 @@ bool readWeights(const std::string &path, TensorMap &out, std::string *error,
   return false;
 }
 
-} // namespace vmoe::import
+} // namespace vmoe::readers

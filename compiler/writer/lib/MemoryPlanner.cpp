@@ -6,7 +6,7 @@
 #include <numeric>
 
 namespace vmoe {
-namespace module {
+namespace writer {
 
 namespace {
 
@@ -138,5 +138,5 @@ bool verifyMemoryPlan(const std::vector<BufferRequest> &requests,
   return true;
 }
 
-} // namespace module
+} // namespace writer
 } // namespace vmoe

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 namespace vmoe {
-namespace module {
+namespace writer {
 
 namespace {
 
@@ -454,5 +454,5 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
   return true;
 }
 
-} // namespace module
+} // namespace writer
 } // namespace vmoe

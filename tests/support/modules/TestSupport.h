@@ -18,13 +18,13 @@
 namespace vmoe {
 namespace test {
 
-using module::BindingDesc;
-using module::DispatchDesc;
-using module::KernelDesc;
-using module::ModuleWriter;
-using module::MoeLayerDesc;
-using module::PushConstantDesc;
-using module::TensorDesc;
+using writer::BindingDesc;
+using writer::DispatchDesc;
+using writer::KernelDesc;
+using writer::ModuleWriter;
+using writer::MoeLayerDesc;
+using writer::PushConstantDesc;
+using writer::TensorDesc;
 
 inline std::vector<uint8_t> readFileBytes(const std::string &path) {
   std::ifstream in(path, std::ios::binary);

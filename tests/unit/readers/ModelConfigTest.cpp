@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 bool parse(const std::string &text, ModelConfig &out, std::string &error) {
@@ -358,4 +358,4 @@ TEST(ModelConfig, UnknownPresets) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

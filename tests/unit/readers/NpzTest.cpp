@@ -4,7 +4,7 @@
 
 #include "vmoe/readers/Npz.h"
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 const char *kF32x3 =
@@ -445,4 +445,4 @@ TEST(Npz, ReadsZip64Records) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

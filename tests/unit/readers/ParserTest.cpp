@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 TEST(Msgpack, DecodesEveryForm) {
@@ -198,4 +198,4 @@ TEST(Conversions, HalfBfloat16AndDouble) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

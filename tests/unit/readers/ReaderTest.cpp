@@ -9,7 +9,7 @@
 
 #include <cmath>
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 TEST(Readers, AllFormatsGiveTheSameWeights) {
@@ -144,4 +144,4 @@ TEST(Readers, MergingTwoFilesRefusesDuplicates) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

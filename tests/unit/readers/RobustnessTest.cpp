@@ -16,7 +16,7 @@
 
 #include <random>
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 Bytes mutate(Bytes b, std::mt19937 &rng) {
@@ -126,4 +126,4 @@ TEST(Robustness, MutatedConfig) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

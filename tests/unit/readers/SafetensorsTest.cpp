@@ -4,7 +4,7 @@
 
 #include "vmoe/readers/Safetensors.h"
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 bool readMem(const Bytes &bytes, TensorMap &out, std::string &error,
@@ -210,4 +210,4 @@ TEST(Safetensors, DuplicateKeysAndNesting) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

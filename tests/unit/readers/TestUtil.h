@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 
 using Bytes = std::vector<uint8_t>;
 
@@ -395,6 +395,6 @@ inline Bytes makeSafetensors(const std::string &header, const Bytes &data) {
   return out;
 }
 
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test
 
 #endif // VMOE_TESTS_UNIT_READERS_TESTUTIL_H

@@ -9,7 +9,7 @@
 #include <set>
 #include <sys/stat.h>
 
-namespace vmoe::import::test {
+namespace vmoe::readers::test {
 namespace {
 
 constexpr const char *kMagic = "__msgpack_array_chunk_a87ca2__";
@@ -617,4 +617,4 @@ TEST(VmoeCheckpoint, BadIndexInfo) {
 }
 
 } // namespace
-} // namespace vmoe::import::test
+} // namespace vmoe::readers::test

@@ -23,7 +23,7 @@ namespace {
 
 using namespace vmoe;
 using namespace vmoe::cuda;
-using namespace vmoe::module;
+using namespace vmoe::writer;
 using namespace vmoe::test;
 
 // ---- error paths without a driver -------------------------------------------

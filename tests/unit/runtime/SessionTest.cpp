@@ -95,7 +95,7 @@ TEST(Session, LoadFromFile) {
   buildAddModule(w);
   std::string path = tempPath("add.vmoe");
   std::string error;
-  module::ModuleLayout layout;
+  writer::ModuleLayout layout;
   ASSERT_TRUE(w.writeFile(path, &error, &layout)) << error;
   // The streamed file equals the in-memory build.
   EXPECT_EQ(readFileBytes(path), serialize(w));

@@ -8,7 +8,7 @@
 #include <random>
 
 namespace vmoe {
-namespace module {
+namespace writer {
 namespace {
 
 MemoryPlan plan(const std::vector<BufferRequest> &requests,
@@ -123,5 +123,5 @@ TEST(MemoryPlanner, RandomizedNeverOverlapsLiveBuffersAndReuses) {
 }
 
 } // namespace
-} // namespace module
+} // namespace writer
 } // namespace vmoe

@@ -12,8 +12,8 @@ namespace vmoe {
 namespace test {
 namespace {
 
-using module::CudaCubinDesc;
-using module::ModuleLayout;
+using writer::CudaCubinDesc;
+using writer::ModuleLayout;
 
 TEST(ModuleWriter, RoundTrip) {
   ModuleWriter w;

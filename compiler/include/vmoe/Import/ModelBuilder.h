@@ -28,9 +28,9 @@ namespace mlir::vmoe {
 
 /// vmoe's model config (the fields a V-MoE at inference uses) and weights,
 /// as the readers in compiler/readers produce them.
-using VitMoeConfig = ::vmoe::import::ModelConfig;
-using WeightTensor = ::vmoe::import::Tensor;
-using WeightMap = ::vmoe::import::TensorMap;
+using VitMoeConfig = ::vmoe::readers::ModelConfig;
+using WeightTensor = ::vmoe::readers::Tensor;
+using WeightMap = ::vmoe::readers::TensorMap;
 
 /// checkModelConfig plus what building needs: the group size divides the
 /// batch's tokens (vmoe issue #182), the MoE layers and capacities are sane.

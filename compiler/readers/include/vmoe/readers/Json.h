@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-namespace vmoe::import::json {
+namespace vmoe::readers::json {
 
 enum class Kind : uint8_t { Null, Bool, Number, String, Array, Object };
 
@@ -65,6 +65,6 @@ private:
   std::string_view text_;
 };
 
-} // namespace vmoe::import::json
+} // namespace vmoe::readers::json
 
 #endif // VMOE_READERS_JSON_H

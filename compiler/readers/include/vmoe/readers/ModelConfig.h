@@ -53,7 +53,7 @@
 #include <string_view>
 #include <vector>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 /// Mirrors mlir::vmoe::VitMoeConfig (vmoe/Import/ModelBuilder.h) field by
 /// field, plus the class names.
@@ -110,6 +110,6 @@ bool presetConfig(std::string_view name, ModelConfig &out, std::string *error);
 /// One name per architecture and common variant, for help texts.
 std::vector<std::string> presetExamples();
 
-} // namespace vmoe::import
+} // namespace vmoe::readers
 
 #endif // VMOE_READERS_MODELCONFIG_H

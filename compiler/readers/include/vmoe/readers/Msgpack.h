@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-namespace vmoe::import::msgpack {
+namespace vmoe::readers::msgpack {
 
 enum class Kind : uint8_t {
   Nil,
@@ -88,6 +88,6 @@ private:
   std::vector<uint32_t> stack_; // scratch, kept between parses
 };
 
-} // namespace vmoe::import::msgpack
+} // namespace vmoe::readers::msgpack
 
 #endif // VMOE_READERS_MSGPACK_H

@@ -24,7 +24,7 @@
 
 #include <string>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 bool readNpz(const std::string &path, TensorMap &out, std::string *error,
              const ReadOptions &options = {});
@@ -36,6 +36,6 @@ bool readNpz(ByteSpan bytes, const std::string &name, TensorMap &out,
 bool readNpy(ByteSpan bytes, const std::string &name, Tensor &out,
              std::string *error, const ReadOptions &options = {});
 
-} // namespace vmoe::import
+} // namespace vmoe::readers
 
 #endif // VMOE_READERS_NPZ_H

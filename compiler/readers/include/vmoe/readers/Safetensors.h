@@ -20,13 +20,13 @@
 
 #include <string>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 bool readSafetensors(const std::string &path, TensorMap &out,
                      std::string *error, const ReadOptions &options = {});
 bool readSafetensors(ByteSpan bytes, const std::string &name, TensorMap &out,
                      std::string *error, const ReadOptions &options = {});
 
-} // namespace vmoe::import
+} // namespace vmoe::readers
 
 #endif // VMOE_READERS_SAFETENSORS_H

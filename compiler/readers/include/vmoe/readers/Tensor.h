@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 /// The element types a checkpoint may store parameters in. All are
 /// converted to float32 (bfloat16, float16: exactly; float64: rounded to
@@ -89,6 +89,6 @@ float halfToFloat(uint16_t bits);
 /// to float32.
 void convertToFloat(DType type, const uint8_t *src, size_t count, float *dst);
 
-} // namespace vmoe::import
+} // namespace vmoe::readers
 
 #endif // VMOE_READERS_TENSOR_H

@@ -32,7 +32,7 @@
 #include <functional>
 #include <string>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 /// "<prefix>.data-00001-of-00004" (vmoe.checkpoints.base.add_shard_suffix).
 std::string vmoeShardPath(const std::string &prefix, uint64_t shard,
@@ -56,6 +56,6 @@ bool readVmoeCheckpoint(ByteSpan index, const std::string &indexName,
                         const VmoeShardSource &shards, TensorMap &out,
                         std::string *error, const ReadOptions &options = {});
 
-} // namespace vmoe::import
+} // namespace vmoe::readers
 
 #endif // VMOE_READERS_VMOECHECKPOINT_H

@@ -7,7 +7,7 @@
 
 #include <string>
 
-namespace vmoe::import {
+namespace vmoe::readers {
 
 enum class WeightsFormat { Unknown, VmoeCheckpoint, Npz, Safetensors };
 
@@ -23,6 +23,6 @@ WeightsFormat detectWeightsFormat(const std::string &path, std::string &prefix);
 bool readWeights(const std::string &path, TensorMap &out, std::string *error,
                  const ReadOptions &options = {});
 
-} // namespace vmoe::import
+} // namespace vmoe::readers
 
 #endif // VMOE_READERS_WEIGHTS_H

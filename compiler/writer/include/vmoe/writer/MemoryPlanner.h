@@ -19,7 +19,7 @@
 #include <vector>
 
 namespace vmoe {
-namespace module {
+namespace writer {
 
 struct BufferRequest {
   uint64_t size = 0;
@@ -48,7 +48,7 @@ bool planMemory(const std::vector<BufferRequest> &requests, MemoryPlan &plan,
 bool verifyMemoryPlan(const std::vector<BufferRequest> &requests,
                       const MemoryPlan &plan, std::string *error);
 
-} // namespace module
+} // namespace writer
 } // namespace vmoe
 
 #endif // VMOE_WRITER_MEMORYPLANNER_H

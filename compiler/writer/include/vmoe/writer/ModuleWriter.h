@@ -31,7 +31,7 @@
 #include <vector>
 
 namespace vmoe {
-namespace module {
+namespace writer {
 
 struct TensorDesc {
   std::string name;
@@ -203,7 +203,7 @@ private:
   std::unique_ptr<Impl> impl;
 };
 
-} // namespace module
+} // namespace writer
 } // namespace vmoe
 
 #endif // VMOE_WRITER_MODULEWRITER_H
