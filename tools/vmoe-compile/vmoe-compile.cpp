@@ -282,14 +282,19 @@ void parseCommandLine(int argc, char **argv) {
   // LLVM's libraries register hundreds of options of their own; --help
   // lists this tool's.
   static cl::OptionCategory category("vmoe-compile options");
-  for (cl::Option *option : std::initializer_list<cl::Option *>{
-           &inputFile,     &preset,         &weightsFile,   &batchSize,
-           &groupSize,     &capacityFactor, &bprDefault,    &outputFile,
-           &targetName,    &smList,         &ptxasPath,     &requireCubin,
-           &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
-           &expertWeights, &expertMath,     &randomWeights, &numInputs,
-           &optLevel,      &modelName,      &signKey,
-           &generateSigningKey})
+  for (cl::Option *option :
+       std::initializer_list<cl::Option *>{&inputFile,     &preset,
+                                           &weightsFile,   &batchSize,
+                                           &groupSize,     &capacityFactor,
+                                           &bprDefault,    &outputFile,
+                                           &targetName,    &smList,
+                                           &ptxasPath,     &requireCubin,
+                                           &cudaBlockSize, &cpuName,
+                                           &emit,          &maxCapacityFactor,
+                                           &expertWeights, &expertMath,
+                                           &randomWeights, &numInputs,
+                                           &optLevel,      &modelName,
+                                           &signKey,       &generateSigningKey})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
@@ -519,8 +524,8 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
     llvm::outs() << (*buffer)->getBuffer();
     return 0;
   }
-  if (signer && !::vmoe::writer::signModule(bytes.data(), bytes.size(),
-                                            *signer, &error))
+  if (signer &&
+      !::vmoe::writer::signModule(bytes.data(), bytes.size(), *signer, &error))
     return fail(error);
   if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
     return fail(error);
@@ -555,8 +560,8 @@ int main(int argc, char **argv) {
   }
   // The key is read first: a bad key file fails before a long compile.
   std::unique_ptr<::vmoe::writer::Ed25519Signer> signer;
-  if (!signKey.empty() && !(signer = ::vmoe::writer::loadSigner(signKey,
-                                                                 &error)))
+  if (!signKey.empty() &&
+      !(signer = ::vmoe::writer::loadSigner(signKey, &error)))
     return fail(error);
   std::vector<unsigned> sms;
   if (int rc = checkOptions(sms))

@@ -269,9 +269,8 @@ void printInfo(vmoe_module_t *module) {
     std::printf("  unsigned");
   else
     std::printf("  signed by key %s (%s)", keyId.c_str(),
-                integrity.signature_verified
-                    ? "verified against a trusted key"
-                    : "not checked: no --trusted-key");
+                integrity.signature_verified ? "verified against a trusted key"
+                                             : "not checked: no --trusted-key");
   std::printf(", weight digests %s\n", integrity.weights_verified
                                            ? "verified"
                                            : "not checked (--verify-weights)");

@@ -90,8 +90,8 @@ extern "C" {
 /* signature_scheme values. */
 #define VMOE_SIGNATURE_NONE 0u
 #define VMOE_SIGNATURE_ED25519_BLAKE2B 1u
-#define VMOE_SIGNATURE_SIZE 64         /* Ed25519 signature */
-#define VMOE_SIGNATURE_KEY_ID_SIZE 8   /* BLAKE2b-512(public key)[0, 8) */
+#define VMOE_SIGNATURE_SIZE 64       /* Ed25519 signature */
+#define VMOE_SIGNATURE_KEY_ID_SIZE 8 /* BLAKE2b-512(public key)[0, 8) */
 #define VMOE_SIGNATURE_PUBLIC_KEY_SIZE 32
 
 typedef struct vmoe_module_header_t {

@@ -183,8 +183,8 @@ typedef struct vmoe_module_load_options_t {
 
 /* Defaults: check every weight, no trusted keys (signatures unchecked), map
  * files. */
-VMOE_API void vmoe_module_load_options_init(
-    vmoe_module_load_options_t *options);
+VMOE_API void
+vmoe_module_load_options_init(vmoe_module_load_options_t *options);
 
 /* vmoe_module_load_file and vmoe_module_load_memory with options; NULL
  * options are the defaults, which the plain functions use. */
