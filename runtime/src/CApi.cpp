@@ -96,6 +96,8 @@ const char *vmoe_status_name(vmoe_status_t status) {
     return "FAILED_PRECONDITION";
   case VMOE_STATUS_INTERNAL:
     return "INTERNAL";
+  case VMOE_STATUS_PERMISSION_DENIED:
+    return "PERMISSION_DENIED";
   }
   return "UNKNOWN";
 }
@@ -130,15 +132,54 @@ vmoe_status_t vmoe_compute_capacity(uint64_t group_size, uint32_t k,
   return VMOE_STATUS_OK;
 }
 
+void vmoe_module_load_options_init(vmoe_module_load_options_t *options) {
+  if (!options)
+    return;
+  memset(options, 0, sizeof(*options));
+  options->verify_weights = VMOE_VERIFY_WEIGHTS_ALL;
+}
+
+namespace {
+
+/// Checks `options` (null: the defaults) into `out`.
+vmoe_status_t loadOptions(const vmoe_module_load_options_t *options,
+                          vmoe_module_load_options_t *out,
+                          vmoe_message_t *message) {
+  vmoe_module_load_options_init(out);
+  if (!options)
+    return VMOE_STATUS_OK;
+  *out = *options;
+  if (out->verify_weights != VMOE_VERIFY_WEIGHTS_ALL &&
+      out->verify_weights != VMOE_VERIFY_WEIGHTS_NONE)
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "unknown verify_weights mode %d",
+                static_cast<int>(out->verify_weights));
+  if (out->trusted_key_count && !out->trusted_keys)
+    return nullArgument(message, "trusted_keys");
+  return VMOE_STATUS_OK;
+}
+
+} // namespace
+
 vmoe_status_t vmoe_module_load_file(const char *path,
                                     vmoe_module_t **out_module,
                                     vmoe_message_t *message) {
+  return vmoe_module_load_file_ex(path, nullptr, out_module, message);
+}
+
+vmoe_status_t vmoe_module_load_file_ex(const char *path,
+                                       const vmoe_module_load_options_t *opts,
+                                       vmoe_module_t **out_module,
+                                       vmoe_message_t *message) {
   if (!path)
     return nullArgument(message, "path");
   if (!out_module)
     return nullArgument(message, "out_module");
+  vmoe_module_load_options_t options;
+  if (vmoe_status_t status = loadOptions(opts, &options, message))
+    return status;
   Module *module;
-  if (vmoe_status_t status = Module::loadFile(path, &module, message))
+  if (vmoe_status_t status = Module::loadFile(path, options, &module, message))
     return status;
   *out_module = reinterpret_cast<vmoe_module_t *>(module);
   return VMOE_STATUS_OK;
@@ -148,10 +189,22 @@ vmoe_status_t vmoe_module_load_memory(const void *data, size_t size,
                                       vmoe_memory_mode_t mode,
                                       vmoe_module_t **out_module,
                                       vmoe_message_t *message) {
+  return vmoe_module_load_memory_ex(data, size, mode, nullptr, out_module,
+                                    message);
+}
+
+vmoe_status_t vmoe_module_load_memory_ex(const void *data, size_t size,
+                                         vmoe_memory_mode_t mode,
+                                         const vmoe_module_load_options_t *opts,
+                                         vmoe_module_t **out_module,
+                                         vmoe_message_t *message) {
   if (!data && size)
     return nullArgument(message, "data");
   if (!out_module)
     return nullArgument(message, "out_module");
+  vmoe_module_load_options_t options;
+  if (vmoe_status_t status = loadOptions(opts, &options, message))
+    return status;
   if (size < VMOE_MODULE_HEADER_SIZE)
     return fail(message, VMOE_STATUS_INVALID_MODULE,
                 "module is truncated: %zu bytes, smaller than the %u-byte "
@@ -159,10 +212,25 @@ vmoe_status_t vmoe_module_load_memory(const void *data, size_t size,
                 size, VMOE_MODULE_HEADER_SIZE);
   Module *module;
   if (vmoe_status_t status =
-          Module::loadMemory(data, size, mode, &module, message))
+          Module::loadMemory(data, size, mode, options, &module, message))
     return status;
   *out_module = reinterpret_cast<vmoe_module_t *>(module);
   return VMOE_STATUS_OK;
+}
+
+void vmoe_module_integrity(const vmoe_module_t *handle,
+                           vmoe_module_integrity_t *out) {
+  if (!out)
+    return;
+  memset(out, 0, sizeof(*out));
+  if (!handle)
+    return;
+  const Module *module = unwrap(handle);
+  const vmoe_module_header_t &h = module->header();
+  out->is_signed = h.signature_scheme != VMOE_SIGNATURE_NONE;
+  memcpy(out->key_id, h.signature_key_id, sizeof(out->key_id));
+  out->signature_verified = module->signatureVerified();
+  out->weights_verified = module->weightsVerified();
 }
 
 void vmoe_module_retain(vmoe_module_t *module) {
@@ -402,6 +470,7 @@ const char *vmoe_module_dispatch_kernel(const vmoe_module_t *module,
   const auto &root = unwrap(module)->root();
   if (index >= sizeOf(root.dispatches()))
     return "";
-  const auto *kernel = root.kernels()->Get(root.dispatches()->Get(index)->kernel());
+  const auto *kernel =
+      root.kernels()->Get(root.dispatches()->Get(index)->kernel());
   return kernel->name() ? kernel->name()->c_str() : "";
 }

@@ -40,15 +40,79 @@ void Module::release() {
 }
 
 vmoe_status_t Module::init(const uint8_t *bytes, uint64_t length, Storage how,
+                           const vmoe_module_load_options_t &options,
                            vmoe_message_t *message) {
   data = bytes;
   size = length;
   storage = how;
-  return verifyModule(bytes, length, &verified, message);
+  VerifyOptions verify;
+  verify.verifyWeights = options.verify_weights == VMOE_VERIFY_WEIGHTS_ALL;
+  verify.keys = options.trusted_keys;
+  verify.keyCount = options.trusted_key_count;
+  vmoe_status_t status =
+      verifyModule(bytes, length, verify, &verified, message);
+  checkedSignature = !status && verify.keyCount;
+  checkedWeights = !status && verify.verifyWeights;
+  return status;
 }
 
-vmoe_status_t Module::loadFile(const char *path, Module **out,
-                               vmoe_message_t *message) {
+/// Takes ownership of `bytes` (released per `how` on failure too).
+vmoe_status_t Module::finishLoad(const uint8_t *bytes, uint64_t length,
+                                 Storage how,
+                                 const vmoe_module_load_options_t &options,
+                                 Module **out, vmoe_message_t *message) {
+  Module *module = new (std::nothrow) Module();
+  if (!module) {
+    if (how == Storage::Mapped)
+      munmap(const_cast<uint8_t *>(bytes), static_cast<size_t>(length));
+    else if (how == Storage::Owned)
+      free(const_cast<uint8_t *>(bytes));
+    return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
+  }
+  vmoe_status_t status = module->init(bytes, length, how, options, message);
+  if (status) {
+    module->release();
+    return status;
+  }
+  *out = module;
+  return VMOE_STATUS_OK;
+}
+
+namespace {
+
+/// Reads the `length` bytes of `fd` into an aligned buffer of our own.
+vmoe_status_t readWhole(int fd, const char *path, uint64_t length,
+                        uint8_t **out, vmoe_message_t *message) {
+  void *buffer = nullptr;
+  if (posix_memalign(&buffer, VMOE_SEGMENT_BASE_ALIGNMENT,
+                     static_cast<size_t>(length)) != 0)
+    return fail(message, VMOE_STATUS_OUT_OF_MEMORY,
+                "cannot allocate %llu bytes to copy '%.512s'",
+                static_cast<unsigned long long>(length), path);
+  uint8_t *bytes = static_cast<uint8_t *>(buffer);
+  uint64_t done = 0;
+  while (done < length) {
+    ssize_t n = pread(fd, bytes + done, static_cast<size_t>(length - done),
+                      static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int error = n < 0 ? errno : 0;
+      free(buffer);
+      return fail(message, VMOE_STATUS_IO_ERROR, "cannot read '%.512s': %s",
+                  path, error ? strerror(error) : "the file shrank while read");
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  *out = bytes;
+  return VMOE_STATUS_OK;
+}
+
+} // namespace
+
+vmoe_status_t Module::loadFile(const char *path,
+                               const vmoe_module_load_options_t &options,
+                               Module **out, vmoe_message_t *message) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return fail(message, VMOE_STATUS_IO_ERROR, "cannot open '%.512s': %s", path,
@@ -78,67 +142,60 @@ vmoe_status_t Module::loadFile(const char *path, Module **out,
     return fail(message, VMOE_STATUS_UNSUPPORTED,
                 "'%.512s' is too large to map on this host", path);
   }
+  if (options.copy) {
+    uint8_t *bytes = nullptr;
+    vmoe_status_t status = readWhole(fd, path, length, &bytes, message);
+    close(fd);
+    if (status)
+      return status;
+    return finishLoad(bytes, length, Storage::Owned, options, out, message);
+  }
   // Read-only and private: kernels cannot modify the file through in-place
-  // constants, and pages are shared between processes.
+  // constants, and pages are shared between processes. When the load reads
+  // every byte anyway (weights checked, or a signature), the pages are
+  // mapped in one go instead of one fault at a time.
+  int flags = MAP_PRIVATE;
+  if (options.verify_weights == VMOE_VERIFY_WEIGHTS_ALL ||
+      options.trusted_key_count)
+    flags |= MAP_POPULATE;
   void *mapped =
-      mmap(nullptr, static_cast<size_t>(length), PROT_READ, MAP_PRIVATE, fd, 0);
+      mmap(nullptr, static_cast<size_t>(length), PROT_READ, flags, fd, 0);
   int error = errno;
   close(fd);
   if (mapped == MAP_FAILED)
     return fail(message, VMOE_STATUS_IO_ERROR, "cannot map '%.512s': %s", path,
                 strerror(error));
-  Module *module = new (std::nothrow) Module();
-  if (!module) {
-    munmap(mapped, static_cast<size_t>(length));
-    return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
-  }
-  vmoe_status_t status = module->init(static_cast<const uint8_t *>(mapped),
-                                      length, Storage::Mapped, message);
-  if (status) {
-    module->release();
-    return status;
-  }
-  *out = module;
-  return VMOE_STATUS_OK;
+  return finishLoad(static_cast<const uint8_t *>(mapped), length,
+                    Storage::Mapped, options, out, message);
 }
 
 vmoe_status_t Module::loadMemory(const void *bytes, size_t length,
-                                 vmoe_memory_mode_t mode, Module **out,
-                                 vmoe_message_t *message) {
+                                 vmoe_memory_mode_t mode,
+                                 const vmoe_module_load_options_t &options,
+                                 Module **out, vmoe_message_t *message) {
   if (mode != VMOE_MEMORY_COPY && mode != VMOE_MEMORY_BORROW)
     return fail(message, VMOE_STATUS_INVALID_ARGUMENT, "unknown memory mode %d",
                 static_cast<int>(mode));
+  if (mode == VMOE_MEMORY_BORROW && options.copy)
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "load option copy contradicts VMOE_MEMORY_BORROW");
   if (mode == VMOE_MEMORY_BORROW &&
       reinterpret_cast<uintptr_t>(bytes) % VMOE_SEGMENT_BASE_ALIGNMENT)
     return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
                 "a borrowed module buffer must be %u-byte aligned (got "
                 "address %p); align it or use VMOE_MEMORY_COPY",
                 VMOE_SEGMENT_BASE_ALIGNMENT, bytes);
-  const uint8_t *storageBytes = static_cast<const uint8_t *>(bytes);
-  if (mode == VMOE_MEMORY_COPY) {
-    void *copy = nullptr;
-    if (posix_memalign(&copy, VMOE_SEGMENT_BASE_ALIGNMENT,
-                       length ? length : 1) != 0)
-      return fail(message, VMOE_STATUS_OUT_OF_MEMORY,
-                  "cannot allocate %zu bytes for the module copy", length);
-    memcpy(copy, bytes, length);
-    storageBytes = static_cast<const uint8_t *>(copy);
-  }
-  Module *module = new (std::nothrow) Module();
-  if (!module) {
-    if (mode == VMOE_MEMORY_COPY)
-      free(const_cast<uint8_t *>(storageBytes));
-    return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
-  }
-  vmoe_status_t status = module->init(
-      storageBytes, length,
-      mode == VMOE_MEMORY_COPY ? Storage::Owned : Storage::Borrowed, message);
-  if (status) {
-    module->release();
-    return status;
-  }
-  *out = module;
-  return VMOE_STATUS_OK;
+  if (mode == VMOE_MEMORY_BORROW)
+    return finishLoad(static_cast<const uint8_t *>(bytes), length,
+                      Storage::Borrowed, options, out, message);
+  void *copy = nullptr;
+  if (posix_memalign(&copy, VMOE_SEGMENT_BASE_ALIGNMENT, length ? length : 1) !=
+      0)
+    return fail(message, VMOE_STATUS_OUT_OF_MEMORY,
+                "cannot allocate %zu bytes for the module copy", length);
+  memcpy(copy, bytes, length);
+  return finishLoad(static_cast<const uint8_t *>(copy), length, Storage::Owned,
+                    options, out, message);
 }
 
 vmoe_status_t Module::prepareCpu(vmoe_message_t *message) {

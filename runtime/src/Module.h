@@ -17,11 +17,14 @@ namespace vmoe {
 /// session loads (under a mutex) and all later sessions share.
 class Module {
 public:
-  static vmoe_status_t loadFile(const char *path, Module **out,
-                                vmoe_message_t *message);
+  /// `options` are valid (CApi checked them).
+  static vmoe_status_t loadFile(const char *path,
+                                const vmoe_module_load_options_t &options,
+                                Module **out, vmoe_message_t *message);
   static vmoe_status_t loadMemory(const void *data, size_t size,
-                                  vmoe_memory_mode_t mode, Module **out,
-                                  vmoe_message_t *message);
+                                  vmoe_memory_mode_t mode,
+                                  const vmoe_module_load_options_t &options,
+                                  Module **out, vmoe_message_t *message);
 
   void retain() { refCount.fetch_add(1, std::memory_order_relaxed); }
   void release();
@@ -41,6 +44,9 @@ public:
     return verified.outputItemBytes[i];
   }
   uint64_t maxScratchSize() const { return verified.maxScratchSize; }
+  /// What the load checked (vmoe_module_integrity).
+  bool signatureVerified() const { return checkedSignature; }
+  bool weightsVerified() const { return checkedWeights; }
   /// Bytes of input/output `i` at `batch` (the whole tensor when it has no
   /// batch dim).
   uint64_t inputBytes(uint32_t i, int64_t batch) const {
@@ -72,13 +78,20 @@ private:
   Module() = default;
   ~Module();
   vmoe_status_t init(const uint8_t *bytes, uint64_t length, Storage how,
+                     const vmoe_module_load_options_t &options,
                      vmoe_message_t *message);
+  static vmoe_status_t finishLoad(const uint8_t *bytes, uint64_t length,
+                                  Storage how,
+                                  const vmoe_module_load_options_t &options,
+                                  Module **out, vmoe_message_t *message);
 
   std::atomic<uint32_t> refCount{1};
   const uint8_t *data = nullptr;
   uint64_t size = 0;
   Storage storage = Storage::Borrowed;
   VerifiedModule verified;
+  bool checkedSignature = false;
+  bool checkedWeights = false;
 
   pthread_mutex_t cpuMutex = PTHREAD_MUTEX_INITIALIZER;
   bool cpuReady = false;

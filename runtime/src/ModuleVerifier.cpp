@@ -3,6 +3,7 @@
 #include "ModuleVerifier.h"
 
 #include "Diagnostics.h"
+#include "Integrity.h"
 #include "ModuleValidator.h"
 
 #include <cstdio>
@@ -42,7 +43,8 @@ uint64_t dtypeSize(uint32_t dtype) {
 }
 
 vmoe_status_t verifyModule(const uint8_t *data, uint64_t size,
-                           VerifiedModule *out, vmoe_message_t *message) {
+                           const VerifyOptions &checks, VerifiedModule *out,
+                           vmoe_message_t *message) {
   vmoe_module_header_t &h = out->header;
   if (size < VMOE_MODULE_HEADER_SIZE)
     return fail(message, VMOE_STATUS_INVALID_MODULE,
@@ -54,10 +56,6 @@ vmoe_status_t verifyModule(const uint8_t *data, uint64_t size,
     return fail(message, VMOE_STATUS_INVALID_MODULE,
                 "not a vmoe module: wrong magic bytes at the start of the "
                 "file");
-  if (h.header_size < VMOE_MODULE_HEADER_SIZE)
-    return fail(message, VMOE_STATUS_INVALID_MODULE,
-                "header size %u is smaller than %u", h.header_size,
-                VMOE_MODULE_HEADER_SIZE);
   // The version comes before any other field: a newer major may lay out the
   // rest differently, and the user needs to hear about the version.
   if (h.format_major != VMOE_FORMAT_VERSION_MAJOR)
@@ -71,6 +69,16 @@ vmoe_status_t verifyModule(const uint8_t *data, uint64_t size,
                     ? "update the runtime or recompile the module with a "
                       "matching compiler"
                     : "recompile the module");
+  if (h.format_minor < VMOE_FORMAT_MIN_MINOR)
+    return fail(message, VMOE_STATUS_UNSUPPORTED_VERSION,
+                "module format version %u.%u is older than this runtime's "
+                "%u.%u and has no integrity digests: recompile the module",
+                h.format_major, h.format_minor, VMOE_FORMAT_VERSION_MAJOR,
+                VMOE_FORMAT_VERSION_MINOR);
+  if (h.header_size < VMOE_MODULE_HEADER_SIZE)
+    return fail(message, VMOE_STATUS_INVALID_MODULE,
+                "header size %u is smaller than %u", h.header_size,
+                VMOE_MODULE_HEADER_SIZE);
   if (h.flags != 0)
     return fail(message, VMOE_STATUS_UNSUPPORTED_VERSION,
                 "module header has unknown flags 0x%llx",
@@ -123,6 +131,18 @@ vmoe_status_t verifyModule(const uint8_t *data, uint64_t size,
                 "segment base %llu is not a multiple of %u",
                 static_cast<ull>(h.segment_base), VMOE_SEGMENT_BASE_ALIGNMENT);
 
+  // The header's ranges hold: check what the file claims to be before
+  // reading it (a signature, when keys are set, before anything else), and
+  // the digest before the FlatBuffer verifier reads a byte.
+  if (vmoe_status_t status = integrity::checkSignatureFields(h, message))
+    return status;
+  if (checks.keyCount)
+    if (vmoe_status_t status = integrity::checkSignature(
+            data, h, checks.keys, checks.keyCount, message))
+      return status;
+  if (vmoe_status_t status = integrity::checkMetadataDigest(data, h, message))
+    return status;
+
   const uint8_t *fbData = data + h.flatbuffer_offset;
   if (!flatbuffers::BufferHasIdentifier(fbData, VMOE_FLATBUFFER_IDENTIFIER)) {
     char text[20];
@@ -144,7 +164,9 @@ vmoe_status_t verifyModule(const uint8_t *data, uint64_t size,
   out->root = fb::GetModule(fbData);
   out->segmentBase = data + h.segment_base;
   validate::Validator validator(*out->root, h, out->segmentBase, out, message);
-  return validator.run();
+  if (vmoe_status_t status = validator.run())
+    return status;
+  return integrity::checkSegmentDigests(*out, checks.verifyWeights, message);
 }
 
 } // namespace vmoe

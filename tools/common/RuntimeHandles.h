@@ -36,12 +36,15 @@ inline std::string statusMessage(vmoe_status_t status,
   return std::string(vmoe_status_name(status)) + ": " + message.text;
 }
 
-/// The module file at `path`, or null with `error` set.
-inline ModuleHandle loadModule(const std::string &path, std::string &error) {
+/// The module file at `path`, or null with `error` set. `options` null: the
+/// defaults.
+inline ModuleHandle
+loadModule(const std::string &path, std::string &error,
+           const vmoe_module_load_options_t *options = nullptr) {
   vmoe_message_t message;
   vmoe_module_t *module = nullptr;
   if (vmoe_status_t status =
-          vmoe_module_load_file(path.c_str(), &module, &message)) {
+          vmoe_module_load_file_ex(path.c_str(), options, &module, &message)) {
     error = statusMessage(status, message);
     return nullptr;
   }

@@ -21,6 +21,7 @@
 #include "vmoe/Target/CUDA/CudaCodegen.h"
 #include "vmoe/readers/ModelConfig.h"
 #include "vmoe/readers/Weights.h"
+#include "vmoe/writer/Signing.h"
 
 #include "../common/ToolSupport.h"
 
@@ -168,6 +169,16 @@ static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
                                   cl::init(3));
 static cl::opt<std::string> modelName("name", cl::desc("Model name"),
                                       cl::init(""));
+static cl::opt<std::string> signKey(
+    "sign-key",
+    cl::desc("Sign the module with this Ed25519 secret key file (made by "
+             "--generate-signing-key; mode 0600)"),
+    cl::value_desc("file"), cl::init(""));
+static cl::opt<std::string> generateSigningKey(
+    "generate-signing-key",
+    cl::desc("Make a new Ed25519 key pair, PREFIX.key (secret, mode 0600) "
+             "and PREFIX.pub (for vmoe-run --trusted-key), and exit"),
+    cl::value_desc("prefix"), cl::init(""));
 
 namespace {
 
@@ -271,13 +282,19 @@ void parseCommandLine(int argc, char **argv) {
   // LLVM's libraries register hundreds of options of their own; --help
   // lists this tool's.
   static cl::OptionCategory category("vmoe-compile options");
-  for (cl::Option *option : std::initializer_list<cl::Option *>{
-           &inputFile,     &preset,         &weightsFile,   &batchSize,
-           &groupSize,     &capacityFactor, &bprDefault,    &outputFile,
-           &targetName,    &smList,         &ptxasPath,     &requireCubin,
-           &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
-           &expertWeights, &expertMath,     &randomWeights, &numInputs,
-           &optLevel,      &modelName})
+  for (cl::Option *option :
+       std::initializer_list<cl::Option *>{&inputFile,     &preset,
+                                           &weightsFile,   &batchSize,
+                                           &groupSize,     &capacityFactor,
+                                           &bprDefault,    &outputFile,
+                                           &targetName,    &smList,
+                                           &ptxasPath,     &requireCubin,
+                                           &cudaBlockSize, &cpuName,
+                                           &emit,          &maxCapacityFactor,
+                                           &expertWeights, &expertMath,
+                                           &randomWeights, &numInputs,
+                                           &optLevel,      &modelName,
+                                           &signKey,       &generateSigningKey})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
@@ -479,7 +496,8 @@ std::string deviceName(const mlir::vmoe::cpu::CpuTarget &target,
 /// Compiles the whole way: writes the module file and prints a summary, or
 /// with --emit=llvm or asm prints the kernels' code instead.
 int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
-                  const mlir::vmoe::cpu::CpuTarget &target) {
+                  const mlir::vmoe::cpu::CpuTarget &target,
+                  const ::vmoe::writer::ModuleSigner *signer) {
   std::string error;
   llvm::SmallString<128> llPath;
   bool dumpCode = emit == Emit::LlvmIr || emit == Emit::Asm;
@@ -506,6 +524,9 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
     llvm::outs() << (*buffer)->getBuffer();
     return 0;
   }
+  if (signer &&
+      !::vmoe::writer::signModule(bytes.data(), bytes.size(), *signer, &error))
+    return fail(error);
   if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
     return fail(error);
   llvm::outs() << "wrote " << outputFile << ": " << bytes.size() << " bytes, "
@@ -514,6 +535,12 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
                << stats.constantBytes << " bytes, arena " << stats.arenaSize
                << " bytes (" << stats.arenaSizeWithoutReuse
                << " without buffer reuse)\n";
+  if (signer) {
+    uint8_t id[VMOE_SIGNATURE_KEY_ID_SIZE];
+    signer->keyId(id);
+    llvm::outs() << "signed by key " << ::vmoe::writer::toHex(id, sizeof(id))
+                 << "\n";
+  }
   return 0;
 }
 
@@ -522,10 +549,23 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   parseCommandLine(argc, argv);
+  std::string error;
+  if (!generateSigningKey.empty()) {
+    std::string keyId;
+    if (!::vmoe::writer::generateKeyPair(generateSigningKey, &keyId, &error))
+      return fail(error);
+    llvm::outs() << "wrote " << generateSigningKey << ".key (secret) and "
+                 << generateSigningKey << ".pub: key id " << keyId << "\n";
+    return 0;
+  }
+  // The key is read first: a bad key file fails before a long compile.
+  std::unique_ptr<::vmoe::writer::Ed25519Signer> signer;
+  if (!signKey.empty() &&
+      !(signer = ::vmoe::writer::loadSigner(signKey, &error)))
+    return fail(error);
   std::vector<unsigned> sms;
   if (int rc = checkOptions(sms))
     return rc;
-  std::string error;
   FailureOr<mlir::vmoe::cpu::CpuTarget> target =
       mlir::vmoe::cpu::resolveCpuTarget(cpuName, &error);
   if (failed(target))
@@ -561,5 +601,5 @@ int main(int argc, char **argv) {
       compileOptions(sms, configJson, classNames);
   if (emit == Emit::Mlir || emit == Emit::Kernels || emit == Emit::Ptx)
     return emitStage(*module, options);
-  return compileModule(*module, options, *target);
+  return compileModule(*module, options, *target, signer.get());
 }

@@ -13,6 +13,7 @@
 #include "../common/Npy.h"
 #include "../common/RuntimeHandles.h"
 #include "../common/ToolSupport.h"
+#include "vmoe/writer/KeyFiles.h"
 
 #include <algorithm>
 #include <cctype>
@@ -61,7 +62,15 @@ const char *kUsage =
     "  --top N                 classes to print per image (default 5)\n"
     "  --quiet                 print only errors and the timing line\n"
     "  --profile               print the time of every dispatch (kernel)\n"
-    "  --info                  print the module's contents and exit\n";
+    "  --info                  print the module's contents and exit\n"
+    "  --trusted-key FILE      load only modules signed by this key (a .pub\n"
+    "                          of vmoe-compile --generate-signing-key);\n"
+    "                          repeat for several keys\n"
+    "  --verify-weights all|none\n"
+    "                          check the weights' digests at load (default\n"
+    "                          all; none: only for trusted large modules)\n"
+    "  --copy-module           read the module into memory instead of\n"
+    "                          mapping it (for files that may be rewritten)\n";
 
 struct Options {
   std::string module, input, output, labels;
@@ -76,6 +85,8 @@ struct Options {
   int top = 5;
   int64_t show = 8;
   bool quiet = false, info = false, profile = false, help = false;
+  std::vector<std::string> trustedKeys;
+  bool verifyWeights = true, copyModule = false;
 };
 
 int fail(const std::string &message) {
@@ -87,7 +98,18 @@ int fail(const std::string &message) {
 int parseArgs(int argc, char **argv, Options &o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    // The integrity flags also take --flag=VALUE.
+    std::string inlineValue;
+    bool hasInline = false;
+    for (const char *flag : {"--trusted-key", "--verify-weights"})
+      if (a.rfind(std::string(flag) + "=", 0) == 0) {
+        inlineValue = a.substr(std::strlen(flag) + 1);
+        a = flag;
+        hasInline = true;
+      }
     auto value = [&](const char *name) -> const char * {
+      if (hasInline)
+        return inlineValue.c_str();
       if (i + 1 >= argc) {
         vmoe::tools::usageError(kTool, std::string(name) + " needs a value",
                                 kUsage);
@@ -174,6 +196,18 @@ int parseArgs(int argc, char **argv, Options &o) {
       o.profile = true;
     } else if (a == "--info") {
       o.info = true;
+    } else if (a == "--trusted-key") {
+      const char *v = value("--trusted-key");
+      if (!v)
+        return 2;
+      o.trustedKeys.push_back(v);
+    } else if (a == "--verify-weights") {
+      const char *v = value("--verify-weights");
+      if (!v || (std::strcmp(v, "all") != 0 && std::strcmp(v, "none") != 0))
+        return fail("--verify-weights takes all or none"), 2;
+      o.verifyWeights = std::strcmp(v, "all") == 0;
+    } else if (a == "--copy-module") {
+      o.copyModule = true;
     } else if (!a.empty() && a[0] == '-') {
       return vmoe::tools::usageError(kTool, "unknown option " + a, kUsage);
     } else if (o.module.empty()) {
@@ -194,6 +228,26 @@ std::string shapeString(const int64_t *shape, uint32_t rank) {
   return s + "]";
 }
 
+/// The module with the integrity flags' load options, or null with `error`.
+vmoe::tools::ModuleHandle loadModule(const Options &o, std::string &error) {
+  vmoe_module_load_options_t options;
+  vmoe_module_load_options_init(&options);
+  options.verify_weights =
+      o.verifyWeights ? VMOE_VERIFY_WEIGHTS_ALL : VMOE_VERIFY_WEIGHTS_NONE;
+  options.copy = o.copyModule;
+  std::vector<uint8_t> keys;
+  for (const std::string &path : o.trustedKeys) {
+    vmoe::writer::PublicKey key;
+    if (!vmoe::writer::readPublicKeyFile(path, key, &error))
+      return nullptr;
+    keys.insert(keys.end(), key.begin(), key.end());
+  }
+  options.trusted_keys = keys.data();
+  options.trusted_key_count =
+      static_cast<uint32_t>(keys.size() / VMOE_PUBLIC_KEY_SIZE);
+  return vmoe::tools::loadModule(o.module, error, &options);
+}
+
 void printInfo(vmoe_module_t *module) {
   vmoe_module_info_t info;
   vmoe_module_info(module, &info);
@@ -208,6 +262,18 @@ void printInfo(vmoe_module_t *module) {
   if (info.batch_multiple < info.max_batch)
     std::printf(" (any multiple of %" PRId64 " up to it)", info.batch_multiple);
   std::printf("\n");
+  vmoe_module_integrity_t integrity;
+  vmoe_module_integrity(module, &integrity);
+  std::string keyId = vmoe::writer::toHex(integrity.key_id, 8);
+  if (!integrity.is_signed)
+    std::printf("  unsigned");
+  else
+    std::printf("  signed by key %s (%s)", keyId.c_str(),
+                integrity.signature_verified ? "verified against a trusted key"
+                                             : "not checked: no --trusted-key");
+  std::printf(", weight digests %s\n", integrity.weights_verified
+                                           ? "verified"
+                                           : "not checked (--verify-weights)");
   vmoe_message_t msg;
   for (uint32_t i = 0; i < info.input_count; ++i) {
     vmoe_tensor_info_t t;
@@ -621,7 +687,7 @@ int main(int argc, char **argv) {
   }
 
   std::string error;
-  vmoe::tools::ModuleHandle module = vmoe::tools::loadModule(o.module, error);
+  vmoe::tools::ModuleHandle module = loadModule(o, error);
   if (!module)
     return fail(error);
   if (o.info) {

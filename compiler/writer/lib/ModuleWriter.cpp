@@ -67,6 +67,7 @@ struct ModuleWriter::Impl {
   uint32_t major = VMOE_FORMAT_VERSION_MAJOR;
   uint32_t minor = VMOE_FORMAT_VERSION_MINOR;
   uint64_t requirements = 0;
+  const ModuleSigner *signer = nullptr;
 
   bool layout(ModuleLayout &out, flatbuffers::FlatBufferBuilder &fbb,
               std::string *error) const;
@@ -179,6 +180,10 @@ void ModuleWriter::setRequirements(uint64_t requirements) {
   impl->requirements = requirements;
 }
 
+void ModuleWriter::setSigner(const ModuleSigner *signer) {
+  impl->signer = signer;
+}
+
 void ModuleWriter::Impl::buildFlatBuffer(
     const ModuleLayout &layout, flatbuffers::FlatBufferBuilder &fbb) const {
   using flatbuffers::Offset;
@@ -278,11 +283,16 @@ void ModuleWriter::Impl::buildFlatBuffer(
   }
   auto layersOffset = fbb.CreateVector(layerOffsets);
 
+  std::vector<fb::Digest128> digests;
+  for (const Digest128 &d : layout.segmentDigests)
+    digests.emplace_back(d.low, d.high);
+  auto digestsOffset = fbb.CreateVectorOfStructs(digests);
+
   fb::Version version(major, minor);
-  auto root =
-      fb::CreateModule(fbb, &version, requirements, metadataOffset, signature,
-                       segmentsOffset, constantsOffset, executablesOffset,
-                       kernelsOffset, dispatchesOffset, arena, layersOffset);
+  auto root = fb::CreateModule(
+      fbb, &version, requirements, metadataOffset, signature, segmentsOffset,
+      constantsOffset, executablesOffset, kernelsOffset, dispatchesOffset,
+      arena, layersOffset, digestsOffset);
   fbb.Finish(root, fb::ModuleIdentifier());
 }
 
@@ -290,6 +300,7 @@ bool ModuleWriter::Impl::layout(ModuleLayout &out,
                                 flatbuffers::FlatBufferBuilder &fbb,
                                 std::string *error) const {
   out.segmentOffsets.clear();
+  out.segmentDigests.clear();
   uint64_t cursor = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     const SegmentEntry &s = segments[i];
@@ -307,6 +318,9 @@ bool ModuleWriter::Impl::layout(ModuleLayout &out,
       return false;
     }
     cursor += s.size;
+    // Read here, written later: the digests go into the FlatBuffer, which
+    // precedes the segments in the file.
+    out.segmentDigests.push_back(digestBytes(s.data(), s.size));
   }
   out.segmentSize = cursor;
   fbb.Clear();
@@ -323,8 +337,13 @@ bool ModuleWriter::Impl::layout(ModuleLayout &out,
 
 namespace {
 
-vmoe_module_header_t makeHeader(const ModuleLayout &layout, uint32_t major,
-                                uint32_t minor) {
+/// The bytes [0, segmentBase) of the file: the header (with the signer's
+/// scheme and key id, and the metadata digest), the FlatBuffer, and the zero
+/// padding around it. Sets layout.metadataDigest.
+std::vector<uint8_t> buildPrefix(ModuleLayout &layout,
+                                 const flatbuffers::FlatBufferBuilder &fbb,
+                                 uint32_t major, uint32_t minor,
+                                 const ModuleSigner *signer) {
   vmoe_module_header_t header;
   memset(&header, 0, sizeof(header));
   memcpy(header.magic, VMOE_MODULE_MAGIC, VMOE_MODULE_MAGIC_SIZE);
@@ -337,11 +356,20 @@ vmoe_module_header_t makeHeader(const ModuleLayout &layout, uint32_t major,
   header.segment_size = layout.segmentSize;
   header.file_size = layout.fileSize;
   header.flags = 0;
-  return header;
+  if (signer) {
+    header.signature_scheme = signer->scheme();
+    signer->keyId(header.signature_key_id);
+  }
+  std::vector<uint8_t> prefix(layout.segmentBase, 0);
+  memcpy(prefix.data(), &header, sizeof(header));
+  memcpy(prefix.data() + layout.flatbufferOffset, fbb.GetBufferPointer(),
+         layout.flatbufferSize);
+  layout.metadataDigest = metadataDigest(prefix.data(), layout.segmentBase);
+  header.metadata_digest[0] = layout.metadataDigest.low;
+  header.metadata_digest[1] = layout.metadataDigest.high;
+  memcpy(prefix.data(), &header, sizeof(header));
+  return prefix;
 }
-
-static_assert(sizeof(vmoe_module_header_t) == VMOE_MODULE_HEADER_SIZE,
-              "the header struct is the on-disk header");
 
 } // namespace
 
@@ -351,15 +379,20 @@ bool ModuleWriter::writeToBuffer(std::vector<uint8_t> &out, std::string *error,
   ModuleLayout layout;
   if (!impl->layout(layout, fbb, error))
     return false;
-  out.assign(layout.fileSize, 0);
-  vmoe_module_header_t header = makeHeader(layout, impl->major, impl->minor);
-  memcpy(out.data(), &header, sizeof(header));
-  memcpy(out.data() + layout.flatbufferOffset, fbb.GetBufferPointer(),
-         layout.flatbufferSize);
+  out = buildPrefix(layout, fbb, impl->major, impl->minor, nullptr);
+  out.resize(layout.fileSize, 0);
   for (size_t i = 0; i < impl->segments.size(); ++i)
     if (impl->segments[i].size)
       memcpy(out.data() + layout.segmentBase + layout.segmentOffsets[i],
              impl->segments[i].data(), impl->segments[i].size);
+  if (impl->signer) {
+    if (!signModule(out.data(), out.size(), *impl->signer, error))
+      return false;
+    memcpy(&layout.metadataDigest.low,
+           out.data() + VMOE_HEADER_METADATA_DIGEST_OFFSET, 8);
+    memcpy(&layout.metadataDigest.high,
+           out.data() + VMOE_HEADER_METADATA_DIGEST_OFFSET + 8, 8);
+  }
   if (layoutOut)
     *layoutOut = std::move(layout);
   return true;
@@ -374,8 +407,8 @@ static int createTemporary(const std::string &path, std::string &tmpPath) {
   for (int attempt = 0; attempt < 100; ++attempt) {
     tmpPath = path + ".tmp-" + std::to_string(getpid()) + "-" +
               std::to_string(counter++);
-    int fd = open(tmpPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                  0666);
+    int fd =
+        open(tmpPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0 || errno != EEXIST)
       return fd;
   }
@@ -408,29 +441,46 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
   // that multi-GB segments are never copied in memory.
   uint64_t position = 0;
   bool ok = true;
+  // The signature's hash sees every byte as it is written (the signature
+  // field still zero), which is then stored over that field.
+  std::unique_ptr<SignatureHash> hash;
+  if (impl->signer)
+    hash = impl->signer->begin();
   auto padTo = [&](uint64_t target) {
     static const uint8_t zeros[4096] = {};
     while (ok && position < target) {
       uint64_t n =
           target - position < sizeof(zeros) ? target - position : sizeof(zeros);
       ok = fwrite(zeros, 1, n, file) == n;
+      if (hash)
+        hash->update(zeros, n);
       position += n;
     }
   };
   auto put = [&](const void *data, uint64_t size) {
     if (ok && size)
       ok = fwrite(data, 1, size, file) == size;
+    if (hash && size)
+      hash->update(data, size);
     position += size;
   };
-  vmoe_module_header_t header = makeHeader(layout, impl->major, impl->minor);
-  put(&header, sizeof(header));
-  padTo(layout.flatbufferOffset);
-  put(fbb.GetBufferPointer(), layout.flatbufferSize);
+  std::vector<uint8_t> prefix =
+      buildPrefix(layout, fbb, impl->major, impl->minor, impl->signer);
+  put(prefix.data(), prefix.size());
   for (size_t i = 0; i < impl->segments.size(); ++i) {
     padTo(layout.segmentBase + layout.segmentOffsets[i]);
     put(impl->segments[i].data(), impl->segments[i].size);
   }
   padTo(layout.fileSize);
+  if (ok && hash) {
+    uint8_t signature[VMOE_SIGNATURE_SIZE];
+    ok = hash->sign(signature);
+    if (!ok)
+      errno = EINVAL;
+    else
+      ok = fseek(file, VMOE_HEADER_SIGNATURE_OFFSET, SEEK_SET) == 0 &&
+           fwrite(signature, 1, sizeof(signature), file) == sizeof(signature);
+  }
   if (ok && fflush(file) != 0)
     ok = false;
   int savedErrno = errno;

@@ -5,15 +5,36 @@
  *
  * File layout (all integers little-endian):
  *
- *   [0, header_size)                      vmoe_module_header_t
- *   [flatbuffer_offset, +flatbuffer_size) FlatBuffer
- * (format/schema/module.fbs), file identifier "VMOE" [segment_base,
- * +segment_size)         segments: weights, executables, PTX; each addressed by
- * a 64-bit offset relative to segment_base
+ *   [0, header_size)                       vmoe_module_header_t
+ *   [flatbuffer_offset, +flatbuffer_size)  FlatBuffer (format/schema/
+ *                                          module.fbs), identifier "VMOE"
+ *   [segment_base, +segment_size)          segments: weights, executables,
+ *                                          PTX; each addressed by a 64-bit
+ *                                          offset relative to segment_base
  *
  * The FlatBuffer holds only metadata, so it stays far below FlatBuffers' 2 GB
  * limit while the segments (addressed by uint64) can be arbitrarily large and
  * can be used in place from an mmapped file.
+ *
+ * Integrity (format 1.1): every byte up to file_size is covered.
+ * - metadata_digest: XXH3-128 (seed 0) of the bytes [0, segment_base) (the
+ *   header, the FlatBuffer and the zero padding around it) read with the
+ *   metadata_digest and signature fields as zeros.
+ * - Module.segment_digests (module.fbs): XXH3-128 of each segment's bytes.
+ * - The padding between segments is zero.
+ * A digest detects corruption, truncation and accidental edits; anyone can
+ * recompute it, so it is no defence against a forger. That is the signature's
+ * job:
+ * - signature_scheme VMOE_SIGNATURE_ED25519_BLAKE2B: signature is the Ed25519
+ *   signature (RFC 8032) of the BLAKE2b-512 hash of the bytes [0, file_size)
+ *   read with the signature field as zeros (the metadata digest, key id and
+ *   scheme are signed). signature_key_id is the first 8 bytes of the
+ *   BLAKE2b-512 hash of the 32-byte public key: it names the key in messages
+ *   and picks the trusted key to check against; it proves nothing by itself.
+ * - signature_scheme VMOE_SIGNATURE_NONE: unsigned; key id and signature are
+ *   zero.
+ * A 128-bit digest is written as 32 hex digits, high half first (as xxhsum
+ * prints XXH128); stored as two little-endian uint64, low half first.
  */
 #ifndef VMOE_MODULE_FORMAT_H
 #define VMOE_MODULE_FORMAT_H
@@ -29,7 +50,10 @@ extern "C" {
  * may ignore; anything an older runtime must not ignore is a bit in
  * Module.requirements (a runtime refuses unknown bits). */
 #define VMOE_FORMAT_VERSION_MAJOR 1
-#define VMOE_FORMAT_VERSION_MINOR 0
+#define VMOE_FORMAT_VERSION_MINOR 1
+/* Modules of an older minor than this lack the integrity digests: refused,
+ * to be recompiled. */
+#define VMOE_FORMAT_MIN_MINOR 1
 
 /* First 8 bytes of every module file. */
 #define VMOE_MODULE_MAGIC "VMOEMOD\0"
@@ -38,8 +62,9 @@ extern "C" {
 #define VMOE_FLATBUFFER_IDENTIFIER "VMOE"
 
 /* Size of vmoe_module_header_t. A larger header_size in a file is accepted
- * (future fields); a smaller one is refused. */
-#define VMOE_MODULE_HEADER_SIZE 64
+ * (future fields, covered by the metadata digest); a smaller one is refused.
+ * Format 1.0 had the first 64 bytes only. */
+#define VMOE_MODULE_HEADER_SIZE 160
 /* The FlatBuffer starts at a multiple of this (its scalars are aligned). */
 #define VMOE_FLATBUFFER_ALIGNMENT 16
 /* segment_base is a multiple of this, so every segment alignment up to
@@ -62,6 +87,13 @@ extern "C" {
 #define VMOE_MAX_FLATBUFFER_DEPTH 32
 #define VMOE_MAX_FLATBUFFER_TABLES 4000000
 
+/* signature_scheme values. */
+#define VMOE_SIGNATURE_NONE 0u
+#define VMOE_SIGNATURE_ED25519_BLAKE2B 1u
+#define VMOE_SIGNATURE_SIZE 64       /* Ed25519 signature */
+#define VMOE_SIGNATURE_KEY_ID_SIZE 8 /* BLAKE2b-512(public key)[0, 8) */
+#define VMOE_SIGNATURE_PUBLIC_KEY_SIZE 32
+
 typedef struct vmoe_module_header_t {
   char magic[VMOE_MODULE_MAGIC_SIZE]; /* VMOE_MODULE_MAGIC */
   uint32_t header_size;               /* >= VMOE_MODULE_HEADER_SIZE */
@@ -73,7 +105,18 @@ typedef struct vmoe_module_header_t {
   uint64_t segment_size;
   uint64_t file_size; /* total size the writer produced */
   uint64_t flags;     /* reserved, must be 0 */
+  /* Format 1.1: integrity and signature (see the top of this file). */
+  uint64_t metadata_digest[2]; /* XXH3-128: low, high */
+  uint32_t signature_scheme;   /* VMOE_SIGNATURE_* */
+  uint32_t signature_reserved; /* must be 0 */
+  uint8_t signature_key_id[VMOE_SIGNATURE_KEY_ID_SIZE];
+  uint8_t signature[VMOE_SIGNATURE_SIZE];
 } vmoe_module_header_t;
+
+/* Byte offsets of the fields the digest and signature read as zeros. */
+#define VMOE_HEADER_METADATA_DIGEST_OFFSET 64
+#define VMOE_HEADER_METADATA_DIGEST_SIZE 16
+#define VMOE_HEADER_SIGNATURE_OFFSET 96
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -18,10 +18,20 @@
  *
  * Trust: vmoe_module_load_* verifies the whole file (structure, then every
  * index, offset, size, shape and launch bound) before anything runs, so a
- * malformed file gets an error, not a crash. A module carries native code,
- * though: creating a CPU session loads (and so runs the constructors of) the
- * module's shared object. Load modules only from sources you would take an
- * executable from.
+ * malformed file gets an error, not a crash. Every byte is covered by
+ * XXH3-128 digests written by the compiler: the metadata and the executables
+ * are checked at every load, the weights too unless the caller opts out
+ * (vmoe_module_load_options_t.verify_weights). A digest catches corruption,
+ * not a forger. A module carries native code: creating a CPU session loads
+ * (and so runs the constructors of) the module's shared object. Load modules
+ * only from sources you would take an executable from, or set trusted keys
+ * (vmoe_module_load_options_t.trusted_keys): then only a module signed by
+ * one of them loads, and the check happens before any of its code is mapped.
+ *
+ * Files: a module file is mapped, not read, and must not change while it is
+ * loaded: replace a module file by writing a new file and renaming it over
+ * the old one (what vmoe-compile does), never by rewriting it in place. A
+ * caller that cannot promise that loads with `copy` set.
  */
 #ifndef VMOE_RUNTIME_H
 #define VMOE_RUNTIME_H
@@ -61,6 +71,9 @@ typedef enum vmoe_status_t {
    * successful run). */
   VMOE_STATUS_FAILED_PRECONDITION = 8,
   VMOE_STATUS_INTERNAL = 9,
+  /* Trusted keys are set and the module is unsigned, signed by another key,
+   * or its signature does not match its contents. */
+  VMOE_STATUS_PERMISSION_DENIED = 10,
 } vmoe_status_t;
 
 #define VMOE_MESSAGE_CAPACITY 1024
@@ -114,8 +127,8 @@ VMOE_API vmoe_status_t vmoe_compute_capacity(uint64_t group_size, uint32_t k,
 
 typedef struct vmoe_module_t vmoe_module_t;
 
-/* Maps the file read-only (mmap) and verifies it. Constants are used in
- * place from the mapping. */
+/* Maps the file read-only (mmap) and verifies it with the default options
+ * (vmoe_module_load_file_ex). Constants are used in place from the mapping. */
 VMOE_API vmoe_status_t vmoe_module_load_file(const char *path,
                                              vmoe_module_t **out_module,
                                              vmoe_message_t *message);
@@ -135,6 +148,67 @@ VMOE_API vmoe_status_t vmoe_module_load_memory(const void *data, size_t size,
                                                vmoe_memory_mode_t mode,
                                                vmoe_module_t **out_module,
                                                vmoe_message_t *message);
+
+/* ---- load options -------------------------------------------------------- */
+
+typedef enum vmoe_verify_weights_t {
+  /* Check the digest of every weight segment at load (the default). */
+  VMOE_VERIFY_WEIGHTS_ALL = 0,
+  /* Skip the weight segments' digests: for trusted multi-GB modules whose
+   * load time matters (a full check reads every byte: see docs/). The
+   * metadata and the executables are still checked; a corrupt weight then
+   * gives wrong outputs, not an error. */
+  VMOE_VERIFY_WEIGHTS_NONE = 1,
+} vmoe_verify_weights_t;
+
+/* Size of one trusted Ed25519 public key. */
+#define VMOE_PUBLIC_KEY_SIZE 32
+
+typedef struct vmoe_module_load_options_t {
+  vmoe_verify_weights_t verify_weights;
+  /* trusted_key_count Ed25519 public keys, VMOE_PUBLIC_KEY_SIZE bytes each,
+   * back to back (the key of a `vmoe-compile --generate-signing-key` .pub
+   * file). With keys set, a module loads only when signed by one of them;
+   * else PERMISSION_DENIED, before any of its code is mapped. A runtime
+   * built without signature support (VMOE_RUNTIME_SIGNATURES off) answers
+   * UNSUPPORTED. Read during the call only. */
+  const uint8_t *trusted_keys;
+  uint32_t trusted_key_count;
+  /* vmoe_module_load_file_ex: nonzero reads the file into memory the module
+   * owns instead of mapping it, for callers that cannot promise the file is
+   * not rewritten while loaded. vmoe_module_load_memory_ex: must agree with
+   * its mode (nonzero with VMOE_MEMORY_BORROW is refused). */
+  int32_t copy;
+} vmoe_module_load_options_t;
+
+/* Defaults: check every weight, no trusted keys (signatures unchecked), map
+ * files. */
+VMOE_API void
+vmoe_module_load_options_init(vmoe_module_load_options_t *options);
+
+/* vmoe_module_load_file and vmoe_module_load_memory with options; NULL
+ * options are the defaults, which the plain functions use. */
+VMOE_API vmoe_status_t vmoe_module_load_file_ex(
+    const char *path, const vmoe_module_load_options_t *options,
+    vmoe_module_t **out_module, vmoe_message_t *message);
+VMOE_API vmoe_status_t vmoe_module_load_memory_ex(
+    const void *data, size_t size, vmoe_memory_mode_t mode,
+    const vmoe_module_load_options_t *options, vmoe_module_t **out_module,
+    vmoe_message_t *message);
+
+typedef struct vmoe_module_integrity_t {
+  /* The module carries a signature; key_id names its key (the first 8 bytes
+   * of BLAKE2b-512 of the public key; zeros when unsigned). */
+  int32_t is_signed;
+  uint8_t key_id[8];
+  /* The signature was checked against a trusted key at load. */
+  int32_t signature_verified;
+  /* Every weight segment's digest was checked at load. */
+  int32_t weights_verified;
+} vmoe_module_integrity_t;
+
+VMOE_API void vmoe_module_integrity(const vmoe_module_t *module,
+                                    vmoe_module_integrity_t *out_integrity);
 
 /* Reference counting: a loaded module has one reference; each session holds
  * one more. The module is freed when the count drops to zero. */

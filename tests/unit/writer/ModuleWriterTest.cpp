@@ -83,9 +83,9 @@ TEST(ModuleWriter, RoundTrip) {
   vmoe_module_header_t h;
   memcpy(&h, bytes.data(), sizeof(h));
   EXPECT_EQ(memcmp(h.magic, VMOE_MODULE_MAGIC, 8), 0);
-  EXPECT_EQ(h.header_size, 64u);
+  EXPECT_EQ(h.header_size, uint32_t(VMOE_MODULE_HEADER_SIZE));
   EXPECT_EQ(h.format_major, VMOE_FORMAT_VERSION_MAJOR);
-  EXPECT_EQ(h.flatbuffer_offset, 64u);
+  EXPECT_EQ(h.flatbuffer_offset, uint64_t(VMOE_MODULE_HEADER_SIZE));
   EXPECT_EQ(h.segment_base % 4096, 0u);
   EXPECT_EQ(h.segment_base, layout.segmentBase);
   EXPECT_EQ(h.file_size, bytes.size());
@@ -175,7 +175,7 @@ TEST(ModuleWriter, RoundTrip) {
       ->mutable_kernels()
       ->GetMutableObject(0)
       ->mutate_executable(cuda);
-  Loaded cudaOnly = loadBytes(patched);
+  Loaded cudaOnly = loadBytes(resealed(patched));
   ASSERT_EQ(cudaOnly.status, VMOE_STATUS_OK) << cudaOnly.message;
   vmoe_session_t *session = nullptr;
   EXPECT_EQ(vmoe_session_create(cudaOnly.module, nullptr, &session, &message),

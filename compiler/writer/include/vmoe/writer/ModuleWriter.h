@@ -14,7 +14,13 @@
 //
 // Every scalar field is stored, even when it equals the schema default, so
 // that tools and tests can patch any field in place (the generated
-// mutate_*() functions).
+// mutate_*() functions; then resealMetadata, vmoe/writer/ModuleDigests.h).
+//
+// Integrity: the writer stores each segment's XXH3-128 digest in the
+// FlatBuffer and the metadata digest in the header, and signs the file when
+// given a ModuleSigner. The segments are read twice (digests, then the
+// write), never copied: writeFile streams multi-GB weights from the caller's
+// memory.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VMOE_WRITER_MODULEWRITER_H
@@ -23,6 +29,7 @@
 #include "vmoe/kernel_abi.h"
 #include "vmoe/module_format.h"
 #include "vmoe/module_generated.h"
+#include "vmoe/writer/ModuleDigests.h"
 
 #include <array>
 #include <cstdint>
@@ -149,6 +156,9 @@ struct ModuleLayout {
   uint64_t fileSize = 0;
   /// Offset of each segment relative to segmentBase.
   std::vector<uint64_t> segmentOffsets;
+  /// XXH3-128 of each segment, and the header's metadata digest.
+  std::vector<Digest128> segmentDigests;
+  Digest128 metadataDigest;
 };
 
 class ModuleWriter {
@@ -188,6 +198,9 @@ public:
   /// Defaults to this build's VMOE_FORMAT_VERSION_*; tests set others.
   void setFormatVersion(uint32_t major, uint32_t minor);
   void setRequirements(uint64_t requirements);
+  /// Signs the module with `signer` (null: unsigned, the default). The
+  /// signer must stay valid until the last write*().
+  void setSigner(const ModuleSigner *signer);
 
   // ---- output ----
   /// Writes the module to `path` (streaming the segments). On failure
