@@ -94,7 +94,7 @@ vmoe_status_t Validator::checkBinding(uint32_t d, uint32_t b,
                      "overlaps the arena copy of constant %u",
                      d, b, static_cast<ull>(binding->offset()),
                      static_cast<ull>(binding->length()), c->index);
-    return VMOE_STATUS_OK;
+    return checkBindingAlignment(d, b, binding);
   }
   case fb::BufferKind::Constant:
     count = sizeOf(root.constants());
@@ -130,6 +130,17 @@ vmoe_status_t Validator::checkBinding(uint32_t d, uint32_t b,
                    d, b, static_cast<ull>(binding->offset()),
                    static_cast<ull>(binding->length()), kind, binding->index(),
                    static_cast<ull>(limit));
+  return checkBindingAlignment(d, b, binding);
+}
+
+vmoe_status_t Validator::checkBindingAlignment(uint32_t d, uint32_t b,
+                                               const fb::Binding *binding) {
+  // Kernels use aligned vector loads and stores: a misaligned base faults.
+  if (binding->offset() % kBindingAlignment)
+    return invalid("dispatch %u, binding %u: offset %llu is not a multiple "
+                   "of %u bytes",
+                   d, b, static_cast<ull>(binding->offset()),
+                   kBindingAlignment);
   return VMOE_STATUS_OK;
 }
 

@@ -13,7 +13,10 @@
  * Threads: a module is immutable once loaded and may be shared by any number
  * of sessions on any threads (it is reference counted; sessions hold a
  * reference). A session has one caller at a time; different sessions may
- * run concurrently. Each session owns its arena and its thread pool, and
+ * run concurrently. A vmoe_session_run that finds another call of the same
+ * session under way returns VMOE_STATUS_FAILED_PRECONDITION at once (it
+ * neither waits nor touches the running call); the routing statistics and
+ * profile readers must not overlap a run of their session either. Each session owns its arena and its thread pool, and
  * vmoe_session_run allocates nothing.
  *
  * Trust: vmoe_module_load_* verifies the whole file (structure, then every
@@ -58,7 +61,7 @@ typedef enum vmoe_status_t {
   /* A kernel returned nonzero. */
   VMOE_STATUS_KERNEL_FAILED = 7,
   /* The call needs state that does not exist yet (e.g. statistics before a
-   * successful run). */
+   * successful run), or the session is running a call on another thread. */
   VMOE_STATUS_FAILED_PRECONDITION = 8,
   VMOE_STATUS_INTERNAL = 9,
 } vmoe_status_t;
@@ -310,7 +313,8 @@ typedef struct vmoe_run_options_t {
 } vmoe_run_options_t;
 
 /* Runs the schedule once. `options` may be NULL. Checks every input and
- * output against the signature before any kernel runs. */
+ * output against the signature before any kernel runs. A second caller while
+ * a run of this session is under way gets VMOE_STATUS_FAILED_PRECONDITION. */
 VMOE_API vmoe_status_t vmoe_session_run(
     vmoe_session_t *session, const vmoe_tensor_t *inputs, uint32_t input_count,
     const vmoe_tensor_t *outputs, uint32_t output_count,
