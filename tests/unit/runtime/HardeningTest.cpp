@@ -3,7 +3,7 @@
 // Cases a hostile or careless caller hits: different modules alive in one
 // process (each must run its own code), one session called from two threads
 // at once, and metadata forged through the writer that would make kernels
-// fault (misaligned binding offsets).
+// fault (misaligned binding offsets) or write into constants.
 //
 //===----------------------------------------------------------------------===//
 
@@ -256,6 +256,43 @@ TEST(ForgedBindings, MisalignedOffsetIsRefused) {
     EXPECT_EQ(loaded.message, "dispatch 0, binding 0: offset 4 is not a "
                               "multiple of 64 bytes");
   }
+}
+
+TEST(ForgedBindings, KernelCannotWriteThroughACopiedConstant) {
+  // A kernel output bound to an arena-placed constant: the constant's copy
+  // is read-only, so the write faults instead of changing the weights that
+  // every later run reads.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ModuleWriter w;
+  uint32_t exe = addTestExecutable(w);
+  w.setBatch(1);
+  w.addInput({"in", fb::DType::F32, {64}, -1});
+  w.setArena(256);
+  uint32_t c = w.addConstant("c", w.addSegment(std::vector<uint8_t>(256, 7)),
+                             fb::ConstantPlacement::Arena, 0);
+  KernelDesc copy;
+  copy.name = "copy";
+  copy.executable = exe;
+  copy.entry = "vmoe_test_copy";
+  copy.workgroupCount = {1, 1, 1};
+  copy.bindingCount = 2;
+  w.addDispatch(
+      {w.addKernel(copy),
+       {BindingDesc::input(0, 0, 256), BindingDesc::constant(c, 0, 256)},
+       {}});
+  Loaded loaded = loadBytes(serialize(w));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  auto run = [&] {
+    SessionHolder s;
+    createSession(loaded.module, s, 1);
+    std::vector<float> in(64, 1.0f);
+    std::vector<int64_t> shape = {64};
+    vmoe_tensor_t input = tensor(VMOE_DTYPE_F32, shape, in.data(), 256);
+    vmoe_session_run(s.session, &input, 1, nullptr, 0, nullptr, nullptr);
+    fprintf(stderr, "the kernel wrote into the constant\n");
+    exit(0);
+  };
+  EXPECT_DEATH(run(), "");
 }
 
 } // namespace
