@@ -12,11 +12,13 @@
  *
  * Threads: a module is immutable once loaded and may be shared by any number
  * of sessions on any threads (it is reference counted; sessions hold a
- * reference). A session has one caller at a time; different sessions may
- * run concurrently. A vmoe_session_run that finds another call of the same
- * session under way returns VMOE_STATUS_FAILED_PRECONDITION at once (it
- * neither waits nor touches the running call); the routing statistics and
- * profile readers must not overlap a run of their session either. Each session owns its arena and its thread pool, and
+ * reference). Any number of different modules may be loaded at once, each
+ * running its own code. A session has one caller at a time; different
+ * sessions may run concurrently. A vmoe_session_run that finds another call
+ * of the same session under way returns VMOE_STATUS_FAILED_PRECONDITION at
+ * once (it neither waits nor touches the running call); the routing
+ * statistics and profile readers must not overlap a run of their session
+ * either. Each session owns its arena and its thread pool, and
  * vmoe_session_run allocates nothing.
  *
  * Trust: vmoe_module_load_* verifies the whole file (structure, then every
@@ -118,7 +120,9 @@ VMOE_API vmoe_status_t vmoe_compute_capacity(uint64_t group_size, uint32_t k,
 typedef struct vmoe_module_t vmoe_module_t;
 
 /* Maps the file read-only (mmap) and verifies it. Constants are used in
- * place from the mapping. */
+ * place from the mapping (a kernel cannot write them); constants a CPU
+ * session copies are read-only too. Binding offsets must be multiples of 64
+ * bytes. */
 VMOE_API vmoe_status_t vmoe_module_load_file(const char *path,
                                              vmoe_module_t **out_module,
                                              vmoe_message_t *message);
