@@ -141,6 +141,17 @@ vmoe_status_t Validator::checkBindingAlignment(uint32_t d, uint32_t b,
                    "of %u bytes",
                    d, b, static_cast<ull>(binding->offset()),
                    kBindingAlignment);
+  // The base of a constant is its segment's (or its arena copy's)
+  // alignment; the other kinds start 64-byte aligned.
+  if (binding->kind() == fb::BufferKind::Constant) {
+    uint32_t segment = root.constants()->Get(binding->index())->segment();
+    uint64_t align = root.segments()->Get(segment)->alignment();
+    if (align < kBindingAlignment)
+      return invalid("dispatch %u, binding %u: constant %u is in segment %u, "
+                     "aligned to %llu bytes; bound constants need %u",
+                     d, b, binding->index(), segment, static_cast<ull>(align),
+                     kBindingAlignment);
+  }
   return VMOE_STATUS_OK;
 }
 

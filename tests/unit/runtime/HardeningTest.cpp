@@ -258,6 +258,31 @@ TEST(ForgedBindings, MisalignedOffsetIsRefused) {
   }
 }
 
+TEST(ForgedBindings, ConstantInALooselyAlignedSegmentIsRefused) {
+  ModuleWriter w;
+  uint32_t exe = addTestExecutable(w);
+  w.setBatch(1);
+  w.addOutput({"out", fb::DType::F32, {64}, -1});
+  w.setArena(0);
+  w.addSegment(std::vector<uint8_t>(4), 4); // puts the next one at offset 4
+  uint32_t c = w.addConstant("c", w.addSegment(std::vector<uint8_t>(256), 4),
+                             fb::ConstantPlacement::InPlace, 0);
+  KernelDesc copy;
+  copy.name = "copy";
+  copy.executable = exe;
+  copy.entry = "vmoe_test_copy";
+  copy.workgroupCount = {1, 1, 1};
+  copy.bindingCount = 2;
+  w.addDispatch(
+      {w.addKernel(copy),
+       {BindingDesc::constant(c, 0, 256), BindingDesc::output(0, 0, 256)},
+       {}});
+  Loaded loaded = loadBytes(serialize(w));
+  EXPECT_EQ(loaded.status, VMOE_STATUS_INVALID_MODULE);
+  EXPECT_EQ(loaded.message, "dispatch 0, binding 0: constant 0 is in segment "
+                            "2, aligned to 4 bytes; bound constants need 64");
+}
+
 TEST(ForgedBindings, KernelCannotWriteThroughACopiedConstant) {
   // A kernel output bound to an arena-placed constant: the constant's copy
   // is read-only, so the write faults instead of changing the weights that
