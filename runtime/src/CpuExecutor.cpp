@@ -6,8 +6,10 @@
 #include "Profile.h"
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <new>
+#include <sys/mman.h>
 
 namespace vmoe {
 
@@ -74,6 +76,7 @@ vmoe_status_t CpuExecutor::create(Module *module, uint32_t threadCount,
 
 CpuExecutor::~CpuExecutor() {
   unmapZeroed(arena, arenaBytes);
+  unmapZeroed(constantCopies, constantCopyBytes);
   unmapZeroed(scratch, scratchBytes);
 }
 
@@ -95,12 +98,8 @@ vmoe_status_t CpuExecutor::allocate(uint32_t threadCount,
   if (vmoe_status_t status = mapZeroed(arenaSize, "arena", &arena, message))
     return status;
   arenaBytes = arenaSize;
-  for (uint32_t i = 0, e = sizeOf(m.constants()); i < e; ++i) {
-    const fb::Constant *c = m.constants()->Get(i);
-    if (c->placement() == fb::ConstantPlacement::Arena)
-      memcpy(arena + c->arena_offset(), module->segmentData(c->segment()),
-             static_cast<size_t>(module->segmentLength(c->segment())));
-  }
+  if (vmoe_status_t status = copyConstants(message))
+    return status;
   if (uint64_t perWorker = module->maxScratchSize()) {
     scratchStride = (perWorker + 63) / 64 * 64; // a cache line per worker
     scratchBytes = scratchStride * threadCount; // <= 256 MiB * 1024
@@ -108,6 +107,46 @@ vmoe_status_t CpuExecutor::allocate(uint32_t threadCount,
             mapZeroed(scratchBytes, "kernel scratch", &scratch, message))
       return status;
   }
+  return VMOE_STATUS_OK;
+}
+
+vmoe_status_t CpuExecutor::copyConstants(vmoe_message_t *message) {
+  // Arena-placed constants are copied once into a mapping of their own that
+  // is then made read-only: a kernel that writes through a constant binding
+  // faults instead of changing the weights of every later run. (No kernel
+  // reaches them through the arena: the verifier refuses arena bindings
+  // that overlap their arena ranges.)
+  const fb::Module &m = module->root();
+  uint32_t count = sizeOf(m.constants());
+  constantCopyOffsets.assign(count, 0);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const fb::Constant *c = m.constants()->Get(i);
+    if (c->placement() != fb::ConstantPlacement::Arena)
+      continue;
+    // Both bounded by the segment area and the alignment by 4096: no
+    // overflow.
+    uint64_t align = m.segments()->Get(c->segment())->alignment();
+    total = (total + align - 1) / align * align;
+    constantCopyOffsets[i] = total;
+    total += module->segmentLength(c->segment());
+  }
+  if (vmoe_status_t status =
+          mapZeroed(total, "copy of the constants", &constantCopies, message))
+    return status;
+  constantCopyBytes = total;
+  for (uint32_t i = 0; i < count; ++i) {
+    const fb::Constant *c = m.constants()->Get(i);
+    if (c->placement() == fb::ConstantPlacement::Arena)
+      memcpy(constantCopies + constantCopyOffsets[i],
+             module->segmentData(c->segment()),
+             static_cast<size_t>(module->segmentLength(c->segment())));
+  }
+  if (constantCopies &&
+      mprotect(constantCopies, static_cast<size_t>(total), PROT_READ) != 0)
+    return fail(message, VMOE_STATUS_INTERNAL,
+                "cannot make the copy of the constants read-only: %s",
+                strerror(errno));
   return VMOE_STATUS_OK;
 }
 
@@ -139,6 +178,7 @@ void CpuExecutor::plan() {
     plan.batchUnitsPerImage = batchGrid ? batchGrid->units_per_image() : 0;
     plan.batchUnitsPerWorkgroup =
         batchGrid ? batchGrid->units_per_workgroup() : 0;
+    plan.maxGridX = grid->x();
     vmoe_dispatch_state_v0_t &state = plan.state;
     state.bindings = bindings.data() + bindingSlot;
     state.binding_lengths = bindingLengths.data() + bindingSlot;
@@ -159,10 +199,12 @@ void CpuExecutor::plan() {
         break;
       case fb::BufferKind::Constant: {
         const fb::Constant *c = m.constants()->Get(binding->index());
-        const uint8_t *base = c->placement() == fb::ConstantPlacement::Arena
-                                  ? arena + c->arena_offset()
-                                  : module->segmentData(c->segment());
-        // In-place constants are mapped read-only; the ABI says so too.
+        const uint8_t *base =
+            c->placement() == fb::ConstantPlacement::Arena
+                ? constantCopies + constantCopyOffsets[binding->index()]
+                : module->segmentData(c->segment());
+        // Read-only memory (the copies, a module mapped from a file); the
+        // ABI says so too.
         bindings[bindingSlot] = const_cast<uint8_t *>(base) + binding->offset();
         break;
       }
@@ -200,9 +242,11 @@ void CpuExecutor::bind(const ExecutorCall &call) {
       continue;
     uint64_t units =
         static_cast<uint64_t>(call.batch) * plan.batchUnitsPerImage;
+    uint64_t wanted =
+        (units + plan.batchUnitsPerWorkgroup - 1) / plan.batchUnitsPerWorkgroup;
+    // Never past the kernel's compiled grid, whatever the batch.
     uint32_t x =
-        static_cast<uint32_t>((units + plan.batchUnitsPerWorkgroup - 1) /
-                              plan.batchUnitsPerWorkgroup);
+        static_cast<uint32_t>(wanted < plan.maxGridX ? wanted : plan.maxGridX);
     plan.state.workgroup_count[0] = x;
     plan.workgroups = static_cast<uint64_t>(x) * plan.state.workgroup_count[1] *
                       plan.state.workgroup_count[2];

@@ -42,6 +42,8 @@ private:
     vmoe_dispatch_state_v0_t state;
     /// Grid x per call when it follows the batch (0: fixed grid).
     uint64_t batchUnitsPerImage, batchUnitsPerWorkgroup;
+    /// The kernel's compiled grid x: a batch grid never goes past it.
+    uint64_t maxGridX;
   };
   /// An input/output binding, re-pointed every run at the caller's buffer.
   struct CallerBinding {
@@ -55,6 +57,7 @@ private:
   explicit CpuExecutor(Module *module) : module(module) {}
   vmoe_status_t init(uint32_t threadCount, vmoe_message_t *message);
   vmoe_status_t allocate(uint32_t threadCount, vmoe_message_t *message);
+  vmoe_status_t copyConstants(vmoe_message_t *message);
   void plan();
   void bind(const ExecutorCall &call);
   vmoe_status_t runPlan(const Plan &plan, vmoe_message_t *message);
@@ -66,6 +69,10 @@ private:
   uint8_t *scratch = nullptr;
   uint64_t scratchBytes = 0;
   uint64_t scratchStride = 0;
+  /// Arena-placed constants, read-only once copied.
+  uint8_t *constantCopies = nullptr;
+  uint64_t constantCopyBytes = 0;
+  std::vector<uint64_t> constantCopyOffsets;
 
   std::vector<Plan> plans;
   std::vector<void *> bindings;

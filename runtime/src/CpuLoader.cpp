@@ -347,6 +347,18 @@ bool writeAll(int fd, const uint8_t *data, uint64_t size) {
   return true;
 }
 
+/// Whether `path` names an object this process has loaded already. glibc's
+/// dlopen returns such an object instead of reading the file (it matches by
+/// name, and by a DT_SONAME equal to the name), so loading a second module
+/// under a reused name would run the first module's code.
+bool nameInUse(const char *path) {
+  void *existing = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  if (!existing)
+    return false;
+  dlclose(existing); // drops only the reference RTLD_NOLOAD took
+  return true;
+}
+
 vmoe_status_t openLoaded(uint32_t index, const char *path, void **handle,
                          vmoe_message_t *message) {
   // RTLD_NOW: unresolved symbols fail here, not in the middle of a run.
@@ -378,6 +390,21 @@ vmoe_status_t loadWithMemFd(uint32_t index, const uint8_t *data, uint64_t size,
     return VMOE_STATUS_UNSUPPORTED;
   }
   *unavailable = false;
+  // The descriptor is closed once dlopen has mapped the object, so a later
+  // load may get the same number, whose name an earlier module's object
+  // still holds: move to a number whose name no loaded object has. While
+  // this load holds the descriptor no other load can take its number.
+  while (nameInUse(path)) {
+    int next = fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+    int error = errno;
+    close(fd);
+    if (next < 0)
+      return fail(message, VMOE_STATUS_IO_ERROR,
+                  "executable %u: cannot duplicate the memfd: %s", index,
+                  strerror(error));
+    fd = next;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  }
   if (!writeAll(fd, data, size)) {
     int error = errno;
     close(fd);
@@ -405,16 +432,31 @@ vmoe_status_t loadWithTempFile(uint32_t index, const uint8_t *data,
   if (!dir || !*dir)
     dir = "/tmp";
   char path[4096];
-  if (snprintf(path, sizeof(path), "%s/vmoe-executable-XXXXXX", dir) >=
-      static_cast<int>(sizeof(path)))
-    return fail(message, VMOE_STATUS_IO_ERROR,
-                "executable %u: TMPDIR path is too long", index);
-  int fd = mkstemp(path); // mode 0600
-  if (fd < 0)
-    return fail(message, VMOE_STATUS_IO_ERROR,
-                "executable %u: cannot create a temporary file in '%.256s': "
-                "%s",
-                index, dir, strerror(errno));
+  int fd = -1;
+  // mkstemp may hand out the name of an earlier, unlinked executable whose
+  // object is still loaded under it; dlopen would return that object.
+  for (int attempt = 0; fd < 0; ++attempt) {
+    if (snprintf(path, sizeof(path), "%s/vmoe-executable-XXXXXX", dir) >=
+        static_cast<int>(sizeof(path)))
+      return fail(message, VMOE_STATUS_IO_ERROR,
+                  "executable %u: TMPDIR path is too long", index);
+    fd = mkstemp(path); // O_EXCL, mode 0600
+    if (fd < 0)
+      return fail(message, VMOE_STATUS_IO_ERROR,
+                  "executable %u: cannot create a temporary file in "
+                  "'%.256s': %s",
+                  index, dir, strerror(errno));
+    if (nameInUse(path)) {
+      close(fd);
+      unlink(path);
+      fd = -1;
+      if (attempt == 100)
+        return fail(message, VMOE_STATUS_IO_ERROR,
+                    "executable %u: no unused temporary file name in "
+                    "'%.256s'",
+                    index, dir);
+    }
+  }
   bool written = writeAll(fd, data, size);
   int error = errno;
   close(fd);

@@ -4,7 +4,9 @@
 // dlopen of /proc/self/fd/N on Linux; a temporary file in $TMPDIR, unlinked
 // right after dlopen, where memfd is unavailable) after checking that this
 // host can run it: ELF class/machine, the triple's architecture, and every
-// CPU feature the executable lists.
+// CPU feature the executable lists. Each load uses a name that no object
+// still loaded holds (dlopen would return that object instead): any number
+// of different modules can be loaded at once.
 //
 // A bare-metal port has no dlopen: there the compiler would emit a static
 // library with a table of entry points, linked into the application, and

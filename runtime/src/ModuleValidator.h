@@ -23,6 +23,10 @@ namespace validate {
 
 using ull = unsigned long long;
 
+/// Every binding offset is a multiple of this (the compiler's buffers and
+/// the segments are at least this aligned).
+constexpr uint32_t kBindingAlignment = 64;
+
 inline const char *kindName(fb::BufferKind kind) {
   switch (kind) {
   case fb::BufferKind::Arena:
@@ -122,6 +126,8 @@ private:
   vmoe_status_t checkKernels();
   vmoe_status_t checkBinding(uint32_t d, uint32_t b,
                              const fb::Binding *binding);
+  vmoe_status_t checkBindingAlignment(uint32_t d, uint32_t b,
+                                      const fb::Binding *binding);
   vmoe_status_t checkDispatches();
   vmoe_status_t checkStatsBuffer(uint32_t i, const char *what, uint64_t offset,
                                  uint64_t count);

@@ -94,7 +94,7 @@ vmoe_status_t Validator::checkBinding(uint32_t d, uint32_t b,
                      "overlaps the arena copy of constant %u",
                      d, b, static_cast<ull>(binding->offset()),
                      static_cast<ull>(binding->length()), c->index);
-    return VMOE_STATUS_OK;
+    return checkBindingAlignment(d, b, binding);
   }
   case fb::BufferKind::Constant:
     count = sizeOf(root.constants());
@@ -130,6 +130,28 @@ vmoe_status_t Validator::checkBinding(uint32_t d, uint32_t b,
                    d, b, static_cast<ull>(binding->offset()),
                    static_cast<ull>(binding->length()), kind, binding->index(),
                    static_cast<ull>(limit));
+  return checkBindingAlignment(d, b, binding);
+}
+
+vmoe_status_t Validator::checkBindingAlignment(uint32_t d, uint32_t b,
+                                               const fb::Binding *binding) {
+  // Kernels use aligned vector loads and stores: a misaligned base faults.
+  if (binding->offset() % kBindingAlignment)
+    return invalid("dispatch %u, binding %u: offset %llu is not a multiple "
+                   "of %u bytes",
+                   d, b, static_cast<ull>(binding->offset()),
+                   kBindingAlignment);
+  // The base of a constant is its segment's (or its arena copy's)
+  // alignment; the other kinds start 64-byte aligned.
+  if (binding->kind() == fb::BufferKind::Constant) {
+    uint32_t segment = root.constants()->Get(binding->index())->segment();
+    uint64_t align = root.segments()->Get(segment)->alignment();
+    if (align < kBindingAlignment)
+      return invalid("dispatch %u, binding %u: constant %u is in segment %u, "
+                     "aligned to %llu bytes; bound constants need %u",
+                     d, b, binding->index(), segment, static_cast<ull>(align),
+                     kBindingAlignment);
+  }
   return VMOE_STATUS_OK;
 }
 

@@ -187,6 +187,27 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
                            const vmoe_tensor_t *outputs, uint32_t outputCount,
                            const vmoe_run_options_t *options,
                            vmoe_message_t *message) {
+  // A session has one caller at a time: its arena, knobs and statistics are
+  // the call's. A second caller is refused at once (no waiting), not let in
+  // to corrupt the first one's run.
+  bool idle = false;
+  if (!busy.compare_exchange_strong(idle, true, std::memory_order_acquire,
+                                    std::memory_order_relaxed))
+    return fail(message, VMOE_STATUS_FAILED_PRECONDITION,
+                "the session is running a call on another thread; a session "
+                "has one caller at a time (create one session per thread)");
+  vmoe_status_t status =
+      runExclusive(inputs, inputCount, outputs, outputCount, options, message);
+  busy.store(false, std::memory_order_release);
+  return status;
+}
+
+vmoe_status_t Session::runExclusive(const vmoe_tensor_t *inputs,
+                                    uint32_t inputCount,
+                                    const vmoe_tensor_t *outputs,
+                                    uint32_t outputCount,
+                                    const vmoe_run_options_t *options,
+                                    vmoe_message_t *message) {
   int64_t batch = 0;
   if (vmoe_status_t status =
           checkTensors(inputs, inputCount, false, &batch, message))

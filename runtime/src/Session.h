@@ -16,6 +16,7 @@
 #include "RoutingStats.h"
 #include "vmoe/runtime.h"
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -45,6 +46,11 @@ private:
   explicit Session(Module *module) : module(module) {}
   vmoe_status_t init(const vmoe_session_options_t &options,
                      vmoe_message_t *message);
+  vmoe_status_t runExclusive(const vmoe_tensor_t *inputs, uint32_t inputCount,
+                             const vmoe_tensor_t *outputs,
+                             uint32_t outputCount,
+                             const vmoe_run_options_t *options,
+                             vmoe_message_t *message);
   vmoe_status_t checkTensors(const vmoe_tensor_t *tensors, uint32_t count,
                              bool outputs, int64_t *batch,
                              vmoe_message_t *message) const;
@@ -61,6 +67,8 @@ private:
   std::vector<LayerCall> pending;
   RoutingStats stats;
   DispatchProfile dispatchProfile;
+  /// Set while a call runs; a concurrent second caller is refused.
+  std::atomic<bool> busy{false};
 };
 
 } // namespace vmoe

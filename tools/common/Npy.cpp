@@ -1,6 +1,7 @@
 //===- Npy.cpp - read and write NumPy .npy arrays -------------------------===//
 
 #include "Npy.h"
+#include "ToolSupport.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -164,26 +165,15 @@ bool writeNpy(const std::string &path, const NpyArray &array,
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::string tmp = path + ".tmp";
-  FILE *f = std::fopen(tmp.c_str(), "wb");
-  if (!f) {
-    *error = "cannot create " + tmp + ": " + std::strerror(errno);
-    return false;
-  }
   uint8_t preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
                           static_cast<uint8_t>(header.size() & 0xff),
                           static_cast<uint8_t>(header.size() >> 8)};
-  bool ok = std::fwrite(preamble, 1, 10, f) == 10 &&
-            std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-            std::fwrite(array.data.data(), 1, array.data.size(), f) ==
-                array.data.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    *error = "cannot write " + path + ": " + std::strerror(errno);
-    std::remove(tmp.c_str());
-    return false;
-  }
-  return true;
+  std::vector<uint8_t> bytes(preamble, preamble + 10);
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  bytes.insert(bytes.end(), array.data.begin(), array.data.end());
+  // A new temporary file and a rename: never an existing X.tmp or a
+  // symlink written through.
+  return writeFileAtomically(path, bytes.data(), bytes.size(), error);
 }
 
 } // namespace vmoe::tools

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <string>
 #include <sys/resource.h>
@@ -246,6 +247,9 @@ int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
   for (uint32_t i = 0; i < info.input_count; ++i) {
     vmoe_tensor_info_t t;
     vmoe_module_input_info(module, i, &t, &msg);
+    std::string error;
+    if (!vmoe::tools::checkToolTensorBytes("input", i, t.size_bytes, &error))
+      return fail(error);
     std::vector<float> &input = b.inputs[i];
     input.resize(t.size_bytes / 4);
     for (float &v : input)
@@ -266,6 +270,9 @@ int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
   for (uint32_t i = 0; i < info.output_count; ++i) {
     vmoe_tensor_info_t t;
     vmoe_module_output_info(module, i, &t, &msg);
+    std::string error;
+    if (!vmoe::tools::checkToolTensorBytes("output", i, t.size_bytes, &error))
+      return fail(error);
     b.outputs[i].resize(t.size_bytes / 4);
     b.out[i] = {t.dtype, t.rank, t.shape, b.outputs[i].data(), t.size_bytes};
   }
@@ -398,9 +405,13 @@ int benchmarkModule(const std::string &path, const Options &o,
 
 int writeJson(const std::string &path, double peakMb,
               const std::vector<Result> &results) {
-  FILE *f = std::fopen(path.c_str(), "w");
+  // Formatted in memory, then written through a new temporary file.
+  char *text = nullptr;
+  size_t textSize = 0;
+  FILE *f = open_memstream(&text, &textSize);
   if (!f)
-    return fail("cannot write " + path + ": " + std::strerror(errno));
+    return fail("cannot format the JSON results: " +
+                std::string(std::strerror(errno)));
   std::fprintf(f, "{\"peak_rss_mb\": %.1f, \"results\": [\n", peakMb);
   for (size_t i = 0; i < results.size(); ++i) {
     const Result &r = results[i];
@@ -422,20 +433,33 @@ int writeJson(const std::string &path, double peakMb,
     std::fprintf(f, "]}%s\n", i + 1 < results.size() ? "," : "");
   }
   std::fprintf(f, "]}\n");
-  if (std::fclose(f) != 0)
-    return fail("cannot write " + path);
-  return 0;
+  bool formatted = std::fclose(f) == 0;
+  std::string error;
+  bool written = formatted &&
+                 vmoe::tools::writeFileAtomically(path, text, textSize, &error);
+  std::free(text);
+  if (!formatted)
+    return fail("cannot format the JSON results");
+  return written ? 0 : fail(error);
 }
 
 } // namespace
 
-int main(int argc, char **argv) {
+int benchMain(int argc, char **argv) {
   Options o;
   if (int rc = parseArgs(argc, argv, o))
     return rc;
   if (o.help) {
     std::fputs(kUsage, stdout);
     return 0;
+  }
+  if (!o.jsonPath.empty()) {
+    std::vector<std::string> inputs = o.modules;
+    inputs.push_back(o.inputPath);
+    std::string error;
+    if (!vmoe::tools::checkOutputIsNoInput("--json", o.jsonPath, inputs,
+                                           &error))
+      return fail(error);
   }
   std::vector<Result> results;
   std::printf("%-28s %5s %7s %6s %4s %10s %10s %10s %9s %8s %7s\n", "module",
@@ -451,4 +475,13 @@ int main(int argc, char **argv) {
   if (!o.jsonPath.empty())
     return writeJson(o.jsonPath, peakMb, results);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  try {
+    return benchMain(argc, argv);
+  } catch (const std::bad_alloc &) {
+    // Buffers sized from a module (below the tensor cap) or an input file.
+    return fail("out of memory");
+  }
 }

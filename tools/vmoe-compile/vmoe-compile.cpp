@@ -332,6 +332,31 @@ int checkOptions(std::vector<unsigned> &sms) {
   return 0;
 }
 
+/// Refuses an -o that names one of the inputs (by device and inode, so
+/// links and other spellings count): the rename at the end would replace
+/// it. A checkpoint prefix stands for its .index and .data-* files. Returns
+/// 0, or 1 (message printed).
+int checkOutputPath() {
+  if (emit != Emit::Module)
+    return 0; // the other --emit kinds print to stdout
+  std::vector<std::string> inputs = {inputFile, weightsFile};
+  if (!weightsFile.empty()) {
+    inputs.push_back(weightsFile + ".index");
+    std::error_code ec;
+    llvm::StringRef dir = llvm::sys::path::parent_path(weightsFile);
+    std::string prefix =
+        (llvm::sys::path::filename(weightsFile) + ".data-").str();
+    for (llvm::sys::fs::directory_iterator it(dir.empty() ? "." : dir, ec), end;
+         !ec && it != end; it.increment(ec))
+      if (llvm::sys::path::filename(it->path()).starts_with(prefix))
+        inputs.push_back(it->path());
+  }
+  std::string error;
+  if (!::vmoe::tools::checkOutputIsNoInput("-o", outputFile, inputs, &error))
+    return fail(error);
+  return 0;
+}
+
 /// The config or preset with the command-line overrides. Returns 0, or 1
 /// (message printed).
 int readConfig(::vmoe::readers::ModelConfig &config) {
@@ -565,6 +590,8 @@ int main(int argc, char **argv) {
     return fail(error);
   std::vector<unsigned> sms;
   if (int rc = checkOptions(sms))
+    return rc;
+  if (int rc = checkOutputPath())
     return rc;
   FailureOr<mlir::vmoe::cpu::CpuTarget> target =
       mlir::vmoe::cpu::resolveCpuTarget(cpuName, &error);

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <numeric>
 #include <random>
 #include <string>
@@ -321,12 +322,19 @@ int describeModule(vmoe_module_t *module, ModuleShape &m) {
   vmoe_message_t msg;
   if (vmoe_module_input_info(module, 0, &m.in, &msg))
     return fail(msg.text);
+  std::string error;
+  if (!vmoe::tools::checkToolTensorBytes("input", 0, m.in.size_bytes, &error))
+    return fail(error);
   m.inShape.assign(m.in.shape, m.in.shape + m.in.rank);
   m.batch = m.inShape.empty() ? 1 : m.inShape[0];
   m.itemFloats = m.in.size_bytes / 4 / std::max<int64_t>(m.batch, 1);
   m.outs.resize(m.info.output_count);
-  for (uint32_t i = 0; i < m.info.output_count; ++i)
+  for (uint32_t i = 0; i < m.info.output_count; ++i) {
     vmoe_module_output_info(module, i, &m.outs[i], &msg);
+    if (!vmoe::tools::checkToolTensorBytes("output", i, m.outs[i].size_bytes,
+                                           &error))
+      return fail(error);
+  }
   return 0;
 }
 
@@ -677,7 +685,7 @@ int writeOutput(const Options &o, const ModuleShape &m, const Inputs &x,
 
 } // namespace
 
-int main(int argc, char **argv) {
+int runMain(int argc, char **argv) {
   Options o;
   if (int rc = parseArgs(argc, argv, o))
     return rc;
@@ -687,6 +695,13 @@ int main(int argc, char **argv) {
   }
 
   std::string error;
+  if (!o.output.empty()) {
+    std::vector<std::string> inputs = o.imageFiles;
+    inputs.insert(inputs.end(), {o.module, o.input, o.labels});
+    if (!vmoe::tools::checkOutputIsNoInput("--output", o.output, inputs,
+                                           &error))
+      return fail(error);
+  }
   vmoe::tools::ModuleHandle module = loadModule(o, error);
   if (!module)
     return fail(error);
@@ -726,4 +741,13 @@ int main(int argc, char **argv) {
   if (!o.output.empty() && m.info.output_count > 0)
     return writeOutput(o, m, x, r);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  try {
+    return runMain(argc, argv);
+  } catch (const std::bad_alloc &) {
+    // Buffers sized from the module (below the tensor cap) and the inputs.
+    return fail("out of memory");
+  }
 }

@@ -178,10 +178,10 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
                   << "', an attribute of host function arguments; move it to "
                      "the argument";
   bool known = llvm::is_contained(
-      {kKernelAttrName, kScratchSizeAttrName, kKernelNameAttrName,
-       kBindingCountAttrName, kConstantCountAttrName, kBlockSizeAttrName,
-       kWorkgroupScratchSizeAttrName, kEntryAttrName, kBatchMultipleAttrName,
-       kMoeLayersAttrName},
+      {kKernelAttrName, kScratchSizeAttrName, kWorkgroupCountAttrName,
+       kKernelNameAttrName, kBindingCountAttrName, kConstantCountAttrName,
+       kBlockSizeAttrName, kWorkgroupScratchSizeAttrName, kEntryAttrName,
+       kBatchMultipleAttrName, kMoeLayersAttrName},
       name);
   if (!known)
     return emit() << "has the unknown attribute '" << name
@@ -197,6 +197,18 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
     return verifyInteger(emit, attr, 32, 0);
   if (name == kBlockSizeAttrName)
     return verifyInteger(emit, attr, 64, 1, kMaxCudaBlockSize);
+  if (name == kWorkgroupCountAttrName) {
+    auto grid = dyn_cast<DenseI64ArrayAttr>(attr.getValue());
+    if (!grid || grid.size() != 3 ||
+        llvm::any_of(grid.asArrayRef(), [](int64_t n) {
+          return n < 1 || n > std::numeric_limits<uint32_t>::max();
+        }))
+      return emit() << "'" << name
+                    << "' must be array<i64: x, y, z> with each in [1, "
+                       "2^32), got "
+                    << attr.getValue();
+    return success();
+  }
   if (name == kKernelNameAttrName) {
     auto kernel = dyn_cast<StringAttr>(attr.getValue());
     if (!kernel || kernel.getValue().empty())

@@ -12,8 +12,13 @@
  *
  * Threads: a module is immutable once loaded and may be shared by any number
  * of sessions on any threads (it is reference counted; sessions hold a
- * reference). A session has one caller at a time; different sessions may
- * run concurrently. Each session owns its arena and its thread pool, and
+ * reference). Any number of different modules may be loaded at once, each
+ * running its own code. A session has one caller at a time; different
+ * sessions may run concurrently. A vmoe_session_run that finds another call
+ * of the same session under way returns VMOE_STATUS_FAILED_PRECONDITION at
+ * once (it neither waits nor touches the running call); the routing
+ * statistics and profile readers must not overlap a run of their session
+ * either. Each session owns its arena and its thread pool, and
  * vmoe_session_run allocates nothing.
  *
  * Trust: vmoe_module_load_* verifies the whole file (structure, then every
@@ -68,7 +73,7 @@ typedef enum vmoe_status_t {
   /* A kernel returned nonzero. */
   VMOE_STATUS_KERNEL_FAILED = 7,
   /* The call needs state that does not exist yet (e.g. statistics before a
-   * successful run). */
+   * successful run), or the session is running a call on another thread. */
   VMOE_STATUS_FAILED_PRECONDITION = 8,
   VMOE_STATUS_INTERNAL = 9,
   /* Trusted keys are set and the module is unsigned, signed by another key,
@@ -128,7 +133,9 @@ VMOE_API vmoe_status_t vmoe_compute_capacity(uint64_t group_size, uint32_t k,
 typedef struct vmoe_module_t vmoe_module_t;
 
 /* Maps the file read-only (mmap) and verifies it with the default options
- * (vmoe_module_load_file_ex). Constants are used in place from the mapping. */
+ * (vmoe_module_load_file_ex). Constants are used in place from the mapping
+ * (a kernel cannot write them); constants a CPU session copies are read-only
+ * too. Binding offsets must be multiples of 64 bytes. */
 VMOE_API vmoe_status_t vmoe_module_load_file(const char *path,
                                              vmoe_module_t **out_module,
                                              vmoe_message_t *message);
@@ -384,7 +391,8 @@ typedef struct vmoe_run_options_t {
 } vmoe_run_options_t;
 
 /* Runs the schedule once. `options` may be NULL. Checks every input and
- * output against the signature before any kernel runs. */
+ * output against the signature before any kernel runs. A second caller while
+ * a run of this session is under way gets VMOE_STATUS_FAILED_PRECONDITION. */
 VMOE_API vmoe_status_t vmoe_session_run(
     vmoe_session_t *session, const vmoe_tensor_t *inputs, uint32_t input_count,
     const vmoe_tensor_t *outputs, uint32_t output_count,

@@ -158,6 +158,19 @@ void buildEntry(OpBuilder &builder, LLVM::LLVMFuncOp kernel,
   if (sig.hasScratch && sig.scratchSize)
     addCountCheck(workgroup, kWorkgroupScratchSize, i64Type, 8, sig.scratchSize,
                   kEntryScratchTooSmall);
+  // Workgroup ids stay inside the grid the kernel was made for, whatever
+  // grid the module's metadata asks the runtime for.
+  if (auto grid =
+          kernel->getAttrOfType<DenseI64ArrayAttr>(kWorkgroupCountAttrName)) {
+    for (int64_t d = 0; d < 3 && d < grid.size(); ++d) {
+      Value id = load(i32Type, fieldAddr(workgroup, kWorkgroupId + 4 * d), 4);
+      Value bound = i32Const(static_cast<int32_t>(
+          static_cast<uint32_t>(grid[static_cast<size_t>(d)])));
+      checks.push_back({LLVM::ICmpOp::create(
+                            builder, loc, LLVM::ICmpPredicate::ult, id, bound),
+                        kEntryOutsideGrid});
+    }
+  }
   if (!checks.empty()) {
     Value allOk = checks.front().first;
     for (auto &check : llvm::drop_begin(checks))
@@ -249,6 +262,7 @@ struct EmitAbiPass
       kernel.setAlwaysInline(true);
       kernel->removeAttr(kKernelAttrName);
       kernel->removeAttr(kScratchSizeAttrName);
+      kernel->removeAttr(kWorkgroupCountAttrName);
     }
 
     // Everything else that is defined here becomes internal: the shared

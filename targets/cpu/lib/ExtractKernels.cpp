@@ -8,10 +8,15 @@
 
 #include "vmoe/Target/CPU/Passes.h"
 
+#include "vmoe/Dialect/IR/VmoeOps.h"
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/SymbolTable.h"
 #include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <array>
 
 namespace mlir::vmoe::cpu {
 #define GEN_PASS_DEF_VMOECPUEXTRACTKERNELS
@@ -70,6 +75,35 @@ collectKernelClosure(ModuleOp module) {
   return ordered;
 }
 
+/// The largest grid each kernel of `module` is launched with, per dim.
+static llvm::StringMap<std::array<int64_t, 3>> launchGrids(ModuleOp module) {
+  llvm::StringMap<std::array<int64_t, 3>> grids;
+  module.walk([&](LaunchOp launch) {
+    ArrayRef<int64_t> g = launch.getGrid();
+    std::array<int64_t, 3> &m =
+        grids.try_emplace(launch.getKernel(), std::array<int64_t, 3>{1, 1, 1})
+            .first->second;
+    for (size_t d = 0; d < 3 && d < g.size(); ++d)
+      m[d] = std::max(m[d], g[d]);
+  });
+  return grids;
+}
+
+/// Records the largest launch grid on kernel `op` (vmoe.workgroup_count):
+/// the ABI entry then refuses workgroup ids past it, so a module file that
+/// asks for a larger grid gets a failed kernel, not accesses past its
+/// buffers. Kernels without a launch here get no bound.
+static void recordGrid(Operation *op,
+                       const llvm::StringMap<std::array<int64_t, 3>> &grids) {
+  auto func = dyn_cast<func::FuncOp>(op);
+  if (!func || !isKernelFunc(op))
+    return;
+  auto it = grids.find(func.getSymName());
+  if (it != grids.end())
+    op->setAttr(kWorkgroupCountAttrName,
+                DenseI64ArrayAttr::get(op->getContext(), it->second));
+}
+
 /// Helpers with a body become private: only kernel entries are exported.
 /// Declarations stay public (a private declaration is invalid).
 static void privatizeHelper(Operation *op) {
@@ -86,10 +120,14 @@ mlir::vmoe::cpu::extractKernelModule(ModuleOp module) {
   FailureOr<llvm::SetVector<Operation *>> kept = collectKernelClosure(module);
   if (failed(kept))
     return failure();
+  llvm::StringMap<std::array<int64_t, 3>> grids = launchGrids(module);
   OwningOpRef<ModuleOp> result = ModuleOp::create(module.getLoc());
   OpBuilder builder = OpBuilder::atBlockEnd(result->getBody());
-  for (Operation *op : *kept)
-    privatizeHelper(builder.clone(*op));
+  for (Operation *op : *kept) {
+    Operation *clone = builder.clone(*op);
+    recordGrid(clone, grids);
+    privatizeHelper(clone);
+  }
   return result;
 }
 
@@ -102,12 +140,14 @@ struct ExtractKernelsPass
     FailureOr<llvm::SetVector<Operation *>> kept = collectKernelClosure(module);
     if (failed(kept))
       return signalPassFailure();
+    llvm::StringMap<std::array<int64_t, 3>> grids = launchGrids(module);
     // Reverse order: a top-level op is erased only after its users.
     for (Operation &op : llvm::make_early_inc_range(
              llvm::reverse(module.getBody()->getOperations()))) {
-      if (kept->contains(&op))
+      if (kept->contains(&op)) {
+        recordGrid(&op, grids);
         privatizeHelper(&op);
-      else
+      } else
         op.erase();
     }
   }

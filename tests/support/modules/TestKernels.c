@@ -1,7 +1,9 @@
 /*
  * Test kernels for the runtime and writer tests, written against the kernel
  * ABI (format/include/vmoe/kernel_abi.h) the way the compiler's kernels are.
- * Built into a shared object that the tests embed into modules.
+ * Built into a shared object that the tests embed into modules, and once
+ * more with VMOE_TEST_KERNELS_VARIANT into a second object whose add kernel
+ * subtracts: two modules with the same kernel names and different code.
  */
 #include "vmoe/kernel_abi.h"
 
@@ -39,7 +41,11 @@ EXPORT int vmoe_test_add_f32(const vmoe_dispatch_state_v0_t *d,
   uint64_t begin = linearId(d, w) * (uint64_t)d->constants[0];
   uint64_t end = begin + (uint64_t)d->constants[0];
   for (uint64_t i = begin; i < end && i < n; ++i)
+#ifdef VMOE_TEST_KERNELS_VARIANT
+    out[i] = a[i] - b[i]; // the variant library: same names, other code
+#else
     out[i] = a[i] + b[i];
+#endif
   return 0;
 }
 
@@ -143,5 +149,21 @@ EXPORT int vmoe_test_stamp(const vmoe_dispatch_state_v0_t *d,
   out[2 * id] = w->workgroup_id[0] | (w->workgroup_id[1] << 10) |
                 (w->workgroup_id[2] << 20);
   out[2 * id + 1] = (uint32_t)(h ^ (h >> 32));
+  return 0;
+}
+
+/* Signals that it started (int32 gate[1] = 1), then waits until the caller
+ * sets gate[0] to nonzero: a run that stays under way while a test calls the
+ * same session from another thread. Binding: gate int32[2] (an output, so
+ * writable). */
+EXPORT int vmoe_test_wait_gate(const vmoe_dispatch_state_v0_t *d,
+                               const vmoe_workgroup_state_v0_t *w) {
+  (void)w;
+  if (d->binding_count != 1 || d->binding_lengths[0] < 2 * sizeof(int32_t))
+    return 1;
+  int32_t *gate = (int32_t *)d->bindings[0];
+  __atomic_store_n(&gate[1], 1, __ATOMIC_RELEASE);
+  while (!__atomic_load_n(&gate[0], __ATOMIC_ACQUIRE))
+    ;
   return 0;
 }

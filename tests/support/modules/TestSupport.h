@@ -39,6 +39,14 @@ inline const std::vector<uint8_t> &testKernelsSo() {
   return bytes;
 }
 
+/// The same kernels built with VMOE_TEST_KERNELS_VARIANT: vmoe_test_add_f32
+/// subtracts. Same symbol names, different code.
+inline const std::vector<uint8_t> &testKernelsVariantSo() {
+  static const std::vector<uint8_t> bytes =
+      readFileBytes(VMOE_TEST_KERNELS_VARIANT_PATH);
+  return bytes;
+}
+
 inline const char *hostTriple() {
 #if defined(__x86_64__)
   return "x86_64-unknown-linux-gnu";
@@ -50,8 +58,9 @@ inline const char *hostTriple() {
 }
 
 /// Adds the test kernels as CPU executable; returns its index.
-inline uint32_t addTestExecutable(ModuleWriter &w, std::string features = "") {
-  uint32_t segment = w.addSegment(testKernelsSo(), 4096);
+inline uint32_t addTestExecutable(ModuleWriter &w, std::string features = "",
+                                  const std::vector<uint8_t> *so = nullptr) {
+  uint32_t segment = w.addSegment(so ? *so : testKernelsSo(), 4096);
   return w.addCpuExecutable("test_kernels", hostTriple(), std::move(features),
                             segment);
 }
@@ -168,10 +177,12 @@ inline std::vector<float> addConstantValues() {
 
 /// `addBatchGrid`: when nonzero, the add dispatch's grid follows the batch
 /// with kAddWidth units per image and this many per workgroup.
+/// `kernels`: the shared object to embed (default: testKernelsSo()).
 inline void buildAddModule(ModuleWriter &w, bool arenaConstant = false,
-                           uint64_t addBatchGrid = 0) {
+                           uint64_t addBatchGrid = 0,
+                           const std::vector<uint8_t> *kernels = nullptr) {
   const uint64_t bytes = kAddMaxBatch * kAddWidth * 4;
-  uint32_t exe = addTestExecutable(w);
+  uint32_t exe = addTestExecutable(w, "", kernels);
   w.setBatch(kAddMaxBatch);
   w.addInput({"a", fb::DType::F32, {kAddMaxBatch, kAddWidth}, 0});
   w.addInput({"b", fb::DType::F32, {kAddMaxBatch, kAddWidth}, 0});

@@ -9,6 +9,10 @@
 //   vmoe.kernel                  unit      a kernel func (the signature rule is
 //                                          the targets' kernel contract)
 //   vmoe.scratch_size            i64 >= 0  per-worker scratch bytes
+//   vmoe.workgroup_count         array<i64: x, y, z>, each in [1, 2^32)
+//                                          the largest grid it is launched
+//                                          with (vmoe-cpu-extract-kernels;
+//                                          the CPU entry refuses ids past it)
 // CPU ABI entries (vmoe-cpu-emit-abi):
 //   vmoe.kernel_name             string    the kernel an entry calls
 //   vmoe.binding_count           i32 >= 0
@@ -40,6 +44,8 @@ namespace mlir::vmoe {
 // Kernel functions.
 inline constexpr llvm::StringLiteral kKernelAttrName = "vmoe.kernel";
 inline constexpr llvm::StringLiteral kScratchSizeAttrName = "vmoe.scratch_size";
+inline constexpr llvm::StringLiteral kWorkgroupCountAttrName =
+    "vmoe.workgroup_count";
 
 // Target-made kernel entries.
 inline constexpr llvm::StringLiteral kKernelNameAttrName = "vmoe.kernel_name";

@@ -29,6 +29,10 @@ enum EntryStatus : int32_t {
   kEntryTooFewBindings = 1,
   kEntryTooFewConstants = 2,
   kEntryScratchTooSmall = 3,
+  /// A workgroup id past the largest grid the kernel is launched with (a
+  /// module whose metadata asks for a larger grid than the code was made
+  /// for).
+  kEntryOutsideGrid = 4,
 };
 
 #define GEN_PASS_DECL
