@@ -25,9 +25,6 @@ Module::~Module() {
   case Storage::Mapped:
     munmap(const_cast<uint8_t *>(data), size);
     break;
-  case Storage::Owned:
-    free(const_cast<uint8_t *>(data));
-    break;
   case Storage::Borrowed:
     break;
   }
@@ -65,8 +62,7 @@ vmoe_status_t Module::finishLoad(const uint8_t *bytes, uint64_t length,
   if (!module) {
     if (how == Storage::Mapped)
       munmap(const_cast<uint8_t *>(bytes), static_cast<size_t>(length));
-    else if (how == Storage::Owned)
-      free(const_cast<uint8_t *>(bytes));
+
     return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
   }
   vmoe_status_t status = module->init(bytes, length, how, options, message);
@@ -80,16 +76,34 @@ vmoe_status_t Module::finishLoad(const uint8_t *bytes, uint64_t length,
 
 namespace {
 
-/// Reads the `length` bytes of `fd` into an aligned buffer of our own.
+/// Private pages for a copy of a module (page-aligned, so every segment
+/// alignment holds). sealCopy makes them read-only once filled: a kernel
+/// cannot write through an in-place constant of a copy any more than
+/// through one of a mapped file.
+uint8_t *mapCopy(uint64_t length) {
+  void *pages = mmap(nullptr, static_cast<size_t>(length),
+                     PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return pages == MAP_FAILED ? nullptr : static_cast<uint8_t *>(pages);
+}
+
+vmoe_status_t sealCopy(uint8_t *bytes, uint64_t length,
+                       vmoe_message_t *message) {
+  if (mprotect(bytes, static_cast<size_t>(length), PROT_READ) == 0)
+    return VMOE_STATUS_OK;
+  int error = errno;
+  munmap(bytes, static_cast<size_t>(length));
+  return fail(message, VMOE_STATUS_INTERNAL,
+              "cannot make the module copy read-only: %s", strerror(error));
+}
+
+/// Reads the `length` bytes of `fd` into read-only pages of our own.
 vmoe_status_t readWhole(int fd, const char *path, uint64_t length,
                         uint8_t **out, vmoe_message_t *message) {
-  void *buffer = nullptr;
-  if (posix_memalign(&buffer, VMOE_SEGMENT_BASE_ALIGNMENT,
-                     static_cast<size_t>(length)) != 0)
+  uint8_t *bytes = mapCopy(length);
+  if (!bytes)
     return fail(message, VMOE_STATUS_OUT_OF_MEMORY,
                 "cannot allocate %llu bytes to copy '%.512s'",
                 static_cast<unsigned long long>(length), path);
-  uint8_t *bytes = static_cast<uint8_t *>(buffer);
   uint64_t done = 0;
   while (done < length) {
     ssize_t n = pread(fd, bytes + done, static_cast<size_t>(length - done),
@@ -98,12 +112,14 @@ vmoe_status_t readWhole(int fd, const char *path, uint64_t length,
       continue;
     if (n <= 0) {
       int error = n < 0 ? errno : 0;
-      free(buffer);
+      munmap(bytes, static_cast<size_t>(length));
       return fail(message, VMOE_STATUS_IO_ERROR, "cannot read '%.512s': %s",
                   path, error ? strerror(error) : "the file shrank while read");
     }
     done += static_cast<uint64_t>(n);
   }
+  if (vmoe_status_t status = sealCopy(bytes, length, message))
+    return status;
   *out = bytes;
   return VMOE_STATUS_OK;
 }
@@ -148,7 +164,7 @@ vmoe_status_t Module::loadFile(const char *path,
     close(fd);
     if (status)
       return status;
-    return finishLoad(bytes, length, Storage::Owned, options, out, message);
+    return finishLoad(bytes, length, Storage::Mapped, options, out, message);
   }
   // Read-only and private: kernels cannot modify the file through in-place
   // constants, and pages are shared between processes. When the load reads
@@ -188,14 +204,19 @@ vmoe_status_t Module::loadMemory(const void *bytes, size_t length,
   if (mode == VMOE_MEMORY_BORROW)
     return finishLoad(static_cast<const uint8_t *>(bytes), length,
                       Storage::Borrowed, options, out, message);
-  void *copy = nullptr;
-  if (posix_memalign(&copy, VMOE_SEGMENT_BASE_ALIGNMENT, length ? length : 1) !=
-      0)
+  if (length < VMOE_MODULE_HEADER_SIZE)
+    return fail(message, VMOE_STATUS_INVALID_MODULE,
+                "module is truncated: %zu bytes, smaller than the %u-byte "
+                "header",
+                length, VMOE_MODULE_HEADER_SIZE);
+  uint8_t *copy = mapCopy(length);
+  if (!copy)
     return fail(message, VMOE_STATUS_OUT_OF_MEMORY,
                 "cannot allocate %zu bytes for the module copy", length);
   memcpy(copy, bytes, length);
-  return finishLoad(static_cast<const uint8_t *>(copy), length, Storage::Owned,
-                    options, out, message);
+  if (vmoe_status_t status = sealCopy(copy, length, message))
+    return status;
+  return finishLoad(copy, length, Storage::Mapped, options, out, message);
 }
 
 vmoe_status_t Module::prepareCpu(vmoe_message_t *message) {

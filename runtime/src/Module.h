@@ -74,7 +74,9 @@ private:
                                : itemBytes;
   }
 
-  enum class Storage { Mapped, Owned, Borrowed };
+  /// Mapped: a read-only mapping of the file, or a private copy made
+  /// read-only once filled (munmap on release); Borrowed: the caller's.
+  enum class Storage { Mapped, Borrowed };
   Module() = default;
   ~Module();
   vmoe_status_t init(const uint8_t *bytes, uint64_t length, Storage how,

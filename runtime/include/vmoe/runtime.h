@@ -141,8 +141,9 @@ VMOE_API vmoe_status_t vmoe_module_load_file(const char *path,
                                              vmoe_message_t *message);
 
 typedef enum vmoe_memory_mode_t {
-  /* The runtime copies the bytes into an aligned buffer it owns; the caller
-   * may free its buffer as soon as the call returns. */
+  /* The runtime copies the bytes into pages it owns, read-only once filled
+   * (no kernel can write through an in-place constant); the caller may free
+   * its buffer as soon as the call returns. */
   VMOE_MEMORY_COPY = 0,
   /* The runtime uses the caller's bytes in place; they must stay valid and
    * unchanged until the module's last reference is released, and be aligned
@@ -182,7 +183,7 @@ typedef struct vmoe_module_load_options_t {
   const uint8_t *trusted_keys;
   uint32_t trusted_key_count;
   /* vmoe_module_load_file_ex: nonzero reads the file into memory the module
-   * owns instead of mapping it, for callers that cannot promise the file is
+   * owns (read-only once filled) instead of mapping it, for callers that cannot promise the file is
    * not rewritten while loaded. vmoe_module_load_memory_ex: must agree with
    * its mode (nonzero with VMOE_MEMORY_BORROW is refused). */
   int32_t copy;

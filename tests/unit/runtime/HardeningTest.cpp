@@ -320,6 +320,43 @@ TEST(ForgedBindings, KernelCannotWriteThroughACopiedConstant) {
   EXPECT_DEATH(run(), "");
 }
 
+TEST(ForgedBindings, KernelCannotWriteThroughAnInPlaceConstantOfACopy) {
+  // The same forgery on a constant used in place from a module that the
+  // runtime copied (VMOE_MEMORY_COPY, as loadBytes does; the copying file
+  // load is the same memory): the copy is read-only once filled.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ModuleWriter w;
+  uint32_t exe = addTestExecutable(w);
+  w.setBatch(1);
+  w.addInput({"in", fb::DType::F32, {64}, -1});
+  w.setArena(256);
+  uint32_t c = w.addConstant("c", w.addSegment(std::vector<uint8_t>(256, 7)),
+                             fb::ConstantPlacement::InPlace, 0);
+  KernelDesc copy;
+  copy.name = "copy";
+  copy.executable = exe;
+  copy.entry = "vmoe_test_copy";
+  copy.workgroupCount = {1, 1, 1};
+  copy.bindingCount = 2;
+  w.addDispatch(
+      {w.addKernel(copy),
+       {BindingDesc::input(0, 0, 256), BindingDesc::constant(c, 0, 256)},
+       {}});
+  Loaded loaded = loadBytes(serialize(w));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  auto run = [&] {
+    SessionHolder s;
+    createSession(loaded.module, s, 1);
+    std::vector<float> in(64, 1.0f);
+    std::vector<int64_t> shape = {64};
+    vmoe_tensor_t input = tensor(VMOE_DTYPE_F32, shape, in.data(), 256);
+    vmoe_session_run(s.session, &input, 1, nullptr, 0, nullptr, nullptr);
+    fprintf(stderr, "the kernel wrote into the constant\n");
+    exit(0);
+  };
+  EXPECT_DEATH(run(), "");
+}
+
 } // namespace
 } // namespace test
 } // namespace vmoe
