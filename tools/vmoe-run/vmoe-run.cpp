@@ -59,6 +59,10 @@ const char *kUsage =
     "  --threads N             worker threads (default: one per CPU)\n"
     "  --device cpu|cuda[:N]   where to run (default cpu; cuda needs a module\n"
     "                          compiled with --target=cuda and an NVIDIA GPU)\n"
+    "  --cuda-graphs on|off    CUDA: replay each knob setting as a CUDA graph\n"
+    "                          (default on; off launches kernels one by one)\n"
+    "  --cuda-graph-cache N    CUDA: graphs kept, least recently used dropped\n"
+    "                          (1..1024, default 16)\n"
     "  --repeat N              run N times and report the median time\n"
     "  --top N                 classes to print per image (default 5)\n"
     "  --quiet                 print only errors and the timing line\n"
@@ -82,6 +86,8 @@ struct Options {
   uint32_t threads = 0;
   vmoe_device_t device = VMOE_DEVICE_CPU;
   uint32_t deviceOrdinal = 0;
+  int cudaGraphs = -1;          // -1: the session's default
+  uint32_t cudaGraphCache = 0;  // 0: the session's default
   int repeat = 1;
   int top = 5;
   int64_t show = 8;
@@ -181,6 +187,16 @@ int parseArgs(int argc, char **argv, Options &o) {
       } else {
         return fail("--device takes cpu, cuda or cuda:N"), 2;
       }
+    } else if (a == "--cuda-graphs") {
+      const char *v = value("--cuda-graphs");
+      if (!v || (std::strcmp(v, "on") != 0 && std::strcmp(v, "off") != 0))
+        return fail("--cuda-graphs takes on or off"), 2;
+      o.cudaGraphs = std::strcmp(v, "on") == 0;
+    } else if (a == "--cuda-graph-cache") {
+      const char *v = value("--cuda-graph-cache");
+      if (!v || !parseInt(v, 1, VMOE_CUDA_GRAPH_CACHE_MAX, n))
+        return fail("--cuda-graph-cache needs an integer in [1, 1024]"), 2;
+      o.cudaGraphCache = static_cast<uint32_t>(n);
     } else if (a == "--repeat") {
       const char *v = value("--repeat");
       if (!v || !parseInt(v, 1, 1000000, n))
@@ -726,6 +742,10 @@ int runMain(int argc, char **argv) {
   sopts.profile = o.profile;
   sopts.device = o.device;
   sopts.device_ordinal = o.deviceOrdinal;
+  if (o.cudaGraphs >= 0)
+    sopts.cuda_graphs = o.cudaGraphs;
+  if (o.cudaGraphCache)
+    sopts.cuda_graph_cache = o.cudaGraphCache;
   vmoe::tools::SessionHandle session =
       vmoe::tools::createSession(module.get(), sopts, error);
   if (!session)
