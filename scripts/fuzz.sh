@@ -3,8 +3,10 @@
 #
 #   scripts/fuzz.sh TARGET|all SECONDS
 #
-# TARGET is one of: module_load module_run checkpoint npz safetensors config
-# image. Builds the fuzz targets (clang, ASan + UBSan, runtime-only tree) into
+# TARGET is one of: module_load module_run module_schema checkpoint npz
+# safetensors config image. module_schema mutates a module's metadata through
+# its schema; its seeds include a module compiled from examples/tiny-vmoe.mlir
+# when a vmoe-compile is at hand ($VMOE_COMPILE, or build/bin/vmoe-compile). Builds the fuzz targets (clang, ASan + UBSan, runtime-only tree) into
 # build-fuzz/ (VMOE_FUZZ_BUILD_DIR), then runs each target for SECONDS, one
 # at a time, at the lowest CPU priority. The corpus grows in
 # build-fuzz/tests/fuzz/corpus/TARGET; a crashing input is written to
@@ -14,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(module_load module_run checkpoint npz safetensors config image)
+all_targets=(module_load module_run module_schema checkpoint npz safetensors
+             config image)
 usage() {
   echo "usage: scripts/fuzz.sh TARGET|all SECONDS" >&2
   echo "targets: ${all_targets[*]}" >&2
@@ -54,6 +57,12 @@ for t in "${targets[@]}"; do
   inputs=("$corpus" "$build_dir/tests/fuzz/seeds/$t")
   [ -d "tests/fuzz/regressions/$t" ] && inputs+=("tests/fuzz/regressions/$t")
   mkdir -p "$corpus"
+  compiler=${VMOE_COMPILE:-build/bin/vmoe-compile}
+  if [ "$t" = module_schema ] && [ -x "$compiler" ] &&
+     [ ! -f "$corpus/tiny-vmoe.vmoe" ]; then
+    "$compiler" examples/tiny-vmoe.mlir --random-weights=1 \
+      -o "$corpus/tiny-vmoe.vmoe" >/dev/null
+  fi
   log="$build_dir/fuzz-$t.log"
   echo "fuzz: $t for ${seconds}s (log: $log)"
   rc=0

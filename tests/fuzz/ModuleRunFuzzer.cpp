@@ -77,20 +77,11 @@ bool runsOnlyTestKernels(const uint8_t *data) {
   // The verifier lets a dispatch have up to 16M workgroups: a forged module
   // may make a run take minutes, by design (bounded work, no fault). Such
   // inputs only slow fuzzing down; runs here stay under 1M workgroups.
-  // The test kernels read f32 and write i64 through their bindings: like
-  // compiled kernels, they need element-aligned bindings, which the
-  // compiler guarantees and the verifier cannot know (a binding has no
-  // dtype).
-  for (const vmoe::fb::Segment *segment : *segments)
-    if (segment->offset() % 8 != 0)
-      return false;
+  // Misaligned bindings and segments are the verifier's to refuse (issue
+  // #17), so they are run, not left out.
   uint64_t workgroups = 0;
   if (const auto *dispatches = root->dispatches())
     for (const vmoe::fb::Dispatch *dispatch : *dispatches) {
-      if (const auto *bindings = dispatch->bindings())
-        for (const vmoe::fb::Binding *binding : *bindings)
-          if (binding->offset() % 8 != 0)
-            return false;
       const vmoe::fb::Dim3 *grid =
           root->kernels()->Get(dispatch->kernel())->workgroup_count();
       if (!grid)

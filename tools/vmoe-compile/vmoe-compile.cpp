@@ -19,6 +19,7 @@
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/CudaCodegen.h"
+#include "vmoe/readers/Memory.h"
 #include "vmoe/readers/ModelConfig.h"
 #include "vmoe/readers/Weights.h"
 #include "vmoe/writer/Signing.h"
@@ -37,17 +38,22 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cmath>
+#include <cstring>
 #include <random>
+#include <unistd.h>
 
 using namespace mlir;
 namespace cl = llvm::cl;
@@ -235,11 +241,61 @@ int fail(const llvm::Twine &message) {
   return ::vmoe::tools::fail("vmoe-compile", message.str());
 }
 
+/// Any allocation that fails (operator new through LLVM's new handler,
+/// LLVM's own allocators): a message and exit 1 instead of "LLVM ERROR: out
+/// of memory" and an abort. Nothing here may allocate.
+[[noreturn]] void outOfMemory(void *, const char *reason, bool) {
+  static const char prefix[] = "vmoe-compile: error: out of memory (";
+  static const char suffix[] =
+      "): the model needs more memory than this process may use (see "
+      "'ulimit -v' and the memory available)\n";
+  (void)!write(2, prefix, sizeof(prefix) - 1);
+  (void)!write(2, reason, std::strlen(reason));
+  (void)!write(2, suffix, sizeof(suffix) - 1);
+  _exit(1);
+}
+
+/// LLVM's fatal errors: running out of threads or memory (a thread pool
+/// that cannot start its threads under `ulimit -v`) is the machine's limit,
+/// reported like the other errors; anything else is a compiler bug and gets
+/// LLVM's usual report and crash diagnostics.
+void fatalError(void *, const char *reason, bool) {
+  auto say = [](const char *text) { (void)!write(2, text, std::strlen(text)); };
+  if (std::strstr(reason, "pthread_create") ||
+      std::strstr(reason, "out of memory") ||
+      std::strstr(reason, "Cannot allocate memory")) {
+    say("vmoe-compile: error: ");
+    say(reason);
+    say(": the model needs more memory or threads than this process may use "
+        "(see 'ulimit -v' and the memory available)\n");
+    llvm::sys::RunInterruptHandlers();
+    _exit(1);
+  }
+  say("LLVM ERROR: ");
+  say(reason);
+  say("\n");
+}
+
 /// Uniform values with unit-variance-preserving scale for matrices, ones for
 /// LayerNorm scales, small values for the rest: random, but numerically sane
 /// enough that benchmarks exercise realistic routing.
 LogicalResult bindRandomWeights(func::FuncOp f, unsigned inputs,
                                 uint64_t seed) {
+  uint64_t total = 0;
+  for (unsigned i = inputs; i < f.getNumArguments(); ++i)
+    if (auto type = dyn_cast<RankedTensorType>(f.getArgument(i).getType());
+        type && type.hasStaticShape())
+      total = llvm::SaturatingAdd(
+          total, llvm::SaturatingMultiply(uint64_t(type.getNumElements()),
+                                          uint64_t(sizeof(float))));
+  std::string error;
+  // The weights as made, as IR constants and in the module.
+  if (!::vmoe::readers::checkMemoryFor(
+          llvm::SaturatingMultiply(total, uint64_t(3)),
+          "binding " + ::vmoe::readers::formatBytes(total) +
+              " of random weights to @" + f.getName().str(),
+          &error))
+    return f.emitOpError() << error;
   std::mt19937_64 rng(seed);
   Block &entry = f.getBody().front();
   OpBuilder b = OpBuilder::atBlockBegin(&entry);
@@ -404,16 +460,30 @@ int buildFromConfig(MLIRContext &context,
                     OwningOpRef<ModuleOp> &module) {
   std::string error;
   mlir::vmoe::WeightMap weights;
-  if (!weightsFile.empty()) {
-    if (!::vmoe::readers::readWeights(weightsFile, weights, &error))
-      return fail(error);
-  } else if (randomWeights >= 0) {
-    if (!mlir::vmoe::validateForBuild(config, &error))
-      return fail(error);
-    weights = mlir::vmoe::randomWeights(config, randomWeights);
-  } else {
+  if (weightsFile.empty() && randomWeights < 0)
     return fail("a config needs --weights FILE (or --random-weights=SEED "
                 "for benchmarks)");
+  // Whether the model fits, before any weight is read or made.
+  if (!mlir::vmoe::validateForBuild(config, &error) ||
+      !::vmoe::readers::checkMemoryFor(
+          mlir::vmoe::compileMemoryEstimate(config),
+          "compiling '" + config.name + "' (" +
+              ::vmoe::readers::formatBytes(mlir::vmoe::weightBytes(config)) +
+              " of float32 weights)",
+          &error))
+    return fail(error);
+  if (!weightsFile.empty()) {
+    // The readers refuse unexpected or misshapen tensors before reading
+    // their data.
+    ::vmoe::readers::ExpectedShapes expected =
+        mlir::vmoe::expectedShapes(config);
+    ::vmoe::readers::ReadOptions readOptions;
+    readOptions.expected = &expected;
+    if (!::vmoe::readers::readWeights(weightsFile, weights, &error,
+                                      readOptions))
+      return fail(error);
+  } else {
+    weights = mlir::vmoe::randomWeights(config, randomWeights);
   }
   module = mlir::vmoe::buildVitMoe(context, config, weights, &error);
   if (!module)
@@ -573,6 +643,9 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  llvm::install_bad_alloc_error_handler(outOfMemory);
+  llvm::install_out_of_memory_new_handler(); // InitLLVM may not have
+  llvm::install_fatal_error_handler(fatalError);
   parseCommandLine(argc, argv);
   std::string error;
   if (!generateSigningKey.empty()) {

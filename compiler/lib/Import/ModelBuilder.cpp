@@ -89,6 +89,38 @@ expectedWeights(const VitMoeConfig &c) {
   return w;
 }
 
+::vmoe::readers::ExpectedShapes expectedShapes(const VitMoeConfig &c) {
+  ::vmoe::readers::ExpectedShapes shapes;
+  for (auto &entry : expectedWeights(c))
+    shapes.emplace(std::move(entry));
+  return shapes;
+}
+
+uint64_t weightBytes(const VitMoeConfig &c) {
+  // Configs at the allowed maxima exceed 2^64 bytes: saturate.
+  uint64_t total = 0;
+  for (auto &entry : expectedWeights(c)) {
+    uint64_t bytes = sizeof(float);
+    for (int64_t dim : entry.second)
+      if (__builtin_mul_overflow(bytes, uint64_t(dim), &bytes))
+        return UINT64_MAX;
+    if (__builtin_add_overflow(total, bytes, &total))
+      return UINT64_MAX;
+  }
+  return total;
+}
+
+uint64_t compileMemoryEstimate(const VitMoeConfig &c) {
+  // The weights as read or made, their copy in the IR's resource blobs and
+  // the module's bytes: a lower bound of the peak (vmoe-compile's measured
+  // peak resident memory is about 4.7x the weights for vmoe-s32-e8-last2),
+  // so that no model that would fit is refused.
+  uint64_t bytes = weightBytes(c), need;
+  if (__builtin_mul_overflow(bytes, uint64_t(3), &need))
+    return UINT64_MAX;
+  return need;
+}
+
 static std::string shapeString(const std::vector<int64_t> &shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i)

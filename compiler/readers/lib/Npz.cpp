@@ -174,8 +174,21 @@ private:
   uint32_t maxRank_;
 };
 
-Outcome parseNpy(ByteSpan bytes, const std::string &name, Tensor &out,
-                 std::string *error, const ReadOptions &options) {
+/// What a .npy header declares.
+struct NpyHeader {
+  DType type = DType::F32;
+  bool fortran = false;
+  std::vector<int64_t> shape;
+  uint64_t numel = 0;
+  uint64_t dataOffset = 0; // magic, version, length and header dict
+  uint64_t dataBytes = 0;  // numel * the dtype's size
+};
+
+/// Parses the header of a .npy of `fullSize` bytes from `bytes`, its first
+/// bytes (all of them, or a prefix that must hold the whole header).
+Outcome parseNpyHeader(ByteSpan bytes, uint64_t fullSize,
+                       const std::string &name, NpyHeader &out,
+                       std::string *error, const ReadOptions &options) {
   auto fail = [&](const std::string &what) {
     *error = name + ": " + what;
     return Outcome::Failed;
@@ -197,20 +210,22 @@ Outcome parseNpy(ByteSpan bytes, const std::string &name, Tensor &out,
     return fail(".npy format version " + std::to_string(major) +
                 " is not supported (1, 2, 3)");
   }
+  if (headerLength > fullSize - headerStart)
+    return fail("the .npy header of " + std::to_string(headerLength) +
+                " bytes runs past the end of the " + std::to_string(fullSize) +
+                " bytes");
   if (headerLength > bytes.size - headerStart)
     return fail("the .npy header of " + std::to_string(headerLength) +
-                " bytes runs past the end of the " +
-                std::to_string(bytes.size) + " bytes");
+                " bytes is longer than the " + std::to_string(bytes.size) +
+                " bytes this reader accepts for one");
   std::string_view header(
       reinterpret_cast<const char *>(bytes.data + headerStart),
       size_t(headerLength));
   std::string descr, why;
-  bool fortran = false;
-  std::vector<int64_t> shape;
   NpyHeaderParser parser(header, options.limits.maxRank);
-  if (!parser.parse(descr, fortran, shape, why))
+  if (!parser.parse(descr, out.fortran, out.shape, why))
     return fail("bad .npy header: " + why);
-  DType type;
+  DType &type = out.type;
   if (descr == "<f4")
     type = DType::F32;
   else if (descr == "<f8")
@@ -232,16 +247,31 @@ Outcome parseNpy(ByteSpan bytes, const std::string &name, Tensor &out,
     return fail("dtype " + quote(descr) +
                 " is not supported ('<f4', '<f8', '<f2', bfloat16 as "
                 "'<V2')");
-  uint64_t numel, need;
-  if (!elementCount(shape, numel) ||
-      detail::mulOverflow(numel, dtypeSize(type), &need))
-    return fail("shape " + shapeString(shape) + " has too many elements");
-  uint64_t have = bytes.size - headerStart - headerLength;
-  if (have != need)
-    return fail("holds " + std::to_string(have) + " bytes of data, its shape " +
-                shapeString(shape) + " of " + dtypeName(type) + " needs " +
-                std::to_string(need));
-  const uint8_t *data = bytes.data + headerStart + headerLength;
+  if (!elementCount(out.shape, out.numel) ||
+      detail::mulOverflow(out.numel, dtypeSize(type), &out.dataBytes))
+    return fail("shape " + shapeString(out.shape) + " has too many elements");
+  out.dataOffset = headerStart + headerLength;
+  return Outcome::Ok;
+}
+
+Outcome parseNpy(ByteSpan bytes, const std::string &name, Tensor &out,
+                 std::string *error, const ReadOptions &options) {
+  NpyHeader h;
+  Outcome o = parseNpyHeader(bytes, bytes.size, name, h, error, options);
+  if (o != Outcome::Ok)
+    return o;
+  const std::vector<int64_t> &shape = h.shape;
+  DType type = h.type;
+  uint64_t numel = h.numel, need = h.dataBytes;
+  uint64_t have = bytes.size - h.dataOffset;
+  if (have != need) {
+    *error = name + ": holds " + std::to_string(have) +
+             " bytes of data, its shape " + shapeString(shape) + " of " +
+             dtypeName(type) + " needs " + std::to_string(need);
+    return Outcome::Failed;
+  }
+  bool fortran = h.fortran;
+  const uint8_t *data = bytes.data + h.dataOffset;
   out.shape = shape;
   out.sourceType = type;
   out.data.assign(size_t(numel), 0.0f);
@@ -281,6 +311,9 @@ constexpr uint32_t kZip64EndSig = 0x06064b50;
 constexpr uint32_t kZip64LocatorSig = 0x07064b50;
 // Deflate cannot compress better than about 1032:1 (RFC 1951 block limits).
 constexpr uint64_t kMaxDeflateRatio = 1032;
+// The most of an entry read to find its .npy header (numpy writes headers
+// of a few hundred bytes; version 2 allows up to 4 GiB).
+constexpr uint64_t kMaxNpyHead = uint64_t(1) << 20;
 
 struct Entry {
   std::string name;
@@ -430,37 +463,56 @@ public:
     return true;
   }
 
+  /// Up to the first `limit` bytes of `entry`'s uncompressed content, the
+  /// rest left untouched: a stored entry's bytes in place, a deflated one's
+  /// inflated into `storage`. Not CRC-checked (contents() checks that).
+  bool head(const Entry &entry, uint64_t limit, std::vector<uint8_t> &storage,
+            ByteSpan &out) {
+    if (!checkEntry(entry))
+      return false;
+    uint64_t n = std::min(entry.size, limit);
+    if (entry.method == 0) {
+      out = {b_.data + entry.dataStart, size_t(n)};
+      return true;
+    }
+    storage.assign(size_t(n), 0);
+    z_stream zs{};
+    if (inflateInit2(&zs, -15) != Z_OK)
+      return fail("entry " + quote(entry.name) + ": cannot start zlib");
+    zs.next_in = const_cast<Bytef *>(b_.data + entry.dataStart);
+    zs.avail_in = uInt(std::min<uint64_t>(entry.compressedSize, 1u << 30));
+    zs.next_out = storage.data();
+    zs.avail_out = uInt(n);
+    int r = Z_OK;
+    while (zs.avail_out > 0 && r == Z_OK)
+      r = inflate(&zs, Z_NO_FLUSH);
+    std::string why;
+    if (r != Z_OK && r != Z_STREAM_END && zs.avail_out > 0)
+      why = r == Z_BUF_ERROR ? "the deflate stream is truncated"
+                             : std::string("corrupt deflate data (") +
+                                   (zs.msg ? zs.msg : "zlib error") + ")";
+    storage.resize(size_t(zs.total_out));
+    inflateEnd(&zs);
+    if (!why.empty())
+      return fail("entry " + quote(entry.name) + ": " + why);
+    out = {storage.data(), storage.size()};
+    return true;
+  }
+
   /// The uncompressed bytes of `entry`, CRC-checked. Stored entries are not
   /// copied (`storage` stays empty).
   bool contents(const Entry &entry, std::vector<uint8_t> &storage,
                 ByteSpan &out) {
-    auto bad = [&](const std::string &what) {
-      return fail("entry " + quote(entry.name) + ": " + what);
-    };
-    if (entry.flags & 0x1)
-      return bad("is encrypted");
+    if (!checkEntry(entry))
+      return false;
     ByteSpan compressed{b_.data + entry.dataStart,
                         size_t(entry.compressedSize)};
     if (entry.method == 0) {
-      if (entry.compressedSize != entry.size)
-        return bad("is stored with a compressed size of " +
-                   std::to_string(entry.compressedSize) + " and a size of " +
-                   std::to_string(entry.size));
       out = compressed;
-    } else if (entry.method == 8) {
-      uint64_t bound;
-      if (detail::mulOverflow(entry.compressedSize, kMaxDeflateRatio, &bound) ||
-          entry.size > bound + 1024)
-        return bad("claims " + std::to_string(entry.size) + " bytes from " +
-                   std::to_string(entry.compressedSize) +
-                   " deflated bytes, more than deflate can encode");
+    } else {
       if (!inflateEntry(entry, compressed, storage))
         return false;
       out = {storage.data(), storage.size()};
-    } else {
-      return bad("compression method " + std::to_string(entry.method) +
-                 " is not supported (only stored and deflate; np.savez and "
-                 "np.savez_compressed write these)");
     }
     uint32_t crc = crc32(0L, Z_NULL, 0);
     for (uint64_t done = 0; done < out.size;) {
@@ -469,9 +521,10 @@ public:
       done += n;
     }
     if (crc != entry.crc)
-      return bad("CRC-32 mismatch: the directory records " +
-                 detail::hex(entry.crc) + ", the data has " + detail::hex(crc) +
-                 " (corrupt archive)");
+      return fail("entry " + quote(entry.name) +
+                  ": CRC-32 mismatch: the directory records " +
+                  detail::hex(entry.crc) + ", the data has " +
+                  detail::hex(crc) + " (corrupt archive)");
     return true;
   }
 
@@ -479,6 +532,34 @@ private:
   bool fail(const std::string &message) {
     *error_ = name_ + ": " + message;
     return false;
+  }
+
+  /// Encryption, the method and the sizes it allows.
+  bool checkEntry(const Entry &entry) {
+    auto bad = [&](const std::string &what) {
+      return fail("entry " + quote(entry.name) + ": " + what);
+    };
+    if (entry.flags & 0x1)
+      return bad("is encrypted");
+    if (entry.method == 0) {
+      if (entry.compressedSize != entry.size)
+        return bad("is stored with a compressed size of " +
+                   std::to_string(entry.compressedSize) + " and a size of " +
+                   std::to_string(entry.size));
+      return true;
+    }
+    if (entry.method == 8) {
+      uint64_t bound;
+      if (detail::mulOverflow(entry.compressedSize, kMaxDeflateRatio, &bound) ||
+          entry.size > bound + 1024)
+        return bad("claims " + std::to_string(entry.size) + " bytes from " +
+                   std::to_string(entry.compressedSize) +
+                   " deflated bytes, more than deflate can encode");
+      return true;
+    }
+    return bad("compression method " + std::to_string(entry.method) +
+               " is not supported (only stored and deflate; np.savez and "
+               "np.savez_compressed write these)");
   }
 
   bool localHeader(Entry &entry) {
@@ -613,19 +694,45 @@ bool readNpz(ByteSpan bytes, const std::string &name, TensorMap &out,
       return false;
     }
     key.remove_suffix(suffix.size());
+    std::string entryName = name + ": " + quote(entry.name);
+    // The .npy header first: the name, the declared shape and the size it
+    // implies are checked before the data is inflated or converted.
     std::vector<uint8_t> storage;
     ByteSpan content;
-    if (!zip.contents(entry, storage, content))
+    NpyHeader header;
+    if (!zip.head(entry, kMaxNpyHead, storage, content))
       return false;
-    Tensor tensor;
-    Outcome o = parseNpy(content, name + ": " + quote(entry.name), tensor,
-                         error, options);
+    Outcome o =
+        parseNpyHeader(content, entry.size, entryName, header, error, options);
     if (o == Outcome::Failed)
       return false;
     if (o == Outcome::Skipped)
       continue;
-    if (!detail::insertTensor(result, std::string(stripParamsPrefix(key)),
-                              std::move(tensor), name, error))
+    std::string tensorName(stripParamsPrefix(key)), why;
+    if (!checkExpected(options, tensorName, header.shape, why)) {
+      *error = name + ": " + why;
+      return false;
+    }
+    // An entry claiming more than its shape needs is refused before it is
+    // inflated (one claiming less fails while inflating, without cost).
+    if (entry.size - header.dataOffset > header.dataBytes) {
+      *error = entryName + ": holds " +
+               std::to_string(entry.size - header.dataOffset) +
+               " bytes of data, its shape " + shapeString(header.shape) +
+               " of " + dtypeName(header.type) + " needs " +
+               std::to_string(header.dataBytes);
+      return false;
+    }
+    if (!zip.contents(entry, storage, content))
+      return false;
+    Tensor tensor;
+    o = parseNpy(content, entryName, tensor, error, options);
+    if (o == Outcome::Failed)
+      return false;
+    if (o == Outcome::Skipped)
+      continue;
+    if (!detail::insertTensor(result, tensorName, std::move(tensor), name,
+                              error))
       return false;
   }
   for (auto &entry : result)

@@ -43,6 +43,80 @@ bool dtypeFromName(std::string_view name, DType &type, bool &integer) {
   return true;
 }
 
+/// One tensor's entry of the header: its dtype, shape and offsets, checked
+/// against the data buffer's size and (with ReadOptions::expected) against
+/// the model before any of its bytes is used.
+bool parseInfo(const json::Document &doc, const std::string &key,
+               const json::Value &v, uint64_t dataSize,
+               const ReadOptions &options, Info &info, std::string &why) {
+  auto bad = [&](const std::string &what) {
+    why = "tensor " + quote(key) + ": " + what;
+    return false;
+  };
+  if (v.kind != json::Kind::Object)
+    return bad("its entry is not an object");
+  const json::Value *dtype = doc.find(v, "dtype");
+  const json::Value *shape = doc.find(v, "shape");
+  const json::Value *offsets = doc.find(v, "data_offsets");
+  if (!dtype || !shape || !offsets)
+    return bad("'dtype', 'shape' or 'data_offsets' is missing");
+  info.name = key;
+  bool integer = false;
+  if (dtype->kind != json::Kind::String)
+    return bad("'dtype' is not a string");
+  if (!dtypeFromName(dtype->text, info.type, integer)) {
+    if (!(integer && options.skipNonFloat))
+      return bad("dtype " + quote(dtype->text) +
+                 " is not supported (F32, BF16, F16, F64)");
+    info.skip = true;
+  }
+  if (shape->kind != json::Kind::Array)
+    return bad("'shape' is not an array");
+  if (shape->count > options.limits.maxRank)
+    return bad("'shape' has more than " +
+               std::to_string(options.limits.maxRank) + " dimensions");
+  for (size_t d = 0; d < shape->count; ++d) {
+    const json::Value &dim = doc.item(*shape, d);
+    if (dim.kind != json::Kind::Number || !dim.isInteger || dim.integer < 0)
+      return bad("'shape' holds something other than non-negative "
+                 "integers");
+    info.shape.push_back(dim.integer);
+  }
+  // Name and shape against the model before any offset or byte is used.
+  // (The message names the tensor by itself.)
+  if (!info.skip && !checkExpected(options, std::string(stripParamsPrefix(key)),
+                                   info.shape, why))
+    return false;
+  if (offsets->kind != json::Kind::Array || offsets->count != 2)
+    return bad("'data_offsets' is not [begin, end]");
+  const json::Value &b = doc.item(*offsets, 0), &e = doc.item(*offsets, 1);
+  if (b.kind != json::Kind::Number || !b.isInteger || b.integer < 0 ||
+      e.kind != json::Kind::Number || !e.isInteger || e.integer < 0)
+    return bad("'data_offsets' are not non-negative integers");
+  info.begin = uint64_t(b.integer);
+  info.end = uint64_t(e.integer);
+  if (info.begin > info.end)
+    return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
+               std::to_string(info.end) + "] end before they begin");
+  if (info.end > dataSize)
+    return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
+               std::to_string(info.end) + "] run past the end of the " +
+               std::to_string(dataSize) + "-byte data buffer");
+  if (!info.skip) {
+    uint64_t need;
+    if (!elementCount(info.shape, info.numel) ||
+        detail::mulOverflow(info.numel, dtypeSize(info.type), &need))
+      return bad("shape " + shapeString(info.shape) + " has too many elements");
+    if (info.end - info.begin != need)
+      return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
+                 std::to_string(info.end) + "] hold " +
+                 std::to_string(info.end - info.begin) + " bytes, its shape " +
+                 shapeString(info.shape) + " of " + dtype->text + " needs " +
+                 std::to_string(need));
+  }
+  return true;
+}
+
 } // namespace
 
 bool readSafetensors(ByteSpan bytes, const std::string &name, TensorMap &out,
@@ -83,67 +157,9 @@ bool readSafetensors(ByteSpan bytes, const std::string &name, TensorMap &out,
     const json::Value &v = doc.value(root, i);
     if (key == "__metadata__")
       continue;
-    auto bad = [&](const std::string &what) {
-      return fail("tensor " + quote(key) + ": " + what);
-    };
-    if (v.kind != json::Kind::Object)
-      return bad("its entry is not an object");
-    const json::Value *dtype = doc.find(v, "dtype");
-    const json::Value *shape = doc.find(v, "shape");
-    const json::Value *offsets = doc.find(v, "data_offsets");
-    if (!dtype || !shape || !offsets)
-      return bad("'dtype', 'shape' or 'data_offsets' is missing");
     Info info;
-    info.name = key;
-    bool integer = false;
-    if (dtype->kind != json::Kind::String)
-      return bad("'dtype' is not a string");
-    if (!dtypeFromName(dtype->text, info.type, integer)) {
-      if (!(integer && options.skipNonFloat))
-        return bad("dtype " + quote(dtype->text) +
-                   " is not supported (F32, BF16, F16, F64)");
-      info.skip = true;
-    }
-    if (shape->kind != json::Kind::Array)
-      return bad("'shape' is not an array");
-    if (shape->count > options.limits.maxRank)
-      return bad("'shape' has more than " +
-                 std::to_string(options.limits.maxRank) + " dimensions");
-    for (size_t d = 0; d < shape->count; ++d) {
-      const json::Value &dim = doc.item(*shape, d);
-      if (dim.kind != json::Kind::Number || !dim.isInteger || dim.integer < 0)
-        return bad("'shape' holds something other than non-negative "
-                   "integers");
-      info.shape.push_back(dim.integer);
-    }
-    if (offsets->kind != json::Kind::Array || offsets->count != 2)
-      return bad("'data_offsets' is not [begin, end]");
-    const json::Value &b = doc.item(*offsets, 0), &e = doc.item(*offsets, 1);
-    if (b.kind != json::Kind::Number || !b.isInteger || b.integer < 0 ||
-        e.kind != json::Kind::Number || !e.isInteger || e.integer < 0)
-      return bad("'data_offsets' are not non-negative integers");
-    info.begin = uint64_t(b.integer);
-    info.end = uint64_t(e.integer);
-    if (info.begin > info.end)
-      return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
-                 std::to_string(info.end) + "] end before they begin");
-    if (info.end > dataSize)
-      return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
-                 std::to_string(info.end) + "] run past the end of the " +
-                 std::to_string(dataSize) + "-byte data buffer");
-    if (!info.skip) {
-      uint64_t need;
-      if (!elementCount(info.shape, info.numel) ||
-          detail::mulOverflow(info.numel, dtypeSize(info.type), &need))
-        return bad("shape " + shapeString(info.shape) +
-                   " has too many elements");
-      if (info.end - info.begin != need)
-        return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
-                   std::to_string(info.end) + "] hold " +
-                   std::to_string(info.end - info.begin) +
-                   " bytes, its shape " + shapeString(info.shape) + " of " +
-                   dtype->text + " needs " + std::to_string(need));
-    }
+    if (!parseInfo(doc, key, v, dataSize, options, info, why))
+      return fail(why);
     infos.push_back(std::move(info));
   }
   // The tensors tile the buffer: sorted by offset, each starts where the

@@ -48,6 +48,24 @@ std::string shapeString(const std::vector<int64_t> &shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+bool checkExpected(const ReadOptions &options, const std::string &name,
+                   const std::vector<int64_t> &shape, std::string &why) {
+  if (!options.expected)
+    return true;
+  auto it = options.expected->find(name);
+  if (it == options.expected->end()) {
+    why = "unexpected weight " + name + " of shape " + shapeString(shape) +
+          " (not used by this config)";
+    return false;
+  }
+  if (it->second != shape) {
+    why = "weight " + name + " has shape " + shapeString(shape) +
+          ", the config needs " + shapeString(it->second);
+    return false;
+  }
+  return true;
+}
+
 std::string_view stripParamsPrefix(std::string_view name) {
   constexpr std::string_view prefix = "params/";
   if (name.substr(0, prefix.size()) == prefix)

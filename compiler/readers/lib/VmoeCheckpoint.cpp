@@ -361,6 +361,9 @@ private:
           "tensor " + quote(leaf.path) + " has dtype " + quote(leaf.dtypeName) +
           "; only float32, bfloat16, float16 and float64 can be imported");
     }
+    // Name and shape against the model before any data shard is opened.
+    if (!checkExpected(options_, leaf.name, leaf.shape, why))
+      return failIndex(why);
     // Global slices and their shards.
     const Value &slices = info.item(root, 1);
     const Value &shards = info.item(root, 2);

@@ -41,6 +41,18 @@ bool validateForBuild(const VitMoeConfig &config, std::string *error);
 std::vector<std::pair<std::string, std::vector<int64_t>>>
 expectedWeights(const VitMoeConfig &config);
 
+/// The same as a map, for the readers (ReadOptions::expected): they refuse
+/// an unexpected or misshapen tensor before reading its data.
+::vmoe::readers::ExpectedShapes expectedShapes(const VitMoeConfig &config);
+
+/// Bytes of the float32 weights `config` needs, UINT64_MAX past 2^64.
+uint64_t weightBytes(const VitMoeConfig &config);
+
+/// The memory compiling `config` takes at least: its weights as read (or
+/// made), as IR constants and in the module being written. UINT64_MAX past
+/// 2^64.
+uint64_t compileMemoryEstimate(const VitMoeConfig &config);
+
 /// Builds `func.func @<name>(%images: tensor<BxHxWxCxf32>) -> tensor<Bx
 /// classes xf32>`. Fails with a message naming the first bad tensor.
 OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,

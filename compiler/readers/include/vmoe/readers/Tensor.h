@@ -58,12 +58,27 @@ struct ReadLimits {
   uint32_t maxRank = 32;
 };
 
+/// Flax path (without "params/") -> shape: the tensors a model needs.
+using ExpectedShapes = std::map<std::string, std::vector<int64_t>>;
+
 struct ReadOptions {
   ReadLimits limits;
   /// When false (default), a parameter stored as an integer or bool type is
   /// an error naming it; when true it is left out of the result.
   bool skipNonFloat = false;
+  /// When set, every tensor's name and declared shape are checked against
+  /// it as soon as its header is read, before any of its data is inflated,
+  /// converted or allocated: an unexpected or misshapen tensor is refused
+  /// at once, so a file cannot make the reader use more memory than the
+  /// expected tensors take. (Missing tensors are the caller's to report.)
+  const ExpectedShapes *expected = nullptr;
 };
+
+/// With `options.expected`: whether the tensor `name` of declared `shape` is
+/// one of them; if not, `why` says "unexpected weight NAME of shape S (not
+/// used by this config)" or "weight NAME has shape S, the config needs T".
+bool checkExpected(const ReadOptions &options, const std::string &name,
+                   const std::vector<int64_t> &shape, std::string &why);
 
 /// A read-only view of bytes.
 struct ByteSpan {
