@@ -300,6 +300,35 @@ vmoe_status_t checkTarget(uint32_t index, const char *triple,
   return VMOE_STATUS_OK;
 }
 
+/// dlopen maps what the program headers describe: a table or a segment that
+/// lies past the end of the image (an executable cut short by a compiler
+/// bug) would fault inside the loader (SIGBUS) instead of failing.
+static vmoe_status_t checkProgramHeaders(uint32_t index, const Elf64_Ehdr &ehdr,
+                                         const uint8_t *data, uint64_t size,
+                                         vmoe_message_t *message) {
+  uint64_t tableBytes = uint64_t(ehdr.e_phnum) * sizeof(Elf64_Phdr);
+  if (ehdr.e_phentsize != sizeof(Elf64_Phdr) || ehdr.e_phnum == 0 ||
+      ehdr.e_phoff > size || tableBytes > size - ehdr.e_phoff)
+    return fail(message, VMOE_STATUS_INVALID_MODULE,
+                "executable %u has a program header table (offset %llu, %u "
+                "entries of %u bytes) outside its %llu bytes",
+                index, static_cast<unsigned long long>(ehdr.e_phoff),
+                ehdr.e_phnum, ehdr.e_phentsize,
+                static_cast<unsigned long long>(size));
+  for (unsigned i = 0; i < ehdr.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    memcpy(&ph, data + ehdr.e_phoff + i * sizeof(Elf64_Phdr), sizeof(ph));
+    if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)
+      return fail(message, VMOE_STATUS_INVALID_MODULE,
+                  "executable %u: program header %u covers file bytes [%llu, "
+                  "+%llu), past its %llu bytes",
+                  index, i, static_cast<unsigned long long>(ph.p_offset),
+                  static_cast<unsigned long long>(ph.p_filesz),
+                  static_cast<unsigned long long>(size));
+  }
+  return VMOE_STATUS_OK;
+}
+
 vmoe_status_t checkElf(uint32_t index, const uint8_t *data, uint64_t size,
                        vmoe_message_t *message) {
   Elf64_Ehdr ehdr;
@@ -328,7 +357,7 @@ vmoe_status_t checkElf(uint32_t index, const uint8_t *data, uint64_t size,
     return fail(message, VMOE_STATUS_UNSUPPORTED,
                 "executable %u is ELF machine %u, but this host (%s) needs %u",
                 index, ehdr.e_machine, hostArchitecture(), hostMachine);
-  return VMOE_STATUS_OK;
+  return checkProgramHeaders(index, ehdr, data, size, message);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include "TestSupport.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 
 namespace vmoe {
 namespace test {
@@ -123,6 +124,22 @@ TEST(CpuBackend, ElfChecks) {
             std::string::npos);
   EXPECT_EQ(cpu::checkElf(0, so.data(), 10, &message),
             VMOE_STATUS_INVALID_MODULE);
+  // An image cut short: its segments lie past the end (dlopen would fault
+  // with SIGBUS while mapping them).
+  size_t cut = so.size() / 2;
+  EXPECT_EQ(cpu::checkElf(0, so.data(), cut, &message),
+            VMOE_STATUS_INVALID_MODULE);
+  EXPECT_NE(std::string(message.text).find("past its"), std::string::npos)
+      << message.text;
+  // A program header table outside the image.
+  bytes = so;
+  bytes[32] = 0xff; // e_phoff low byte
+  bytes[38] = 0xff; // e_phoff high byte
+  EXPECT_EQ(cpu::checkElf(0, bytes.data(), bytes.size(), &message),
+            VMOE_STATUS_INVALID_MODULE);
+  EXPECT_NE(std::string(message.text).find("program header table"),
+            std::string::npos)
+      << message.text;
 }
 
 void expectLoads(cpu::LoadMethod method) {
@@ -152,9 +169,24 @@ TEST(CpuBackend, LoadsFromMemoryByTemporaryFile) {
 }
 
 TEST(CpuBackend, DlopenErrorsAreReported) {
-  // A valid ELF header on a truncated object: dlopen fails, with its reason.
-  std::vector<uint8_t> bytes(testKernelsSo().begin(),
-                             testKernelsSo().begin() + 200);
+  // A whole object whose first load segment's address and file offset differ
+  // by less than a page: the checks before dlopen pass, dlopen refuses it,
+  // with its reason.
+  std::vector<uint8_t> bytes = testKernelsSo();
+  Elf64_Ehdr ehdr;
+  memcpy(&ehdr, bytes.data(), sizeof(ehdr));
+  bool patched = false;
+  for (unsigned i = 0; i < ehdr.e_phnum && !patched; ++i) {
+    Elf64_Phdr ph;
+    uint8_t *at = bytes.data() + ehdr.e_phoff + i * sizeof(Elf64_Phdr);
+    memcpy(&ph, at, sizeof(ph));
+    if (ph.p_type != PT_LOAD)
+      continue;
+    ph.p_vaddr += 1;
+    memcpy(at, &ph, sizeof(ph));
+    patched = true;
+  }
+  ASSERT_TRUE(patched);
   void *handle = nullptr;
   vmoe_message_t message;
   EXPECT_EQ(cpu::loadSharedObject(3, bytes.data(), bytes.size(),
@@ -163,6 +195,12 @@ TEST(CpuBackend, DlopenErrorsAreReported) {
   EXPECT_NE(std::string(message.text).find("executable 3: dlopen failed: "),
             std::string::npos)
       << message.text;
+  EXPECT_EQ(handle, nullptr);
+  // A valid ELF header on a truncated object is refused before dlopen.
+  bytes.assign(testKernelsSo().begin(), testKernelsSo().begin() + 200);
+  EXPECT_EQ(cpu::loadSharedObject(3, bytes.data(), bytes.size(),
+                                  cpu::LoadMethod::Auto, &handle, &message),
+            VMOE_STATUS_INVALID_MODULE);
   EXPECT_EQ(handle, nullptr);
 }
 
