@@ -179,7 +179,7 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
                      "the argument";
   bool known = llvm::is_contained(
       {kKernelAttrName, kScratchSizeAttrName, kWorkgroupCountAttrName,
-       kKernelNameAttrName, kBindingCountAttrName, kConstantCountAttrName,
+       kWrittenBindingsAttrName, kKernelNameAttrName, kBindingCountAttrName, kConstantCountAttrName,
        kBlockSizeAttrName, kWorkgroupScratchSizeAttrName, kEntryAttrName,
        kBatchMultipleAttrName, kMoeLayersAttrName},
       name);
@@ -206,6 +206,20 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
       return emit() << "'" << name
                     << "' must be array<i64: x, y, z> with each in [1, "
                        "2^32), got "
+                    << attr.getValue();
+    return success();
+  }
+  if (name == kWrittenBindingsAttrName) {
+    // One flag per leading memref argument (the kernel's bindings).
+    auto flags = dyn_cast<DenseBoolArrayAttr>(attr.getValue());
+    auto func = cast<FunctionOpInterface>(op);
+    ArrayRef<Type> args = func.getArgumentTypes();
+    if (!flags || static_cast<size_t>(flags.size()) > args.size() ||
+        llvm::any_of(args.take_front(flags.size()),
+                     [](Type t) { return !isa<BaseMemRefType>(t); }))
+      return emit() << "'" << name
+                    << "' must be array<i1: ...> with one flag per leading "
+                       "memref argument, got "
                     << attr.getValue();
     return success();
   }
