@@ -92,8 +92,9 @@ bool WriteAnalysis::useWrites(OpOperand &use) {
   if (auto view = dyn_cast<ViewLikeOpInterface>(user))
     if (view.getViewSource() == value)
       return followMemRefResults();
-  if (isa<memref::DimOp, memref::RankOp, memref::ExtractStridedMetadataOp>(
-          user))
+  // Shape queries and cache hints (a prefetch for write writes nothing).
+  if (isa<memref::DimOp, memref::RankOp, memref::ExtractStridedMetadataOp,
+          memref::PrefetchOp>(user))
     return followMemRefResults();
   auto effects = dyn_cast<MemoryEffectOpInterface>(user);
   if (!effects)

@@ -210,13 +210,15 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
     return success();
   }
   if (name == kWrittenBindingsAttrName) {
-    // One flag per leading memref argument (the kernel's bindings).
+    // One flag per leading memref argument (the kernel's bindings). Once
+    // lowered to LLVM the memrefs are pointers, still first and in order.
     auto flags = dyn_cast<DenseBoolArrayAttr>(attr.getValue());
-    auto func = cast<FunctionOpInterface>(op);
-    ArrayRef<Type> args = func.getArgumentTypes();
+    ArrayRef<Type> args = cast<FunctionOpInterface>(op).getArgumentTypes();
+    auto isMemRef = [](Type t) { return isa<BaseMemRefType>(t); };
+    bool lowered = llvm::none_of(args, isMemRef);
     if (!flags || static_cast<size_t>(flags.size()) > args.size() ||
-        llvm::any_of(args.take_front(flags.size()),
-                     [](Type t) { return !isa<BaseMemRefType>(t); }))
+        (!lowered &&
+         !llvm::all_of(args.take_front(flags.size()), isMemRef)))
       return emit() << "'" << name
                     << "' must be array<i1: ...> with one flag per leading "
                        "memref argument, got "
