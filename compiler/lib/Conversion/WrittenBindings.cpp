@@ -45,8 +45,7 @@ private:
 
 } // namespace
 
-bool WriteAnalysis::argumentWritten(FunctionOpInterface func,
-                                    unsigned index) {
+bool WriteAnalysis::argumentWritten(FunctionOpInterface func, unsigned index) {
   auto key = std::make_pair(func.getOperation(), index);
   auto [it, inserted] = memo.try_emplace(key, true);
   if (!inserted)
@@ -66,8 +65,7 @@ bool WriteAnalysis::valueWritten(Value value) {
 }
 
 bool WriteAnalysis::callWrites(CallOpInterface call, OpOperand &use) {
-  auto callee =
-      dyn_cast_or_null<FunctionOpInterface>(call.resolveCallable());
+  auto callee = dyn_cast_or_null<FunctionOpInterface>(call.resolveCallable());
   if (!callee)
     return true;
   MutableOperandRange args = call.getArgOperandsMutable();

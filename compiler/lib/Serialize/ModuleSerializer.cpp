@@ -401,8 +401,8 @@ LogicalResult Serializer::addDispatch(LaunchOp launch) {
   // Without the analysis' answer every binding counts as written: the
   // runtime then refuses constants bound to this kernel.
   kernel.writtenBindings.assign(kernel.bindingCount, true);
-  if (auto flags =
-          kernelFunc->getAttrOfType<DenseBoolArrayAttr>(kWrittenBindingsAttrName))
+  if (auto flags = kernelFunc->getAttrOfType<DenseBoolArrayAttr>(
+          kWrittenBindingsAttrName))
     for (auto [i, written] : llvm::enumerate(flags.asArrayRef()))
       if (i < kernel.bindingCount)
         kernel.writtenBindings[i] = written;

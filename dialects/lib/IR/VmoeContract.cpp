@@ -179,9 +179,10 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
                      "the argument";
   bool known = llvm::is_contained(
       {kKernelAttrName, kScratchSizeAttrName, kWorkgroupCountAttrName,
-       kWrittenBindingsAttrName, kKernelNameAttrName, kBindingCountAttrName, kConstantCountAttrName,
-       kBlockSizeAttrName, kWorkgroupScratchSizeAttrName, kEntryAttrName,
-       kBatchMultipleAttrName, kMoeLayersAttrName},
+       kWrittenBindingsAttrName, kKernelNameAttrName, kBindingCountAttrName,
+       kConstantCountAttrName, kBlockSizeAttrName,
+       kWorkgroupScratchSizeAttrName, kEntryAttrName, kBatchMultipleAttrName,
+       kMoeLayersAttrName},
       name);
   if (!known)
     return emit() << "has the unknown attribute '" << name
@@ -217,8 +218,7 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
     auto isMemRef = [](Type t) { return isa<BaseMemRefType>(t); };
     bool lowered = llvm::none_of(args, isMemRef);
     if (!flags || static_cast<size_t>(flags.size()) > args.size() ||
-        (!lowered &&
-         !llvm::all_of(args.take_front(flags.size()), isMemRef)))
+        (!lowered && !llvm::all_of(args.take_front(flags.size()), isMemRef)))
       return emit() << "'" << name
                     << "' must be array<i1: ...> with one flag per leading "
                        "memref argument, got "

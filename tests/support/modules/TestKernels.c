@@ -95,10 +95,10 @@ EXPORT int vmoe_test_copy(const vmoe_dispatch_state_v0_t *d,
 
 /* Top-k routing bookkeeping as vmoe does it, from given expert choices: one
  * workgroup per group. Bindings: ids int32[N][K] (the chosen experts),
- * counts int32[G][E] (written), kept int32[N] (written). Constants: E, K, S, C, tokens per image,
- * batch. Assignments go k-major (all tokens' first choice, then the
- * second...), each takes the next slot of its expert, and slots past C are
- * dropped but still counted. */
+ * counts int32[G][E] (written), kept int32[N] (written). Constants: E, K, S, C,
+ * tokens per image, batch. Assignments go k-major (all tokens' first choice,
+ * then the second...), each takes the next slot of its expert, and slots past C
+ * are dropped but still counted. */
 EXPORT int vmoe_test_route(const vmoe_dispatch_state_v0_t *d,
                            const vmoe_workgroup_state_v0_t *w) {
   if (d->binding_count != 3 || d->constant_count != 6)
