@@ -128,6 +128,8 @@ private:
                              const fb::Binding *binding);
   vmoe_status_t checkBindingAlignment(uint32_t d, uint32_t b,
                                       const fb::Binding *binding);
+  vmoe_status_t checkConstantNotWritten(uint32_t d, uint32_t b, uint32_t k,
+                                        const fb::Binding *binding);
   vmoe_status_t checkDispatches();
   vmoe_status_t checkStatsBuffer(uint32_t i, const char *what, uint64_t offset,
                                  uint64_t count);

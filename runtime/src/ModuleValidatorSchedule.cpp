@@ -155,6 +155,29 @@ vmoe_status_t Validator::checkBindingAlignment(uint32_t d, uint32_t b,
   return VMOE_STATUS_OK;
 }
 
+vmoe_status_t Validator::checkConstantNotWritten(uint32_t d, uint32_t b,
+                                                 uint32_t k,
+                                                 const fb::Binding *binding) {
+  // Constants are shared by every session (and every copy of a borrowed
+  // module): a kernel that writes one changes the weights of all later runs.
+  if (binding->kind() != fb::BufferKind::Constant)
+    return VMOE_STATUS_OK;
+  const fb::Kernel *kernel = root.kernels()->Get(k);
+  const auto *written = kernel->written_bindings();
+  if (!written)
+    return invalid("dispatch %u, binding %u: kernel %u ('%.64s') may write "
+                   "binding %u (the module does not record which bindings "
+                   "its kernels write; recompile it), which is bound to "
+                   "constant %u (constants are read-only)",
+                   d, b, k, str(kernel->name()), b, binding->index());
+  if (written->Get(b))
+    return invalid("dispatch %u, binding %u: kernel %u ('%.64s') writes "
+                   "binding %u, which is bound to constant %u (constants are "
+                   "read-only)",
+                   d, b, k, str(kernel->name()), b, binding->index());
+  return VMOE_STATUS_OK;
+}
+
 vmoe_status_t Validator::checkDispatches() {
   auto *dispatches = root.dispatches();
   uint32_t kernelCount = sizeOf(root.kernels());
@@ -172,6 +195,13 @@ vmoe_status_t Validator::checkDispatches() {
                      "takes %u",
                      d, bindingCount, dispatch->kernel(), str(kernel->name()),
                      kernel->binding_count());
+    // After the count check: a forged binding_count reads as that mismatch.
+    if (kernel->written_bindings() &&
+        kernel->written_bindings()->size() != bindingCount)
+      return invalid("kernel %u ('%.64s'): %u written-binding flags for %u "
+                     "bindings",
+                     dispatch->kernel(), str(kernel->name()),
+                     kernel->written_bindings()->size(), bindingCount);
     uint32_t constantCount = sizeOf(dispatch->push_constants());
     if (constantCount != kernel->constant_count())
       return invalid("dispatch %u: %u push constants, but kernel %u "
@@ -198,6 +228,10 @@ vmoe_status_t Validator::checkDispatches() {
     }
     for (uint32_t b = 0; b < bindingCount; ++b)
       if (vmoe_status_t s = checkBinding(d, b, dispatch->bindings()->Get(b)))
+        return s;
+    for (uint32_t b = 0; b < bindingCount; ++b)
+      if (vmoe_status_t s = checkConstantNotWritten(
+              d, b, dispatch->kernel(), dispatch->bindings()->Get(b)))
         return s;
     for (uint32_t c = 0; c < constantCount; ++c) {
       const fb::PushConstant *pc = dispatch->push_constants()->Get(c);

@@ -62,6 +62,7 @@ void buildStatsModule(ModuleWriter &w) {
   add.workgroupCount = {2, 1, 1};
   add.bindingCount = 3;
   add.constantCount = 1;
+  add.writtenBindings = {false, false, true};
   uint32_t kernel = w.addKernel(add);
   w.addDispatch(
       {kernel,

@@ -80,6 +80,8 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   lower.nativeBf16Dot = options.expertBf16Math &&
                         info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
   pm.addPass(createVmoeLowerToKernels(lower));
+  // Still at the memref level, before the targets split: both record it.
+  pm.addPass(createVmoeRecordWrittenBindings());
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
                                       : diagnostics.text;

@@ -398,6 +398,14 @@ LogicalResult Serializer::addDispatch(LaunchOp launch) {
              << "; expected a non-negative i64 byte count";
     kernel.scratchSize = scratch.getInt();
   }
+  // Without the analysis' answer every binding counts as written: the
+  // runtime then refuses constants bound to this kernel.
+  kernel.writtenBindings.assign(kernel.bindingCount, true);
+  if (auto flags = kernelFunc->getAttrOfType<DenseBoolArrayAttr>(
+          kWrittenBindingsAttrName))
+    for (auto [i, written] : llvm::enumerate(flags.asArrayRef()))
+      if (i < kernel.bindingCount)
+        kernel.writtenBindings[i] = written;
   mod::DispatchDesc dispatch;
   dispatch.kernel = writer.addKernel(kernel);
   for (Value v : launch.getBindings()) {

@@ -236,10 +236,16 @@ void ModuleWriter::Impl::buildFlatBuffer(
     fb::Dim3 count(k.workgroupCount[0], k.workgroupCount[1],
                    k.workgroupCount[2]);
     fb::Dim3 size(k.workgroupSize[0], k.workgroupSize[1], k.workgroupSize[2]);
+    Offset<flatbuffers::Vector<uint8_t>> written;
+    if (!k.writtenBindings.empty()) {
+      std::vector<uint8_t> flags(k.writtenBindings.begin(),
+                                 k.writtenBindings.end());
+      written = fbb.CreateVector(flags);
+    }
     kernelOffsets.push_back(fb::CreateKernel(
         fbb, fbb.CreateString(k.name), k.executable, fbb.CreateString(k.entry),
         &count, &size, k.bindingCount, k.constantCount, k.scratchSize,
-        k.sharedMemorySize, k.abiVersion));
+        k.sharedMemorySize, k.abiVersion, written));
   }
   auto kernelsOffset = fbb.CreateVector(kernelOffsets);
 

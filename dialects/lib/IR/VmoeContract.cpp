@@ -179,9 +179,10 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
                      "the argument";
   bool known = llvm::is_contained(
       {kKernelAttrName, kScratchSizeAttrName, kWorkgroupCountAttrName,
-       kKernelNameAttrName, kBindingCountAttrName, kConstantCountAttrName,
-       kBlockSizeAttrName, kWorkgroupScratchSizeAttrName, kEntryAttrName,
-       kBatchMultipleAttrName, kMoeLayersAttrName},
+       kWrittenBindingsAttrName, kKernelNameAttrName, kBindingCountAttrName,
+       kConstantCountAttrName, kBlockSizeAttrName,
+       kWorkgroupScratchSizeAttrName, kEntryAttrName, kBatchMultipleAttrName,
+       kMoeLayersAttrName},
       name);
   if (!known)
     return emit() << "has the unknown attribute '" << name
@@ -206,6 +207,21 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
       return emit() << "'" << name
                     << "' must be array<i64: x, y, z> with each in [1, "
                        "2^32), got "
+                    << attr.getValue();
+    return success();
+  }
+  if (name == kWrittenBindingsAttrName) {
+    // One flag per leading memref argument (the kernel's bindings). Once
+    // lowered to LLVM the memrefs are pointers, still first and in order.
+    auto flags = dyn_cast<DenseBoolArrayAttr>(attr.getValue());
+    ArrayRef<Type> args = cast<FunctionOpInterface>(op).getArgumentTypes();
+    auto isMemRef = [](Type t) { return isa<BaseMemRefType>(t); };
+    bool lowered = llvm::none_of(args, isMemRef);
+    if (!flags || static_cast<size_t>(flags.size()) > args.size() ||
+        (!lowered && !llvm::all_of(args.take_front(flags.size()), isMemRef)))
+      return emit() << "'" << name
+                    << "' must be array<i1: ...> with one flag per leading "
+                       "memref argument, got "
                     << attr.getValue();
     return success();
   }

@@ -288,6 +288,10 @@ struct EmulateOnCpuPass
             kScratchSizeAttrName,
             IntegerAttr::get(IntegerType::get(ctx, 64),
                              cast<MemRefType>(scratchType).getNumElements()));
+      // Same leading bindings as the kernel it replaces: the serializer
+      // records the kernel's written bindings from here.
+      if (Attribute written = old->getAttr(kWrittenBindingsAttrName))
+        func->setAttr(kWrittenBindingsAttrName, written);
       old.erase();
 
       Block *entry = func.addEntryBlock();

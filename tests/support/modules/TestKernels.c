@@ -4,6 +4,8 @@
  * Built into a shared object that the tests embed into modules, and once
  * more with VMOE_TEST_KERNELS_VARIANT into a second object whose add kernel
  * subtracts: two modules with the same kernel names and different code.
+ * Each comment says which bindings the kernel writes: a module built with
+ * it declares exactly those in KernelDesc::writtenBindings.
  */
 #include "vmoe/kernel_abi.h"
 
@@ -28,8 +30,9 @@ static uint64_t minLength(const vmoe_dispatch_state_v0_t *d) {
   return n;
 }
 
-/* out = a + b over f32. Bindings: a, b, out. Constants: tile (elements per
- * workgroup). Bounded by the shortest binding (a smaller batch). */
+/* out = a + b over f32. Bindings: a, b, out (written). Constants: tile
+ * (elements per workgroup). Bounded by the shortest binding (a smaller
+ * batch). */
 EXPORT int vmoe_test_add_f32(const vmoe_dispatch_state_v0_t *d,
                              const vmoe_workgroup_state_v0_t *w) {
   if (d->binding_count != 3 || d->constant_count != 1)
@@ -49,8 +52,8 @@ EXPORT int vmoe_test_add_f32(const vmoe_dispatch_state_v0_t *d,
   return 0;
 }
 
-/* out = in * constants[0] / 1000. Bindings: in, out. Constants: scale in
- * thousandths, tile. */
+/* out = in * constants[0] / 1000. Bindings: in, out (written). Constants:
+ * scale in thousandths, tile. */
 EXPORT int vmoe_test_scale_f32(const vmoe_dispatch_state_v0_t *d,
                                const vmoe_workgroup_state_v0_t *w) {
   if (d->binding_count != 2 || d->constant_count != 2)
@@ -66,7 +69,8 @@ EXPORT int vmoe_test_scale_f32(const vmoe_dispatch_state_v0_t *d,
   return 0;
 }
 
-/* Writes every push constant into an int64 output: out[i] = constants[i]. */
+/* Writes every push constant into an int64 output: out[i] = constants[i].
+ * Binding: out (written). */
 EXPORT int vmoe_test_echo_constants(const vmoe_dispatch_state_v0_t *d,
                                     const vmoe_workgroup_state_v0_t *w) {
   (void)w;
@@ -79,7 +83,7 @@ EXPORT int vmoe_test_echo_constants(const vmoe_dispatch_state_v0_t *d,
   return 0;
 }
 
-/* Copies min(len src, len dst) bytes. Bindings: src, dst. */
+/* Copies min(len src, len dst) bytes. Bindings: src, dst (written). */
 EXPORT int vmoe_test_copy(const vmoe_dispatch_state_v0_t *d,
                           const vmoe_workgroup_state_v0_t *w) {
   (void)w;
@@ -91,10 +95,10 @@ EXPORT int vmoe_test_copy(const vmoe_dispatch_state_v0_t *d,
 
 /* Top-k routing bookkeeping as vmoe does it, from given expert choices: one
  * workgroup per group. Bindings: ids int32[N][K] (the chosen experts),
- * counts int32[G][E], kept int32[N]. Constants: E, K, S, C, tokens per image,
- * batch. Assignments go k-major (all tokens' first choice, then the
- * second...), each takes the next slot of its expert, and slots past C are
- * dropped but still counted. */
+ * counts int32[G][E] (written), kept int32[N] (written). Constants: E, K, S, C,
+ * tokens per image, batch. Assignments go k-major (all tokens' first choice,
+ * then the second...), each takes the next slot of its expert, and slots past C
+ * are dropped but still counted. */
 EXPORT int vmoe_test_route(const vmoe_dispatch_state_v0_t *d,
                            const vmoe_workgroup_state_v0_t *w) {
   if (d->binding_count != 3 || d->constant_count != 6)
@@ -124,7 +128,8 @@ EXPORT int vmoe_test_route(const vmoe_dispatch_state_v0_t *d,
   return 0;
 }
 
-/* Fails (returns 7) in the workgroup whose linear id is constants[0]. */
+/* Fails (returns 7) in the workgroup whose linear id is constants[0].
+ * Writes no binding. */
 EXPORT int vmoe_test_fail(const vmoe_dispatch_state_v0_t *d,
                           const vmoe_workgroup_state_v0_t *w) {
   return (int64_t)linearId(d, w) == d->constants[0] ? 7 : 0;
@@ -132,7 +137,7 @@ EXPORT int vmoe_test_fail(const vmoe_dispatch_state_v0_t *d,
 
 /* Each workgroup writes its id and a value that takes some work to compute
  * into its own two slots, after a round trip through the worker's scratch.
- * Binding: out uint32[2 * workgroups]. */
+ * Binding: out uint32[2 * workgroups] (written). */
 EXPORT int vmoe_test_stamp(const vmoe_dispatch_state_v0_t *d,
                            const vmoe_workgroup_state_v0_t *w) {
   if (w->worker_id >= w->worker_count || w->scratch_size < 64 || !w->scratch)
@@ -154,8 +159,8 @@ EXPORT int vmoe_test_stamp(const vmoe_dispatch_state_v0_t *d,
 
 /* Signals that it started (int32 gate[1] = 1), then waits until the caller
  * sets gate[0] to nonzero: a run that stays under way while a test calls the
- * same session from another thread. Binding: gate int32[2] (an output, so
- * writable). */
+ * same session from another thread. Binding: gate int32[2] (written: an
+ * output, so writable). */
 EXPORT int vmoe_test_wait_gate(const vmoe_dispatch_state_v0_t *d,
                                const vmoe_workgroup_state_v0_t *w) {
   (void)w;

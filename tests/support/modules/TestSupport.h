@@ -201,6 +201,7 @@ inline void buildAddModule(ModuleWriter &w, bool arenaConstant = false,
   add.workgroupCount = {16, 1, 1};
   add.bindingCount = 3;
   add.constantCount = 1;
+  add.writtenBindings = {false, false, true};
   uint32_t addKernel = w.addKernel(add);
   KernelDesc scale;
   scale.name = "scale";
@@ -209,6 +210,7 @@ inline void buildAddModule(ModuleWriter &w, bool arenaConstant = false,
   scale.workgroupCount = {4, 2, 2};
   scale.bindingCount = 2;
   scale.constantCount = 2;
+  scale.writtenBindings = {false, true};
   uint32_t scaleKernel = w.addKernel(scale);
   KernelDesc addRow = add;
   addRow.name = "add_row";
@@ -277,6 +279,7 @@ inline void buildEchoModule(ModuleWriter &w, uint32_t groupSize, uint32_t k,
   echo.entry = "vmoe_test_echo_constants";
   echo.bindingCount = 1;
   echo.constantCount = 4;
+  echo.writtenBindings = {true};
   uint32_t kernel = w.addKernel(echo);
   w.addDispatch(
       {kernel,

@@ -86,6 +86,7 @@ std::vector<uint8_t> buildCudaModule(bool withPtx,
   k.bindingCount = 3;
   k.constantCount = 2;
   k.scratchSize = 16;
+  k.writtenBindings = {false, false, true};
   uint32_t kernel = w.addKernel(k);
   const uint64_t bytes = kMaxBatch * kWidth * 4;
   w.addDispatch(

@@ -148,6 +148,7 @@ TEST(BusySession, SecondConcurrentCallerIsRefused) {
   wait.entry = "vmoe_test_wait_gate";
   wait.workgroupCount = {1, 1, 1};
   wait.bindingCount = 1;
+  wait.writtenBindings = {true};
   w.addDispatch({w.addKernel(wait), {BindingDesc::output(0, 0, 8)}, {}});
   Loaded loaded = loadBytes(serialize(w));
   ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
@@ -247,6 +248,7 @@ TEST(ForgedBindings, MisalignedOffsetIsRefused) {
     copy.entry = "vmoe_test_copy";
     copy.workgroupCount = {1, 1, 1};
     copy.bindingCount = 2;
+    copy.writtenBindings = {false, true};
     BindingDesc source = {kind, kind == fb::BufferKind::Constant ? c : 0, 4,
                           128};
     w.addDispatch(
@@ -273,6 +275,7 @@ TEST(ForgedBindings, ConstantInALooselyAlignedSegmentIsRefused) {
   copy.entry = "vmoe_test_copy";
   copy.workgroupCount = {1, 1, 1};
   copy.bindingCount = 2;
+  copy.writtenBindings = {false, true};
   w.addDispatch(
       {w.addKernel(copy),
        {BindingDesc::constant(c, 0, 256), BindingDesc::output(0, 0, 256)},
@@ -281,6 +284,67 @@ TEST(ForgedBindings, ConstantInALooselyAlignedSegmentIsRefused) {
   EXPECT_EQ(loaded.status, VMOE_STATUS_INVALID_MODULE);
   EXPECT_EQ(loaded.message, "dispatch 0, binding 0: constant 0 is in segment "
                             "2, aligned to 4 bytes; bound constants need 64");
+}
+
+/// A module whose copy kernel (src, dst) has its destination bound to a
+/// constant; `written` is what the module says the kernel writes.
+static void buildConstantDestination(ModuleWriter &w,
+                                     std::vector<bool> written) {
+  uint32_t exe = addTestExecutable(w);
+  w.setBatch(1);
+  w.addInput({"in", fb::DType::F32, {64}, -1});
+  w.setArena(0);
+  uint32_t c = w.addConstant("c", w.addSegment(std::vector<uint8_t>(256, 7)),
+                             fb::ConstantPlacement::InPlace, 0);
+  KernelDesc copy;
+  copy.name = "copy";
+  copy.executable = exe;
+  copy.entry = "vmoe_test_copy";
+  copy.bindingCount = 2;
+  copy.writtenBindings = std::move(written);
+  w.addDispatch(
+      {w.addKernel(copy),
+       {BindingDesc::input(0, 0, 256), BindingDesc::constant(c, 0, 256)},
+       {}});
+}
+
+TEST(ForgedBindings, WrittenBindingOntoAConstantIsRefused) {
+  ModuleWriter w;
+  buildConstantDestination(w, {false, true});
+  Loaded loaded = loadBytes(serialize(w));
+  EXPECT_EQ(loaded.status, VMOE_STATUS_INVALID_MODULE);
+  EXPECT_EQ(loaded.message, "dispatch 0, binding 1: kernel 0 ('copy') writes "
+                            "binding 1, which is bound to constant 0 "
+                            "(constants are read-only)");
+}
+
+TEST(ForgedBindings, ConstantBoundToAKernelThatRecordsNoWritesIsRefused) {
+  // Without the flags every binding may be written.
+  ModuleWriter w;
+  buildConstantDestination(w, {});
+  Loaded loaded = loadBytes(serialize(w));
+  EXPECT_EQ(loaded.status, VMOE_STATUS_INVALID_MODULE);
+  EXPECT_EQ(loaded.message,
+            "dispatch 0, binding 1: kernel 0 ('copy') may write binding 1 "
+            "(the module does not record which bindings its kernels write; "
+            "recompile it), which is bound to constant 0 (constants are "
+            "read-only)");
+}
+
+TEST(ForgedBindings, WrittenFlagsForEveryBinding) {
+  ModuleWriter w;
+  buildConstantDestination(w, {false});
+  Loaded loaded = loadBytes(serialize(w));
+  EXPECT_EQ(loaded.status, VMOE_STATUS_INVALID_MODULE);
+  EXPECT_EQ(loaded.message,
+            "kernel 0 ('copy'): 1 written-binding flags for 2 bindings");
+}
+
+TEST(ForgedBindings, ReadBindingMayBeAConstant) {
+  ModuleWriter w;
+  buildConstantDestination(w, {true, false});
+  Loaded loaded = loadBytes(serialize(w));
+  EXPECT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
 }
 
 TEST(ForgedBindings, KernelCannotWriteThroughACopiedConstant) {
@@ -301,6 +365,9 @@ TEST(ForgedBindings, KernelCannotWriteThroughACopiedConstant) {
   copy.entry = "vmoe_test_copy";
   copy.workgroupCount = {1, 1, 1};
   copy.bindingCount = 2;
+  // A lying module: it says the kernel writes nothing, so the verifier lets
+  // the constant be bound and only the read-only copy stands in the way.
+  copy.writtenBindings = {false, false};
   w.addDispatch(
       {w.addKernel(copy),
        {BindingDesc::input(0, 0, 256), BindingDesc::constant(c, 0, 256)},
@@ -338,6 +405,9 @@ TEST(ForgedBindings, KernelCannotWriteThroughAnInPlaceConstantOfACopy) {
   copy.entry = "vmoe_test_copy";
   copy.workgroupCount = {1, 1, 1};
   copy.bindingCount = 2;
+  // A lying module: it says the kernel writes nothing, so the verifier lets
+  // the constant be bound and only the read-only copy stands in the way.
+  copy.writtenBindings = {false, false};
   w.addDispatch(
       {w.addKernel(copy),
        {BindingDesc::input(0, 0, 256), BindingDesc::constant(c, 0, 256)},

@@ -52,12 +52,14 @@ void buildRoutingModule(ModuleWriter &w) {
   route.workgroupCount = {kGroups, 1, 1};
   route.bindingCount = 3;
   route.constantCount = 6;
+  route.writtenBindings = {false, true, true};
   uint32_t routeKernel = w.addKernel(route);
   KernelDesc copy;
   copy.name = "copy";
   copy.executable = exe;
   copy.entry = "vmoe_test_copy";
   copy.bindingCount = 2;
+  copy.writtenBindings = {false, true};
   uint32_t copyKernel = w.addKernel(copy);
   w.addDispatch(
       {routeKernel,

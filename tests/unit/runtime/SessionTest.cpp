@@ -314,6 +314,7 @@ TEST(Session, MultithreadedGridSplitGivesIdenticalOutputs) {
   stamp.entry = "vmoe_test_stamp";
   stamp.workgroupCount = {gx, gy, gz};
   stamp.bindingCount = 1;
+  stamp.writtenBindings = {true};
   stamp.scratchSize = 100; // rounded up to 128 per worker
   uint32_t kernel = w.addKernel(stamp);
   w.addDispatch({kernel, {BindingDesc::output(0, 0, count * 8)}, {}});

@@ -85,6 +85,7 @@ void writeCopyModule(const std::string &path, int64_t width) {
   copy.entry = "vmoe_test_copy";
   copy.workgroupCount = {1, 1, 1};
   copy.bindingCount = 2;
+  copy.writtenBindings = {false, true};
   uint64_t bytes = std::min<uint64_t>(2 * width * 4, 4096);
   w.addDispatch(
       {w.addKernel(copy),

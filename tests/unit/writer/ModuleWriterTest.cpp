@@ -50,6 +50,7 @@ TEST(ModuleWriter, RoundTrip) {
   k.constantCount = 2;
   k.scratchSize = 4096;
   k.sharedMemorySize = 1024;
+  k.writtenBindings = {true};
   w.addKernel(k);
   w.addDispatch(
       {0,
@@ -129,6 +130,9 @@ TEST(ModuleWriter, RoundTrip) {
   EXPECT_EQ(kernel->workgroup_size()->x(), 64u);
   EXPECT_EQ(kernel->scratch_size(), 4096u);
   EXPECT_EQ(kernel->shared_memory_size(), 1024u);
+  ASSERT_NE(kernel->written_bindings(), nullptr);
+  ASSERT_EQ(kernel->written_bindings()->size(), 1u);
+  EXPECT_TRUE(kernel->written_bindings()->Get(0));
   const fb::Dispatch *d = m->dispatches()->Get(0);
   EXPECT_EQ(d->bindings()->Get(0)->offset(), 128u);
   EXPECT_EQ(d->push_constants()->Get(0)->value(), -5);

@@ -54,4 +54,18 @@ def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
   ];
 }
 
+def VmoeRecordWrittenBindings
+    : Pass<"vmoe-record-written-bindings", "::mlir::ModuleOp"> {
+  let summary = "Record which bindings each kernel may write";
+  let description = [{
+    Sets `vmoe.written_bindings` (array<i1>, one flag per leading memref
+    argument) on every `vmoe.kernel` function with a body: true when the
+    kernel, or a function it calls, may write through that binding (a store,
+    a vector store or transfer_write, a memref.copy target, any op that
+    declares a write to it, through views and calls). A use it does not
+    understand counts as a write. The serializer records the flags in the
+    module; the runtime refuses a constant bound to a written binding.
+  }];
+}
+
 #endif // VMOE_CONVERSION_PASSES_TD

@@ -214,3 +214,17 @@ func.func @f(%x: tensor<4xf32> {vmoe.output = 0 : i64}) {
 func.func @f(%x: memref<4xf32> {vmoe.input = 0 : i64, vmoe.output = 0 : i64}) {
   return
 }
+
+// -----
+
+// expected-error @+1 {{'func.func' op 'vmoe.written_bindings' must be array<i1: ...> with one flag per leading memref argument, got array<i1: false, true>}}
+func.func private @k(%a: memref<4xf32>, %x: index) attributes {vmoe.kernel, vmoe.written_bindings = array<i1: false, true>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'func.func' op 'vmoe.written_bindings' must be array<i1: ...> with one flag per leading memref argument, got array<i64: 1>}}
+func.func private @k(%a: memref<4xf32>) attributes {vmoe.kernel, vmoe.written_bindings = array<i64: 1>} {
+  return
+}

@@ -61,6 +61,9 @@ struct KernelDesc {
   uint64_t scratchSize = 0;
   uint32_t sharedMemorySize = 0;
   uint32_t abiVersion = VMOE_KERNEL_ABI_VERSION;
+  /// One flag per binding: true if the kernel may write it. Empty: the field
+  /// is left out, which the runtime reads as "every binding is written".
+  std::vector<bool> writtenBindings;
 };
 
 struct BindingDesc {

@@ -13,6 +13,10 @@
 //                                          the largest grid it is launched
 //                                          with (vmoe-cpu-extract-kernels;
 //                                          the CPU entry refuses ids past it)
+//   vmoe.written_bindings        array<i1: ...>, one per leading memref
+//                                          argument: true if the kernel may
+//                                          write it (lowerToKernels; the
+//                                          runtime binds no constant there)
 // CPU ABI entries (vmoe-cpu-emit-abi):
 //   vmoe.kernel_name             string    the kernel an entry calls
 //   vmoe.binding_count           i32 >= 0
@@ -46,6 +50,8 @@ inline constexpr llvm::StringLiteral kKernelAttrName = "vmoe.kernel";
 inline constexpr llvm::StringLiteral kScratchSizeAttrName = "vmoe.scratch_size";
 inline constexpr llvm::StringLiteral kWorkgroupCountAttrName =
     "vmoe.workgroup_count";
+inline constexpr llvm::StringLiteral kWrittenBindingsAttrName =
+    "vmoe.written_bindings";
 
 // Target-made kernel entries.
 inline constexpr llvm::StringLiteral kKernelNameAttrName = "vmoe.kernel_name";
