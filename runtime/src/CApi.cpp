@@ -12,6 +12,8 @@
 #include "vmoe/runtime.h"
 
 #include <cstring>
+#include <type_traits>
+
 
 using vmoe::fail;
 using vmoe::Module;
@@ -148,12 +150,16 @@ vmoe_status_t loadOptions(const vmoe_module_load_options_t *options,
   vmoe_module_load_options_init(out);
   if (!options)
     return VMOE_STATUS_OK;
-  *out = *options;
-  if (out->verify_weights != VMOE_VERIFY_WEIGHTS_ALL &&
-      out->verify_weights != VMOE_VERIFY_WEIGHTS_NONE)
+  // The mode is read as its integer: a C caller may store any int in the
+  // enum field, and loading an out-of-range value as the C++ enum is
+  // undefined.
+  std::underlying_type_t<vmoe_verify_weights_t> mode;
+  static_assert(sizeof(mode) == sizeof(options->verify_weights), "enum size");
+  memcpy(&mode, &options->verify_weights, sizeof(mode));
+  if (mode != VMOE_VERIFY_WEIGHTS_ALL && mode != VMOE_VERIFY_WEIGHTS_NONE)
     return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                "unknown verify_weights mode %d",
-                static_cast<int>(out->verify_weights));
+                "unknown verify_weights mode %d", static_cast<int>(mode));
+  memcpy(static_cast<void *>(out), options, sizeof(*out));
   if (out->trusted_key_count && !out->trusted_keys)
     return nullArgument(message, "trusted_keys");
   return VMOE_STATUS_OK;

@@ -32,6 +32,11 @@ if os.access(ptxas, os.X_OK):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
 
+# Sanitized builds (scripts/sanitize.sh): ASan reserves terabytes of shadow
+# address space, so tests under an address-space limit cannot run there.
+if getattr(config, "vmoe_sanitize", "") == "address":
+    config.available_features.add("asan")
+
 # The host CPU's flags, for tests that run modules compiled for other CPUs.
 try:
     with open("/proc/cpuinfo") as cpuinfo:
