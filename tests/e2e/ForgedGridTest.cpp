@@ -11,14 +11,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/Import/ModelBuilder.h"
-#include "vmoe/Pipelines/Compile.h"
+#include "E2eSupport.h"
 #include "vmoe/module_format.h"
 #include "vmoe/module_generated.h"
 #include "vmoe/runtime.h"
 #include "vmoe/writer/ModuleDigests.h"
-
-#include "mlir/IR/MLIRContext.h"
 
 #include <gtest/gtest.h>
 
@@ -32,36 +29,8 @@ using namespace mlir::vmoe;
 
 /// A small model of random weights, compiled for this machine.
 std::vector<uint8_t> compileSmall() {
-  VitMoeConfig config;
-  config.name = "forged-grid";
-  config.imageHeight = config.imageWidth = 16;
-  config.patchSize = 4;
-  config.hiddenSize = 32;
-  config.numLayers = 2;
-  config.mlpDim = 64;
-  config.numHeads = 4;
-  config.numClasses = 7;
-  config.moeLayers = {1};
-  config.numExperts = 4;
-  config.numSelectedExperts = 2;
-  config.batchSize = 2;
-  config.capacityFactor = 1.0;
-  config.maxCapacityFactor = 2.0;
-  mlir::DialectRegistry registry;
-  registerCompilerDialects(registry);
-  mlir::MLIRContext context(registry);
-  std::string error;
-  auto module = buildVitMoe(context, config, randomWeights(config, 11), &error);
-  EXPECT_TRUE(module) << error;
-  std::vector<uint8_t> bytes;
-  if (!module)
-    return bytes;
-  CompileOptions options;
-  options.cpu = "host";
-  options.modelName = config.name;
-  EXPECT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
-      << error;
-  return bytes;
+  VitMoeConfig config = vmoe::e2e::smallVitMoe("forged-grid");
+  return vmoe::e2e::compileForHost(config, randomWeights(config, 11));
 }
 
 vmoe::fb::Module *rootOf(std::vector<uint8_t> &bytes) {

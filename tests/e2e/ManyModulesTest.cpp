@@ -7,13 +7,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/Import/ModelBuilder.h"
-#include "vmoe/Pipelines/Compile.h"
+#include "E2eSupport.h"
 #include "vmoe/readers/ModelConfig.h"
 #include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
-
-#include "mlir/IR/MLIRContext.h"
 
 #include <gtest/gtest.h>
 
@@ -23,24 +20,7 @@ namespace {
 
 using namespace mlir::vmoe;
 
-std::vector<uint8_t> compile(const VitMoeConfig &config,
-                             const WeightMap &weights) {
-  mlir::DialectRegistry registry;
-  registerCompilerDialects(registry);
-  mlir::MLIRContext context(registry);
-  std::string error;
-  auto module = buildVitMoe(context, config, weights, &error);
-  EXPECT_TRUE(module) << error;
-  std::vector<uint8_t> bytes;
-  if (!module)
-    return bytes;
-  CompileOptions options;
-  options.cpu = "host";
-  options.modelName = config.name;
-  EXPECT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
-      << error;
-  return bytes;
-}
+using vmoe::e2e::compileForHost;
 
 /// A loaded module with one session; released in reverse.
 struct Loaded {
@@ -115,25 +95,11 @@ TEST(ManyModules, DifferentCompiledModulesRunInterleaved) {
     c.maxCapacityFactor = maxCf;
     if (batch == 1)
       c.groupSize = c.tokensPerImage(); // groups of 8 images need 8
-    variants.push_back({compile(c, weights), cf});
+    variants.push_back({compileForHost(c, weights), cf});
   }
   // Another architecture altogether, with random weights.
-  VitMoeConfig small;
-  small.name = "small";
-  small.imageHeight = small.imageWidth = 16;
-  small.patchSize = 4;
-  small.hiddenSize = 32;
-  small.numLayers = 2;
-  small.mlpDim = 64;
-  small.numHeads = 4;
-  small.numClasses = 7;
-  small.moeLayers = {1};
-  small.numExperts = 4;
-  small.numSelectedExperts = 2;
-  small.batchSize = 2;
-  small.capacityFactor = 1.0;
-  small.maxCapacityFactor = 2.0;
-  variants.push_back({compile(small, randomWeights(small, 5)), 0.0});
+  VitMoeConfig small = vmoe::e2e::smallVitMoe("small");
+  variants.push_back({compileForHost(small, randomWeights(small, 5)), 0.0});
   if (HasFailure())
     return;
 
