@@ -19,7 +19,8 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.vmoe_tools_dir, config.llvm_tools_dir]
 config.substitutions.append(("%vmoe_src", config.vmoe_src_root))
-llvm_config.add_tool_substitutions(["vmoe-opt", "vmoe-compile", "vmoe-run", "FileCheck", "not", "count"],
+config.substitutions.append(("%vmoe_version", config.vmoe_version))
+llvm_config.add_tool_substitutions(["vmoe-opt", "vmoe-compile", "vmoe-run", "vmoe-bench", "FileCheck", "not", "count"],
                                    tool_dirs)
 
 # ptxas (CUDA toolkit, optional): the PTX tests that assemble need it.

@@ -1,8 +1,9 @@
 //===- RuntimeHandles.h - the runtime's C API in the tools ------*- C++ -*-===//
 //
 // Owning handles for modules and sessions (released on every path out), and
-// the calls vmoe-run and vmoe-bench both make: loading a module, creating a
-// session, reporting a failed call, reading the per-dispatch profile.
+// the calls vmoe-run and vmoe-bench both make: --version, loading a module,
+// creating a session, reporting a failed call, reading the per-dispatch
+// profile.
 // Header-only: the tools that include it link the runtime.
 //
 //===----------------------------------------------------------------------===//
@@ -10,9 +11,11 @@
 #ifndef VMOE_TOOLS_RUNTIMEHANDLES_H
 #define VMOE_TOOLS_RUNTIMEHANDLES_H
 
+#include "ToolSupport.h"
 #include "vmoe/runtime.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +32,15 @@ struct SessionDestroy {
 };
 using ModuleHandle = std::unique_ptr<vmoe_module_t, ModuleRelease>;
 using SessionHandle = std::unique_ptr<vmoe_session_t, SessionDestroy>;
+
+/// --version of the tools that run modules: theirs, then the runtime's
+/// version and the module format it reads.
+inline void printVersion(const char *tool) {
+  uint32_t major = 0, minor = 0;
+  vmoe_runtime_format_version(&major, &minor);
+  std::printf("%s\nruntime %s, module format %u.%u\n",
+              versionLine(tool).c_str(), vmoe_runtime_version(), major, minor);
+}
 
 /// "STATUS: message": how the tools report a failed runtime call.
 inline std::string statusMessage(vmoe_status_t status,

@@ -23,6 +23,66 @@ int usageError(const char *tool, const std::string &message,
   return 2;
 }
 
+bool ArgParser::next() {
+  index = valueIndex + 1;
+  valueIndex = index;
+  if (index >= argc)
+    return false;
+  if (!optionsEnded && std::strcmp(argv[index], "--") == 0) {
+    optionsEnded = true;
+    return next();
+  }
+  return true;
+}
+
+bool ArgParser::isOption() const {
+  const char *a = argv[index];
+  return !optionsEnded && a[0] == '-' && a[1] != '\0';
+}
+
+bool ArgParser::is(const char *optionName) const {
+  if (!isOption())
+    return false;
+  const char *a = argv[index];
+  if (std::strcmp(optionName, "--help") == 0 && std::strcmp(a, "-h") == 0)
+    return true;
+  size_t n = std::strlen(optionName);
+  return std::strncmp(a, optionName, n) == 0 && (a[n] == '\0' || a[n] == '=');
+}
+
+std::string ArgParser::name() const {
+  const char *a = argv[index];
+  const char *eq = std::strchr(a, '=');
+  return eq ? std::string(a, eq) : std::string(a);
+}
+
+const char *ArgParser::value() {
+  if (const char *eq = std::strchr(argv[index], '='))
+    return eq + 1;
+  if (index + 1 >= argc) {
+    usageError(tool, name() + " needs a value", usage);
+    return nullptr;
+  }
+  valueIndex = index + 1;
+  return argv[valueIndex];
+}
+
+bool ArgParser::noValue() {
+  if (!std::strchr(argv[index], '='))
+    return true;
+  usageError(tool, name() + " takes no value", usage);
+  return false;
+}
+
+int ArgParser::unknown() const {
+  return usageError(tool, "unknown option " + name(), usage);
+}
+
+int ArgParser::bad(const std::string &message) const {
+  std::fprintf(stderr, "%s: error: %s\n", tool, message.c_str());
+  return 2;
+}
+
 bool parseDouble(const char *s, double &out) {
   char *end = nullptr;
   out = std::strtod(s, &end);
@@ -84,6 +144,38 @@ bool writeFileAtomically(const std::string &path, const void *data, size_t size,
   *error = "cannot write " + path + ": " + std::strerror(writeError);
   unlink(tmp.c_str());
   return false;
+}
+
+bool readLines(const std::string &path, std::vector<std::string> &lines,
+               std::string *error) {
+  constexpr size_t kMaxBytes = 16u << 20;
+  FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    *error = "cannot read " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string text;
+  char chunk[1 << 16];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof(chunk), f)) > 0 &&
+         text.size() <= kMaxBytes)
+    text.append(chunk, n);
+  bool readError = std::ferror(f);
+  std::fclose(f);
+  if (readError || text.size() > kMaxBytes) {
+    *error = path + (readError ? ": read error" : ": larger than 16 MiB");
+    return false;
+  }
+  lines.clear();
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos)
+      end = text.size();
+    size_t stop = end > start && text[end - 1] == '\r' ? end - 1 : end;
+    lines.push_back(text.substr(start, stop - start));
+    start = end + 1;
+  }
+  return true;
 }
 
 bool sameFile(const std::string &a, const std::string &b) {

@@ -1,8 +1,9 @@
 //===- ToolSupport.h - what the command-line tools share --------*- C++ -*-===//
 //
 // Error printing with the tools' exit codes (1: bad data or a failed run,
-// 2: bad usage), number parsing for options, JSON string escaping, output
-// files written through a temporary file, and caps on what a module asks.
+// 2: bad usage), the command-line convention of vmoe-run and vmoe-bench,
+// --version, number parsing for options, JSON string escaping, output files
+// written through a temporary file, and caps on what a module asks.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +24,60 @@ int fail(const char *tool, const std::string &message);
 /// 2, the exit code of bad usage.
 int usageError(const char *tool, const std::string &message, const char *usage);
 
+/// The command line of vmoe-run and vmoe-bench, in the convention of
+/// vmoe-compile and vmoe-opt (LLVM's): "--flag=value" and "--flag value" are
+/// the same, "--" ends the options, "-h" is "--help". Usage errors print
+/// "TOOL: error: ..." and the usage, and return 2.
+///
+///   ArgParser args(kTool, kUsage, argc, argv);
+///   while (args.next()) {
+///     if (args.is("--input")) { const char *v = args.value(); ... }
+///     else if (args.is("--quiet")) { if (!args.noValue()) return 2; ... }
+///     else if (args.isOption()) return args.unknown();
+///     else positional(args.arg());
+///   }
+class ArgParser {
+public:
+  ArgParser(const char *tool, const char *usage, int argc, char **argv)
+      : tool(tool), usage(usage), argc(argc), argv(argv) {}
+
+  /// Moves to the next argument; false after the last.
+  bool next();
+  /// The current argument, as given.
+  const char *arg() const { return argv[index]; }
+  /// Whether the current argument is the option `name` ("--input"), alone
+  /// or with "=VALUE".
+  bool is(const char *name) const;
+  /// Whether it is an option (starts with '-', before any "--"); "-" alone
+  /// is positional.
+  bool isOption() const;
+  /// The current option's value: after '=', or the next argument (which
+  /// next() then skips). Null when there is none (usage error printed).
+  const char *value();
+  /// For an option that takes no value: false when "=VALUE" was given
+  /// (usage error printed).
+  bool noValue();
+  /// The current option's name, without "=VALUE".
+  std::string name() const;
+  /// "unknown option ..." and the usage; returns 2.
+  int unknown() const;
+  /// "TOOL: error: MESSAGE" (an option's bad value); returns 2.
+  int bad(const std::string &message) const;
+
+private:
+  const char *tool;
+  const char *usage;
+  int argc;
+  char **argv;
+  int index = 0;             // the current argument
+  int valueIndex = 0;        // the last argument it used (its value's)
+  bool optionsEnded = false; // after "--"
+};
+
+/// "TOOL VERSION (git REVISION)": the first line of every tool's --version
+/// (printVersion in RuntimeHandles.h adds the runtime's).
+std::string versionLine(const char *tool);
+
 /// The whole of `s` as a number (strtod syntax).
 bool parseDouble(const char *s, double &out);
 
@@ -40,6 +95,11 @@ std::string jsonEscape(const std::string &s);
 /// and *error says why.
 bool writeFileAtomically(const std::string &path, const void *data, size_t size,
                          std::string *error);
+
+/// The lines of a text file of at most 16 MiB (class names), without their
+/// "\n" or "\r\n"; a last line without a newline counts.
+bool readLines(const std::string &path, std::vector<std::string> &lines,
+               std::string *error);
 
 /// Whether `a` and `b` name the same existing file (same device and inode,
 /// whatever the names: links and "./x" included).

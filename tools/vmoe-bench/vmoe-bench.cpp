@@ -2,8 +2,9 @@
 //
 // Warm-up, repeated timed runs, median and spread of latency, images/s,
 // achieved GFLOP/s (from the model's FLOP count at the capacity each run
-// actually used), per-kernel times, peak memory; over modules (batch sizes),
-// thread counts, capacity factors and BPR on/off. JSON output for scripts.
+// actually used), per-kernel times, peak memory; over modules, batch sizes
+// (any the module runs), thread counts, capacity factors and BPR on/off.
+// JSON output for scripts.
 // Uses only the runtime's C API and the config reader.
 //
 //===----------------------------------------------------------------------===//
@@ -35,19 +36,27 @@ constexpr const char *kTool = "vmoe-bench";
 
 const char *kUsage =
     "usage: vmoe-bench MODULE... [options]\n"
+    "Options take their value as --flag=VALUE or --flag VALUE.\n"
+    "  --batch N[,N...]           batch sizes (default: the module's compiled\n"
+    "                             batch); a module runs any multiple of its\n"
+    "                             batch step up to its compiled batch\n"
+    "                             (vmoe-run --info shows both)\n"
     "  --threads N[,N...]         thread counts (default: one per CPU)\n"
     "  --capacity-factor X[,X...] capacity factors (default: the module's)\n"
-    "  --bpr on|off|both          Batch Prioritized Routing (default: the "
-    "module's)\n"
+    "  --bpr on|off|both          Batch Prioritized Routing (default: the\n"
+    "                             module's)\n"
     "  --warmup N                 untimed runs first (default 3)\n"
     "  --repeat N                 timed runs (default 20)\n"
     "  --profile                  per-kernel times\n"
-    "  --input FILE               a float32 .npy holding exactly the first "
-    "input\n"
-    "                             (default: deterministic random values in "
-    "[-1, 1])\n"
+    "  --input FILE               a float32 .npy holding exactly the first\n"
+    "                             input at the compiled batch (default:\n"
+    "                             deterministic random values in [-1, 1]);\n"
+    "                             --input=@FILE is the same; a smaller batch\n"
+    "                             runs its first images\n"
     "  --json FILE                write the results as JSON\n"
-    "The batch size is the module's: compile one module per batch size.\n";
+    "  --version                  print the versions of vmoe-bench and the\n"
+    "                             runtime\n"
+    "  --help                     print this text\n";
 
 int fail(const std::string &message) {
   return vmoe::tools::fail(kTool, message);
@@ -55,10 +64,10 @@ int fail(const std::string &message) {
 
 struct Options {
   std::vector<std::string> modules;
-  std::vector<double> threadList, cfList;
+  std::vector<double> batchList, threadList, cfList;
   std::vector<int> bprList = {-1};
   int warmup = 3, repeat = 20;
-  bool profile = false, help = false;
+  bool profile = false, help = false, version = false;
   std::string jsonPath, inputPath;
 };
 
@@ -148,60 +157,87 @@ bool readInput(const std::string &path, vmoe::readers::Tensor &out,
   return vmoe::readers::readNpy({bytes.data(), bytes.size()}, path, out, error);
 }
 
-/// Returns 0 when parsed (or --help seen), 1 for a bad option value, 2 for
-/// bad usage (message printed).
+/// Whether `v` is a comma-separated list of positive integers (as doubles).
+bool splitCounts(const char *v, std::vector<double> &out) {
+  if (!splitNumbers(v, out))
+    return false;
+  for (double n : out)
+    if (n != std::floor(n) || n > 1e9)
+      return false;
+  return true;
+}
+
+/// Applies the option that takes value `v`. Returns 0, 2 for a bad value
+/// (message printed), or -1 when `args` is no such option.
+int parseValueOption(vmoe::tools::ArgParser &args, const char *v, Options &o) {
+  if (args.is("--batch")) {
+    if (!splitCounts(v, o.batchList))
+      return args.bad("--batch takes positive integers, comma separated");
+  } else if (args.is("--threads")) {
+    if (!splitCounts(v, o.threadList))
+      return args.bad("--threads takes positive integers, comma separated");
+  } else if (args.is("--capacity-factor")) {
+    if (!splitNumbers(v, o.cfList))
+      return args.bad(
+          "--capacity-factor takes positive numbers, comma separated");
+  } else if (args.is("--bpr")) {
+    std::string s = v;
+    if (s == "on")
+      o.bprList = {1};
+    else if (s == "off")
+      o.bprList = {0};
+    else if (s == "both")
+      o.bprList = {1, 0};
+    else
+      return args.bad("--bpr takes on, off or both");
+  } else if (args.is("--warmup") || args.is("--repeat")) {
+    bool repeat = args.is("--repeat");
+    long long n;
+    if (!vmoe::tools::parseInt(v, repeat ? 1 : 0, 100000, n))
+      return args.bad(args.name() + " takes a count");
+    (repeat ? o.repeat : o.warmup) = static_cast<int>(n);
+  } else if (args.is("--input")) {
+    o.inputPath = v[0] == '@' ? v + 1 : v;
+  } else if (args.is("--json")) {
+    o.jsonPath = v;
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+/// Returns 0 when parsed (or --help / --version seen), 2 for bad usage
+/// (message printed).
 int parseArgs(int argc, char **argv, Options &o) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> const char * {
-      return i + 1 < argc ? argv[++i] : nullptr;
-    };
-    if (a == "--help" || a == "-h") {
-      o.help = true;
-      return 0;
-    } else if (a == "--threads") {
-      const char *v = value();
-      if (!v || !splitNumbers(v, o.threadList))
-        return fail("--threads takes positive integers, comma separated");
-    } else if (a == "--capacity-factor") {
-      const char *v = value();
-      if (!v || !splitNumbers(v, o.cfList))
-        return fail(
-            "--capacity-factor takes positive numbers, comma separated");
-    } else if (a == "--bpr") {
-      const char *v = value();
-      std::string s = v ? v : "";
-      if (s == "on")
-        o.bprList = {1};
-      else if (s == "off")
-        o.bprList = {0};
-      else if (s == "both")
-        o.bprList = {1, 0};
-      else
-        return fail("--bpr takes on, off or both");
-    } else if (a == "--warmup" || a == "--repeat") {
-      const char *v = value();
-      char *end = nullptr;
-      long n = v ? std::strtol(v, &end, 10) : -1;
-      if (!v || *end != '\0' || n < (a == "--repeat" ? 1 : 0) || n > 100000)
-        return fail(a + " takes a count");
-      (a == "--warmup" ? o.warmup : o.repeat) = static_cast<int>(n);
-    } else if (a == "--profile") {
-      o.profile = true;
-    } else if (a == "--input") {
-      const char *v = value();
+  vmoe::tools::ArgParser args(kTool, kUsage, argc, argv);
+  while (args.next()) {
+    bool *flag = args.is("--help")      ? &o.help
+                 : args.is("--version") ? &o.version
+                 : args.is("--profile") ? &o.profile
+                                        : nullptr;
+    if (flag) {
+      if (!args.noValue())
+        return 2;
+      *flag = true;
+      if (o.help || o.version)
+        return 0;
+      continue;
+    }
+    bool takesValue = false;
+    for (const char *name :
+         {"--batch", "--threads", "--capacity-factor", "--bpr", "--warmup",
+          "--repeat", "--input", "--json"})
+      takesValue = takesValue || args.is(name);
+    if (takesValue) {
+      const char *v = args.value();
       if (!v)
-        return fail("--input takes a .npy file");
-      o.inputPath = v;
-    } else if (a == "--json") {
-      const char *v = value();
-      if (!v)
-        return fail("--json takes a file");
-      o.jsonPath = v;
-    } else if (!a.empty() && a[0] == '-') {
-      return vmoe::tools::usageError(kTool, "unknown option " + a, kUsage);
+        return 2;
+      if (int rc = parseValueOption(args, v, o))
+        return rc;
+    } else if (args.isOption()) {
+      return args.unknown();
     } else {
-      o.modules.push_back(a);
+      o.modules.push_back(args.arg());
     }
   }
   if (o.modules.empty())
@@ -213,41 +249,65 @@ int parseArgs(int argc, char **argv, Options &o) {
   return 0;
 }
 
-/// The FLOP model of the config stored in the module, if there is one.
-FlopModel moduleFlops(const vmoe_module_info_t &info) {
-  FlopModel flops;
-  if (info.config_json_size > 0) {
-    vmoe::readers::ModelConfig config;
-    std::string error;
-    if (vmoe::readers::parseModelConfig(
-            std::string_view(info.config_json, info.config_json_size),
-            "module config", config, &error))
-      flops = flopModel(config, info.max_batch);
-  }
-  return flops;
+/// The model config stored in the module, for FLOP counts; false when
+/// there is none.
+bool moduleConfig(const vmoe_module_info_t &info,
+                  vmoe::readers::ModelConfig &config) {
+  std::string error;
+  return info.config_json_size > 0 &&
+         vmoe::readers::parseModelConfig(
+             std::string_view(info.config_json, info.config_json_size),
+             "module config", config, &error);
 }
 
-/// Input and output buffers of one call at the compiled batch.
+/// Input and output buffers at the compiled batch, and the tensors of a call
+/// at the batch setBatch chose.
 struct Buffers {
+  int64_t maxBatch = 1;
+  std::vector<vmoe_tensor_info_t> inInfo, outInfo;
   std::vector<std::vector<float>> inputs, outputs;
+  std::vector<std::vector<int64_t>> inShapes, outShapes;
   std::vector<vmoe_tensor_t> in, out;
 };
+
+/// Points the call's tensors at the first `batch` images of the buffers.
+void setBatch(Buffers &b, int64_t batch) {
+  auto set = [&](const vmoe_tensor_info_t &t, std::vector<float> &data,
+                 std::vector<int64_t> &shape, vmoe_tensor_t &tensor) {
+    shape.assign(t.shape, t.shape + t.rank);
+    uint64_t bytes = t.size_bytes;
+    if (t.batch_dim >= 0) {
+      shape[t.batch_dim] = batch;
+      bytes = t.size_bytes / b.maxBatch * batch;
+    }
+    tensor = {t.dtype, t.rank, shape.data(), data.data(), bytes};
+  };
+  for (size_t i = 0; i < b.in.size(); ++i)
+    set(b.inInfo[i], b.inputs[i], b.inShapes[i], b.in[i]);
+  for (size_t i = 0; i < b.out.size(); ++i)
+    set(b.outInfo[i], b.outputs[i], b.outShapes[i], b.out[i]);
+}
 
 /// Inputs: deterministic random values in [-1, 1], like an image batch, or
 /// the --input file as the first input. Returns 0, or 1 (message printed).
 int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
                 const std::string &inputPath, Buffers &b) {
   vmoe_message_t msg;
+  b.maxBatch = std::max<int64_t>(info.max_batch, 1);
+  b.inInfo.resize(info.input_count);
+  b.outInfo.resize(info.output_count);
   b.inputs.resize(info.input_count);
   b.outputs.resize(info.output_count);
+  b.inShapes.resize(info.input_count);
+  b.outShapes.resize(info.output_count);
   b.in.resize(info.input_count);
   b.out.resize(info.output_count);
   std::mt19937_64 rng(0);
   std::uniform_real_distribution<float> dist(-1, 1);
+  std::string error;
   for (uint32_t i = 0; i < info.input_count; ++i) {
-    vmoe_tensor_info_t t;
+    vmoe_tensor_info_t &t = b.inInfo[i];
     vmoe_module_input_info(module, i, &t, &msg);
-    std::string error;
     if (!vmoe::tools::checkToolTensorBytes("input", i, t.size_bytes, &error))
       return fail(error);
     std::vector<float> &input = b.inputs[i];
@@ -255,7 +315,6 @@ int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
     for (float &v : input)
       v = dist(rng);
     if (i == 0 && !inputPath.empty()) {
-      std::string error;
       vmoe::readers::Tensor array;
       if (!readInput(inputPath, array, &error))
         return fail(error);
@@ -265,17 +324,40 @@ int makeBuffers(vmoe_module_t *module, const vmoe_module_info_t &info,
                     std::to_string(input.size()));
       std::copy(array.data.begin(), array.data.end(), input.begin());
     }
-    b.in[i] = {t.dtype, t.rank, t.shape, input.data(), t.size_bytes};
   }
   for (uint32_t i = 0; i < info.output_count; ++i) {
-    vmoe_tensor_info_t t;
+    vmoe_tensor_info_t &t = b.outInfo[i];
     vmoe_module_output_info(module, i, &t, &msg);
-    std::string error;
     if (!vmoe::tools::checkToolTensorBytes("output", i, t.size_bytes, &error))
       return fail(error);
     b.outputs[i].resize(t.size_bytes / 4);
-    b.out[i] = {t.dtype, t.rank, t.shape, b.outputs[i].data(), t.size_bytes};
   }
+  return 0;
+}
+
+/// The batches to run: --batch, each one the module runs, or the compiled
+/// batch. Returns 0, or 1 (message printed).
+int batchesOf(const std::string &path, const vmoe_module_info_t &info,
+              const Buffers &b, const Options &o, std::vector<int64_t> &out) {
+  int64_t step = std::max<int64_t>(info.batch_multiple, 1);
+  out.clear();
+  for (double n : o.batchList) {
+    int64_t batch = static_cast<int64_t>(n);
+    if (batch > info.max_batch || batch % step != 0)
+      return fail(path + " runs batches of " + std::to_string(step) + " to " +
+                  std::to_string(info.max_batch) + " in steps of " +
+                  std::to_string(step) + "; --batch " + std::to_string(batch) +
+                  " is not one");
+    out.push_back(batch);
+  }
+  if (out.empty())
+    out.push_back(info.max_batch);
+  // A smaller batch is the first images: the batch dim must lead.
+  for (const auto *infos : {&b.inInfo, &b.outInfo})
+    for (const vmoe_tensor_info_t &t : *infos)
+      if (t.batch_dim > 0 && (out.size() > 1 || out[0] != info.max_batch))
+        return fail(path + ": tensor " + t.name +
+                    " has its batch dim inside; --batch needs it first");
   return 0;
 }
 
@@ -322,14 +404,20 @@ void addRouting(vmoe_session_t *session, const vmoe_module_info_t &info,
                  (res.medianMs / 1e3) / 1e9;
 }
 
-void printResult(const Result &res, bool profile) {
-  const std::string &path = res.module;
-  std::string name = path.size() > 28 ? path.substr(path.size() - 28) : path;
-  std::printf("%-28s %5" PRId64 " %7u %6.3g %4s %10.3f %10.3f %10.3f "
+/// The table's header; the module column is as wide as the longest path.
+void printHeader(int nameWidth) {
+  std::printf("%-*s %5s %7s %6s %4s %10s %10s %10s %9s %8s %7s\n", nameWidth,
+              "module", "batch", "threads", "cf", "bpr", "median ms", "p10 ms",
+              "p90 ms", "images/s", "GFLOP/s", "kept");
+}
+
+void printResult(const Result &res, int nameWidth, bool profile) {
+  std::printf("%-*s %5" PRId64 " %7u %6.3g %4s %10.3f %10.3f %10.3f "
               "%9.1f %8.1f %6.1f%%\n",
-              name.c_str(), res.batch, res.threads, res.capacityFactor,
-              res.bpr ? "on" : "off", res.medianMs, res.p10Ms, res.p90Ms,
-              res.imagesPerSecond, res.gflops, 100 * res.keptShare);
+              nameWidth, res.module.c_str(), res.batch, res.threads,
+              res.capacityFactor, res.bpr ? "on" : "off", res.medianMs,
+              res.p10Ms, res.p90Ms, res.imagesPerSecond, res.gflops,
+              100 * res.keptShare);
   if (profile) {
     std::vector<std::pair<std::string, double>> sorted = res.kernels;
     std::stable_sort(sorted.begin(), sorted.end(),
@@ -340,27 +428,33 @@ void printResult(const Result &res, bool profile) {
   }
 }
 
+/// One setting of a benchmark: batch, threads, capacity factor, BPR.
+struct Setting {
+  int64_t batch = 1;
+  double threads = 0, capacityFactor = 0;
+  int bpr = -1;
+};
+
 /// One module at one setting: a session, its runs, the result printed.
 /// Returns 0, or 1 (message printed).
-int benchmark(vmoe_module_t *module, const std::string &path,
-              const vmoe_module_info_t &info, const FlopModel &flops,
-              Buffers &buffers, const Options &o, double threads, double cf,
-              int bpr, Result &res) {
+int benchmark(vmoe_module_t *module, const vmoe_module_info_t &info,
+              const FlopModel &flops, Buffers &buffers, const Options &o,
+              const Setting &setting, Result &res) {
   vmoe_session_options_t sopts;
   vmoe_session_options_init(&sopts);
-  sopts.thread_count = static_cast<uint32_t>(threads);
+  sopts.thread_count = static_cast<uint32_t>(setting.threads);
   sopts.profile = o.profile;
   std::string error;
   vmoe::tools::SessionHandle session =
       vmoe::tools::createSession(module, sopts, error);
   if (!session)
     return fail(error);
-  vmoe_run_options_t ropts = {cf, bpr};
+  setBatch(buffers, setting.batch);
+  vmoe_run_options_t ropts = {setting.capacityFactor, setting.bpr};
   std::vector<double> ms;
   if (int rc = timeRuns(session.get(), buffers, ropts, o, ms))
     return rc;
-  res.module = path;
-  res.batch = info.max_batch;
+  res.batch = setting.batch;
   res.threads = vmoe_session_thread_count(session.get());
   res.medianMs = ms[ms.size() / 2];
   res.p10Ms = ms[ms.size() / 10];
@@ -373,13 +467,11 @@ int benchmark(vmoe_module_t *module, const std::string &path,
     for (uint32_t d = 0; d < info.dispatch_count; ++d)
       res.kernels.push_back(
           {vmoe_module_dispatch_kernel(module, d), profile.meanMs(d)});
-  session.reset();
-  printResult(res, o.profile);
   return 0;
 }
 
-/// Every thread count x capacity factor x BPR setting of one module.
-int benchmarkModule(const std::string &path, const Options &o,
+/// Every batch x thread count x capacity factor x BPR setting of one module.
+int benchmarkModule(const std::string &path, const Options &o, int nameWidth,
                     std::vector<Result> &results) {
   std::string error;
   vmoe::tools::ModuleHandle module = vmoe::tools::loadModule(path, error);
@@ -387,19 +479,28 @@ int benchmarkModule(const std::string &path, const Options &o,
     return fail(path + ": " + error);
   vmoe_module_info_t info;
   vmoe_module_info(module.get(), &info);
-  FlopModel flops = moduleFlops(info);
+  vmoe::readers::ModelConfig config;
+  bool hasConfig = moduleConfig(info, config);
   Buffers buffers;
   if (int rc = makeBuffers(module.get(), info, o.inputPath, buffers))
     return rc;
-  for (double threads : o.threadList)
-    for (double cf : o.cfList)
-      for (int bpr : o.bprList) {
-        Result res;
-        if (int rc = benchmark(module.get(), path, info, flops, buffers, o,
-                               threads, cf, bpr, res))
-          return rc;
-        results.push_back(std::move(res));
-      }
+  std::vector<int64_t> batches;
+  if (int rc = batchesOf(path, info, buffers, o, batches))
+    return rc;
+  for (int64_t batch : batches) {
+    FlopModel flops = hasConfig ? flopModel(config, batch) : FlopModel{};
+    for (double threads : o.threadList)
+      for (double cf : o.cfList)
+        for (int bpr : o.bprList) {
+          Result res;
+          res.module = path;
+          if (int rc = benchmark(module.get(), info, flops, buffers, o,
+                                 {batch, threads, cf, bpr}, res))
+            return rc;
+          printResult(res, nameWidth, o.profile);
+          results.push_back(std::move(res));
+        }
+  }
   return 0;
 }
 
@@ -453,6 +554,10 @@ int benchMain(int argc, char **argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (o.version) {
+    vmoe::tools::printVersion(kTool);
+    return 0;
+  }
   if (!o.jsonPath.empty()) {
     std::vector<std::string> inputs = o.modules;
     inputs.push_back(o.inputPath);
@@ -462,11 +567,12 @@ int benchMain(int argc, char **argv) {
       return fail(error);
   }
   std::vector<Result> results;
-  std::printf("%-28s %5s %7s %6s %4s %10s %10s %10s %9s %8s %7s\n", "module",
-              "batch", "threads", "cf", "bpr", "median ms", "p10 ms", "p90 ms",
-              "images/s", "GFLOP/s", "kept");
+  int nameWidth = 6; // "module"
   for (const std::string &path : o.modules)
-    if (int rc = benchmarkModule(path, o, results))
+    nameWidth = std::max(nameWidth, static_cast<int>(path.size()));
+  printHeader(nameWidth);
+  for (const std::string &path : o.modules)
+    if (int rc = benchmarkModule(path, o, nameWidth, results))
       return rc;
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);

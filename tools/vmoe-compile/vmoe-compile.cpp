@@ -119,10 +119,12 @@ static cl::opt<int64_t>
                   cl::init(32));
 static cl::opt<std::string>
     cpuName("cpu",
-            cl::desc("CPU to compile for: host, x86-64-v3, x86-64-v4, "
-                     "aarch64, or an x86-64/AArch64 CPU name LLVM knows "
-                     "(znver4, sapphirerapids, neoverse-n1, ...); add "
-                     "features as NAME+feature (x86-64-v4+avx512bf16)"),
+            cl::desc("CPU to compile for: host, x86-64-v3 (AVX2), "
+                     "x86-64-v4 (AVX-512), aarch64 (Armv8-A), or an x86-64 "
+                     "CPU name LLVM knows (znver4, sapphirerapids, ...; the "
+                     "module then needs all of that CPU's features: AMX for "
+                     "sapphirerapids); add features as NAME+feature "
+                     "(x86-64-v4+avx512bf16, aarch64+dotprod)"),
             cl::init("host"));
 enum class Emit { Config, Mlir, Kernels, LlvmIr, Asm, Ptx, Module };
 static cl::opt<Emit> emit(
@@ -353,6 +355,11 @@ void parseCommandLine(int argc, char **argv) {
                                            &signKey,       &generateSigningKey})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
+  // --version: vmoe's version and revision first, then LLVM's.
+  cl::SetVersionPrinter([](llvm::raw_ostream &os) {
+    os << ::vmoe::tools::versionLine("vmoe-compile") << "\n";
+    cl::PrintVersionMessage();
+  });
   cl::ParseCommandLineOptions(
       argc, argv, "vmoe-compile: compile a V-MoE model into one module file\n");
 }

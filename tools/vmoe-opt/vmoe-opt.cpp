@@ -17,6 +17,10 @@
 #include "vmoe/Dialect/Transforms/Passes.h"
 #include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/Passes.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include "../common/ToolSupport.h"
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
@@ -29,6 +33,11 @@ int main(int argc, char **argv) {
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   registry.insert<mlir::vmoe::VmoeDialect>();
+  // --version: vmoe's version and revision first, then LLVM's.
+  llvm::cl::SetVersionPrinter([](llvm::raw_ostream &os) {
+    os << vmoe::tools::versionLine("vmoe-opt") << "\n";
+    llvm::cl::PrintVersionMessage();
+  });
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "vmoe optimizer driver\n", registry));
 }

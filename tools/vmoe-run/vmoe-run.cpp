@@ -9,6 +9,8 @@
 
 #include "vmoe/runtime.h"
 
+#include "RunOptions.h"
+
 #include "../common/Image.h"
 #include "../common/Npy.h"
 #include "../common/RuntimeHandles.h"
@@ -30,219 +32,10 @@
 
 namespace {
 
-using vmoe::tools::parseDouble;
-using vmoe::tools::parseInt;
-
-constexpr const char *kTool = "vmoe-run";
-
-const char *kUsage =
-    "usage: vmoe-run MODULE [IMAGE...] [options]\n"
-    "  IMAGE...                PNG, PGM or PPM files to classify, each\n"
-    "                          converted to the model's channels, resized to\n"
-    "                          its input size (TF2 bilinear, as vmoe's eval\n"
-    "                          resize) and mapped to [-1, 1]; printed as\n"
-    "                          image 0, 1, ... in the order given\n"
-    "  --input FILE            a .npy of images: float32 in [-1, 1] or uint8\n"
-    "                          pixels, any number of them (run in chunks of\n"
-    "                          the compiled batch), or one PNG/PGM/PPM image\n"
-    "                          (default: one batch of random values)\n"
-    "  --labels FILE.npy       int32/uint8 labels: report the accuracy\n"
-    "  --show N                images whose classes are printed (default 8)\n"
-    "  --seed N                seed of the random input (default 0)\n"
-    "  --output FILE.npy       write the first output\n"
-    "  --capacity-factor X     capacity factor of every MoE layer for this "
-    "run\n"
-    "                          (0 < X <= the compiled maximum; default: the\n"
-    "                          module's)\n"
-    "  --bpr on|off            Batch Prioritized Routing (default: the "
-    "module's)\n"
-    "  --threads N             worker threads (default: one per CPU)\n"
-    "  --device cpu|cuda[:N]   where to run (default cpu; cuda needs a module\n"
-    "                          compiled with --target=cuda and an NVIDIA GPU)\n"
-    "  --cuda-graphs on|off    CUDA: replay each knob setting as a CUDA graph\n"
-    "                          (default on; off launches kernels one by one)\n"
-    "  --cuda-graph-cache N    CUDA: graphs kept, least recently used dropped\n"
-    "                          (1..1024, default 16)\n"
-    "  --repeat N              run N times and report the median time\n"
-    "  --top N                 classes to print per image (default 5)\n"
-    "  --quiet                 print only errors and the timing line\n"
-    "  --profile               print the time of every dispatch (kernel)\n"
-    "  --info                  print the module's contents and exit\n"
-    "  --trusted-key FILE      load only modules signed by this key (a .pub\n"
-    "                          of vmoe-compile --generate-signing-key);\n"
-    "                          repeat for several keys\n"
-    "  --verify-weights all|none\n"
-    "                          check the weights' digests at load (default\n"
-    "                          all; none: only for trusted large modules)\n"
-    "  --copy-module           read the module into memory instead of\n"
-    "                          mapping it (for files that may be rewritten)\n";
-
-struct Options {
-  std::string module, input, output, labels;
-  std::vector<std::string> imageFiles; // positional arguments after MODULE
-  uint64_t seed = 0;
-  double capacityFactor = 0.0;
-  int bpr = -1;
-  uint32_t threads = 0;
-  vmoe_device_t device = VMOE_DEVICE_CPU;
-  uint32_t deviceOrdinal = 0;
-  int cudaGraphs = -1;          // -1: the session's default
-  uint32_t cudaGraphCache = 0;  // 0: the session's default
-  int repeat = 1;
-  int top = 5;
-  int64_t show = 8;
-  bool quiet = false, info = false, profile = false, help = false;
-  std::vector<std::string> trustedKeys;
-  bool verifyWeights = true, copyModule = false;
-};
+using namespace vmoe::tools::run;
 
 int fail(const std::string &message) {
   return vmoe::tools::fail(kTool, message);
-}
-
-/// Returns 0 when parsed (or --help seen), 2 on a usage error (message
-/// printed).
-int parseArgs(int argc, char **argv, Options &o) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    // The integrity flags also take --flag=VALUE.
-    std::string inlineValue;
-    bool hasInline = false;
-    for (const char *flag : {"--trusted-key", "--verify-weights"})
-      if (a.rfind(std::string(flag) + "=", 0) == 0) {
-        inlineValue = a.substr(std::strlen(flag) + 1);
-        a = flag;
-        hasInline = true;
-      }
-    auto value = [&](const char *name) -> const char * {
-      if (hasInline)
-        return inlineValue.c_str();
-      if (i + 1 >= argc) {
-        vmoe::tools::usageError(kTool, std::string(name) + " needs a value",
-                                kUsage);
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    long long n;
-    if (a == "--help" || a == "-h") {
-      o.help = true;
-      return 0;
-    } else if (a == "--input") {
-      const char *v = value("--input");
-      if (!v)
-        return 2;
-      o.input = v;
-    } else if (a == "--labels") {
-      const char *v = value("--labels");
-      if (!v)
-        return 2;
-      o.labels = v;
-    } else if (a == "--show") {
-      const char *v = value("--show");
-      if (!v || !parseInt(v, 0, INT64_MAX, n))
-        return fail("--show needs a non-negative integer"), 2;
-      o.show = n;
-    } else if (a == "--output") {
-      const char *v = value("--output");
-      if (!v)
-        return 2;
-      o.output = v;
-    } else if (a == "--seed") {
-      const char *v = value("--seed");
-      if (!v || !parseInt(v, 0, INT64_MAX, n))
-        return fail("--seed needs a non-negative integer"), 2;
-      o.seed = n;
-    } else if (a == "--capacity-factor") {
-      const char *v = value("--capacity-factor");
-      if (!v || !parseDouble(v, o.capacityFactor) ||
-          !(o.capacityFactor > 0.0) || !std::isfinite(o.capacityFactor))
-        return fail("--capacity-factor needs a positive number"), 2;
-    } else if (a == "--bpr") {
-      const char *v = value("--bpr");
-      if (!v)
-        return 2;
-      if (std::strcmp(v, "on") == 0)
-        o.bpr = 1;
-      else if (std::strcmp(v, "off") == 0)
-        o.bpr = 0;
-      else
-        return fail("--bpr takes on or off"), 2;
-    } else if (a == "--threads") {
-      const char *v = value("--threads");
-      if (!v || !parseInt(v, 1, 4096, n))
-        return fail("--threads needs an integer in [1, 4096]"), 2;
-      o.threads = n;
-    } else if (a == "--device") {
-      const char *v = value("--device");
-      if (!v)
-        return 2;
-      if (std::strcmp(v, "cpu") == 0) {
-        o.device = VMOE_DEVICE_CPU;
-      } else if (std::strncmp(v, "cuda", 4) == 0 &&
-                 (v[4] == '\0' ||
-                  (v[4] == ':' && parseInt(v + 5, 0, 1023, n)))) {
-        o.device = VMOE_DEVICE_CUDA;
-        o.deviceOrdinal = v[4] ? static_cast<uint32_t>(n) : 0;
-      } else {
-        return fail("--device takes cpu, cuda or cuda:N"), 2;
-      }
-    } else if (a == "--cuda-graphs") {
-      const char *v = value("--cuda-graphs");
-      if (!v || (std::strcmp(v, "on") != 0 && std::strcmp(v, "off") != 0))
-        return fail("--cuda-graphs takes on or off"), 2;
-      o.cudaGraphs = std::strcmp(v, "on") == 0;
-    } else if (a == "--cuda-graph-cache") {
-      const char *v = value("--cuda-graph-cache");
-      if (!v || !parseInt(v, 1, VMOE_CUDA_GRAPH_CACHE_MAX, n))
-        return fail("--cuda-graph-cache needs an integer in [1, 1024]"), 2;
-      o.cudaGraphCache = static_cast<uint32_t>(n);
-    } else if (a == "--repeat") {
-      const char *v = value("--repeat");
-      if (!v || !parseInt(v, 1, 1000000, n))
-        return fail("--repeat needs an integer in [1, 1000000]"), 2;
-      o.repeat = n;
-    } else if (a == "--top") {
-      const char *v = value("--top");
-      if (!v || !parseInt(v, 0, 1000000, n))
-        return fail("--top needs a non-negative integer"), 2;
-      o.top = n;
-    } else if (a == "--quiet") {
-      o.quiet = true;
-    } else if (a == "--profile") {
-      o.profile = true;
-    } else if (a == "--info") {
-      o.info = true;
-    } else if (a == "--trusted-key") {
-      const char *v = value("--trusted-key");
-      if (!v)
-        return 2;
-      o.trustedKeys.push_back(v);
-    } else if (a == "--verify-weights") {
-      const char *v = value("--verify-weights");
-      if (!v || (std::strcmp(v, "all") != 0 && std::strcmp(v, "none") != 0))
-        return fail("--verify-weights takes all or none"), 2;
-      o.verifyWeights = std::strcmp(v, "all") == 0;
-    } else if (a == "--copy-module") {
-      o.copyModule = true;
-    } else if (!a.empty() && a[0] == '-') {
-      return vmoe::tools::usageError(kTool, "unknown option " + a, kUsage);
-    } else if (o.module.empty()) {
-      o.module = a;
-    } else {
-      o.imageFiles.push_back(a);
-    }
-  }
-  if (o.module.empty())
-    return vmoe::tools::usageError(kTool, "no module given", kUsage);
-  return 0;
-}
-
-std::string shapeString(const int64_t *shape, uint32_t rank) {
-  std::string s = "[";
-  for (uint32_t i = 0; i < rank; ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 /// The module with the integrity flags' load options, or null with `error`.
@@ -263,56 +56,6 @@ vmoe::tools::ModuleHandle loadModule(const Options &o, std::string &error) {
   options.trusted_key_count =
       static_cast<uint32_t>(keys.size() / VMOE_PUBLIC_KEY_SIZE);
   return vmoe::tools::loadModule(o.module, error, &options);
-}
-
-void printInfo(vmoe_module_t *module) {
-  vmoe_module_info_t info;
-  vmoe_module_info(module, &info);
-  std::printf("module %s (format %u.%u, by %s): %" PRIu64 " bytes\n",
-              *info.name ? info.name : "(unnamed)", info.format_major,
-              info.format_minor, *info.producer ? info.producer : "?",
-              info.file_size);
-  std::printf("  %u kernels, %u dispatches, arena %" PRIu64
-              " bytes, weights %" PRIu64 " bytes, batch %" PRId64,
-              info.kernel_count, info.dispatch_count, info.arena_size,
-              info.constant_bytes, info.max_batch);
-  if (info.batch_multiple < info.max_batch)
-    std::printf(" (any multiple of %" PRId64 " up to it)", info.batch_multiple);
-  std::printf("\n");
-  vmoe_module_integrity_t integrity;
-  vmoe_module_integrity(module, &integrity);
-  std::string keyId = vmoe::writer::toHex(integrity.key_id, 8);
-  if (!integrity.is_signed)
-    std::printf("  unsigned");
-  else
-    std::printf("  signed by key %s (%s)", keyId.c_str(),
-                integrity.signature_verified ? "verified against a trusted key"
-                                             : "not checked: no --trusted-key");
-  std::printf(", weight digests %s\n", integrity.weights_verified
-                                           ? "verified"
-                                           : "not checked (--verify-weights)");
-  vmoe_message_t msg;
-  for (uint32_t i = 0; i < info.input_count; ++i) {
-    vmoe_tensor_info_t t;
-    if (vmoe_module_input_info(module, i, &t, &msg) == VMOE_STATUS_OK)
-      std::printf("  input %s: %s %s\n", t.name, vmoe_dtype_name(t.dtype),
-                  shapeString(t.shape, t.rank).c_str());
-  }
-  for (uint32_t i = 0; i < info.output_count; ++i) {
-    vmoe_tensor_info_t t;
-    if (vmoe_module_output_info(module, i, &t, &msg) == VMOE_STATUS_OK)
-      std::printf("  output %s: %s %s\n", t.name, vmoe_dtype_name(t.dtype),
-                  shapeString(t.shape, t.rank).c_str());
-  }
-  for (uint32_t i = 0; i < info.moe_layer_count; ++i) {
-    vmoe_moe_layer_info_t l;
-    if (vmoe_module_moe_layer_info(module, i, &l, &msg) == VMOE_STATUS_OK)
-      std::printf("  MoE layer %u: E=%u k=%u group=%u groups=%u capacity "
-                  "factor %.3g (max %.3g, C_max %u), BPR %s\n",
-                  i, l.num_experts, l.k, l.group_size, l.num_groups,
-                  l.default_capacity_factor, l.max_capacity_factor,
-                  l.max_capacity, l.default_bpr ? "on" : "off");
-  }
 }
 
 //===----------------------------------------------------------------------===//
@@ -593,9 +336,34 @@ int runChunks(vmoe_session_t *session, const Options &o, const ModuleShape &m,
 // Reporting
 //===----------------------------------------------------------------------===//
 
+/// The class names of --classes (one per line), or the module's.
+int loadClassNames(vmoe_module_t *module, const Options &o,
+                   const ModuleShape &m, std::vector<std::string> &names) {
+  bool classify = m.info.output_count > 0 && m.outs[0].rank == 2;
+  int64_t classes = classify ? m.outs[0].shape[1] : 0;
+  if (o.classes.empty()) {
+    for (int64_t i = 0; i < classes; ++i) {
+      const char *name = vmoe_module_class_name(module, uint32_t(i));
+      names.push_back(name ? name : "");
+    }
+    return 0;
+  }
+  if (!classify)
+    return fail("--classes names the classes of a (batch, classes) output; "
+                "this module's first output is not one");
+  std::string error;
+  if (!vmoe::tools::readLines(o.classes, names, &error))
+    return fail(error);
+  if (int64_t(names.size()) != classes)
+    return fail(o.classes + " holds " + std::to_string(names.size()) +
+                " class names; the module has " + std::to_string(classes) +
+                " classes");
+  return 0;
+}
+
 /// Prints the top classes of the first o.show images; returns how many
 /// images' top class matches their label.
-int64_t printClasses(vmoe_module_t *module, const Options &o,
+int64_t printClasses(const std::vector<std::string> &names, const Options &o,
                      const ModuleShape &m, const Inputs &x, const Results &r) {
   int64_t correct = 0;
   bool classify = m.info.output_count > 0 && m.outs[0].rank == 2;
@@ -616,9 +384,9 @@ int64_t printClasses(vmoe_module_t *module, const Options &o,
       continue;
     std::printf("image %" PRId64 ":", b);
     for (int j = 0; j < top; ++j) {
-      const char *name = vmoe_module_class_name(module, idx[j]);
-      if (name && *name)
-        std::printf(" %s (%.4f)", name, logits[idx[j]]);
+      const std::string &name = names[idx[j]];
+      if (!name.empty())
+        std::printf(" %s (%.4f)", name.c_str(), logits[idx[j]]);
       else
         std::printf(" %" PRId64 " (%.4f)", idx[j], logits[idx[j]]);
     }
@@ -660,9 +428,12 @@ void printSummary(vmoe_session_t *session, const Options &o,
   // One line for scripts: the numbers above, comma separated.
   vmoe_routing_stats_t first =
       m.info.moe_layer_count ? r.layerStats[0] : vmoe_routing_stats_t{};
-  std::printf("summary,images=%" PRId64 ",accuracy=%.6f,capacity_factor=%.6g,"
-              "bpr=%d,assignments_kept_share=%.6f,ms_per_image=%.6f\n",
-              images, x.labels.empty() ? -1.0 : double(correct) / images,
+  // Without labels there is no accuracy, and no field for it.
+  std::printf("summary,images=%" PRId64, images);
+  if (!x.labels.empty())
+    std::printf(",accuracy=%.6f", double(correct) / images);
+  std::printf(",capacity_factor=%.6g,bpr=%d,assignments_kept_share=%.6f,"
+              "ms_per_image=%.6f\n",
               first.capacity_factor, first.bpr,
               assignments ? double(kept) / assignments : 1.0, median / images);
 }
@@ -683,19 +454,50 @@ void printProfile(vmoe_module_t *module, vmoe_session_t *session,
                 total > 0 ? 100.0 * profile.nanoseconds[d] / total : 0);
 }
 
-/// Writes the first output of the real images (no padding) to o.output.
-int writeOutput(const Options &o, const ModuleShape &m, const Inputs &x,
-                const Results &r) {
-  vmoe::tools::NpyArray array;
-  array.dtype = "<f4";
-  array.shape.assign(m.outs[0].shape, m.outs[0].shape + m.outs[0].rank);
-  if (!array.shape.empty())
-    array.shape[0] = x.images;
-  array.data.resize(m.outs[0].size_bytes / m.batch * x.images);
-  std::memcpy(array.data.data(), r.outputs[0].data(), array.data.size());
-  std::string error;
-  if (!vmoe::tools::writeNpy(o.output, array, &error))
-    return fail(error);
+/// The .npy dtype of an output vmoe-run can write, or null.
+const char *npyDtype(vmoe_dtype_t dtype) {
+  return dtype == VMOE_DTYPE_F32   ? "<f4"
+         : dtype == VMOE_DTYPE_I32 ? "<i4"
+                                   : nullptr;
+}
+
+/// Checks that the module has an output, of a dtype vmoe-run writes, for
+/// every --output. Returns 0, or 1 (message printed).
+int checkOutputs(const Options &o, const ModuleShape &m) {
+  if (o.outputs.size() > m.outs.size())
+    return fail(std::to_string(o.outputs.size()) + " --output files for " +
+                std::to_string(m.outs.size()) + " module output(s)");
+  for (size_t i = 0; i < o.outputs.size(); ++i)
+    if (!npyDtype(m.outs[i].dtype))
+      return fail(std::string("output ") + m.outs[i].name + " is " +
+                  vmoe_dtype_name(m.outs[i].dtype) +
+                  "; --output writes float32 and int32 outputs");
+  return 0;
+}
+
+/// Writes output i of the real images (no padding) to the i-th --output;
+/// an output without a batch dim as the last chunk left it.
+int writeOutputs(const Options &o, const ModuleShape &m, const Inputs &x,
+                 const Results &r) {
+  for (size_t i = 0; i < o.outputs.size(); ++i) {
+    const vmoe_tensor_info_t &out = m.outs[i];
+    vmoe::tools::NpyArray array;
+    array.dtype = npyDtype(out.dtype);
+    array.shape.assign(out.shape, out.shape + out.rank);
+    const float *data = r.outputs[i].data();
+    uint64_t bytes = out.size_bytes;
+    if (out.batch_dim == 0) {
+      array.shape[0] = x.images;
+      bytes = out.size_bytes / m.batch * x.images;
+    } else {
+      data += (r.outputs[i].size() - out.size_bytes / 4);
+    }
+    array.data.resize(bytes);
+    std::memcpy(array.data.data(), data, bytes);
+    std::string error;
+    if (!vmoe::tools::writeNpy(o.outputs[i], array, &error))
+      return fail(error);
+  }
   return 0;
 }
 
@@ -709,15 +511,17 @@ int runMain(int argc, char **argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (o.version) {
+    vmoe::tools::printVersion(kTool);
+    return 0;
+  }
 
   std::string error;
-  if (!o.output.empty()) {
-    std::vector<std::string> inputs = o.imageFiles;
-    inputs.insert(inputs.end(), {o.module, o.input, o.labels});
-    if (!vmoe::tools::checkOutputIsNoInput("--output", o.output, inputs,
-                                           &error))
+  std::vector<std::string> inputs = o.imageFiles;
+  inputs.insert(inputs.end(), {o.module, o.input, o.labels, o.classes});
+  for (const std::string &output : o.outputs)
+    if (!vmoe::tools::checkOutputIsNoInput("--output", output, inputs, &error))
       return fail(error);
-  }
   vmoe::tools::ModuleHandle module = loadModule(o, error);
   if (!module)
     return fail(error);
@@ -727,6 +531,11 @@ int runMain(int argc, char **argv) {
   }
   ModuleShape m;
   if (int rc = describeModule(module.get(), m))
+    return rc;
+  std::vector<std::string> classNames;
+  if (int rc = checkOutputs(o, m))
+    return rc;
+  if (int rc = loadClassNames(module.get(), o, m, classNames))
     return rc;
   Inputs x;
   if (int rc = loadInputs(o, m, x))
@@ -754,13 +563,11 @@ int runMain(int argc, char **argv) {
   if (int rc = runChunks(session.get(), o, m, x, chunks, r))
     return rc;
 
-  int64_t correct = printClasses(module.get(), o, m, x, r);
+  int64_t correct = printClasses(classNames, o, m, x, r);
   printSummary(session.get(), o, m, x, r, correct);
   if (o.profile)
     printProfile(module.get(), session.get(), m);
-  if (!o.output.empty() && m.info.output_count > 0)
-    return writeOutput(o, m, x, r);
-  return 0;
+  return writeOutputs(o, m, x, r);
 }
 
 int main(int argc, char **argv) {

@@ -7,6 +7,7 @@
 
 #include "vmoe/readers/ModelConfig.h"
 
+#include "ImageNetClasses.h"
 #include "Support.h"
 
 namespace vmoe::readers {
@@ -163,6 +164,7 @@ bool presetConfig(std::string_view name, ModelConfig &out, std::string *error) {
   c.classifier = "token";
   c.representationSize = arch->hidden;
   c.numClasses = 1000;
+  c.classNames = detail::imagenetClassNames();
   c.numExperts = p.experts;
   c.numSelectedExperts = 2;
   if (!placeMoeLayers(p, c.moeLayers, why))

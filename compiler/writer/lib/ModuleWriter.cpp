@@ -271,10 +271,15 @@ void ModuleWriter::Impl::buildFlatBuffer(
   std::vector<Offset<flatbuffers::String>> classNames;
   for (const std::string &name : metadata.classNames)
     classNames.push_back(fbb.CreateString(name));
+  Offset<fb::CompilerInfo> compiler;
+  if (!metadata.compilerVersion.empty() || !metadata.compilerRevision.empty())
+    compiler = fb::CreateCompilerInfo(
+        fbb, fbb.CreateString(metadata.compilerVersion),
+        fbb.CreateString(metadata.compilerRevision));
   auto metadataOffset = fb::CreateModelMetadata(
       fbb, fbb.CreateString(metadata.name),
       fbb.CreateString(metadata.configJson), fbb.CreateVector(classNames),
-      fbb.CreateString(metadata.producer));
+      fbb.CreateString(metadata.producer), compiler);
 
   std::vector<Offset<fb::MoeLayer>> layerOffsets;
   for (const MoeLayerDesc &l : layers) {

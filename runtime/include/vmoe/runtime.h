@@ -92,6 +92,10 @@ VMOE_API const char *vmoe_status_name(vmoe_status_t status);
 /* The module format version this runtime reads (module_format.h). */
 VMOE_API void vmoe_runtime_format_version(uint32_t *major, uint32_t *minor);
 
+/* The runtime's vmoe version, "MAJOR.MINOR.PATCH" (vmoe/version.h has the
+ * version a program was compiled against as macros). */
+VMOE_API const char *vmoe_runtime_version(void);
+
 /* ---- element types ------------------------------------------------------- */
 
 /* Same numbering as DType in format/schema/module.fbs. */
@@ -250,6 +254,15 @@ typedef struct vmoe_module_info_t {
 /* Strings point into the module and live as long as it. */
 VMOE_API void vmoe_module_info(const vmoe_module_t *module,
                                vmoe_module_info_t *out_info);
+
+/* The compiler that wrote the module: its vmoe version ("0.6.0") and the
+ * git revision it was built from (a short hash, "-dirty" appended for a tree
+ * with uncommitted changes). "" for modules written before vmoe 0.6.0, which
+ * do not record them. Strings live as long as the module. */
+VMOE_API const char *
+vmoe_module_compiler_version(const vmoe_module_t *module);
+VMOE_API const char *
+vmoe_module_compiler_revision(const vmoe_module_t *module);
 
 /* Class name `index` (a classifier's label), or NULL when out of range. */
 VMOE_API const char *vmoe_module_class_name(const vmoe_module_t *module,

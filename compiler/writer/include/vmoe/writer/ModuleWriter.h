@@ -143,11 +143,19 @@ struct CudaCubinDesc {
   uint32_t segment = 0;
 };
 
+/// This build's vmoe version ("0.6.0") and git revision (BuildVersion.cpp).
+const char *buildVersion();
+const char *buildRevision();
+
 struct MetadataDesc {
   std::string name;
   std::string configJson;
   std::vector<std::string> classNames;
   std::string producer;
+  /// The compiler recorded in the module (ModelMetadata.compiler). Both
+  /// empty: none, as in modules written before vmoe 0.6.0.
+  std::string compilerVersion = buildVersion();
+  std::string compilerRevision = buildRevision();
 };
 
 /// Where the writer put things; filled by write*().
