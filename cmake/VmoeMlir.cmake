@@ -14,6 +14,10 @@ set(MLIR_BINARY_DIR ${PROJECT_BINARY_DIR})
 # component libraries for the single libMLIR.so.
 set(MLIR_LINK_MLIR_DYLIB ${VMOE_LINK_MLIR_DYLIB})
 
+# The compiler's libraries are internal (their headers are not installed):
+# `cmake --install` installs the runtime package and the tools, not them.
+set(LLVM_INSTALL_TOOLCHAIN_ONLY ON)
+
 include(TableGen)
 include(AddLLVM)
 include(AddMLIR)
