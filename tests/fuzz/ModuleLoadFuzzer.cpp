@@ -26,6 +26,8 @@ void inspect(vmoe_module_t *module) {
   vmoe_module_info(module, &info);
   touch(info.name);
   touch(info.producer);
+  touch(vmoe_module_compiler_version(module));
+  touch(vmoe_module_compiler_revision(module));
   if (info.config_json)
     (void)memchr(info.config_json, 0, info.config_json_size + 1);
   vmoe_message_t message;
