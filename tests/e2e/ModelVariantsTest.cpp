@@ -36,8 +36,9 @@ struct Session {
   }
 };
 
-/// Compiles `config` for this machine (or, with VMOE_E2E_TARGET, the CUDA
-/// kernels run on the CPU) and opens a session.
+/// Compiles `config` for this machine and opens a session; like
+/// EndToEndTest: VMOE_E2E_TARGET=cuda-emulation runs the CUDA kernels on
+/// the CPU, VMOE_E2E_DEVICE=cuda the PTX on a GPU (scripts/gpu-check.sh).
 void compile(const VitMoeConfig &config, const WeightMap &weights,
              Session &out) {
   mlir::DialectRegistry registry;
@@ -50,6 +51,12 @@ void compile(const VitMoeConfig &config, const WeightMap &weights,
   options.cpu = "host";
   if (const char *target = std::getenv("VMOE_E2E_TARGET"))
     options.target = target;
+  const char *device = std::getenv("VMOE_E2E_DEVICE");
+  bool onGpu = device && std::strcmp(device, "cuda") == 0;
+  if (onGpu) {
+    options.target = "cuda";
+    options.cudaSms = {80, 90};
+  }
   options.modelName = config.name;
   std::vector<uint8_t> bytes;
   ASSERT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
@@ -62,6 +69,8 @@ void compile(const VitMoeConfig &config, const WeightMap &weights,
   vmoe_session_options_t sopts;
   vmoe_session_options_init(&sopts);
   sopts.thread_count = 2;
+  if (onGpu)
+    sopts.device = VMOE_DEVICE_CUDA;
   ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
             VMOE_STATUS_OK)
       << msg.text;
@@ -107,8 +116,8 @@ double maxLogitDiff(const VitMoeConfig &c, Session &s,
       << msg.text;
   double diff = 0.0, scale = 0.0;
   for (size_t i = 0; i < logits.size(); ++i) {
-    diff = std::max(diff, std::abs(double(logits[i]) -
-                                   double(expected->logits.data[i])));
+    diff = std::max(
+        diff, std::abs(double(logits[i]) - double(expected->logits.data[i])));
     scale = std::max(scale, std::abs(double(expected->logits.data[i])));
   }
   // Logits of order 1: a missing or wrong layer moves them by far more.
@@ -118,7 +127,8 @@ double maxLogitDiff(const VitMoeConfig &c, Session &s,
 
 /// A small ViT-MoE without bf16 dispatch: f32 kernels against the
 /// double-accumulating reference agree to about 1e-6 here (CPU and the CUDA
-/// kernels emulated); 1e-5 is the stated tolerance.
+/// kernels emulated); 1e-5 is the stated tolerance (1e-4 on a GPU, whose
+/// exp and contracted multiply-adds round differently; not measured here).
 VitMoeConfig variantConfig(const std::string &name) {
   VitMoeConfig c = vmoe::e2e::smallVitMoe(name);
   c.bf16Dispatch = false;
@@ -126,7 +136,10 @@ VitMoeConfig variantConfig(const std::string &name) {
   return c;
 }
 
-constexpr double kTolerance = 1e-5;
+double tolerance() {
+  const char *device = std::getenv("VMOE_E2E_DEVICE");
+  return device && std::strcmp(device, "cuda") == 0 ? 1e-4 : 1e-5;
+}
 
 void checkVariant(const VitMoeConfig &c, uint64_t seed) {
   WeightMap weights = randomWeights(c, seed);
@@ -135,17 +148,18 @@ void checkVariant(const VitMoeConfig &c, uint64_t seed) {
   if (::testing::Test::HasFatalFailure())
     return;
   ref::ModelWeights refWeights = vmoe::e2e::toReference(c, weights);
+  double limit = tolerance();
   Tensor images = randomImages(c, c.batchSize, seed + 1);
   double worst = 0.0;
   for (double cf : {2.0, 0.5}) {
     double diff = maxLogitDiff(c, s, refWeights, images, cf);
-    EXPECT_LT(diff, kTolerance) << "capacity factor " << cf;
+    EXPECT_LT(diff, limit) << "capacity factor " << cf;
     worst = std::max(worst, diff);
   }
   // A smaller batch than compiled.
   Tensor one = randomImages(c, 1, seed + 2);
   double diff = maxLogitDiff(c, s, refWeights, one, 2.0);
-  EXPECT_LT(diff, kTolerance) << "batch 1";
+  EXPECT_LT(diff, limit) << "batch 1";
   worst = std::max(worst, diff);
   ::testing::Test::RecordProperty("max_logit_diff", std::to_string(worst));
   std::printf("%s: max |logit - reference| = %.3g\n", c.name.c_str(), worst);

@@ -1,4 +1,5 @@
-//===- ReferenceWeights.h - Flax-named weights for the reference -*- C++ -*-===//
+//===- ReferenceWeights.h - Flax-named weights for the reference -*- C++
+//-*-===//
 //
 // The reference evaluator's weights and model config for a ViT-MoE config
 // and its weights named as in vmoe's Flax tree, for the end-to-end tests.
@@ -55,10 +56,9 @@ inline ref::ModelWeights toReference(const mlir::vmoe::VitMoeConfig &c,
     if (w.count(p + "Moe/Router/dense/kernel")) {
       ref::MoeWeights moe;
       moe.routerKernel = t(p + "Moe/Router/dense/kernel");
-      moe.experts = {t(p + "Moe/Mlp/Dense_0/kernel"),
-                     t(p + "Moe/Mlp/Dense_0/bias"),
-                     t(p + "Moe/Mlp/Dense_1/kernel"),
-                     t(p + "Moe/Mlp/Dense_1/bias")};
+      moe.experts = {
+          t(p + "Moe/Mlp/Dense_0/kernel"), t(p + "Moe/Mlp/Dense_0/bias"),
+          t(p + "Moe/Mlp/Dense_1/kernel"), t(p + "Moe/Mlp/Dense_1/bias")};
       b.moe = moe;
     } else {
       b.mlp = ref::MlpWeights{

@@ -297,8 +297,7 @@ void parseCommandLine(int argc, char **argv) {
   static cl::OptionCategory category("vmoe-compile options");
   for (cl::Option *option :
        std::initializer_list<cl::Option *>{&inputFile,     &preset,
-                                           &weightsFile,   &imageSize,
-                                           &batchSize,
+                                           &weightsFile,   &batchSize,
                                            &groupSize,     &capacityFactor,
                                            &bprDefault,    &outputFile,
                                            &targetName,    &smList,
@@ -308,7 +307,8 @@ void parseCommandLine(int argc, char **argv) {
                                            &expertWeights, &expertMath,
                                            &randomWeights, &numInputs,
                                            &optLevel,      &modelName,
-                                           &signKey,       &generateSigningKey})
+                                           &signKey,       &generateSigningKey,
+                                           &imageSize})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(

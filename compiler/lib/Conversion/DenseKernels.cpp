@@ -576,7 +576,7 @@ LogicalResult Lowering::lowerPositionEmbed(PositionEmbedOp op) {
 /// (jnp on float32 inputs): omega = 1 / temperature^(i / (D/4 - 1)), then
 /// sin and cos of (column, row) x omega.
 static SmallVector<float> sincos2dTable(int64_t height, int64_t width,
-                                       int64_t d, double temperature) {
+                                        int64_t d, double temperature) {
   int64_t quarter = d / 4;
   SmallVector<float> omega(quarter), table(height * width * d);
   for (int64_t i = 0; i < quarter; ++i)
@@ -622,17 +622,16 @@ LogicalResult Lowering::lowerSincosPositionEmbed(SincosPositionEmbedOp op) {
       Value v = memref::LoadOp::create(b, kx, ValueRange{kern.wx, c0, i});
       memref::StoreOp::create(b, v, ko, ValueRange{kern.wx, c0, i});
     });
-  forLoop(b, c0, constIndex(b, grid), c1,
-          [&](ImplicitLocOpBuilder &b, Value n) {
-            Value tk = arith::AddIOp::create(b, n, constIndex(b, offset));
-            forLoop(b, c0, cd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
-              Value v =
-                  memref::LoadOp::create(b, kx, ValueRange{kern.wx, tk, i});
-              Value p = memref::LoadOp::create(b, kt, ValueRange{n, i});
-              memref::StoreOp::create(b, arith::AddFOp::create(b, v, p), ko,
-                                      ValueRange{kern.wx, tk, i});
-            });
-          });
+  forLoop(
+      b, c0, constIndex(b, grid), c1, [&](ImplicitLocOpBuilder &b, Value n) {
+        Value tk = arith::AddIOp::create(b, n, constIndex(b, offset));
+        forLoop(b, c0, cd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+          Value v = memref::LoadOp::create(b, kx, ValueRange{kern.wx, tk, i});
+          Value p = memref::LoadOp::create(b, kt, ValueRange{n, i});
+          memref::StoreOp::create(b, arith::AddFOp::create(b, v, p), ko,
+                                  ValueRange{kern.wx, tk, i});
+        });
+      });
   launch(kern, {s[0]}, binds, {}, perBatch(s[0], 1));
   return success();
 }

@@ -28,16 +28,15 @@ void Lowering::emitMapAttentionKernel(MapHeadOp op, Value kv, Value ctxOut,
   Kernel kern = newKernel("map_attention", binds, 0, (dh + t) * 4);
   ImplicitLocOpBuilder &b = kern.b();
   Value kKv = kern.bindings[0], kProbe = kern.bindings[1],
-        kWq = kern.bindings[2], kBq = kern.bindings[3],
-        kCtx = kern.bindings[4];
+        kWq = kern.bindings[2], kBq = kern.bindings[3], kCtx = kern.bindings[4];
   Type f32 = b.getF32Type();
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
   Value cT = constIndex(b, t), cDh = constIndex(b, dh), cD = constIndex(b, d);
-  Value q = memref::ViewOp::create(b, MemRefType::get({dh}, f32),
-                                   kern.scratch, c0, ValueRange{});
-  Value scores = memref::ViewOp::create(b, MemRefType::get({t}, f32),
-                                        kern.scratch, constIndex(b, dh * 4),
-                                        ValueRange{});
+  Value q = memref::ViewOp::create(b, MemRefType::get({dh}, f32), kern.scratch,
+                                   c0, ValueRange{});
+  Value scores =
+      memref::ViewOp::create(b, MemRefType::get({t}, f32), kern.scratch,
+                             constIndex(b, dh * 4), ValueRange{});
   Value image = arith::DivUIOp::create(b, kern.wx, constIndex(b, heads));
   Value head = arith::RemUIOp::create(b, kern.wx, constIndex(b, heads));
   Value col = arith::MulIOp::create(b, head, cDh);
@@ -51,12 +50,12 @@ void Lowering::emitMapAttentionKernel(MapHeadOp op, Value kv, Value ctxOut,
         [&](ImplicitLocOpBuilder &b, Value k, ValueRange acc) {
           Value p = memref::LoadOp::create(b, kProbe, ValueRange{c0, c0, k});
           Value w = memref::LoadOp::create(b, kWq, ValueRange{k, head, e});
-          return SmallVector<Value>{arith::AddFOp::create(
-              b, acc[0], arith::MulFOp::create(b, p, w))};
+          return SmallVector<Value>{
+              arith::AddFOp::create(b, acc[0], arith::MulFOp::create(b, p, w))};
         })[0];
     Value bias = memref::LoadOp::create(b, kBq, ValueRange{head, e});
-    Value qe = arith::DivFOp::create(b, arith::AddFOp::create(b, dot, bias),
-                                     sqrtDh);
+    Value qe =
+        arith::DivFOp::create(b, arith::AddFOp::create(b, dot, bias), sqrtDh);
     memref::StoreOp::create(b, qe, q, ValueRange{e});
   });
   // Scores q . k_j and their maximum.
@@ -99,8 +98,9 @@ void Lowering::emitMapAttentionKernel(MapHeadOp op, Value kv, Value ctxOut,
           return SmallVector<Value>{
               arith::AddFOp::create(b, acc[0], arith::MulFOp::create(b, p, v))};
         })[0];
-    memref::StoreOp::create(b, arith::MulFOp::create(b, acc, inv), kCtx,
-                            ValueRange{image, arith::AddIOp::create(b, col, e)});
+    memref::StoreOp::create(
+        b, arith::MulFOp::create(b, acc, inv), kCtx,
+        ValueRange{image, arith::AddIOp::create(b, col, e)});
   });
   launch(kern, {batch * heads}, binds, {}, perBatch(batch * heads, 1));
 }

@@ -50,8 +50,8 @@ expectedWeights(const VitMoeConfig &c) {
   if (c.classifier == "token")
     w.push_back({"cls", {1, 1, d}});
   if (c.positionEmbedding == "learned")
-    w.push_back({"Encoder/posembed_input/pos_embedding",
-                 {1, c.tokensPerImage(), d}});
+    w.push_back(
+        {"Encoder/posembed_input/pos_embedding", {1, c.tokensPerImage(), d}});
   for (int64_t i = 0; i < c.numLayers; ++i) {
     std::string b = "Encoder/encoderblock_" + std::to_string(i) + "/";
     w.push_back({b + "LayerNorm_0/scale", {d}});
@@ -168,8 +168,8 @@ static Value addPositionEmbedding(OpBuilder &b, Location loc,
 static Value buildMapHead(OpBuilder &b, const VitMoeConfig &c, Value x,
                           WeightFn weight) {
   auto type = cast<RankedTensorType>(x.getType());
-  auto pooled = RankedTensorType::get(
-      {type.getDimSize(0), 1, c.hiddenSize}, type.getElementType());
+  auto pooled = RankedTensorType::get({type.getDimSize(0), 1, c.hiddenSize},
+                                      type.getElementType());
   std::string p = "MapHead/", a = p + "MultiHeadDotProductAttention/";
   return MapHeadOp::create(
       b, NameLoc::get(b.getStringAttr("MapHead")), pooled, x,
@@ -322,8 +322,8 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
   Value logits = ClassifierHeadOp::create(
       b, loc, tensor({bsz, c.numClasses}), x, preKernel, preBias,
       weight("head/kernel"), weight("head/bias"),
-      PoolingAttr::get(&context, c.classifier == "gap" ? Pooling::Gap
-                                                       : Pooling::Token));
+      PoolingAttr::get(&context,
+                       c.classifier == "gap" ? Pooling::Gap : Pooling::Token));
   func::ReturnOp::create(b, loc, logits);
   if (failed(verify(*module))) {
     *error = "the built model does not verify";

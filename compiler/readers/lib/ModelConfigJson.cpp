@@ -50,8 +50,8 @@ public:
     // ..." without the library's tag.
     std::string what = e.what();
     size_t tag = what.find("] ");
-    return fail("JSON " + (tag == std::string::npos ? what
-                                                    : what.substr(tag + 2)));
+    return fail("JSON " +
+                (tag == std::string::npos ? what : what.substr(tag + 2)));
   }
 
   const std::string &error() const { return error_; }
@@ -185,8 +185,8 @@ processImageSize(std::string_view process) {
       "resize", "central_crop", "random_crop", "inception_crop",
       "decode_jpeg_and_inception_crop"};
   // Ops after which the size is the input's (or random).
-  static const std::set<std::string, std::less<>> unsizing = {
-      "decode", "resize_small"};
+  static const std::set<std::string, std::less<>> unsizing = {"decode",
+                                                              "resize_small"};
   std::optional<std::pair<int64_t, int64_t>> size;
   while (!process.empty()) {
     size_t bar = process.find('|');

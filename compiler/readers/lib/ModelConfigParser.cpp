@@ -153,8 +153,7 @@ private:
       auto overrides = evaluate->find("model_overrides");
       if (overrides != evaluate->end() && !overrides->is_null()) {
         if (!overrides->is_object())
-          return typeError("evaluate.model_overrides", *overrides,
-                           "an object");
+          return typeError("evaluate.model_overrides", *overrides, "an object");
         // ConfigDict.update: the overrides replace what "model" says.
         overriding_ = true;
         if (!walk(*overrides, "evaluate.model_overrides", ""))
@@ -213,8 +212,8 @@ private:
     const char *remedy = "; pass it (vmoe-compile --image-size=N or HxW) or "
                          "add \"image_size\": N to the config";
     if (!dataset_)
-      return fail(std::string(missing) + " and this config has no "
-                  "\"dataset\"" + remedy);
+      return fail(std::string(missing) + " and this config has no \"dataset\"" +
+                  remedy);
     std::string sizedBy;
     std::pair<int64_t, int64_t> size{0, 0};
     for (bool eval : {true, false}) {
@@ -230,8 +229,8 @@ private:
         if (!sizedBy.empty() && *found != size)
           return fail("the evaluation datasets disagree on the image size: " +
                       quote("dataset." + sizedBy) + " gives " +
-                      sizeString(size) + ", " + quote("dataset." + name) +
-                      " " + sizeString(*found) + remedy);
+                      sizeString(size) + ", " + quote("dataset." + name) + " " +
+                      sizeString(*found) + remedy);
         sizedBy = name;
         size = *found;
       }
@@ -271,14 +270,14 @@ private:
       return rangeError(raw, std::string("expected an integer, got ") + text);
     }
     // Unsigned values past int64_t are out of every range.
-    bool huge = v.is_number_unsigned() &&
-                v.get<uint64_t>() > uint64_t(INT64_MAX);
+    bool huge =
+        v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX);
     int64_t x = huge ? INT64_MAX : v.get<int64_t>();
     if (huge || x < lo || x > hi)
-      return rangeError(raw, (huge ? std::to_string(v.get<uint64_t>())
-                                   : std::to_string(x)) +
-                                 " is outside [" + std::to_string(lo) + ", " +
-                                 std::to_string(hi) + "]");
+      return rangeError(
+          raw, (huge ? std::to_string(v.get<uint64_t>()) : std::to_string(x)) +
+                   " is outside [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "]");
     out = x;
     return true;
   }

@@ -97,8 +97,7 @@ TEST(VmoeConfig, ImageSizeSources) {
   ASSERT_TRUE(parse(wholeConfig(kS32Datasets), c, error, options)) << error;
   EXPECT_EQ(c.imageHeight, 384);
   EXPECT_EQ(c.imageWidth, 256);
-  ASSERT_TRUE(parse(wholeConfig(R"(, "image_size": 160)"), c, error))
-      << error;
+  ASSERT_TRUE(parse(wholeConfig(R"(, "image_size": 160)"), c, error)) << error;
   EXPECT_EQ(c.imageHeight, 160);
   // Only a training dataset: its size.
   ASSERT_TRUE(parse(wholeConfig(R"(, "dataset": {"train": {"process":
@@ -114,7 +113,8 @@ TEST(VmoeConfig, ImageSizeSources) {
         {"decode|resize(512)|central_crop(448)|value_range(-1,1)", 448, 448},
         {"inception_crop(64, area_min=50)", 64, 64}}) {
     ASSERT_TRUE(parse(wholeConfig(std::string(R"(, "dataset": {"test":
-        {"process": ")") + process + "\"}}"),
+        {"process": ")") + process +
+                                  "\"}}"),
                       c, error))
         << process << ": " << error;
     EXPECT_EQ(c.imageHeight, h) << process;
@@ -127,23 +127,24 @@ TEST(VmoeConfig, ImageSizeErrors) {
     std::string rest;
     const char *message;
   };
-  for (const Case &k : std::vector<Case>{
-           {"", "the image size is not known: vmoe's model config has none "
-                "(its input pipeline sets it) and this config has no "
-                "\"dataset\"; pass it (vmoe-compile --image-size=N or HxW)"},
-           {R"j(, "dataset": {"test": {"process": "decode|resize_small(256)"}})j",
-            "no \"process\" of its \"dataset\" entries ends with a fixed size"},
-           {R"j(, "dataset": {"test": {"process": "resize(384)"},
+  for (
+      const Case &k : std::vector<Case>{
+          {"", "the image size is not known: vmoe's model config has none "
+               "(its input pipeline sets it) and this config has no "
+               "\"dataset\"; pass it (vmoe-compile --image-size=N or HxW)"},
+          {R"j(, "dataset": {"test": {"process": "decode|resize_small(256)"}})j",
+           "no \"process\" of its \"dataset\" entries ends with a fixed size"},
+          {R"j(, "dataset": {"test": {"process": "resize(384)"},
                 "v2": {"process": "decode|resize(224)"}})j",
-            "the evaluation datasets disagree on the image size: "
-            "'dataset.test' gives 384x384, 'dataset.v2' 224x224"},
-           {R"(, "evaluate": {"model_overrides": 3}, "image_size": 224)",
-            "field 'evaluate.model_overrides': expected an object, got a "
-            "number"},
-           {R"(, "evaluate": {"model_overrides": {"encoder": {"moe":
+           "the evaluation datasets disagree on the image size: "
+           "'dataset.test' gives 384x384, 'dataset.v2' 224x224"},
+          {R"(, "evaluate": {"model_overrides": 3}, "image_size": 224)",
+           "field 'evaluate.model_overrides': expected an object, got a "
+           "number"},
+          {R"(, "evaluate": {"model_overrides": {"encoder": {"moe":
                 {"num_expert": 2}}}}, "image_size": 224)",
-            "unknown field 'evaluate.model_overrides.encoder.moe.num_expert'"},
-       }) {
+           "unknown field 'evaluate.model_overrides.encoder.moe.num_expert'"},
+      }) {
     ModelConfig c;
     std::string error;
     EXPECT_FAILS_WITH(parse(wholeConfig(k.rest), c, error), error, k.message);
