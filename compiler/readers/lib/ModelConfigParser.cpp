@@ -107,7 +107,9 @@ public:
       return fail("the config is " + std::string(kindName(doc_)) +
                   ", expected a JSON object");
     auto model = doc_.find("model");
-    if (model != doc_.end() && model->is_object()) {
+    if (model != doc_.end() && !model->is_object())
+      return typeError("model", *model, "an object");
+    if (model != doc_.end()) {
       if (!readWholeConfig(*model))
         return false;
     } else if (!walk(doc_, "", "")) {

@@ -157,6 +157,8 @@ TEST(VmoeConfig, ImageSizeErrors) {
           "encoder": {"num_layers": 1, "mlp_dim": 8, "num_heads": 2}})",
             c, error),
       error, "the image size is not known");
+  EXPECT_FAILS_WITH(parse(R"({"model": 3, "dataset": {}})", c, error), error,
+                    "field 'model': expected an object, got a number");
   int64_t h = 0, w = 0;
   EXPECT_TRUE(parseImageSize("384", h, w, &error));
   EXPECT_EQ(h, 384);
