@@ -79,7 +79,12 @@ std::string modelConfigToJson(const ModelConfig &c) {
   Json moe = Json::object();
   moe["layers"] = c.moeLayers;
   moe["num_experts"] = c.numExperts;
-  moe["group_size"] = c.groupSize > 0 ? c.groupSize : c.tokensPerImage();
+  // One image's tokens when the config says none (null), unless that is
+  // past what a config may say (a dense model at the maxima).
+  int64_t group = c.groupSize > 0 ? c.groupSize : c.tokensPerImage();
+  moe["group_size"] = nullptr;
+  if (group <= kMaxGroup)
+    moe["group_size"] = group;
   Json dispatcher = Json::object();
   dispatcher["capacity_factor"] = c.capacityFactor;
   dispatcher["batch_priority"] = c.batchPriority;
