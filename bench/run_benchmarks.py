@@ -656,8 +656,10 @@ def group_flops(cfg, batch, kept):
     patches = (h // p) * (w // p)
     t = patches + (1 if cfg["classifier"] == "token" else 0)
     d = cfg["hidden_size"]
-    mlp = cfg["transformer"]["mlp_dim"]
-    layers = cfg["transformer"]["num_layers"]
+    # vmoe's layout ("encoder"), or big_vision's ("transformer").
+    encoder = {**(cfg.get("transformer") or {}), **cfg["encoder"]}
+    mlp = encoder["mlp_dim"]
+    layers = encoder["num_layers"]
     dense_layers = layers - len(cfg["encoder"]["moe"]["layers"])
     return {
         "MoE experts": kept * 4 * d * mlp,

@@ -97,6 +97,14 @@ def load_config(path):
         return json.load(f)
 
 
+def encoder_cfg(cfg):
+    """num_layers, mlp_dim and num_heads: under "encoder" (vmoe's layout, what
+    vmoe-compile --emit=config writes) or "transformer" (big_vision's)."""
+    enc = dict(cfg.get("transformer") or {})
+    enc.update({k: v for k, v in (cfg.get("encoder") or {}).items() if k != "moe"})
+    return enc
+
+
 def tokens_per_image(cfg):
     p = cfg["patch_size"]
     h, w = cfg["image_size"]
@@ -123,9 +131,9 @@ def save_npz(params, path):
 def param_shapes(cfg):
     """The Flax parameter tree (flattened names -> shapes) of the model described by cfg."""
     D = cfg["hidden_size"]
-    M = cfg["transformer"]["mlp_dim"]
-    H = cfg["transformer"]["num_heads"]
-    L = cfg["transformer"]["num_layers"]
+    M = encoder_cfg(cfg)["mlp_dim"]
+    H = encoder_cfg(cfg)["num_heads"]
+    L = encoder_cfg(cfg)["num_layers"]
     Dh = D // H
     p = cfg["patch_size"]
     C = cfg["channels"]
@@ -179,7 +187,7 @@ def init_params(cfg, generator=None):
         return (torch.rand(shape, generator=g) * 2 - 1) * a
 
     D = cfg["hidden_size"]
-    M = cfg["transformer"]["mlp_dim"]
+    M = encoder_cfg(cfg)["mlp_dim"]
     out = {}
     for name, shape in param_shapes(cfg).items():
         last = name.rsplit("/", 1)[-1]
@@ -468,8 +476,8 @@ def forward(params, images, cfg, capacity_factor=None, batch_priority=None, grou
     """
     ln = layer_norm if exact_layernorm else layer_norm_fast
     D = cfg["hidden_size"]
-    H = cfg["transformer"]["num_heads"]
-    L = cfg["transformer"]["num_layers"]
+    H = encoder_cfg(cfg)["num_heads"]
+    L = encoder_cfg(cfg)["num_layers"]
     moe_layers = set(cfg["encoder"]["moe"]["layers"])
     x = patch_embed(params, images, cfg)
     B = x.shape[0]

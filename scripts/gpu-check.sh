@@ -142,7 +142,7 @@ fi
 e2e="not run (--modules)" ctests=""
 if [ $mode = full ]; then
   say "GPU end-to-end tests (reference logits, routing exactly)"
-  filter='DefaultBpr/EndToEnd.*:EndToEndVariants.*:EndToEndBatch.*:BundledModel.*'
+  filter='DefaultBpr/EndToEnd.*:EndToEndVariants.*:EndToEndBatch.*:BundledModel.*:ModelVariants.*'
   [ $quick = 1 ] && filter='DefaultBpr/EndToEnd.*:BundledModel.*'
   if VMOE_E2E_DEVICE=cuda "$bin/vmoe_e2e_test" --gtest_filter="$filter" \
       > "$out/e2e.log" 2>&1; then
@@ -216,7 +216,8 @@ D, C, p = cfg["hidden_size"], cfg.get("channels", 3), cfg["patch_size"]
 if isinstance(p, list):
     p = p[0]
 h, w = cfg["image_size"]
-M, L = cfg["transformer"]["mlp_dim"], cfg["transformer"]["num_layers"]
+enc = {**(cfg.get("transformer") or {}), **(cfg.get("encoder") or {})}
+M, L = enc["mlp_dim"], enc["num_layers"]
 moe = (cfg.get("encoder") or {}).get("moe") or {}
 T = (h // p) * (w // p) + (1 if cfg.get("classifier", "token") == "token" else 0)
 moe_layers = set(moe.get("layers", []))

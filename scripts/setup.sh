@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages: MLIR/LLVM 22 (compiler), FlatBuffers (module format),
 # GoogleTest and lit/FileCheck (tests), ninja + ccache + clang (fast builds),
 # libzstd-dev (LLVM's exported CMake targets reference zstd), libxxhash-dev
-# (module digests, header-only) and libsodium-dev (module signatures), the
+# (module digests, header-only), libsodium-dev (module signatures),
+# nlohmann-json3-dev (config JSON, header-only), the
 # aarch64 C/C++ runtime and qemu-user (aarch64 modules are tested under
 # qemu-aarch64), pkg-config and make (the C example's build from the
 # installed runtime package).
@@ -15,7 +16,7 @@ packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
-  libxxhash-dev libsodium-dev pkg-config make
+  libxxhash-dev libsodium-dev nlohmann-json3-dev pkg-config make
   python3 python3-numpy dataset-fashion-mnist
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross

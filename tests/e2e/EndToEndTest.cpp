@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ReferenceWeights.h"
 #include "reference/Reference.h"
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
@@ -29,54 +30,7 @@ namespace {
 
 using namespace mlir::vmoe;
 namespace ref = vmoe::reference;
-
-ref::Tensor toTensor(const WeightTensor &w) {
-  return ref::Tensor(w.shape, w.data);
-}
-
-ref::ModelWeights toReference(const VitMoeConfig &c, const WeightMap &w) {
-  auto t = [&](const std::string &name) { return toTensor(w.at(name)); };
-  ref::ModelWeights m;
-  m.embeddingKernel = t("embedding/kernel");
-  m.embeddingBias = t("embedding/bias");
-  if (c.classifier == "token")
-    m.cls = t("cls");
-  m.posEmbedding = t("Encoder/posembed_input/pos_embedding");
-  for (int64_t i = 0; i < c.numLayers; ++i) {
-    std::string p = "Encoder/encoderblock_" + std::to_string(i) + "/";
-    ref::EncoderBlockWeights b;
-    b.layerNorm0 = {t(p + "LayerNorm_0/scale"), t(p + "LayerNorm_0/bias")};
-    b.layerNorm1 = {t(p + "LayerNorm_1/scale"), t(p + "LayerNorm_1/bias")};
-    b.attention.queryKernel = t(p + "SelfAttention/query/kernel");
-    b.attention.queryBias = t(p + "SelfAttention/query/bias");
-    b.attention.keyKernel = t(p + "SelfAttention/key/kernel");
-    b.attention.keyBias = t(p + "SelfAttention/key/bias");
-    b.attention.valueKernel = t(p + "SelfAttention/value/kernel");
-    b.attention.valueBias = t(p + "SelfAttention/value/bias");
-    b.attention.outKernel = t(p + "SelfAttention/out/kernel");
-    b.attention.outBias = t(p + "SelfAttention/out/bias");
-    if (w.count(p + "Moe/Router/dense/kernel")) {
-      ref::MoeWeights moe;
-      moe.routerKernel = t(p + "Moe/Router/dense/kernel");
-      moe.experts = {t(p + "Moe/Mlp/Dense_0/kernel"),
-                     t(p + "Moe/Mlp/Dense_0/bias"),
-                     t(p + "Moe/Mlp/Dense_1/kernel"),
-                     t(p + "Moe/Mlp/Dense_1/bias")};
-      b.moe = moe;
-    } else {
-      b.mlp = ref::MlpWeights{
-          {t(p + "Mlp/Dense_0/kernel"), t(p + "Mlp/Dense_0/bias")},
-          {t(p + "Mlp/Dense_1/kernel"), t(p + "Mlp/Dense_1/bias")}};
-    }
-    m.blocks.push_back(std::move(b));
-  }
-  m.encoderNorm = {t("Encoder/encoder_norm/scale"),
-                   t("Encoder/encoder_norm/bias")};
-  if (c.representationSize)
-    m.preLogits = ref::DenseWeights{t("pre_logits/kernel"), t("pre_logits/bias")};
-  m.head = {t("head/kernel"), t("head/bias")};
-  return m;
-}
+using vmoe::e2e::toReference;
 
 struct Module {
   vmoe_module_t *module = nullptr;

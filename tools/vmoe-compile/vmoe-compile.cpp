@@ -72,6 +72,12 @@ static cl::opt<std::string> weightsFile(
     cl::desc("Weights for a config or preset: a vmoe checkpoint (prefix, "
              ".index or .data-* file), .npz or .safetensors with Flax names"),
     cl::init(""));
+static cl::opt<std::string> imageSize(
+    "image-size",
+    cl::desc("Image size of a config, N or HxW (vmoe's model config has "
+             "none: by default the config's image_size or its evaluation "
+             "datasets' preprocessing)"),
+    cl::init(""));
 static cl::opt<int64_t> batchSize("batch",
                                   cl::desc("Images per call (config/preset)"),
                                   cl::init(0));
@@ -190,55 +196,6 @@ static cl::opt<std::string> generateSigningKey(
 
 namespace {
 
-/// The effective config (after command-line overrides) as vmoe-style JSON:
-/// stored in the module for tools (vmoe-bench counts FLOPs from it).
-std::string configToJson(const ::vmoe::readers::ModelConfig &c) {
-  std::string s;
-  llvm::raw_string_ostream os(s);
-  auto str = [&](const std::string &v) {
-    os << '"' << ::vmoe::tools::jsonEscape(v) << '"';
-  };
-  os << "{\"name\": ";
-  str(c.name);
-  os << ", \"image_size\": [" << c.imageHeight << ", " << c.imageWidth
-     << "], \"channels\": " << c.channels << ", \"patch_size\": " << c.patchSize
-     << ", \"hidden_size\": " << c.hiddenSize << ", \"classifier\": ";
-  str(c.classifier);
-  os << ", \"representation_size\": ";
-  if (c.representationSize)
-    os << *c.representationSize;
-  else
-    os << "null";
-  os << ", \"num_classes\": " << c.numClasses;
-  if (!c.classNames.empty()) {
-    os << ", \"class_names\": [";
-    for (size_t i = 0; i < c.classNames.size(); ++i) {
-      if (i)
-        os << ", ";
-      str(c.classNames[i]);
-    }
-    os << "]";
-  }
-  os << ", \"transformer\": {\"num_layers\": " << c.numLayers
-     << ", \"mlp_dim\": " << c.mlpDim << ", \"num_heads\": " << c.numHeads
-     << "}, \"encoder\": {\"moe\": {\"layers\": [";
-  for (size_t i = 0; i < c.moeLayers.size(); ++i)
-    os << (i ? ", " : "") << c.moeLayers[i];
-  os << "], \"num_experts\": " << c.numExperts << ", \"group_size\": "
-     << (c.groupSize > 0 ? c.groupSize : c.tokensPerImage())
-     << ", \"router\": {\"num_selected_experts\": " << c.numSelectedExperts
-     << ", \"dispatcher\": {\"capacity_factor\": "
-     << llvm::format("%.17g", c.capacityFactor)
-     << ", \"batch_priority\": " << (c.batchPriority ? "true" : "false")
-     << ", \"bfloat16\": " << (c.bf16Dispatch ? "true" : "false")
-     << "}}}}, \"batch_size\": " << c.batchSize;
-  if (c.maxCapacityFactor > 0)
-    os << ", \"max_capacity_factor\": "
-       << llvm::format("%.17g", c.maxCapacityFactor);
-  os << "}";
-  return s;
-}
-
 int fail(const llvm::Twine &message) {
   return ::vmoe::tools::fail("vmoe-compile", message.str());
 }
@@ -352,7 +309,8 @@ void parseCommandLine(int argc, char **argv) {
                                            &expertWeights, &expertMath,
                                            &randomWeights, &numInputs,
                                            &optLevel,      &modelName,
-                                           &signKey,       &generateSigningKey})
+                                           &signKey,       &generateSigningKey,
+                                           &imageSize})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   // --version: vmoe's version and revision first, then LLVM's.
@@ -429,34 +387,30 @@ int readConfig(::vmoe::readers::ModelConfig &config) {
       return fail("give either a model file or --preset, not both");
     if (!::vmoe::readers::presetConfig(preset, config, &error))
       return fail(error);
-  } else if (!::vmoe::readers::readModelConfig(inputFile, config, &error)) {
-    return fail(error);
+  } else {
+    ::vmoe::readers::ConfigReadOptions options;
+    if (!imageSize.empty() &&
+        !::vmoe::readers::parseImageSize(imageSize, options.imageHeight,
+                                         options.imageWidth, &error))
+      return fail("--image-size: " + error);
+    if (!::vmoe::readers::readModelConfig(inputFile, config, &error, options))
+      return fail(error);
   }
-  int64_t t = config.tokensPerImage();
-  if (batchSize > 0) {
-    // A group of the config's images must still fit the new batch.
-    if (groupSize == 0 && config.groupSize > 0 &&
-        (batchSize * t) % config.groupSize != 0)
-      config.groupSize = t;
-    config.batchSize = batchSize;
-  }
-  if (groupSize > 0)
-    config.groupSize = groupSize;
-  // Without --batch, a config whose group holds whole images (vmoe's 8
-  // images) compiles for one group of them.
-  if (batchSize == 0 && config.groupSize > 0 &&
-      (config.batchSize * t) % config.groupSize != 0 &&
-      config.groupSize % t == 0)
-    config.batchSize = config.groupSize / t;
-  if (capacityFactor > 0.0)
-    config.capacityFactor = capacityFactor;
-  if (maxCapacityFactor > 0.0)
-    config.maxCapacityFactor = maxCapacityFactor;
-  if (!bprDefault.empty()) {
-    if (bprDefault != "on" && bprDefault != "off")
-      return fail("--bpr takes on or off");
-    config.batchPriority = bprDefault == "on";
-  }
+  if (!preset.empty() && !imageSize.empty())
+    return fail("--image-size applies to a config; a preset is 224 px");
+  if (!bprDefault.empty() && bprDefault != "on" && bprDefault != "off")
+    return fail("--bpr takes on or off");
+  ::vmoe::readers::ConfigOverrides overrides;
+  overrides.batchSize = batchSize;
+  overrides.groupSize = groupSize;
+  overrides.capacityFactor = capacityFactor;
+  overrides.maxCapacityFactor = maxCapacityFactor;
+  if (!bprDefault.empty())
+    overrides.batchPriority = bprDefault == "on";
+  std::vector<std::string> warnings;
+  ::vmoe::readers::applyOverrides(config, overrides, warnings);
+  for (const std::string &warning : warnings)
+    llvm::errs() << "vmoe-compile: warning: " << warning << "\n";
   return 0;
 }
 
@@ -693,7 +647,7 @@ int main(int argc, char **argv) {
     if (int rc = readConfig(config))
       return rc;
     classNames = config.classNames;
-    configJson = configToJson(config);
+    configJson = ::vmoe::readers::modelConfigToJson(config);
     if (emit == Emit::Config) {
       llvm::outs() << configJson << "\n";
       return 0;

@@ -1,8 +1,8 @@
 //===- DenseKernels.cpp - the ViT kernels around the MoE ------------------===//
 //
 // Layer norm, the MLP, attention, patch embedding, class token, position
-// embedding and the classifier head, plus the dense GEMM and elementwise
-// kernels they (and the host schedule) use.
+// embeddings (learned and sincos2d) and the classifier head, plus the dense
+// GEMM and elementwise kernels they (and the host schedule) use.
 //
 //===----------------------------------------------------------------------===//
 
@@ -114,10 +114,15 @@ LogicalResult Lowering::lowerLayerNorm(LayerNormOp op) {
   if (failed(x) || failed(scale) || failed(bias))
     return failure();
   Value out = allocLike(op.getResult());
-  Value x2 = flatten2d(*x), out2 = flatten2d(out);
+  emitLayerNorm(*x, *scale, *bias, out, op.getEpsilon().convertToDouble());
+  return success();
+}
+
+void Lowering::emitLayerNorm(Value x, Value scale, Value bias, Value out,
+                             double eps) {
+  Value x2 = flatten2d(x), out2 = flatten2d(out);
   int64_t rows = shapeOf(x2)[0], d = shapeOf(x2)[1], rowTile = 16;
-  double eps = op.getEpsilon().convertToDouble();
-  SmallVector<Value> binds = {x2, *scale, *bias, out2};
+  SmallVector<Value> binds = {x2, scale, bias, out2};
   Kernel kern = newKernel("layer_norm", binds, 0);
   ImplicitLocOpBuilder &b = kern.b();
   Value kx = kern.bindings[0], ks = kern.bindings[1], kb = kern.bindings[2],
@@ -162,7 +167,6 @@ LogicalResult Lowering::lowerLayerNorm(LayerNormOp op) {
     });
   });
   launch(kern, {ceilDiv(rows, rowTile)}, binds, {}, perBatch(rows, rowTile));
-  return success();
 }
 
 LogicalResult Lowering::lowerMlp(MlpOp op) {
@@ -564,6 +568,70 @@ LogicalResult Lowering::lowerPositionEmbed(PositionEmbedOp op) {
                                               ValueRange{kern.wx, tk, i});
                     });
           });
+  launch(kern, {s[0]}, binds, {}, perBatch(s[0], 1));
+  return success();
+}
+
+/// vmoe's sincos2d table (grid tokens x D), in float32 as vmoe computes it
+/// (jnp on float32 inputs): omega = 1 / temperature^(i / (D/4 - 1)), then
+/// sin and cos of (column, row) x omega.
+static SmallVector<float> sincos2dTable(int64_t height, int64_t width,
+                                        int64_t d, double temperature) {
+  int64_t quarter = d / 4;
+  SmallVector<float> omega(quarter), table(height * width * d);
+  for (int64_t i = 0; i < quarter; ++i)
+    omega[i] = 1.0f / std::pow(static_cast<float>(temperature),
+                               static_cast<float>(i) /
+                                   static_cast<float>(quarter - 1));
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x) {
+      float *row = &table[(y * width + x) * d];
+      for (int64_t i = 0; i < quarter; ++i) {
+        float px = static_cast<float>(x) * omega[i];
+        float py = static_cast<float>(y) * omega[i];
+        row[i] = std::sin(px);
+        row[quarter + i] = std::cos(px);
+        row[2 * quarter + i] = std::sin(py);
+        row[3 * quarter + i] = std::cos(py);
+      }
+    }
+  return table;
+}
+
+LogicalResult Lowering::lowerSincosPositionEmbed(SincosPositionEmbedOp op) {
+  FailureOr<Value> x = lookup(op.getInput(), op);
+  if (failed(x))
+    return failure();
+  ArrayRef<int64_t> s = shapeOf(op.getInput());
+  int64_t t = s[1], d = s[2], grid = op.getHeight() * op.getWidth();
+  // The table is a constant of the module, computed here once.
+  Value table = createGlobal(
+      "sincos2d", MemRefType::get({grid, d}, Float32Type::get(ctx)),
+      sincos2dTable(op.getHeight(), op.getWidth(), d,
+                    op.getTemperature().convertToDouble()));
+  Value out = allocLike(op.getResult());
+  SmallVector<Value> binds = {*x, table, out};
+  Kernel kern = newKernel("sincos2d_position_embed", binds, 0);
+  ImplicitLocOpBuilder &b = kern.b();
+  Value kx = kern.bindings[0], kt = kern.bindings[1], ko = kern.bindings[2];
+  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cd = constIndex(b, d);
+  // With a class token first, it passes unchanged.
+  int64_t offset = t - grid;
+  if (offset == 1)
+    forLoop(b, c0, cd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+      Value v = memref::LoadOp::create(b, kx, ValueRange{kern.wx, c0, i});
+      memref::StoreOp::create(b, v, ko, ValueRange{kern.wx, c0, i});
+    });
+  forLoop(
+      b, c0, constIndex(b, grid), c1, [&](ImplicitLocOpBuilder &b, Value n) {
+        Value tk = arith::AddIOp::create(b, n, constIndex(b, offset));
+        forLoop(b, c0, cd, c1, [&](ImplicitLocOpBuilder &b, Value i) {
+          Value v = memref::LoadOp::create(b, kx, ValueRange{kern.wx, tk, i});
+          Value p = memref::LoadOp::create(b, kt, ValueRange{n, i});
+          memref::StoreOp::create(b, arith::AddFOp::create(b, v, p), ko,
+                                  ValueRange{kern.wx, tk, i});
+        });
+      });
   launch(kern, {s[0]}, binds, {}, perBatch(s[0], 1));
   return success();
 }

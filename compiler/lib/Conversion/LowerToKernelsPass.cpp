@@ -154,6 +154,9 @@ LogicalResult Lowering::lowerOp(Operation *op) {
       .Case<PatchEmbedOp>([&](auto o) { return lowerPatchEmbed(o); })
       .Case<ClassTokenOp>([&](auto o) { return lowerClassToken(o); })
       .Case<PositionEmbedOp>([&](auto o) { return lowerPositionEmbed(o); })
+      .Case<SincosPositionEmbedOp>(
+          [&](auto o) { return lowerSincosPositionEmbed(o); })
+      .Case<MapHeadOp>([&](auto o) { return lowerMapHead(o); })
       .Case<ClassifierHeadOp>([&](auto o) { return lowerHead(o); })
       .Case<RouterOp>([&](auto o) { return lowerMoe(o); })
       .Case<func::ReturnOp>([&](auto o) { return lowerReturn(o); })

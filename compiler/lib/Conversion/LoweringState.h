@@ -7,6 +7,7 @@
 //   LoweringState.cpp      kernels, launches, buffers (the infrastructure)
 //   WeightPacking.cpp      constant data, globals, packed GEMM weights
 //   DenseKernels.cpp       layer norm, MLP, attention, patch embedding, head
+//   MapHeadKernels.cpp     vmoe's MapHead (classifier 'map')
 //   MoeKernels.cpp         the MoE layer's five kernels
 //   LowerToKernelsPass.cpp the pass, op dispatch, host schedule, residuals
 //
@@ -130,6 +131,8 @@ private:
   void emitElementwise(StringRef name, Value x, Value y, Value out,
                        Elementwise kind);
   LogicalResult lowerLayerNorm(LayerNormOp op);
+  /// LayerNorm of the rows of `x` (..., D) into `out` (same shape).
+  void emitLayerNorm(Value x, Value scale, Value bias, Value out, double eps);
   LogicalResult lowerMlp(MlpOp op);
   LogicalResult lowerAttention(AttentionOp op);
   /// softmax(q k^T / sqrt(Dh)) v of every (image, head), from the qkv rows
@@ -139,7 +142,16 @@ private:
   LogicalResult lowerPatchEmbed(PatchEmbedOp op);
   LogicalResult lowerClassToken(ClassTokenOp op);
   LogicalResult lowerPositionEmbed(PositionEmbedOp op);
+  LogicalResult lowerSincosPositionEmbed(SincosPositionEmbedOp op);
   LogicalResult lowerHead(ClassifierHeadOp op);
+
+  // vmoe's MapHead (MapHeadKernels.cpp).
+  LogicalResult lowerMapHead(MapHeadOp op);
+  /// The probe's attention over each image's tokens: one (image, head) per
+  /// workgroup, from the key/value rows (B * T, 2 D) into (B, D).
+  void emitMapAttentionKernel(MapHeadOp op, Value kv, Value ctxOut,
+                              int64_t batch, int64_t t, int64_t d,
+                              int64_t heads, int64_t dh);
 
   // The MoE layer (MoeKernels.cpp), built in this order.
   LogicalResult lowerMoe(RouterOp router);

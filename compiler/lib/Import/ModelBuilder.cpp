@@ -49,8 +49,9 @@ expectedWeights(const VitMoeConfig &c) {
   w.push_back({"embedding/bias", {d}});
   if (c.classifier == "token")
     w.push_back({"cls", {1, 1, d}});
-  w.push_back({"Encoder/posembed_input/pos_embedding",
-               {1, c.tokensPerImage(), d}});
+  if (c.positionEmbedding == "learned")
+    w.push_back(
+        {"Encoder/posembed_input/pos_embedding", {1, c.tokensPerImage(), d}});
   for (int64_t i = 0; i < c.numLayers; ++i) {
     std::string b = "Encoder/encoderblock_" + std::to_string(i) + "/";
     w.push_back({b + "LayerNorm_0/scale", {d}});
@@ -78,6 +79,24 @@ expectedWeights(const VitMoeConfig &c) {
   }
   w.push_back({"Encoder/encoder_norm/scale", {d}});
   w.push_back({"Encoder/encoder_norm/bias", {d}});
+  if (c.classifier == "map") {
+    // vmoe's MapHead(num_heads, mlp_dim of the encoder).
+    std::string mh = "MapHead/";
+    w.push_back({mh + "probe", {1, 1, d}});
+    for (const char *part : {"query", "key", "value"}) {
+      std::string a = mh + "MultiHeadDotProductAttention/" + part + "/";
+      w.push_back({a + "kernel", {d, h, dh}});
+      w.push_back({a + "bias", {h, dh}});
+    }
+    w.push_back({mh + "MultiHeadDotProductAttention/out/kernel", {h, dh, d}});
+    w.push_back({mh + "MultiHeadDotProductAttention/out/bias", {d}});
+    w.push_back({mh + "LayerNorm/scale", {d}});
+    w.push_back({mh + "LayerNorm/bias", {d}});
+    w.push_back({mh + "Mlp/Dense_0/kernel", {d, m}});
+    w.push_back({mh + "Mlp/Dense_0/bias", {m}});
+    w.push_back({mh + "Mlp/Dense_1/kernel", {m, d}});
+    w.push_back({mh + "Mlp/Dense_1/bias", {d}});
+  }
   int64_t features = d;
   if (c.representationSize) {
     features = *c.representationSize;
@@ -126,6 +145,41 @@ static std::string shapeString(const std::vector<int64_t> &shape) {
   for (size_t i = 0; i < shape.size(); ++i)
     s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+using WeightFn = llvm::function_ref<Value(const std::string &)>;
+
+/// vmoe's EncoderMoe.add_position_emb: the learned table, sincos2d, or none.
+static Value addPositionEmbedding(OpBuilder &b, Location loc,
+                                  const VitMoeConfig &c, Value x,
+                                  WeightFn weight) {
+  if (c.positionEmbedding == "learned")
+    return PositionEmbedOp::create(
+        b, loc, x.getType(), x, weight("Encoder/posembed_input/pos_embedding"));
+  if (c.positionEmbedding == "sincos2d")
+    return SincosPositionEmbedOp::create(
+        b, loc, x.getType(), x, c.imageHeight / c.patchSize,
+        c.imageWidth / c.patchSize, APFloat(c.sincosTemperature));
+  return x;
+}
+
+/// vmoe's MapHead on the encoded tokens: the pooled token as a one-token
+/// sequence, for the head's token pooling.
+static Value buildMapHead(OpBuilder &b, const VitMoeConfig &c, Value x,
+                          WeightFn weight) {
+  auto type = cast<RankedTensorType>(x.getType());
+  auto pooled = RankedTensorType::get({type.getDimSize(0), 1, c.hiddenSize},
+                                      type.getElementType());
+  std::string p = "MapHead/", a = p + "MultiHeadDotProductAttention/";
+  return MapHeadOp::create(
+      b, NameLoc::get(b.getStringAttr("MapHead")), pooled, x,
+      weight(p + "probe"), weight(a + "query/kernel"), weight(a + "query/bias"),
+      weight(a + "key/kernel"), weight(a + "key/bias"),
+      weight(a + "value/kernel"), weight(a + "value/bias"),
+      weight(a + "out/kernel"), weight(a + "out/bias"),
+      weight(p + "LayerNorm/scale"), weight(p + "LayerNorm/bias"),
+      weight(p + "Mlp/Dense_0/kernel"), weight(p + "Mlp/Dense_0/bias"),
+      weight(p + "Mlp/Dense_1/kernel"), weight(p + "Mlp/Dense_1/bias"));
 }
 
 OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
@@ -204,8 +258,7 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
                                  weight("embedding/bias"));
   if (c.classifier == "token")
     x = ClassTokenOp::create(b, loc, tensor({bsz, t, d}), x, weight("cls"));
-  x = PositionEmbedOp::create(b, loc, tensor({bsz, t, d}), x,
-                              weight("Encoder/posembed_input/pos_embedding"));
+  x = addPositionEmbedding(b, loc, c, x, weight);
   Type tokens = tensor({bsz, t, d});
   for (int64_t i = 0; i < c.numLayers; ++i) {
     std::string p = "Encoder/encoderblock_" + std::to_string(i) + "/";
@@ -259,6 +312,8 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
                           weight("Encoder/encoder_norm/scale"),
                           weight("Encoder/encoder_norm/bias"),
                           APFloat(1e-6));
+  if (c.classifier == "map")
+    x = buildMapHead(b, c, x, weight);
   Value preKernel, preBias;
   if (c.representationSize) {
     preKernel = weight("pre_logits/kernel");
@@ -267,8 +322,8 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
   Value logits = ClassifierHeadOp::create(
       b, loc, tensor({bsz, c.numClasses}), x, preKernel, preBias,
       weight("head/kernel"), weight("head/bias"),
-      PoolingAttr::get(&context, c.classifier == "token" ? Pooling::Token
-                                                         : Pooling::Gap));
+      PoolingAttr::get(&context,
+                       c.classifier == "gap" ? Pooling::Gap : Pooling::Token));
   func::ReturnOp::create(b, loc, logits);
   if (failed(verify(*module))) {
     *error = "the built model does not verify";

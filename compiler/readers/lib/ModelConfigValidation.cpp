@@ -10,6 +10,7 @@
 #include "ModelConfigLimits.h"
 #include "Support.h"
 
+#include <cmath>
 #include <set>
 
 namespace vmoe::readers {
@@ -49,9 +50,22 @@ bool checkModelConfig(const ModelConfig &c, std::string *error) {
                " does not divide hidden_size " + std::to_string(c.hiddenSize));
   if (!in(c.numLayers, 1, kMaxLayers))
     return bad("num_layers must be in [1, " + std::to_string(kMaxLayers) + "]");
-  if (c.classifier != "token" && c.classifier != "gap")
+  if (c.classifier != "token" && c.classifier != "gap" &&
+      c.classifier != "map" && c.classifier != "0")
     return bad("classifier " + quote(c.classifier) +
-               " is not supported ('token' or 'gap')");
+               " is not supported ('token', 'gap', 'map' or '0')");
+  if (c.positionEmbedding != "learned" && c.positionEmbedding != "sincos2d" &&
+      c.positionEmbedding != "none")
+    return bad("position_emb " + quote(c.positionEmbedding) +
+               " is not supported ('learned', 'sincos2d' or 'none')");
+  // vmoe's EncoderMoe.add_position_emb raises the same.
+  if (c.positionEmbedding == "sincos2d" &&
+      (c.hiddenSize % 4 != 0 || c.hiddenSize < 8))
+    return bad("sincos2d position embeddings need a hidden_size that is a "
+               "multiple of 4 and at least 8, not " +
+               std::to_string(c.hiddenSize));
+  if (!(c.sincosTemperature > 0) || !std::isfinite(c.sincosTemperature))
+    return bad("the sincos2d temperature must be a positive number");
   if (c.representationSize && !in(*c.representationSize, 1, kMaxWidth))
     return bad("representation_size must be null or in [1, " +
                std::to_string(kMaxWidth) + "]");

@@ -667,6 +667,50 @@ LogicalResult ClassifierHeadOp::verify() {
   return success();
 }
 
+LogicalResult SincosPositionEmbedOp::verify() {
+  if (failed(checkRank(*this, getInput(), 3, "input", "batch x tokens x hidden")))
+    return failure();
+  int64_t t = dimOf(getInput(), 1), d = dimOf(getInput(), 2);
+  int64_t grid = getHeight() * getWidth();
+  if (!ShapedType::isDynamic(t) && t != grid && t != grid + 1)
+    return emitOpError() << "expects height x width = " << grid
+                         << " tokens, or one more (a class token), got " << t;
+  if (!ShapedType::isDynamic(d) && (d % 4 != 0 || d < 8))
+    return emitOpError() << "expects a hidden size that is a multiple of 4 "
+                            "and at least 8, got "
+                         << d;
+  if (!(getTemperature().convertToDouble() > 0.0))
+    return emitOpError() << "expects a positive temperature";
+  return success();
+}
+
+LogicalResult MapHeadOp::verify() {
+  if (failed(checkRank(*this, getInput(), 3, "input", "batch x tokens x hidden")))
+    return failure();
+  int64_t b = dimOf(getInput(), 0), d = dimOf(getInput(), 2);
+  if (failed(checkShape(*this, getProbe().getType(), {1, 1, d}, "probe",
+                        "1 x 1 x hidden")) ||
+      failed(checkShape(*this, getResult().getType(), {b, 1, d}, "result",
+                        "batch x 1 x hidden")) ||
+      failed(checkShape(*this, getLnScale().getType(), {d}, "norm scale",
+                        "hidden")) ||
+      failed(checkShape(*this, getLnBias().getType(), {d}, "norm bias",
+                        "hidden")) ||
+      failed(checkRank(*this, getW1(), 2, "mlp w1", "hidden x mlp")))
+    return failure();
+  int64_t m = dimOf(getW1(), 1);
+  if (failed(checkShape(*this, getW1().getType(), {d, m}, "mlp w1",
+                        "hidden x mlp")) ||
+      failed(checkShape(*this, getB1().getType(), {m}, "mlp b1", "mlp")) ||
+      failed(checkShape(*this, getW2().getType(), {m, d}, "mlp w2",
+                        "mlp x hidden")) ||
+      failed(checkShape(*this, getB2().getType(), {d}, "mlp b2", "hidden")))
+    return failure();
+  return verifyAttentionWeights(*this, d, getQueryKernel(), getQueryBias(),
+                                getKeyKernel(), getKeyBias(), getValueKernel(),
+                                getValueBias(), getOutKernel(), getOutBias());
+}
+
 //===----------------------------------------------------------------------===//
 // LaunchOp
 //===----------------------------------------------------------------------===//

@@ -1,7 +1,8 @@
 //===- Layers.cpp - Dense ViT layers and the whole model --------*- C++ -*-===//
 //
-// Dense, LayerNorm, MLP, patch embedding, self-attention, encoder block,
-// pooling/head and the VisionTransformerMoe forward (reference sections 1-3).
+// Dense, LayerNorm, MLP, patch embedding, self-attention, sincos2d position
+// embeddings, the MAP head, encoder block, pooling/head and the
+// VisionTransformerMoe forward (reference sections 1-3).
 //
 //===----------------------------------------------------------------------===//
 
@@ -190,15 +191,23 @@ static Tensor projectHeads(const Tensor &x, const Tensor &kernel,
       .reshaped({x.dim(0), x.dim(1), heads, headDim});
 }
 
-Tensor selfAttention(const Tensor &x, const AttentionWeights &weights) {
-  VMOE_REF_CHECK(x.rank() == 3, "selfAttention: x must be (B, T, D), got " +
-                                    shapeToString(x.shape));
-  int64_t batch = x.dim(0), tokens = x.dim(1), hidden = x.dim(2);
-  Tensor query = projectHeads(x, weights.queryKernel, weights.queryBias);
-  Tensor key = projectHeads(x, weights.keyKernel, weights.keyBias);
-  Tensor value = projectHeads(x, weights.valueKernel, weights.valueBias);
-  VMOE_REF_CHECK(query.shape == key.shape && query.shape == value.shape,
-                 "selfAttention: q, k, v kernels disagree");
+Tensor multiHeadAttention(const Tensor &inputsQ, const Tensor &inputsKv,
+                          const AttentionWeights &weights) {
+  VMOE_REF_CHECK(inputsQ.rank() == 3 && inputsKv.rank() == 3 &&
+                     inputsQ.dim(0) == inputsKv.dim(0) &&
+                     inputsQ.dim(2) == inputsKv.dim(2),
+                 "multiHeadAttention: inputs must be (B, Tq, D) and (B, Tkv, "
+                 "D), got " +
+                     shapeToString(inputsQ.shape) + " and " +
+                     shapeToString(inputsKv.shape));
+  int64_t batch = inputsQ.dim(0), queries = inputsQ.dim(1),
+          tokens = inputsKv.dim(1), hidden = inputsQ.dim(2);
+  Tensor query = projectHeads(inputsQ, weights.queryKernel, weights.queryBias);
+  Tensor key = projectHeads(inputsKv, weights.keyKernel, weights.keyBias);
+  Tensor value = projectHeads(inputsKv, weights.valueKernel, weights.valueBias);
+  VMOE_REF_CHECK(query.dim(2) == key.dim(2) && query.dim(3) == key.dim(3) &&
+                     key.shape == value.shape,
+                 "multiHeadAttention: q, k, v kernels disagree");
   int64_t heads = query.dim(2), headDim = query.dim(3);
 
   // Flax scales q (in float32) before the q.k product.
@@ -206,11 +215,11 @@ Tensor selfAttention(const Tensor &x, const AttentionWeights &weights) {
   for (float &q : query.data)
     q = q / scale;
 
-  Tensor attended({batch, tokens, heads, headDim});
+  Tensor attended({batch, queries, heads, headDim});
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < heads; ++h) {
-      Tensor logits({tokens, tokens});
-      for (int64_t i = 0; i < tokens; ++i)
+      Tensor logits({queries, tokens});
+      for (int64_t i = 0; i < queries; ++i)
         for (int64_t j = 0; j < tokens; ++j) {
           double dot = 0.0;
           for (int64_t d = 0; d < headDim; ++d)
@@ -219,7 +228,7 @@ Tensor selfAttention(const Tensor &x, const AttentionWeights &weights) {
           logits.at(i, j) = static_cast<float>(dot);
         }
       Tensor probabilities = softmaxLastAxis(logits); // over the keys j
-      for (int64_t i = 0; i < tokens; ++i)
+      for (int64_t i = 0; i < queries; ++i)
         for (int64_t d = 0; d < headDim; ++d) {
           double sum = 0.0;
           for (int64_t j = 0; j < tokens; ++j)
@@ -232,11 +241,82 @@ Tensor selfAttention(const Tensor &x, const AttentionWeights &weights) {
   const Tensor &outKernel = weights.outKernel;
   VMOE_REF_CHECK(outKernel.shape ==
                      (std::vector<int64_t>{heads, headDim, hidden}),
-                 "selfAttention: out kernel " + shapeToString(outKernel.shape) +
-                     " is not (H, Dh, D)");
+                 "multiHeadAttention: out kernel " +
+                     shapeToString(outKernel.shape) + " is not (H, Dh, D)");
   // Output DenseGeneral contracts (H, Dh) jointly.
-  return dense(attended.reshaped({batch, tokens, heads * headDim}),
+  return dense(attended.reshaped({batch, queries, heads * headDim}),
                outKernel.reshaped({heads * headDim, hidden}), weights.outBias);
+}
+
+Tensor selfAttention(const Tensor &x, const AttentionWeights &weights) {
+  VMOE_REF_CHECK(x.rank() == 3, "selfAttention: x must be (B, T, D), got " +
+                                    shapeToString(x.shape));
+  return multiHeadAttention(x, x, weights);
+}
+
+//===----------------------------------------------------------------------===//
+// sincos2d position embedding, MAP head
+//===----------------------------------------------------------------------===//
+
+Tensor sincos2dTable(int64_t height, int64_t width, int64_t hidden,
+                     double temperature) {
+  VMOE_REF_CHECK(hidden % 4 == 0 && hidden >= 8,
+                 "sincos2dTable: hidden " + std::to_string(hidden) +
+                     " is not a multiple of 4 >= 8");
+  int64_t quarter = hidden / 4;
+  Tensor table({height * width, hidden});
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t i = 0; i < quarter; ++i) {
+        double omega =
+            1.0 / std::pow(temperature, static_cast<double>(i) /
+                                            static_cast<double>(quarter - 1));
+        double px = static_cast<double>(x) * omega;
+        double py = static_cast<double>(y) * omega;
+        int64_t n = y * width + x;
+        table.at(n, i) = static_cast<float>(std::sin(px));
+        table.at(n, quarter + i) = static_cast<float>(std::cos(px));
+        table.at(n, 2 * quarter + i) = static_cast<float>(std::sin(py));
+        table.at(n, 3 * quarter + i) = static_cast<float>(std::cos(py));
+      }
+  return table;
+}
+
+Tensor addSincos2dPositionEmbedding(const Tensor &x, int64_t height,
+                                    int64_t width, double temperature) {
+  VMOE_REF_CHECK(x.rank() == 3, "addSincos2dPositionEmbedding: x must be (B, "
+                                "T, D)");
+  int64_t grid = height * width, offset = x.dim(1) - grid;
+  // vmoe raises for any other sequence length.
+  VMOE_REF_CHECK(offset == 0 || offset == 1,
+                 "addSincos2dPositionEmbedding: " + std::to_string(x.dim(1)) +
+                     " tokens for a grid of " + std::to_string(grid));
+  Tensor table = sincos2dTable(height, width, x.dim(2), temperature);
+  Tensor result = x;
+  for (int64_t b = 0; b < x.dim(0); ++b)
+    for (int64_t n = 0; n < grid; ++n)
+      for (int64_t d = 0; d < x.dim(2); ++d)
+        result.at(b, n + offset, d) = x.at(b, n + offset, d) + table.at(n, d);
+  return result;
+}
+
+Tensor mapHead(const Tensor &x, const MapHeadWeights &weights) {
+  VMOE_REF_CHECK(x.rank() == 3, "mapHead: x must be (B, T, D)");
+  int64_t batch = x.dim(0), hidden = x.dim(2);
+  VMOE_REF_CHECK(weights.probe.shape == (std::vector<int64_t>{1, 1, hidden}),
+                 "mapHead: probe " + shapeToString(weights.probe.shape));
+  // jnp.tile(probe, [B, 1, 1]).
+  Tensor probes({batch, 1, hidden});
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t d = 0; d < hidden; ++d)
+      probes.at(b, 0, d) = weights.probe.at(0, 0, d);
+  Tensor attended = multiHeadAttention(probes, x, weights.attention);
+  Tensor y = mlpBlock(layerNorm(attended, weights.layerNorm), weights.mlp);
+  Tensor result({batch, hidden});
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t d = 0; d < hidden; ++d)
+      result.at(b, d) = attended.at(b, 0, d) + y.at(b, 0, d);
+  return result;
 }
 
 //===----------------------------------------------------------------------===//
@@ -310,9 +390,14 @@ Result<ModelOutput> visionTransformerMoe(const Tensor &images,
                                          const ModelWeights &weights,
                                          const ModelConfig &config) {
   Tensor x = patchEmbed(images, weights.embeddingKernel, weights.embeddingBias);
+  int64_t patch = weights.embeddingKernel.dim(0);
+  int64_t gridH = images.dim(1) / patch, gridW = images.dim(2) / patch;
   if (config.classifier == Classifier::Token)
     x = prependClassToken(x, weights.cls);
-  if (weights.posEmbedding.numElements() != 0)
+  if (config.sincos2dTemperature)
+    x = addSincos2dPositionEmbedding(x, gridH, gridW,
+                                     *config.sincos2dTemperature);
+  else if (weights.posEmbedding.numElements() != 0)
     x = addPositionEmbedding(x, weights.posEmbedding);
   ModelOutput result;
   for (size_t i = 0; i < weights.blocks.size(); ++i) {
@@ -326,8 +411,15 @@ Result<ModelOutput> visionTransformerMoe(const Tensor &images,
                                     std::move(*block->moe));
   }
   result.encoded = layerNorm(x, weights.encoderNorm);
-  result.logits = classifierHead(pool(result.encoded, config.classifier),
-                                 weights.preLogits, weights.head);
+  Tensor pooled;
+  if (config.classifier == Classifier::Map) {
+    VMOE_REF_CHECK(weights.mapHead.has_value(),
+                   "visionTransformerMoe: classifier 'map' needs mapHead");
+    pooled = mapHead(result.encoded, *weights.mapHead);
+  } else {
+    pooled = pool(result.encoded, config.classifier);
+  }
+  result.logits = classifierHead(pooled, weights.preLogits, weights.head);
   return result;
 }
 

@@ -344,6 +344,34 @@ Tensor addPositionEmbedding(const Tensor &x, const Tensor &posEmbedding);
 /// v projections with bias; q scaled by 1/sqrt(Dh) before q.k; softmax over
 /// the keys; no mask; output projection over (H, Dh) with bias.
 Tensor selfAttention(const Tensor &x, const AttentionWeights &weights);
+/// The same with queries from `inputsQ` (B, Tq, D) and keys and values
+/// from `inputsKv` (B, Tkv, D): result (B, Tq, D).
+Tensor multiHeadAttention(const Tensor &inputsQ, const Tensor &inputsKv,
+                          const AttentionWeights &weights);
+
+/// vmoe's sincos2d position embedding (EncoderMoe.add_position_emb) of a
+/// height x width patch grid with `hidden` channels: (height * width,
+/// hidden), row n = (y, x) of the grid (row-major), columns
+/// [sin(x w), cos(x w), sin(y w), cos(y w)] with w_i = 1 / temperature^(i /
+/// (hidden/4 - 1)), i < hidden/4. Computed in double, rounded once (vmoe
+/// computes it in float32). hidden must be a multiple of 4, at least 8.
+Tensor sincos2dTable(int64_t height, int64_t width, int64_t hidden,
+                     double temperature = 10000.0);
+/// x (B, T, D) plus the table on its last height * width tokens; with T =
+/// height * width + 1 the first (class) token gets none.
+Tensor addSincos2dPositionEmbedding(const Tensor &x, int64_t height,
+                                    int64_t width, double temperature);
+
+/// vmoe's MapHead parameters ('MapHead/...').
+struct MapHeadWeights {
+  Tensor probe;               // (1, 1, D)
+  AttentionWeights attention; // 'MultiHeadDotProductAttention'
+  LayerNormWeights layerNorm; // 'LayerNorm'
+  MlpWeights mlp;             // 'Mlp'
+};
+/// vmoe's MapHead (classifier='map') on x (B, T, D): a = attention(q =
+/// probe, kv = x); (a + Mlp(LayerNorm(a)))[:, 0] -> (B, D).
+Tensor mapHead(const Tensor &x, const MapHeadWeights &weights);
 
 //===----------------------------------------------------------------------===//
 // Sparse MoE layer (reference section 4)
@@ -475,10 +503,11 @@ Result<EncoderBlockOutput> encoderBlock(const Tensor &x,
                                         const MoeConfig &moeConfig);
 
 /// 'token': prepend cls, pool token 0. 'first' (upstream classifier='0'): no
-/// cls, pool token 0. 'gap': no cls, mean over tokens.
-enum class Classifier { Token, First, Gap };
+/// cls, pool token 0. 'gap': no cls, mean over tokens. 'map': no cls,
+/// MapHead.
+enum class Classifier { Token, First, Gap, Map };
 
-/// x (B, T, D) -> (B, D) per the classifier.
+/// x (B, T, D) -> (B, D) per the classifier (not Map: see mapHead).
 Tensor pool(const Tensor &x, Classifier classifier);
 
 /// pooled (B, D) -> logits: optional tanh(Dense 'pre_logits'), then Dense
@@ -491,16 +520,20 @@ struct ModelWeights {
   Tensor embeddingKernel; // (p, p, 3, D)
   Tensor embeddingBias;   // (D)
   Tensor cls;             // (1, 1, D); only for Classifier::Token
-  Tensor posEmbedding;    // (1, T, D); empty tensor = no position embedding
+  Tensor posEmbedding;    // (1, T, D); empty tensor = no learned one
   std::vector<EncoderBlockWeights> blocks;
   LayerNormWeights encoderNorm;
   std::optional<DenseWeights> preLogits;
   DenseWeights head;
+  std::optional<MapHeadWeights> mapHead; // Classifier::Map only
 };
 
 /// The patch size, D, heads, E and M come from the weight shapes.
 struct ModelConfig {
   Classifier classifier = Classifier::Token;
+  /// sincos2d position embeddings with this temperature (the grid is the
+  /// patch grid); unset: the learned table of ModelWeights, if any.
+  std::optional<double> sincos2dTemperature;
   /// Used by every MoE block.
   MoeConfig moe;
 };

@@ -112,7 +112,7 @@ TEST(ModelConfig, ReadsGeneratedTinyConfig) {
 TEST(ModelConfig, MinimalDenseConfig) {
   ModelConfig c;
   std::string error;
-  ASSERT_TRUE(parse(R"({"patch_size": 32, "hidden_size": 512,
+  ASSERT_TRUE(parse(R"({"patch_size": 32, "hidden_size": 512, "image_size": 224,
                         "num_classes": 10,
                         "transformer": {"num_layers": 8, "mlp_dim": 2048,
                                         "num_heads": 8}})",
@@ -153,7 +153,7 @@ TEST(ModelConfig, FlatDottedAndWrappedForms) {
   EXPECT_EQ(flat.channels, 1);
   // vmoe's common.flatten_dict keys.
   ASSERT_TRUE(parse(R"({"patch_size": [8, 8], "hidden_size": 16,
-      "num_classes": 3, "encoder.num_layers": 2, "encoder.mlp_dim": 32,
+      "image_size": 16, "num_classes": 3, "encoder.num_layers": 2, "encoder.mlp_dim": 32,
       "encoder.num_heads": 4, "encoder.moe.layers": [0, 1],
       "encoder.moe.num_experts": 2,
       "encoder.moe.router.dispatcher.capacity_factor": 1.25})",
@@ -166,18 +166,22 @@ TEST(ModelConfig, FlatDottedAndWrappedForms) {
       "num_classes": 3, "transformer": {"num_layers": 2, "mlp_dim": 32,
       "num_heads": 4}, "moe": {"layers": [1], "num_experts": 2,
       "router": {"name": "NoisyTopExpertsPerItemRouter"}}},
-      "batch_size": 4})",
+      "batch_size": 4, "image_size": [16, 24]})",
                     wrapped, error))
       << error;
   EXPECT_EQ(wrapped.moeLayers, std::vector<int64_t>{1});
   EXPECT_EQ(wrapped.batchSize, 4);
+  EXPECT_EQ(wrapped.imageWidth, 24);
 }
 
 TEST(ModelConfig, ErrorsNameTheField) {
   std::string base = R"("patch_size": 16, "hidden_size": 64, "num_classes": 10,
       "encoder": {"num_layers": 4, "mlp_dim": 128, "num_heads": 4)";
   auto with = [&](const std::string &encoderExtra, const std::string &extra) {
-    return "{" + base + encoderExtra + "}" + extra + "}";
+    std::string size = extra.find("image_size") == std::string::npos
+                           ? ", \"image_size\": 224"
+                           : "";
+    return "{" + base + encoderExtra + "}" + extra + size + "}";
   };
   struct Case {
     std::string text;
@@ -202,10 +206,19 @@ TEST(ModelConfig, ErrorsNameTheField) {
        "field 'batch_size': 0 is outside [1, 1048576]"},
       {with("", ", \"image_size\": [224]"),
        "field 'image_size': expected 2 integers, got 1"},
-      {with("", ", \"classifier\": \"map\""),
-       "classifier 'map' is not supported ('token' or 'gap')"},
+      {with("", ", \"classifier\": \"cls\""),
+       "classifier 'cls' is not supported ('token', 'gap', 'map' or '0')"},
+      {with(", \"position_emb\": {\"name\": \"sincos\"}", ""),
+       "position_emb 'sincos' is not supported ('learned', 'sincos2d' or "
+       "'none')"},
+      {with(", \"position_emb\": {\"name\": \"sincos2d\", \"h\": 2}", ""),
+       "unknown field 'encoder.position_emb.h'"},
+      {with(", \"attention_qk_norm\": true", ""),
+       "field 'encoder.attention_qk_norm': query-key normalisation is not "
+       "supported"},
       {with("", ", \"patch_size\": [16, 8]"), "duplicate key 'patch_size'"},
       {"{\"patch_size\": [16, 8], \"hidden_size\": 64, \"num_classes\": 10,"
+       "\"image_size\": 224,"
        "\"num_layers\": 2, \"mlp_dim\": 8, \"num_heads\": 2}",
        "field 'patch_size': non-square patches (16, 8) are not supported"},
       {with("", ", \"representation_size\": true"),
@@ -239,20 +252,24 @@ TEST(ModelConfig, ErrorsNameTheField) {
        "field 'class_names': expected a string, got a number"},
       {with("", ", \"name\": \"my model\""),
        "field 'name': 'my model' is not 1-128 letters"},
-      {"{\"patch_size\": 16, \"num_classes\": 10, \"encoder\": "
+      {"{\"patch_size\": 16, \"num_classes\": 10, \"image_size\": 224, "
+       "\"encoder\": "
        "{\"num_layers\": 4, \"mlp_dim\": 128, \"num_heads\": 4}}",
        "field 'hidden_size' is missing"},
       {"{\"patch_size\": 16, \"hidden_size\": 64, \"num_classes\": 10, "
-       "\"encoder\": {\"num_layers\": 4, \"mlp_dim\": 128, \"num_heads\": 5}}",
+       "\"image_size\": 224, \"encoder\": {\"num_layers\": 4, "
+       "\"mlp_dim\": 128, \"num_heads\": 5}}",
        "num_heads 5 does not divide hidden_size 64"},
       {"{\"patch_size\": 300, \"hidden_size\": 64, \"num_classes\": 10, "
-       "\"encoder\": {\"num_layers\": 4, \"mlp_dim\": 128, \"num_heads\": 4}}",
+       "\"image_size\": 224, \"encoder\": {\"num_layers\": 4, "
+       "\"mlp_dim\": 128, \"num_heads\": 4}}",
        "patch_size 300 must be in [1, image size 224x224]"},
       {"[1, 2]", "the config is an array, expected a JSON object"},
       {"{\"encoder\": " + std::string(1000, '[') + "}",
        "nesting deeper than 64 levels"},
-      {"{\"hidden_size\": 64,}", "config.json: JSON line 1, column 20: "
-                                 "expected a string key"},
+      {"{\"hidden_size\": 64,}",
+       "config.json: JSON parse error at line 1, column 20: syntax error "
+       "while parsing object key"},
   };
   for (const Case &c : cases) {
     ModelConfig config;

@@ -434,6 +434,67 @@ def Vmoe_ClassifierHeadOp : Vmoe_Op<"classifier_head",
 }
 
 
+def Vmoe_SincosPositionEmbedOp : Vmoe_Op<"sincos2d_position_embed", [Pure,
+    SameOperandsAndResultType]> {
+  let summary = "add vmoe's fixed 2-D sine-cosine position embedding";
+  let description = [{
+    vmoe's `EncoderMoe.add_position_emb` with `position_emb.name =
+    'sincos2d'` (MoCo v3), on `(B, T, D)` tokens of a `height x width` patch
+    grid, in float32 as vmoe computes it:
+    ```
+    omega[i] = 1 / temperature^(i / (D/4 - 1)),  i < D/4
+    (y, x)   = the grid's row and column of token n (row-major)
+    emb[n]   = concat(sin(x omega), cos(x omega), sin(y omega), cos(y omega))
+    ```
+    `emb` is added to the last `height * width` tokens; with `T = height *
+    width + 1` the first (class) token gets none. D must be a multiple of 4,
+    at least 8. The table has no weights: the lowering computes it.
+  }];
+  let arguments = (ins Vmoe_F32Tensor:$input,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$height,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$width,
+                   DefaultValuedAttr<F64Attr, "10000.0">:$temperature);
+  let results = (outs Vmoe_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def Vmoe_MapHeadOp : Vmoe_Op<"map_head", [Pure]> {
+  let summary = "vmoe's MapHead: multi-head attention pooling";
+  let description = [{
+    vmoe's `MapHead` (`classifier = 'map'`), on the encoded tokens `(B, T,
+    D)`:
+    ```
+    x = MultiHeadDotProductAttention(q = probe, kv = input)   # (B, 1, D)
+    y = Mlp(LayerNorm(x))                                      # tanh GELU
+    result = x + y                                             # (B, 1, D)
+    ```
+    `probe (1, 1, D)` is the learned query; the attention's kernels are
+    `(D, H, Dh)` with biases `(H, Dh)`, its output kernel `(H, Dh, D)` with
+    bias `(D)` (flax's; q scaled by `1/sqrt(Dh)`, float32 softmax over the
+    T tokens, no mask); LayerNorm eps 1e-6; the MLP `(D, M)`, `(M)`, `(M,
+    D)`, `(D)`. The one-token result is what `vmoe.classifier_head`
+    (token pooling) reads.
+  }];
+  let arguments = (ins Vmoe_F32Tensor:$input, Vmoe_F32Tensor:$probe,
+                   Vmoe_F32Tensor:$query_kernel, Vmoe_F32Tensor:$query_bias,
+                   Vmoe_F32Tensor:$key_kernel, Vmoe_F32Tensor:$key_bias,
+                   Vmoe_F32Tensor:$value_kernel, Vmoe_F32Tensor:$value_bias,
+                   Vmoe_F32Tensor:$out_kernel, Vmoe_F32Tensor:$out_bias,
+                   Vmoe_F32Tensor:$ln_scale, Vmoe_F32Tensor:$ln_bias,
+                   Vmoe_F32Tensor:$w1, Vmoe_F32Tensor:$b1,
+                   Vmoe_F32Tensor:$w2, Vmoe_F32Tensor:$b2);
+  let results = (outs Vmoe_F32Tensor:$result);
+  let assemblyFormat = [{
+    $input `,` $probe `attention` `(` $query_kernel `,` $query_bias `,`
+    $key_kernel `,` $key_bias `,` $value_kernel `,` $value_bias `,`
+    $out_kernel `,` $out_bias `)` `norm` `(` $ln_scale `,` $ln_bias `)`
+    `mlp` `(` $w1 `,` $b1 `,` $w2 `,` $b2 `)` attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Host level: the schedule of a compiled model, on buffers
 //===----------------------------------------------------------------------===//
