@@ -15,6 +15,7 @@ packages=(
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
   libxxhash-dev libsodium-dev
+  libmsgpack-cxx-dev nlohmann-json3-dev # checkpoint and safetensors readers
   python3 python3-numpy dataset-fashion-mnist
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
