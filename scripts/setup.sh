@@ -16,6 +16,7 @@ packages=(
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
   libxxhash-dev libsodium-dev
   libmsgpack-cxx-dev nlohmann-json3-dev # checkpoint and safetensors readers
+  libspng-dev libturbojpeg0-dev # PNG and JPEG input of vmoe-run
   python3 python3-numpy dataset-fashion-mnist
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross

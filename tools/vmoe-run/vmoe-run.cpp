@@ -37,14 +37,14 @@ constexpr const char *kTool = "vmoe-run";
 
 const char *kUsage =
     "usage: vmoe-run MODULE [IMAGE...] [options]\n"
-    "  IMAGE...                PNG, PGM or PPM files to classify, each\n"
+    "  IMAGE...                PNG, JPEG, PGM or PPM files to classify, each\n"
     "                          converted to the model's channels, resized to\n"
     "                          its input size (TF2 bilinear, as vmoe's eval\n"
     "                          resize) and mapped to [-1, 1]; printed as\n"
     "                          image 0, 1, ... in the order given\n"
     "  --input FILE            a .npy of images: float32 in [-1, 1] or uint8\n"
     "                          pixels, any number of them (run in chunks of\n"
-    "                          the compiled batch), or one PNG/PGM/PPM image\n"
+    "                          the compiled batch), or one image file\n"
     "                          (default: one batch of random values)\n"
     "  --labels FILE.npy       int32/uint8 labels: report the accuracy\n"
     "  --show N                images whose classes are printed (default 8)\n"
@@ -367,8 +367,8 @@ bool isImagePath(const std::string &path) {
   std::string ext = path.substr(std::min(path.size(), path.rfind('.')));
   for (char &ch : ext)
     ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".ppm" ||
-         ext == ".pgm" || ext == ".pnm";
+  return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".jpg" ||
+         ext == ".jpeg" || ext == ".ppm" || ext == ".pgm" || ext == ".pnm";
 }
 
 int loadImageFiles(const Options &o, const std::vector<std::string> &files,
