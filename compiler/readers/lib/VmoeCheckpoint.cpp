@@ -1,6 +1,6 @@
 //===- VmoeCheckpoint.cpp - vmoe's sharded msgpack checkpoints ------------===//
 //
-// Section references ("doc: ...") are to shared/docs/vmoe-checkpoint-format.md.
+// Section references ("doc: ...") are to docs/vmoe-checkpoint-format.md.
 //
 //===----------------------------------------------------------------------===//
 
