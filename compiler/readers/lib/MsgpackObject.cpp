@@ -24,11 +24,8 @@ public:
   LimitVisitor(size_t inputSize, const ReadLimits &limits)
       : inputSize_(inputSize), limits_(limits) {}
 
-  bool start_array(uint32_t n) { return open(n, "an array of ", " items"); }
-  bool start_map(uint32_t n) {
-    return open(uint64_t(n) * 2, "a map of ",
-                " pairs (" + std::to_string(uint64_t(n) * 2) + " values)", n);
-  }
+  bool start_array(uint32_t n) { return open(false, n); }
+  bool start_map(uint32_t n) { return open(true, n); }
   bool end_array() { return close(); }
   bool end_map() { return close(); }
   // msgpack-cxx passes the offset of the invalid byte second.
@@ -36,34 +33,33 @@ public:
     invalid_ = true;
     badByteAt_ = at;
   }
-  void insufficient_bytes(size_t, size_t) { truncated_ = true; }
 
   std::string error;
-  bool truncated_ = false, invalid_ = false;
+  bool invalid_ = false;
   size_t badByteAt_ = 0;
 
 private:
-  bool open(uint64_t values, const char *what, const std::string &unit,
-            uint64_t shown = 0) {
+  bool open(bool map, uint32_t n) {
     if (++depth_ > limits_.maxDepth) {
       error = "msgpack nesting deeper than " +
               std::to_string(limits_.maxDepth) + " levels";
       return false;
     }
     // Every declared value takes at least one byte of the input.
+    uint64_t values = map ? uint64_t(n) * 2 : n;
     values_ += values;
-    std::string count = what + std::to_string(shown ? shown : values) + unit;
-    if (values_ > inputSize_) {
+    if (values_ <= inputSize_ && values_ <= limits_.maxValues)
+      return true;
+    std::string count = map ? "a map of " + std::to_string(n) + " pairs (" +
+                                  std::to_string(values) + " values)"
+                            : "an array of " + std::to_string(n) + " items";
+    if (values_ > inputSize_)
       error = "truncated: " + count + " cannot fit in the " +
               std::to_string(inputSize_) + " bytes of the msgpack data";
-      return false;
-    }
-    if (values_ > limits_.maxValues) {
+    else
       error = count + " makes more than " + std::to_string(limits_.maxValues) +
               " msgpack values";
-      return false;
-    }
-    return true;
+    return false;
   }
   bool close() {
     --depth_;
