@@ -16,7 +16,9 @@ packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
-  libxxhash-dev libsodium-dev nlohmann-json3-dev pkg-config make
+  libxxhash-dev libsodium-dev pkg-config make
+  libmsgpack-cxx-dev nlohmann-json3-dev # checkpoint, safetensors, config readers
+  libspng-dev libturbojpeg0-dev # PNG and JPEG input of vmoe-run
   python3 python3-numpy dataset-fashion-mnist
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross

@@ -2,13 +2,14 @@
 //
 // Input: u32le index size, the index file, then any number of shards as u32le
 // size + bytes (tests/fuzz/make_seeds.py packs real checkpoints this way).
-// The msgpack parser runs on the index and on every shard on its own; the
-// checkpoint reader then assembles the tensors through an in-memory shard
-// source. Sizes past the input are clamped, so every input is meaningful.
+// The msgpack parser (msgpack-cxx under the readers' limits) runs on the
+// index and on every shard on its own; the checkpoint reader then assembles
+// the tensors through an in-memory shard source. Sizes past the input are
+// clamped, so every input is meaningful.
 //
 //===----------------------------------------------------------------------===//
 
-#include "vmoe/readers/Msgpack.h"
+#include "vmoe/readers/MsgpackObject.h"
 #include "vmoe/readers/VmoeCheckpoint.h"
 
 #include <cstdint>
@@ -21,21 +22,26 @@ using namespace vmoe::readers;
 namespace {
 
 /// Walks every value, as a consumer of the document would.
-void walk(const msgpack::Document &doc, const msgpack::Value &v, int depth) {
+void walk(const mp::Object &v, int depth, uint64_t &count) {
   if (depth > 80)
     __builtin_trap(); // the parser's depth limit must hold
-  if (v.kind == msgpack::Kind::Array) {
-    for (size_t i = 0; i < v.count; ++i)
-      walk(doc, doc.item(v, i), depth + 1);
-  } else if (v.kind == msgpack::Kind::Map) {
-    for (size_t i = 0; i < v.count; ++i) {
-      walk(doc, doc.key(v, i), depth + 1);
-      walk(doc, doc.value(v, i), depth + 1);
+  if (++count > (1u << 16))
+    __builtin_trap(); // and its value limit
+  if (v.type == mp::Type::ARRAY) {
+    for (size_t i = 0; i < mp::size(v); ++i)
+      walk(mp::item(v, i), depth + 1, count);
+  } else if (v.type == mp::Type::MAP) {
+    for (size_t i = 0; i < mp::size(v); ++i) {
+      walk(mp::key(v, i), depth + 1, count);
+      walk(mp::value(v, i), depth + 1, count);
     }
-    (void)doc.find(v, "version");
-  } else if (v.data && v.size) {
-    volatile uint8_t sink = v.data[0] ^ v.data[v.size - 1];
-    (void)sink;
+    (void)mp::find(v, "version");
+  } else {
+    ByteSpan b = mp::bytes(v);
+    if (b.size) {
+      volatile uint8_t sink = b.data[0] ^ b.data[b.size - 1];
+      (void)sink;
+    }
   }
 }
 
@@ -64,13 +70,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   ReadLimits limits;
   limits.maxValues = 1 << 16;
-  msgpack::Document doc;
+  mp::Document doc;
   std::string error;
+  uint64_t count = 0;
   if (doc.parse(index, &error, limits))
-    walk(doc, doc.root(), 0);
-  for (const ByteSpan &shard : shards)
+    walk(doc.root(), 0, count);
+  for (const ByteSpan &shard : shards) {
+    count = 0;
     if (doc.parse(shard, &error, limits)) // the Document is reused
-      walk(doc, doc.root(), 0);
+      walk(doc.root(), 0, count);
+  }
 
   auto source = [&](uint64_t shard, uint64_t shardCount, ByteSpan &bytes,
                     std::string &name, std::string *sourceError) {

@@ -1,8 +1,8 @@
 //===- ImageFuzzer.cpp - Fuzz vmoe-run's input decoders -------------------===//
 //
-// PNG, PGM/PPM (by magic) and .npy: the files vmoe-run reads from users. A
-// decoded image goes through the model preprocessing (channel conversion
-// and a small bilinear resize) too.
+// PNG (libspng), JPEG (libjpeg-turbo), PGM/PPM (by magic) and .npy: the
+// files vmoe-run reads from users. A decoded image goes through the model
+// preprocessing (channel conversion and a small bilinear resize) too.
 //
 //===----------------------------------------------------------------------===//
 

@@ -4,7 +4,7 @@
 Uses only the Python standard library and numpy (Debian python3-numpy); the
 msgpack bytes are produced here, exactly as msgpack-python 1.0's packb does
 for the objects vmoe and flax give it. References are to
-shared/docs/vmoe-checkpoint-format.md ("doc: <section>"); the checkpoint
+docs/vmoe-checkpoint-format.md ("doc: <section>"); the checkpoint
 layout (chunks, shards) is a port of vmoe/checkpoints/partitioned.py
 (save_checkpoint and helpers), the encoders of serialization.py and
 flax/serialization.py.

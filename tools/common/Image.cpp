@@ -75,6 +75,8 @@ bool validImage(const Image &image) {
 ImageFormat detectImageFormat(const uint8_t *data, size_t size) {
   if (size >= 8 && std::memcmp(data, kPngSignature, 8) == 0)
     return ImageFormat::Png;
+  if (size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
+    return ImageFormat::Jpeg;
   if (size >= 3 && data[0] == 'P' && data[1] >= '1' && data[1] <= '7' &&
       (isPnmSpace(data[2]) || data[2] == '#'))
     return ImageFormat::Pnm;
@@ -248,11 +250,13 @@ bool decodeImage(const uint8_t *data, size_t size, Image &out,
   switch (detectImageFormat(data, size)) {
   case ImageFormat::Png:
     return decodePng(data, size, out, error);
+  case ImageFormat::Jpeg:
+    return decodeJpeg(data, size, out, error);
   case ImageFormat::Pnm:
     return decodePnm(data, size, out, error);
   default:
-    return setError(error,
-                    "not a PNG, PGM or PPM file (unrecognised magic bytes)");
+    return setError(error, "not a PNG, JPEG, PGM or PPM file (unrecognised "
+                           "magic bytes)");
   }
 }
 

@@ -1,14 +1,17 @@
 //===- Image.h - decode and preprocess image files --------------*- C++ -*-===//
 //
-// What vmoe-run needs to classify a picture: decoders for PNG (non-interlaced,
-// every colour type and bit depth) and binary/ASCII PGM and PPM, conversion to
-// the model's channel count, and the resize and value range of vmoe's
-// fine-tune eval pipeline (`decode | resize(size) | value_range(-1, 1)`).
+// What vmoe-run needs to classify a picture: PNG (libspng) and JPEG
+// (libjpeg-turbo) decoding, binary/ASCII PGM and PPM, conversion to the
+// model's channel count, and the resize and value range of vmoe's fine-tune
+// eval pipeline (`decode | resize(size) | value_range(-1, 1)`). Netpbm has no
+// library worth adding (Debian's libnetpbm exits the process on bad input):
+// its reader here is small and checks every field.
 //
 // The files are untrusted: every size is checked before it is used, image
-// dimensions are limited (kMaxImageSide, kMaxImagePixels), memory grows only
-// with the data actually decoded, and a malformed file gives a message, never
-// a crash.
+// dimensions are limited (kMaxImageSide, kMaxImagePixels) before anything is
+// allocated for them, and a malformed file gives a message, never a crash.
+// A build configured without libspng or libjpeg-turbo (a cross build whose
+// sysroot lacks them) decodes no PNG or JPEG and says so.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,23 +36,29 @@ constexpr int64_t kMaxImageSide = 16384;
 /// Largest width * height a decoder accepts (64 Mpixels).
 constexpr int64_t kMaxImagePixels = int64_t(64) << 20;
 
-enum class ImageFormat { Unknown, Png, Pnm };
+enum class ImageFormat { Unknown, Png, Jpeg, Pnm };
 
-/// The format named by the first bytes of a file: the PNG signature, or `P`
-/// then a digit then whitespace or a `#` comment (Netpbm).
+/// The format named by the first bytes of a file: the PNG signature, a JPEG
+/// SOI marker followed by another marker (FF D8 FF), or `P` then a digit
+/// then whitespace or a `#` comment (Netpbm).
 ImageFormat detectImageFormat(const uint8_t *data, size_t size);
 
-/// True when the file at `path` starts like a PNG or Netpbm file. False when
-/// it cannot be read or is something else (a .npy, say).
+/// True when the file at `path` starts like a PNG, JPEG or Netpbm file. False
+/// when it cannot be read or is something else (a .npy, say).
 bool isImageFile(const std::string &path);
 
 /// PNG: gray (1, 2, 4, 8, 16 bits), gray+alpha, RGB, RGBA (8, 16 bits) and
-/// palette (1, 2, 4, 8 bits). Gray and gray+alpha give 1 channel, the others
-/// 3. Alpha and tRNS are dropped; 16-bit samples keep their high byte (as
-/// tf.io.decode_png with dtype uint8 does); 1/2/4-bit gray is scaled to
-/// 0..255. Interlaced (Adam7) images are rejected.
+/// palette (1, 2, 4, 8 bits), interlaced or not. Gray and gray+alpha give 1
+/// channel, the others 3. Alpha and tRNS are dropped; 16-bit samples keep
+/// their high byte (as tf.io.decode_png with dtype uint8 does); 1/2/4-bit
+/// gray is scaled to 0..255.
 bool decodePng(const uint8_t *data, size_t size, Image &out,
                std::string *error);
+
+/// JPEG (baseline and progressive): grayscale gives 1 channel, YCbCr and RGB
+/// 3 (as tf.io.decode_jpeg with its default settings); CMYK is refused.
+bool decodeJpeg(const uint8_t *data, size_t size, Image &out,
+                std::string *error);
 
 /// Netpbm: P5 (PGM) and P6 (PPM), and their ASCII forms P2 and P3. maxval up
 /// to 65535 (two big-endian bytes per sample above 255); samples are scaled
@@ -57,7 +66,7 @@ bool decodePng(const uint8_t *data, size_t size, Image &out,
 bool decodePnm(const uint8_t *data, size_t size, Image &out,
                std::string *error);
 
-/// Either of the above, chosen by the file's magic.
+/// Any of the above, chosen by the file's magic.
 bool decodeImage(const uint8_t *data, size_t size, Image &out,
                  std::string *error);
 

@@ -110,8 +110,8 @@ bool isImagePath(const std::string &path) {
   std::string ext = path.substr(std::min(path.size(), path.rfind('.')));
   for (char &ch : ext)
     ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".ppm" ||
-         ext == ".pgm" || ext == ".pnm";
+  return vmoe::tools::isImageFile(path) || ext == ".png" || ext == ".jpg" ||
+         ext == ".jpeg" || ext == ".ppm" || ext == ".pgm" || ext == ".pnm";
 }
 
 int loadImageFiles(const Options &o, const std::vector<std::string> &files,

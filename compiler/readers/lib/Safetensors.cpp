@@ -2,7 +2,7 @@
 
 #include "vmoe/readers/Safetensors.h"
 
-#include "vmoe/readers/Json.h"
+#include "vmoe/readers/BoundedJson.h"
 
 #include "Support.h"
 
@@ -11,6 +11,7 @@
 namespace vmoe::readers {
 
 using detail::quote;
+using json = nlohmann::json;
 
 namespace {
 
@@ -46,55 +47,51 @@ bool dtypeFromName(std::string_view name, DType &type, bool &integer) {
 /// One tensor's entry of the header: its dtype, shape and offsets, checked
 /// against the data buffer's size and (with ReadOptions::expected) against
 /// the model before any of its bytes is used.
-bool parseInfo(const json::Document &doc, const std::string &key,
-               const json::Value &v, uint64_t dataSize,
+bool parseInfo(const std::string &key, const json &v, uint64_t dataSize,
                const ReadOptions &options, Info &info, std::string &why) {
   auto bad = [&](const std::string &what) {
     why = "tensor " + quote(key) + ": " + what;
     return false;
   };
-  if (v.kind != json::Kind::Object)
+  if (!v.is_object())
     return bad("its entry is not an object");
-  const json::Value *dtype = doc.find(v, "dtype");
-  const json::Value *shape = doc.find(v, "shape");
-  const json::Value *offsets = doc.find(v, "data_offsets");
-  if (!dtype || !shape || !offsets)
+  auto dtype = v.find("dtype"), shape = v.find("shape"),
+       offsets = v.find("data_offsets");
+  if (dtype == v.end() || shape == v.end() || offsets == v.end())
     return bad("'dtype', 'shape' or 'data_offsets' is missing");
   info.name = key;
   bool integer = false;
-  if (dtype->kind != json::Kind::String)
+  if (!dtype->is_string())
     return bad("'dtype' is not a string");
-  if (!dtypeFromName(dtype->text, info.type, integer)) {
+  const std::string &dtypeText = dtype->get_ref<const std::string &>();
+  if (!dtypeFromName(dtypeText, info.type, integer)) {
     if (!(integer && options.skipNonFloat))
-      return bad("dtype " + quote(dtype->text) +
+      return bad("dtype " + quote(dtypeText) +
                  " is not supported (F32, BF16, F16, F64)");
     info.skip = true;
   }
-  if (shape->kind != json::Kind::Array)
+  if (!shape->is_array())
     return bad("'shape' is not an array");
-  if (shape->count > options.limits.maxRank)
+  if (shape->size() > options.limits.maxRank)
     return bad("'shape' has more than " +
                std::to_string(options.limits.maxRank) + " dimensions");
-  for (size_t d = 0; d < shape->count; ++d) {
-    const json::Value &dim = doc.item(*shape, d);
-    if (dim.kind != json::Kind::Number || !dim.isInteger || dim.integer < 0)
+  for (const json &dim : *shape) {
+    uint64_t d;
+    if (!jsonToSize(dim, d))
       return bad("'shape' holds something other than non-negative "
                  "integers");
-    info.shape.push_back(dim.integer);
+    info.shape.push_back(int64_t(d));
   }
   // Name and shape against the model before any offset or byte is used.
   // (The message names the tensor by itself.)
   if (!info.skip && !checkExpected(options, std::string(stripParamsPrefix(key)),
                                    info.shape, why))
     return false;
-  if (offsets->kind != json::Kind::Array || offsets->count != 2)
+  if (!offsets->is_array() || offsets->size() != 2)
     return bad("'data_offsets' is not [begin, end]");
-  const json::Value &b = doc.item(*offsets, 0), &e = doc.item(*offsets, 1);
-  if (b.kind != json::Kind::Number || !b.isInteger || b.integer < 0 ||
-      e.kind != json::Kind::Number || !e.isInteger || e.integer < 0)
+  if (!jsonToSize((*offsets)[0], info.begin) ||
+      !jsonToSize((*offsets)[1], info.end))
     return bad("'data_offsets' are not non-negative integers");
-  info.begin = uint64_t(b.integer);
-  info.end = uint64_t(e.integer);
   if (info.begin > info.end)
     return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
                std::to_string(info.end) + "] end before they begin");
@@ -111,7 +108,7 @@ bool parseInfo(const json::Document &doc, const std::string &key,
       return bad("'data_offsets' [" + std::to_string(info.begin) + ", " +
                  std::to_string(info.end) + "] hold " +
                  std::to_string(info.end - info.begin) + " bytes, its shape " +
-                 shapeString(info.shape) + " of " + dtype->text + " needs " +
+                 shapeString(info.shape) + " of " + dtypeText + " needs " +
                  std::to_string(need));
   }
   return true;
@@ -142,23 +139,21 @@ bool readSafetensors(ByteSpan bytes, const std::string &name, TensorMap &out,
   if (header.empty() || header[0] != '{')
     return fail("the header does not start with '{' (not a safetensors "
                 "file?)");
-  json::Document doc;
+  json root;
   std::string why;
-  if (!doc.parse(header, &why, options.limits))
+  if (!parseBoundedJson(header, root, &why, options.limits))
     return fail("bad header: " + why);
-  const json::Value &root = doc.root();
-  if (root.kind != json::Kind::Object)
+  if (!root.is_object())
     return fail("the header is not a JSON object");
   uint64_t dataSize = bytes.size - 8 - headerLength;
   const uint8_t *data = bytes.data + 8 + headerLength;
   std::vector<Info> infos;
-  for (size_t i = 0; i < root.count; ++i) {
-    const std::string &key = doc.key(root, i).text;
-    const json::Value &v = doc.value(root, i);
+  // In key order (nlohmann's objects are sorted maps).
+  for (const auto &[key, v] : root.items()) {
     if (key == "__metadata__")
       continue;
     Info info;
-    if (!parseInfo(doc, key, v, dataSize, options, info, why))
+    if (!parseInfo(key, v, dataSize, options, info, why))
       return fail(why);
     infos.push_back(std::move(info));
   }

@@ -1,12 +1,12 @@
 //===- VmoeCheckpoint.cpp - vmoe's sharded msgpack checkpoints ------------===//
 //
-// Section references ("doc: ...") are to shared/docs/vmoe-checkpoint-format.md.
+// Section references ("doc: ...") are to docs/vmoe-checkpoint-format.md.
 //
 //===----------------------------------------------------------------------===//
 
 #include "vmoe/readers/VmoeCheckpoint.h"
 
-#include "vmoe/readers/Msgpack.h"
+#include "vmoe/readers/MsgpackObject.h"
 
 #include "Support.h"
 
@@ -19,9 +19,9 @@
 namespace vmoe::readers {
 
 using detail::quote;
-using msgpack::Document;
-using msgpack::Kind;
-using msgpack::Value;
+using mp::Document;
+using mp::Object;
+using mp::Type;
 
 std::string vmoeShardPath(const std::string &prefix, uint64_t shard,
                           uint64_t shardCount) {
@@ -109,41 +109,42 @@ private:
     std::string why;
     if (!indexDoc_.parse(bytes, &why, options_.limits))
       return failIndex(why);
-    const Value &root = indexDoc_.root();
-    if (root.kind != Kind::Map)
+    const Object &root = indexDoc_.root();
+    if (root.type != Type::MAP)
       return failIndex(std::string("not a vmoe checkpoint index: the "
                                    "top-level value is ") +
-                       msgpack::kindName(root.kind) + ", expected a map");
-    if (!checkUniqueKeys(indexDoc_, root, "the top-level map", indexName_))
+                       mp::kindName(root) + ", expected a map");
+    if (!checkUniqueKeys(root, "the top-level map", indexName_))
       return false;
-    const Value *count = indexDoc_.find(root, "shard_count");
-    const Value *tree = indexDoc_.find(root, "index");
-    const Value *version = indexDoc_.find(root, "version");
+    const Object *count = mp::find(root, "shard_count");
+    const Object *tree = mp::find(root, "index");
+    const Object *version = mp::find(root, "version");
     if (!count || !tree)
       return failIndex("not a vmoe checkpoint index: no 'shard_count' or no "
                        "'index' key");
-    if (count->kind != Kind::Int || count->i < 1 ||
-        uint64_t(count->i) > kMaxShards)
+    int64_t shards = 0;
+    if (!mp::toInt64(*count, shards) || shards < 1 ||
+        uint64_t(shards) > kMaxShards)
       return failIndex("'shard_count' must be an integer in [1, " +
                        std::to_string(kMaxShards) + "]");
-    shardCount_ = uint64_t(count->i);
+    shardCount_ = uint64_t(shards);
     // doc: "Pre-V1 ("UNKNOWN") checkpoints have no 'version' key"; the
     // bytes of IndexInfo and of the chunks are the same.
-    if (version && version->kind != Kind::Nil &&
-        !(version->kind == Kind::Str && version->str() == kVersionV1))
+    if (version && version->type != Type::NIL &&
+        !(version->type == Type::STR && mp::text(*version) == kVersionV1))
       return failIndex(
           "unsupported checkpoint version " +
-          (version->kind == Kind::Str
-               ? quote(version->str())
-               : std::string("of type ") + msgpack::kindName(version->kind)) +
+          (version->type == Type::STR
+               ? quote(mp::text(*version))
+               : std::string("of type ") + mp::kindName(*version)) +
           " (this reader knows '20220622' and un-versioned indexes)");
-    if (tree->kind != Kind::Map)
-      return failIndex(std::string("'index' is ") +
-                       msgpack::kindName(tree->kind) + ", expected a map");
-    versioned_ = version && version->kind == Kind::Str;
+    if (tree->type != Type::MAP)
+      return failIndex(std::string("'index' is ") + mp::kindName(*tree) +
+                       ", expected a map");
+    versioned_ = version && version->type == Type::STR;
     // A train state: read only its params.
-    const Value *params = indexDoc_.find(*tree, "params");
-    selectPrefix_ = params && params->kind == Kind::Map ? "params/" : "";
+    const Object *params = mp::find(*tree, "params");
+    selectPrefix_ = params && params->type == Type::MAP ? "params/" : "";
     if (!flatten(*tree, ""))
       return false;
     for (Leaf &leaf : leaves_) {
@@ -155,18 +156,17 @@ private:
     return true;
   }
 
-  bool checkUniqueKeys(const Document &doc, const Value &map,
-                       const std::string &where, const std::string &file) {
+  bool checkUniqueKeys(const Object &map, const std::string &where,
+                       const std::string &file) {
     std::set<std::string_view> seen;
-    for (size_t i = 0; i < map.count; ++i) {
-      const Value &k = doc.key(map, i);
-      if (k.kind != Kind::Str)
-        return fail(file + ": a key of " + where + " is " +
-                    msgpack::kindName(k.kind) + " (offset " +
-                    std::to_string(k.offset) + "), expected str");
-      if (!seen.insert(k.str()).second)
-        return fail(file + ": duplicate key " + quote(k.str()) + " in " +
-                    where + " (offset " + std::to_string(k.offset) + ")");
+    for (size_t i = 0; i < mp::size(map); ++i) {
+      const Object &k = mp::key(map, i);
+      if (k.type != Type::STR)
+        return fail(file + ": a key of " + where + " is " + mp::kindName(k) +
+                    ", expected str");
+      if (!seen.insert(mp::text(k)).second)
+        return fail(file + ": duplicate key " + quote(mp::text(k)) + " in " +
+                    where);
     }
     return true;
   }
@@ -180,14 +180,14 @@ private:
   // in field order and a list as '0', '1', ..., '10' (vmoe's reader needs
   // that tree to restore them, partitioned.py
   // _restore_checkpoint_from_index_unknown).
-  bool flatten(const Value &map, const std::string &path) {
+  bool flatten(const Object &map, const std::string &path) {
     std::string where = path.empty() ? "the index tree" : quote(path);
-    if (!checkUniqueKeys(indexDoc_, map, where, indexName_))
+    if (!checkUniqueKeys(map, where, indexName_))
       return false;
-    std::vector<std::pair<std::string_view, const Value *>> items;
-    items.reserve(map.count);
-    for (size_t i = 0; i < map.count; ++i)
-      items.push_back({indexDoc_.key(map, i).str(), &indexDoc_.value(map, i)});
+    std::vector<std::pair<std::string_view, const Object *>> items;
+    items.reserve(mp::size(map));
+    for (size_t i = 0; i < mp::size(map); ++i)
+      items.push_back({mp::text(mp::key(map, i)), &mp::value(map, i)});
     if (versioned_)
       std::sort(items.begin(), items.end(),
                 [](const auto &a, const auto &b) { return a.first < b.first; });
@@ -197,16 +197,16 @@ private:
                          " is empty or contains '/'");
       std::string child =
           path.empty() ? std::string(key) : path + "/" + std::string(key);
-      if (value->kind == Kind::Map) {
+      if (value->type == Type::MAP) {
         if (!flatten(*value, child))
           return false;
         continue;
       }
-      if (value->kind != Kind::Ext || value->extType != kExtIndexInfo)
+      if (value->type != Type::EXT || value->via.ext.type() != kExtIndexInfo)
         return failIndex("index entry " + quote(child) + " is " +
-                         msgpack::kindName(value->kind) +
-                         (value->kind == Kind::Ext
-                              ? " " + std::to_string(value->extType)
+                         mp::kindName(*value) +
+                         (value->type == Type::EXT
+                              ? " " + std::to_string(value->via.ext.type())
                               : std::string()) +
                          ", expected an IndexInfo (msgpack ext 8)");
       Leaf leaf;
@@ -227,20 +227,17 @@ private:
   /// The msgpack payload of a nested object: a bin (how vmoe nests them
   /// inside ext 8, doc: "Ext codes") or, accepted as well, the ext itself
   /// or a str (bytes as msgpack packs them without use_bin_type).
-  static bool nested(const Value &v, int8_t extCode, ByteSpan &out) {
-    if (v.kind == Kind::Bin || v.kind == Kind::Str ||
-        (v.kind == Kind::Ext && v.extType == extCode)) {
-      out = v.bytes();
+  static bool nested(const Object &v, int8_t extCode, ByteSpan &out) {
+    if (v.type == Type::BIN || v.type == Type::STR ||
+        (v.type == Type::EXT && v.via.ext.type() == extCode)) {
+      out = mp::bytes(v);
       return true;
     }
     return false;
   }
 
-  static bool asSize(const Value &v, int64_t &out) {
-    if (v.kind != Kind::Int || v.i < 0)
-      return false;
-    out = v.i;
-    return true;
+  static bool asSize(const Object &v, int64_t &out) {
+    return mp::toInt64(v, out) && out >= 0;
   }
 
   /// Decodes a SliceNd payload (ext 6 / bin): array of Slice payloads
@@ -251,20 +248,20 @@ private:
       why = "bad SliceNd: " + why;
       return false;
     }
-    const Value &root = doc.root();
-    if (root.kind != Kind::Array) {
+    const Object &root = doc.root();
+    if (root.type != Type::ARRAY) {
       why = "a SliceNd is not an array";
       return false;
     }
-    if (root.count > options_.limits.maxRank) {
-      why = "a SliceNd has " + std::to_string(root.count) + " axes (limit " +
-            std::to_string(options_.limits.maxRank) + ")";
+    if (mp::size(root) > options_.limits.maxRank) {
+      why = "a SliceNd has " + std::to_string(mp::size(root)) +
+            " axes (limit " + std::to_string(options_.limits.maxRank) + ")";
       return false;
     }
     out.clear();
-    for (size_t a = 0; a < root.count; ++a) {
+    for (size_t a = 0; a < mp::size(root); ++a) {
       ByteSpan slicePayload;
-      if (!nested(doc.item(root, a), kExtSlice, slicePayload)) {
+      if (!nested(mp::item(root, a), kExtSlice, slicePayload)) {
         why = "axis " + std::to_string(a) + " of a SliceNd is not a Slice";
         return false;
       }
@@ -273,21 +270,21 @@ private:
         why = "bad Slice: " + why;
         return false;
       }
-      const Value &r = s.root();
-      if (r.kind != Kind::Array || r.count != 3) {
+      const Object &r = s.root();
+      if (r.type != Type::ARRAY || mp::size(r) != 3) {
         why = "a Slice is not [start, stop, step]";
         return false;
       }
-      const Value &step = s.item(r, 2);
+      const Object &step = mp::item(r, 2);
       Range range;
-      if (!asSize(s.item(r, 0), range.start) ||
-          !asSize(s.item(r, 1), range.stop)) {
+      if (!asSize(mp::item(r, 0), range.start) ||
+          !asSize(mp::item(r, 1), range.stop)) {
         why = "a Slice has a start or stop that is not a non-negative "
               "integer";
         return false;
       }
-      if (!(step.kind == Kind::Nil ||
-            (step.kind == Kind::Int && step.i == 1))) {
+      if (!(step.type == Type::NIL ||
+            (step.type == Type::POSITIVE_INTEGER && step.via.u64 == 1))) {
         why = "a Slice has a step other than nil (strided chunks are not "
               "part of the format)";
         return false;
@@ -311,47 +308,47 @@ private:
     return true;
   }
 
-  static bool isDtypeName(const Value &v) {
-    return v.kind == Kind::Str || v.kind == Kind::Bin;
+  static bool isDtypeName(const Object &v) {
+    return v.type == Type::STR || v.type == Type::BIN;
   }
 
   bool decodeIndexInfo(Leaf &leaf) {
-    const Value &ext = *leafValues_[&leaf - leaves_.data()];
+    const Object &ext = *leafValues_[&leaf - leaves_.data()];
     auto bad = [&](const std::string &what) {
       return failIndex("IndexInfo of " + quote(leaf.path) + ": " + what);
     };
     std::string why;
     Document &info = infoDoc_;
-    if (!info.parse(ext.bytes(), &why, options_.limits))
+    if (!info.parse(mp::bytes(ext), &why, options_.limits))
       return bad(why);
-    const Value &root = info.root();
-    if (root.kind != Kind::Array || root.count != 3)
+    const Object &root = info.root();
+    if (root.type != Type::ARRAY || mp::size(root) != 3)
       return bad("expected [ShapedArray, [SliceNd...], [shard...]]");
     // ShapedArray: [shape, dtype name, weak_type, named_shape] (doc: ext 4).
     ByteSpan shapedPayload;
-    if (!nested(info.item(root, 0), kExtShapedArray, shapedPayload))
+    if (!nested(mp::item(root, 0), kExtShapedArray, shapedPayload))
       return bad("the ShapedArray is not a bin");
     Document &shaped = shapedDoc_;
     if (!shaped.parse(shapedPayload, &why, options_.limits))
       return bad("bad ShapedArray: " + why);
-    const Value &sa = shaped.root();
-    if (sa.kind != Kind::Array || sa.count < 2 || sa.count > 4 ||
-        shaped.item(sa, 0).kind != Kind::Array ||
-        !isDtypeName(shaped.item(sa, 1)))
+    const Object &sa = shaped.root();
+    if (sa.type != Type::ARRAY || mp::size(sa) < 2 || mp::size(sa) > 4 ||
+        mp::item(sa, 0).type != Type::ARRAY || !isDtypeName(mp::item(sa, 1)))
       return bad("the ShapedArray is not [shape, dtype, weak_type, {}]");
-    const Value &shape = shaped.item(sa, 0);
-    if (shape.count > options_.limits.maxRank)
-      return bad("rank " + std::to_string(shape.count) + " exceeds the limit " +
+    const Object &shape = mp::item(sa, 0);
+    if (mp::size(shape) > options_.limits.maxRank)
+      return bad("rank " + std::to_string(mp::size(shape)) +
+                 " exceeds the limit " +
                  std::to_string(options_.limits.maxRank));
-    for (size_t i = 0; i < shape.count; ++i) {
+    for (size_t i = 0; i < mp::size(shape); ++i) {
       int64_t d;
-      if (!asSize(shaped.item(shape, i), d))
+      if (!asSize(mp::item(shape, i), d))
         return bad("a dimension of the shape is not a non-negative integer");
       leaf.shape.push_back(d);
     }
     if (!elementCount(leaf.shape, leaf.numel))
       return bad("shape " + shapeString(leaf.shape) + " has too many elements");
-    leaf.dtypeName = std::string(shaped.item(sa, 1).str());
+    leaf.dtypeName = std::string(mp::text(mp::item(sa, 1)));
     if (!dtypeFromName(leaf.dtypeName, leaf.type)) {
       if (options_.skipNonFloat) {
         leaf.skipped = true;
@@ -365,18 +362,18 @@ private:
     if (!checkExpected(options_, leaf.name, leaf.shape, why))
       return failIndex(why);
     // Global slices and their shards.
-    const Value &slices = info.item(root, 1);
-    const Value &shards = info.item(root, 2);
-    if (slices.kind != Kind::Array || shards.kind != Kind::Array)
+    const Object &slices = mp::item(root, 1);
+    const Object &shards = mp::item(root, 2);
+    if (slices.type != Type::ARRAY || shards.type != Type::ARRAY)
       return bad("the slices or the shards are not arrays");
-    if (slices.count != shards.count)
-      return bad(std::to_string(slices.count) + " slices but " +
-                 std::to_string(shards.count) + " shard ids");
+    if (mp::size(slices) != mp::size(shards))
+      return bad(std::to_string(mp::size(slices)) + " slices but " +
+                 std::to_string(mp::size(shards)) + " shard ids");
     uint64_t covered = 0;
-    for (size_t i = 0; i < slices.count; ++i) {
+    for (size_t i = 0; i < mp::size(slices); ++i) {
       ByteSpan payload;
       SliceNd s;
-      if (!nested(info.item(slices, i), kExtSliceNd, payload))
+      if (!nested(mp::item(slices, i), kExtSliceNd, payload))
         return bad("slice " + std::to_string(i) + " is not a bin");
       if (!decodeSliceNd(payload, s, why))
         return bad(why);
@@ -396,16 +393,16 @@ private:
           covered > leaf.numel)
         return bad("the slices hold more elements than the shape " +
                    shapeString(leaf.shape) + " (overlapping slices)");
-      const Value &shard = info.item(shards, i);
-      if (shard.kind != Kind::Int || shard.i < 0 ||
-          uint64_t(shard.i) >= shardCount_)
+      const Object &shard = mp::item(shards, i);
+      int64_t shardId = 0;
+      if (!asSize(shard, shardId) || uint64_t(shardId) >= shardCount_)
         return bad("the shard of slice " + sliceString(s) +
                    " is not in [0, shard_count = " +
                    std::to_string(shardCount_) + ")");
       if (!leaf.sliceIndex.emplace(s, leaf.slices.size()).second)
         return bad("slice " + sliceString(s) + " is listed twice");
       leaf.slices.push_back(std::move(s));
-      leaf.shards.push_back(uint64_t(shard.i));
+      leaf.shards.push_back(uint64_t(shardId));
     }
     if (covered != leaf.numel)
       return bad("the slices cover " + std::to_string(covered) + " of the " +
@@ -457,14 +454,14 @@ private:
     std::string why;
     if (!doc.parse(bytes, &why, options_.limits))
       return bad(why);
-    const Value &root = doc.root();
-    if (root.kind != Kind::Map || !doc.find(root, kMagicKey))
+    const Object &root = doc.root();
+    if (root.type != Type::MAP || !mp::find(root, kMagicKey))
       return bad("not a vmoe data shard (no '__msgpack_array_chunk_a87ca2__' "
                  "map)");
-    if (!checkUniqueKeys(doc, root, "the top-level map", name))
+    if (!checkUniqueKeys(root, "the top-level map", name))
       return false;
-    for (size_t k = 0; k < root.count; ++k) {
-      std::string_view key = doc.key(root, k).str();
+    for (size_t k = 0; k < mp::size(root); ++k) {
+      std::string_view key = mp::text(mp::key(root, k));
       if (key == kMagicKey)
         continue;
       // doc: ".data": the other keys are str(id).
@@ -484,29 +481,29 @@ private:
       Leaf &leaf = leaves_[id];
       if (!leaf.selected || leaf.skipped)
         continue;
-      if (!readChunks(shard, leaf, doc, doc.value(root, k), name))
+      if (!readChunks(shard, leaf, mp::value(root, k), name))
         return false;
     }
     return true;
   }
 
-  bool readChunks(uint64_t shard, Leaf &leaf, const Document &doc,
-                  const Value &list, const std::string &name) {
+  bool readChunks(uint64_t shard, Leaf &leaf, const Object &list,
+                  const std::string &name) {
     auto bad = [&](const std::string &what) {
       return fail(name + ": " + quote(leaf.path) + ": " + what);
     };
-    if (list.kind != Kind::Array)
+    if (list.type != Type::ARRAY)
       return bad("the chunks are not an array");
     size_t itemSize = dtypeSize(leaf.type);
     std::string why;
-    for (size_t c = 0; c < list.count; ++c) {
-      const Value &pair = doc.item(list, c);
-      if (pair.kind != Kind::Array || pair.count != 2 ||
-          doc.item(pair, 0).kind != Kind::Array)
+    for (size_t c = 0; c < mp::size(list); ++c) {
+      const Object &pair = mp::item(list, c);
+      if (pair.type != Type::ARRAY || mp::size(pair) != 2 ||
+          mp::item(pair, 0).type != Type::ARRAY)
         return bad("a chunk is not [[subchunk...], SliceNd]");
       ByteSpan slicePayload;
       SliceNd slice;
-      if (!nested(doc.item(pair, 1), kExtSliceNd, slicePayload))
+      if (!nested(mp::item(pair, 1), kExtSliceNd, slicePayload))
         return bad("a chunk's global slice is not a SliceNd (ext 6)");
       if (!decodeSliceNd(slicePayload, slice, why))
         return bad(why);
@@ -527,43 +524,45 @@ private:
       for (const Range &r : slice)
         volume *= uint64_t(r.stop - r.start);
       uint64_t want = volume * itemSize, have = 0; // volume <= numel <= 2^62
-      const Value &subchunks = doc.item(pair, 0);
-      for (size_t s = 0; s < subchunks.count; ++s) {
-        const Value &sub = doc.item(subchunks, s);
-        if (sub.kind != Kind::Ext || sub.extType != kExtNdarray)
+      const Object &subchunks = mp::item(pair, 0);
+      for (size_t s = 0; s < mp::size(subchunks); ++s) {
+        const Object &sub = mp::item(subchunks, s);
+        if (sub.type != Type::EXT || sub.via.ext.type() != kExtNdarray)
           return bad("a subchunk of " + sliceString(slice) +
                      " is not an ndarray (ext 1)");
         // flax ndarray: [shape, dtype name, C-order bytes] (doc: ext 1).
         Document &nd = ndDoc_;
-        if (!nd.parse(sub.bytes(), &why, options_.limits))
+        if (!nd.parse(mp::bytes(sub), &why, options_.limits))
           return bad("bad ndarray: " + why);
-        const Value &r = nd.root();
-        if (r.kind != Kind::Array || r.count != 3 ||
-            nd.item(r, 0).kind != Kind::Array || !isDtypeName(nd.item(r, 1)) ||
-            !(nd.item(r, 2).kind == Kind::Bin ||
-              nd.item(r, 2).kind == Kind::Str))
+        const Object &r = nd.root();
+        if (r.type != Type::ARRAY || mp::size(r) != 3 ||
+            mp::item(r, 0).type != Type::ARRAY ||
+            !isDtypeName(mp::item(r, 1)) ||
+            !(mp::item(r, 2).type == Type::BIN ||
+              mp::item(r, 2).type == Type::STR))
           return bad("an ndarray is not [shape, dtype, bytes]");
-        if (nd.item(r, 1).str() != leaf.dtypeName)
-          return bad("a subchunk has dtype " + quote(nd.item(r, 1).str()) +
+        if (mp::text(mp::item(r, 1)) != leaf.dtypeName)
+          return bad("a subchunk has dtype " + quote(mp::text(mp::item(r, 1))) +
                      ", the index says " + quote(leaf.dtypeName));
-        const Value &shape = nd.item(r, 0);
+        const Object &shape = mp::item(r, 0);
         uint64_t n = 1;
-        for (size_t a = 0; a < shape.count; ++a) {
+        for (size_t a = 0; a < mp::size(shape); ++a) {
           int64_t d;
-          if (!asSize(nd.item(shape, a), d) ||
+          if (!asSize(mp::item(shape, a), d) ||
               detail::mulOverflow(n, uint64_t(d), &n))
             return bad("an ndarray has a bad shape");
         }
-        const Value &data = nd.item(r, 2);
+        const Object &data = mp::item(r, 2);
         uint64_t bytes;
-        if (detail::mulOverflow(n, itemSize, &bytes) || bytes != data.size)
+        if (detail::mulOverflow(n, itemSize, &bytes) ||
+            bytes != mp::bytes(data).size)
           return bad("an ndarray of " + std::to_string(n) + " elements holds " +
-                     std::to_string(data.size) + " bytes");
+                     std::to_string(mp::bytes(data).size) + " bytes");
         if (detail::addOverflow(have, bytes, &have) || have > want)
           return bad("the subchunks of " + sliceString(slice) +
                      " hold more than the " + std::to_string(want) +
                      " bytes of the slice");
-        chunk.pieces.push_back(data.bytes());
+        chunk.pieces.push_back(mp::bytes(data));
       }
       if (have != want)
         return bad("the subchunks of " + sliceString(slice) + " hold " +
@@ -660,7 +659,7 @@ private:
   bool versioned_ = true;
   std::string selectPrefix_;
   std::vector<Leaf> leaves_;
-  std::vector<const Value *> leafValues_;
+  std::vector<const Object *> leafValues_;
   std::map<uint64_t, std::string> shardNames_;
   // Scratch documents for the nested payloads, reused to spare allocations.
   Document infoDoc_, shapedDoc_, sliceDoc_, axisDoc_, ndDoc_;

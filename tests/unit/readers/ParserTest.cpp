@@ -1,9 +1,9 @@
-//===- ParserTest.cpp - the msgpack decoder and the JSON parser -----------===//
+//===- ParserTest.cpp - msgpack and JSON parsing -----------===//
 
 #include "TestUtil.h"
 
 #include "vmoe/readers/Json.h"
-#include "vmoe/readers/Msgpack.h"
+#include "vmoe/readers/MsgpackObject.h"
 
 #include <cmath>
 
@@ -20,61 +20,72 @@ TEST(Msgpack, DecodesEveryForm) {
   m.byte(0xcb).be(0xc004000000000000ull, 8);      // float64 -2.5
   m.str(std::string(40, 'x')).bin(Bytes(300, 7)); // str8, bin16
   m.ext(5, Bytes(3, 1)).ext(6, Bytes(8, 2));      // ext8, fixext8
-  msgpack::Document doc;
+  mp::Document doc;
   std::string error;
   ASSERT_TRUE(doc.parse(span(m.b), &error)) << error;
-  const msgpack::Value &a = doc.root();
-  ASSERT_EQ(a.kind, msgpack::Kind::Array);
-  ASSERT_EQ(a.count, 15u);
+  const mp::Object &a = doc.root();
+  ASSERT_EQ(a.type, mp::Type::ARRAY);
+  ASSERT_EQ(mp::size(a), 15u);
   std::vector<int64_t> ints = {
       5, -3, 200, 40000, 3000000000LL, int64_t(1) << 40, -1000000};
   for (size_t i = 0; i < ints.size(); ++i) {
-    EXPECT_EQ(doc.item(a, i).kind, msgpack::Kind::Int);
-    EXPECT_EQ(doc.item(a, i).i, ints[i]);
+    int64_t v = 0;
+    EXPECT_TRUE(mp::isInt(mp::item(a, i)));
+    EXPECT_TRUE(mp::toInt64(mp::item(a, i), v));
+    EXPECT_EQ(v, ints[i]);
   }
-  EXPECT_EQ(doc.item(a, 7).kind, msgpack::Kind::UInt);
-  EXPECT_EQ(doc.item(a, 7).u, 0xffffffffffffffffull);
-  EXPECT_EQ(doc.item(a, 8).i, -128);
-  EXPECT_EQ(doc.item(a, 9).f, 1.5);
-  EXPECT_EQ(doc.item(a, 10).f, -2.5);
-  EXPECT_EQ(doc.item(a, 11).str(), std::string(40, 'x'));
-  EXPECT_EQ(doc.item(a, 12).size, 300u);
-  EXPECT_EQ(doc.item(a, 13).extType, 5);
-  EXPECT_EQ(doc.item(a, 13).size, 3u);
-  EXPECT_EQ(doc.item(a, 14).extType, 6);
-  EXPECT_EQ(doc.item(a, 14).size, 8u);
+  int64_t big = 0;
+  EXPECT_EQ(mp::item(a, 7).via.u64, 0xffffffffffffffffull);
+  EXPECT_FALSE(mp::toInt64(mp::item(a, 7), big)); // past int64_t
+  EXPECT_EQ(mp::item(a, 8).via.i64, -128);
+  EXPECT_EQ(mp::item(a, 9).via.f64, 1.5);
+  EXPECT_EQ(mp::item(a, 10).via.f64, -2.5);
+  EXPECT_EQ(mp::text(mp::item(a, 11)), std::string(40, 'x'));
+  EXPECT_EQ(mp::bytes(mp::item(a, 12)).size, 300u);
+  EXPECT_TRUE(mp::isExt(mp::item(a, 13), 5));
+  EXPECT_EQ(mp::bytes(mp::item(a, 13)).size, 3u);
+  EXPECT_TRUE(mp::isExt(mp::item(a, 14), 6));
+  EXPECT_EQ(mp::bytes(mp::item(a, 14)).size, 8u);
+  EXPECT_EQ(mp::bytes(mp::item(a, 14)).data[0], 2);
+  // str, bin and ext stay in the input (no copies).
+  EXPECT_EQ(mp::bytes(mp::item(a, 12)).data,
+            m.b.data() + (m.b.size() - 10 - 6 - 300));
+  EXPECT_STREQ(mp::kindName(mp::item(a, 13)), "ext");
   // Maps, nil, bool and 16/32-bit containers.
   Mp n;
   n.map(2).str("a").nil().str("b").byte(0xdd).be(2, 4).boolean(true).boolean(
       false);
   ASSERT_TRUE(doc.parse(span(n.b), &error)) << error;
-  EXPECT_EQ(doc.find(doc.root(), "a")->kind, msgpack::Kind::Nil);
-  const msgpack::Value *b = doc.find(doc.root(), "b");
+  EXPECT_EQ(mp::find(doc.root(), "a")->type, mp::Type::NIL);
+  const mp::Object *b = mp::find(doc.root(), "b");
   ASSERT_NE(b, nullptr);
-  EXPECT_EQ(b->count, 2u);
-  EXPECT_TRUE(doc.item(*b, 0).boolean);
-  EXPECT_EQ(doc.find(doc.root(), "c"), nullptr);
+  EXPECT_EQ(mp::size(*b), 2u);
+  EXPECT_TRUE(mp::item(*b, 0).via.boolean);
+  EXPECT_EQ(mp::find(doc.root(), "c"), nullptr);
 }
 
 TEST(Msgpack, RejectsMalformedInput) {
-  msgpack::Document doc;
+  mp::Document doc;
   std::string error;
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xc1}), &error), error,
                     "invalid msgpack byte 0xc1 at offset 0");
+  EXPECT_FAILS_WITH(doc.parse(span(Bytes{0x92, 0x01, 0xc1}), &error), error,
+                    "invalid msgpack byte 0xc1 at offset 2");
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{0x01, 0x02}), &error), error,
                     "trailing bytes: the msgpack object ends at offset 1 of 2");
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{}), &error), error,
-                    "truncated: a value at offset 0");
+                    "truncated: the 0 bytes end inside a msgpack value");
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xcd, 0x01}), &error), error,
-                    "truncated: uint at offset 0 needs 2 more bytes");
+                    "truncated: the 2 bytes end inside a msgpack value");
   EXPECT_FAILS_WITH(
       doc.parse(span(Bytes{0xdb, 0xff, 0xff, 0xff, 0xff}), &error), error,
-      "truncated: str at offset 0 needs 4294967295");
+      "truncated: the 5 bytes end inside a msgpack value");
+  // Declared counts are checked before anything is reserved for them.
   EXPECT_FAILS_WITH(
       doc.parse(span(Bytes{0xdd, 0x7f, 0xff, 0xff, 0xff, 0}), &error), error,
-      "array of 2147483647 items at offset 0 cannot fit");
+      "truncated: an array of 2147483647 items cannot fit in the 6 bytes");
   EXPECT_FAILS_WITH(doc.parse(span(Bytes{0xd8, 0x01, 0x00}), &error), error,
-                    "truncated: fixext at offset 0 needs 16");
+                    "truncated");
   // Every prefix of a valid document fails cleanly.
   Mp m;
   m.map(2)
@@ -88,7 +99,7 @@ TEST(Msgpack, RejectsMalformedInput) {
   for (size_t cut = 0; cut < m.b.size(); ++cut) {
     Bytes prefix(m.b.begin(), m.b.begin() + cut);
     EXPECT_FALSE(doc.parse(span(prefix), &error)) << cut;
-    EXPECT_NE(error.find("truncated"), std::string::npos) << error;
+    EXPECT_EQ(error.rfind("truncated", 0), 0u) << error;
   }
   ASSERT_TRUE(doc.parse(span(m.b), &error)) << error;
   // Depth: 64 levels are fine, 65 are not.
@@ -97,7 +108,21 @@ TEST(Msgpack, RejectsMalformedInput) {
   EXPECT_TRUE(doc.parse(span(deep), &error)) << error;
   deep.insert(deep.begin(), 0x91);
   EXPECT_FAILS_WITH(doc.parse(span(deep), &error), error,
-                    "nesting deeper than 64 levels");
+                    "msgpack nesting deeper than 64 levels");
+  // The value count: what the containers declare, before the tree is built.
+  ReadLimits limits;
+  limits.maxValues = 100;
+  Mp wide;
+  wide.arr(2).arr(60);
+  for (int i = 0; i < 60; ++i)
+    wide.nil();
+  wide.arr(60);
+  for (int i = 0; i < 60; ++i)
+    wide.nil();
+  EXPECT_FAILS_WITH(doc.parse(span(wide.b), &error, limits), error,
+                    "an array of 60 items makes more than 100 msgpack values");
+  limits.maxValues = 123;
+  EXPECT_TRUE(doc.parse(span(wide.b), &error, limits)) << error;
 }
 
 TEST(Json, ParsesValues) {

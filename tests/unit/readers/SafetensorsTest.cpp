@@ -89,7 +89,8 @@ TEST(Safetensors, WrongMagicAndHeader) {
   EXPECT_FAILS_WITH(readMem(bytes, out, error), error,
                     "the header does not start with '{'");
   EXPECT_FAILS_WITH(readMem(makeSafetensors("{\"a\":", {}), out, error), error,
-                    "bad header: JSON line 1, column 6: unexpected end");
+                    "bad header: JSON line 1, column 6: syntax error while parsing "
+                    "value - unexpected end of input");
   EXPECT_FAILS_WITH(readMem(makeSafetensors("{\"a\":1}", {}), out, error),
                     error, "tensor 'a': its entry is not an object");
   EXPECT_FAILS_WITH(

@@ -3,7 +3,7 @@
 // Reads the checkpoints google-research/vmoe writes with
 // vmoe.checkpoints.partitioned.save_checkpoint: `<prefix>.index` and
 // `<prefix>.data-nnnnn-of-NNNNN`, byte format as in
-// shared/docs/vmoe-checkpoint-format.md:
+// docs/vmoe-checkpoint-format.md:
 //  - the index is {shard_count, index: nested maps of IndexInfo (ext 8),
 //    version: '20220622'}. Leaf i of the index, in sorted key order at
 //    every level (jax's flatten order), is array id i in the data shards.
