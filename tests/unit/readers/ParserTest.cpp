@@ -2,7 +2,7 @@
 
 #include "TestUtil.h"
 
-#include "vmoe/readers/Json.h"
+#include "vmoe/readers/BoundedJson.h"
 #include "vmoe/readers/MsgpackObject.h"
 
 #include <cmath>
@@ -125,66 +125,66 @@ TEST(Msgpack, RejectsMalformedInput) {
   EXPECT_TRUE(doc.parse(span(wide.b), &error, limits)) << error;
 }
 
-TEST(Json, ParsesValues) {
-  json::Document doc;
+TEST(BoundedJson, ParsesValues) {
+  nlohmann::json doc;
   std::string error;
-  ASSERT_TRUE(
-      doc.parse(" {\"a\": [1, -2, 3.5, 1e3, -0, 12345678901234567890],"
-                " \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"\","
-                " \"t\": true, \"f\": false, \"n\": null, \"o\": {}} \n",
-                &error))
+  ASSERT_TRUE(parseBoundedJson(
+      " {\"a\": [1, -2, 3.5, 1e3, -0, 12345678901234567890],"
+      " \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"\","
+      " \"t\": true, \"f\": false, \"n\": null, \"o\": {}} \n",
+      doc, &error))
       << error;
-  const json::Value &root = doc.root();
-  const json::Value *a = doc.find(root, "a");
-  ASSERT_NE(a, nullptr);
-  ASSERT_EQ(a->count, 6u);
-  EXPECT_TRUE(doc.item(*a, 0).isInteger);
-  EXPECT_EQ(doc.item(*a, 1).integer, -2);
-  EXPECT_FALSE(doc.item(*a, 2).isInteger);
-  EXPECT_EQ(doc.item(*a, 2).number, 3.5);
-  EXPECT_FALSE(doc.item(*a, 3).isInteger);
-  EXPECT_EQ(doc.item(*a, 3).number, 1000.0);
-  EXPECT_TRUE(doc.item(*a, 4).isInteger);
-  EXPECT_FALSE(doc.item(*a, 5).isInteger); // beyond int64
-  EXPECT_EQ(doc.find(root, "s")->text, "x\xc3\xa9\xf0\x9f\x98\x80\n\"");
-  EXPECT_TRUE(doc.find(root, "t")->boolean);
-  EXPECT_EQ(doc.find(root, "n")->kind, json::Kind::Null);
-  EXPECT_EQ(doc.find(root, "o")->kind, json::Kind::Object);
+  const nlohmann::json &a = doc["a"];
+  ASSERT_EQ(a.size(), 6u);
+  EXPECT_TRUE(a[0].is_number_integer());
+  EXPECT_EQ(a[1].get<int64_t>(), -2);
+  EXPECT_TRUE(a[2].is_number_float());
+  EXPECT_EQ(a[2].get<double>(), 3.5);
+  EXPECT_EQ(a[3].get<double>(), 1000.0);
+  EXPECT_TRUE(a[4].is_number_integer());
+  uint64_t size = 0;
+  EXPECT_TRUE(jsonToSize(a[0], size));
+  EXPECT_EQ(size, 1u);
+  EXPECT_FALSE(jsonToSize(a[1], size)); // negative
+  EXPECT_FALSE(jsonToSize(a[2], size)); // not an integer
+  EXPECT_EQ(doc["s"].get<std::string>(), "x\xc3\xa9\xf0\x9f\x98\x80\n\"");
+  EXPECT_TRUE(doc["t"].get<bool>());
+  EXPECT_TRUE(doc["n"].is_null());
+  EXPECT_TRUE(doc["o"].is_object());
 }
 
-TEST(Json, RejectsMalformedInput) {
-  json::Document doc;
+TEST(BoundedJson, RejectsMalformedInput) {
+  nlohmann::json doc;
   std::string error;
   struct Case {
     const char *text, *message;
   };
-  for (Case c :
-       {Case{"", "unexpected end"}, Case{"{\"a\":1,}", "expected a string key"},
-        Case{"[1,]", "unexpected character"}, Case{"[01]", "leading zero"},
-        Case{"[1.]", "no digit after '.'"},
-        Case{"[NaN]", "unexpected character"},
-        Case{"[1e999]", "number out of range"},
-        Case{"[\"a\nb\"]", "control character"},
-        Case{"[\"\\x\"]", "invalid escape"},
-        Case{"[\"\\ud800\"]", "unpaired high surrogate"},
-        Case{"[\"\\udc00\"]", "unpaired low surrogate"},
-        Case{"[\"\xff\"]", "invalid UTF-8"},
-        Case{"[\"\xc0\xaf\"]", "invalid UTF-8"},
-        Case{"{\"a\":1,\"a\":2}", "line 1, column 8: duplicate key 'a'"},
-        Case{"{} {}", "unexpected text after the JSON value"},
-        Case{"[tru]", "invalid literal"},
-        Case{"\n\n  [1 2]", "JSON line 3, column 6: expected ','"}})
-    EXPECT_FAILS_WITH(doc.parse(c.text, &error), error, c.message);
+  // nlohmann-json's strict grammar; every syntax error says where.
+  for (Case c : {Case{"", "JSON line 1, column 1: syntax error"},
+                 Case{"{\"a\":1,}", "syntax error"},
+                 Case{"[1,]", "syntax error"}, Case{"[01]", "syntax error"},
+                 Case{"[1.]", "syntax error"}, Case{"[NaN]", "syntax error"},
+                 Case{"[\"a\nb\"]", "syntax error"},
+                 Case{"[\"\\x\"]", "syntax error"},
+                 Case{"[\"\\ud800\"]", "syntax error"},
+                 Case{"[\"\\udc00\"]", "syntax error"},
+                 Case{"[\"\xff\"]", "syntax error"},
+                 Case{"[\"\xc0\xaf\"]", "syntax error"},
+                 Case{"{\"a\":1,\"a\":2}", "duplicate key 'a'"},
+                 Case{"{} {}", "syntax error"}, Case{"[tru]", "syntax error"},
+                 Case{"\n\n  [1 2]", "JSON line 3, column 6: syntax error"}})
+    EXPECT_FAILS_WITH(parseBoundedJson(c.text, doc, &error), error, c.message)
+        << c.text;
   std::string bomb(100000, '[');
-  EXPECT_FAILS_WITH(doc.parse(bomb, &error), error,
-                    "nesting deeper than 64 levels");
+  EXPECT_FAILS_WITH(parseBoundedJson(bomb, doc, &error), error,
+                    "JSON nesting deeper than 64 levels");
   ReadLimits limits;
   limits.maxValues = 100;
   std::string wide = "[" + std::string(200, '0');
   for (size_t i = 2; i < wide.size(); i += 2)
     wide[i] = ',';
   wide += "]";
-  EXPECT_FAILS_WITH(doc.parse(wide, &error, limits), error,
+  EXPECT_FAILS_WITH(parseBoundedJson(wide, doc, &error, limits), error,
                     "more than 100 JSON values");
 }
 
