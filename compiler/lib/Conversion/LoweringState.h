@@ -7,7 +7,8 @@
 //   LoweringState.cpp      kernels, launches, buffers (the infrastructure)
 //   WeightPacking.cpp      constant data, globals, packed GEMM weights
 //   DenseKernels.cpp       layer norm, MLP, attention, patch embedding, head
-//   MoeKernels.cpp         the MoE layer's five kernels
+//   MoeKernels.cpp         the MoE layer's gates, expert and combine kernels
+//   MoeRouting.cpp         the MoE layer's slot assignment (MoeLayer.h)
 //   LowerToKernelsPass.cpp the pass, op dispatch, host schedule, residuals
 //
 //===----------------------------------------------------------------------===//

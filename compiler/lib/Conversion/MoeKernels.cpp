@@ -12,7 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "LoweringState.h"
+#include "MoeLayer.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -50,41 +50,6 @@ template <typename OpTy> static OpTy singleUserOfType(Value v) {
   }
   return found;
 }
-
-/// The values of one MoE layer that its kernel builders pass on: the ops
-/// of the decomposed layer, its shapes, its knobs and its buffers.
-struct MoeLayer {
-  RouterOp router;
-  TopKOp topK;
-  AssignSlotsOp assign;
-  DispatchOp dispatch;
-  ExpertMlpOp experts;
-  CombineOp combine;
-  /// Groups, tokens per group, hidden size, experts, top-k, the compiled
-  /// capacity (slots per expert and group) and the MLP size.
-  int64_t g = 0, s = 0, d = 0, e = 0, k = 0, cap = 0, m = 0;
-  /// Tokens per image (for the per-image routing statistics).
-  int64_t tokensPerImage = 0;
-  /// Expert inputs and outputs rounded to bf16 (the layer's bf16 dispatch).
-  bool bf16 = false;
-  unsigned index = 0;
-  double defaultCf = 0.0, maxCf = 0.0;
-  bool defaultBpr = false;
-  /// Host values: the capacity (a knob or a constant) and the BPR knob.
-  Value capacity, bpr;
-  /// Weights.
-  SmallVector<float> wr, w1, b1, w2, b2;
-  /// Expert activations as bf16 bits (i16) for vdpbf16ps, else f32.
-  bool actBits = false;
-  /// The gates kernel writes a bf16-rounded copy of x for expert-up.
-  bool roundInputs = false;
-  Type actType;
-  /// Host buffers, in the order they are allocated.
-  Value x, expertInput, wrBuf, topVal, topIdx, counts, kept, slots, slotToken,
-      slotGate, order, orderTmp, hidden, expertOut;
-  /// Tokens per workgroup of the gates and combine kernels.
-  int64_t tokenTile = 32;
-};
 
 /// What differs between expert-up and expert-down; the rest of the kernel
 /// is the same (see emitExpertGemm).
@@ -363,163 +328,6 @@ void Lowering::emitMoeGates(MoeLayer &l) {
   });
   launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
          perBatch(g * s, tokenTile));
-}
-
-/// BPR's token order of group `gi`: a stable sort of `order[gi]` (initially
-/// 0..S-1) by descending top-1 gate `gates[gi, token, 0]`, as a bottom-up
-/// merge sort that ping-pongs between `order` and `tmp`. c0, c1, cS: the
-/// kernel's index constants 0, 1 and S.
-static void emitBprOrder(ImplicitLocOpBuilder &b, Value gi, Value gates,
-                         Value order, Value tmp, Value c0, Value c1, Value cS) {
-  Type index = b.getIndexType();
-  // Merge runs of `width` from src to dst; `inOrder` tracks which buffer
-  // holds the current runs.
-  auto key = [&](ImplicitLocOpBuilder &b, Value buf, Value pos) {
-    Value tok = arith::IndexCastOp::create(
-        b, index, memref::LoadOp::create(b, buf, ValueRange{gi, pos}));
-    return memref::LoadOp::create(b, gates, ValueRange{gi, tok, c0})
-        .getResult();
-  };
-  auto whileOp = scf::WhileOp::create(
-      b, TypeRange{index, b.getI1Type()},
-      ValueRange{c1, arith::ConstantOp::create(b, b.getBoolAttr(true))},
-      [&](OpBuilder &nb, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder ib(loc, nb);
-        Value more =
-            arith::CmpIOp::create(ib, arith::CmpIPredicate::slt, args[0], cS);
-        scf::ConditionOp::create(ib, more, args);
-      },
-      [&](OpBuilder &nb, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder ib(loc, nb);
-        Value width = args[0], inOrder = args[1];
-        Value twice = arith::AddIOp::create(ib, width, width);
-        auto merge = [&](ImplicitLocOpBuilder &b, Value src, Value dst) {
-          forLoop(b, c0, cS, twice, [&](ImplicitLocOpBuilder &b, Value lo) {
-            Value mid = minIndex(b, arith::AddIOp::create(b, lo, width), cS);
-            Value hi = minIndex(b, arith::AddIOp::create(b, lo, twice), cS);
-            forLoopAcc(
-                b, lo, hi, c1, {lo, mid},
-                [&](ImplicitLocOpBuilder &b, Value out, ValueRange ij) {
-                  Value i = ij[0], j = ij[1];
-                  Value leftOk = arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::slt, i, mid);
-                  Value rightOk = arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::slt, j, hi);
-                  Value li = minIndex(b, i, arith::SubIOp::create(b, hi, c1));
-                  Value ri = minIndex(b, j, arith::SubIOp::create(b, hi, c1));
-                  // Stable, descending: the left run wins ties.
-                  Value geq =
-                      arith::CmpFOp::create(b, arith::CmpFPredicate::OGE,
-                                            key(b, src, li), key(b, src, ri));
-                  Value takeLeft = arith::AndIOp::create(
-                      b, leftOk,
-                      arith::OrIOp::create(
-                          b,
-                          arith::XOrIOp::create(b, rightOk,
-                                                arith::ConstantOp::create(
-                                                    b, b.getBoolAttr(true))),
-                          geq));
-                  Value from = arith::SelectOp::create(b, takeLeft, li, ri);
-                  Value tok =
-                      memref::LoadOp::create(b, src, ValueRange{gi, from});
-                  memref::StoreOp::create(b, tok, dst, ValueRange{gi, out});
-                  Value ni = arith::SelectOp::create(
-                      b, takeLeft, arith::AddIOp::create(b, i, c1), i);
-                  Value nj = arith::SelectOp::create(
-                      b, takeLeft, j, arith::AddIOp::create(b, j, c1));
-                  return SmallVector<Value>{ni, nj};
-                });
-          });
-        };
-        scf::IfOp::create(
-            ib, inOrder,
-            [&](OpBuilder &n2, Location l2) {
-              ImplicitLocOpBuilder b2(l2, n2);
-              merge(b2, order, tmp);
-              scf::YieldOp::create(b2);
-            },
-            [&](OpBuilder &n2, Location l2) {
-              ImplicitLocOpBuilder b2(l2, n2);
-              merge(b2, tmp, order);
-              scf::YieldOp::create(b2);
-            });
-        Value flipped = arith::XOrIOp::create(
-            ib, inOrder, arith::ConstantOp::create(ib, ib.getBoolAttr(true)));
-        scf::YieldOp::create(ib, ValueRange{twice, flipped});
-      });
-  Value inOrder = whileOp.getResult(1);
-  ifThen(b,
-         arith::XOrIOp::create(
-             b, inOrder, arith::ConstantOp::create(b, b.getBoolAttr(true))),
-         [&](ImplicitLocOpBuilder &b) {
-           forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
-             Value tok = memref::LoadOp::create(b, tmp, ValueRange{gi, p});
-             memref::StoreOp::create(b, tok, order, ValueRange{gi, p});
-           });
-         });
-}
-
-void Lowering::emitMoeAssign(MoeLayer &l) {
-  // assign: per group, the token order (BPR: stable sort by descending top-1
-  // gate) and the k-major slot assignment with counters that keep counting
-  // past the capacity.
-  int64_t g = l.g, s = l.s, e = l.e, k = l.k, cap = l.cap;
-  Type i32 = IntegerType::get(ctx, 32), index = IndexType::get(ctx);
-  SmallVector<Value> binds = {l.topVal,    l.topIdx,   l.slots,
-                              l.slotToken, l.slotGate, l.counts,
-                              l.kept,      l.order,    l.orderTmp};
-  Kernel kern = newKernel("moe_assign", binds, 2);
-  ImplicitLocOpBuilder &b = kern.b();
-  Value kv = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
-        kst = kern.bindings[3], ksg = kern.bindings[4], kc = kern.bindings[5],
-        kk = kern.bindings[6], ko = kern.bindings[7], kt = kern.bindings[8];
-  Value capArg = minIndex(b, kern.constants[0], constIndex(b, cap));
-  Value bprOn = arith::CmpIOp::create(b, arith::CmpIPredicate::ne,
-                                      kern.constants[1], constIndex(b, 0));
-  Value gi = kern.wx;
-  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cS = constIndex(b, s);
-  Value tokBase = arith::MulIOp::create(b, gi, cS);
-  forLoop(b, c0, constIndex(b, e), c1, [&](ImplicitLocOpBuilder &b, Value ex) {
-    memref::StoreOp::create(b, constI32(b, 0), kc, ValueRange{gi, ex});
-  });
-  forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value si) {
-    memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, si), ko,
-                            ValueRange{gi, si});
-    memref::StoreOp::create(b, constI32(b, 0), kk,
-                            ValueRange{arith::AddIOp::create(b, tokBase, si)});
-  });
-  ifThen(b, bprOn, [&](ImplicitLocOpBuilder &b) {
-    emitBprOrder(b, gi, kv, ko, kt, c0, c1, cS);
-  });
-  forLoop(b, c0, constIndex(b, k), c1, [&](ImplicitLocOpBuilder &b, Value j) {
-    forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
-      Value si = arith::IndexCastOp::create(
-          b, index, memref::LoadOp::create(b, ko, ValueRange{gi, p}));
-      Value ex = arith::IndexCastOp::create(
-          b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}));
-      Value posI32 = memref::LoadOp::create(b, kc, ValueRange{gi, ex});
-      memref::StoreOp::create(b,
-                              arith::AddIOp::create(b, posI32, constI32(b, 1)),
-                              kc, ValueRange{gi, ex});
-      Value pos = arith::IndexCastOp::create(b, index, posI32);
-      Value keep =
-          arith::CmpIOp::create(b, arith::CmpIPredicate::slt, pos, capArg);
-      memref::StoreOp::create(
-          b, arith::SelectOp::create(b, keep, posI32, constI32(b, -1)), ks,
-          ValueRange{gi, si, j});
-      ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
-        memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, si), kst,
-                                ValueRange{ex, gi, pos});
-        Value gate = memref::LoadOp::create(b, kv, ValueRange{gi, si, j});
-        memref::StoreOp::create(b, gate, ksg, ValueRange{ex, gi, pos});
-        Value tok = arith::AddIOp::create(b, tokBase, si);
-        Value n = memref::LoadOp::create(b, kk, ValueRange{tok});
-        memref::StoreOp::create(b, arith::AddIOp::create(b, n, constI32(b, 1)),
-                                kk, ValueRange{tok});
-      });
-    });
-  });
-  launch(kern, {g}, binds, {l.capacity, l.bpr}, perBatch(g * s, s));
 }
 
 Value Lowering::filledRows(Kernel &kern, const MoeLayer &l, Value kCounts,
