@@ -334,6 +334,10 @@ vmoe_status_t vmoe_module_moe_layer_info(const vmoe_module_t *handle,
   out->max_capacity = l->max_capacity();
   out->default_bpr = l->default_bpr() ? 1 : 0;
   out->has_stats = l->stats() ? 1 : 0;
+  out->fixed_capacity = l->max_capacity_factor() == 0 ? 1 : 0;
+  out->capacity_multiple_of = l->capacity_multiple_of();
+  out->capacity_round = l->capacity_round() ? 1 : 0;
+  out->expert_choice = l->routing() == fb::RoutingKind::ExpertChoice ? 1 : 0;
   return VMOE_STATUS_OK;
 }
 

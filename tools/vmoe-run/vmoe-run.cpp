@@ -56,6 +56,10 @@ const char *kUsage =
     "                          module's)\n"
     "  --bpr on|off            Batch Prioritized Routing (default: the "
     "module's)\n"
+    "  --num-selected-experts K\n"
+    "                          experts per token (k) of every top-k MoE layer\n"
+    "                          for this run (1 <= K <= the compiled k; the\n"
+    "                          capacity follows it; default: the module's)\n"
     "  --threads N             worker threads (default: one per CPU)\n"
     "  --device cpu|cuda[:N]   where to run (default cpu; cuda needs a module\n"
     "                          compiled with --target=cuda and an NVIDIA GPU)\n"
@@ -83,6 +87,7 @@ struct Options {
   uint64_t seed = 0;
   double capacityFactor = 0.0;
   int bpr = -1;
+  uint32_t numSelectedExperts = 0; // 0: the module's k
   uint32_t threads = 0;
   vmoe_device_t device = VMOE_DEVICE_CPU;
   uint32_t deviceOrdinal = 0;
@@ -168,6 +173,12 @@ int parseArgs(int argc, char **argv, Options &o) {
         o.bpr = 0;
       else
         return fail("--bpr takes on or off"), 2;
+    } else if (a == "--num-selected-experts") {
+      const char *v = value("--num-selected-experts");
+      if (!v || !parseInt(v, 1, 4096, n))
+        return fail("--num-selected-experts needs an integer in [1, 4096]"),
+               2;
+      o.numSelectedExperts = n;
     } else if (a == "--threads") {
       const char *v = value("--threads");
       if (!v || !parseInt(v, 1, 4096, n))
@@ -306,12 +317,22 @@ void printInfo(vmoe_module_t *module) {
   }
   for (uint32_t i = 0; i < info.moe_layer_count; ++i) {
     vmoe_moe_layer_info_t l;
-    if (vmoe_module_moe_layer_info(module, i, &l, &msg) == VMOE_STATUS_OK)
-      std::printf("  MoE layer %u: E=%u k=%u group=%u groups=%u capacity "
-                  "factor %.3g (max %.3g, C_max %u), BPR %s\n",
-                  i, l.num_experts, l.k, l.group_size, l.num_groups,
+    if (vmoe_module_moe_layer_info(module, i, &l, &msg) != VMOE_STATUS_OK)
+      continue;
+    std::printf("  MoE layer %u: E=%u %s group=%u groups=%u ", i,
+                l.num_experts, l.expert_choice ? "expert choice" : "top-k",
+                l.group_size, l.num_groups);
+    if (!l.expert_choice)
+      std::printf("k=%u ", l.k);
+    if (l.fixed_capacity)
+      std::printf("fixed capacity %u", l.max_capacity);
+    else
+      std::printf("capacity factor %.3g (max %.3g, C_max %u, %s, multiple "
+                  "of %u)",
                   l.default_capacity_factor, l.max_capacity_factor,
-                  l.max_capacity, l.default_bpr ? "on" : "off");
+                  l.max_capacity, l.capacity_round ? "round" : "ceil",
+                  l.capacity_multiple_of);
+    std::printf(", BPR %s\n", l.default_bpr ? "on" : "off");
   }
 }
 
@@ -515,6 +536,7 @@ void addRoutingStats(vmoe_session_t *session, const ModuleShape &m,
       continue;
     vmoe_routing_stats_t &t = r.layerStats[l];
     t.capacity = s.capacity;
+    t.k = s.k;
     t.capacity_factor = s.capacity_factor;
     t.bpr = s.bpr;
     t.assignments += s.assignments;
@@ -538,7 +560,7 @@ int runChunks(vmoe_session_t *session, const Options &o, const ModuleShape &m,
     r.outputs[i].resize(chunks.count * (m.outs[i].size_bytes / 4));
   r.layerStats.resize(m.info.moe_layer_count);
   r.minCoverage.resize(m.info.moe_layer_count);
-  vmoe_run_options_t ropts = {o.capacityFactor, o.bpr};
+  vmoe_run_options_t ropts = {o.capacityFactor, o.bpr, o.numSelectedExperts};
   // Shapes of a call, whose batch dim each chunk sets (no allocation in the
   // timed loop).
   std::vector<int64_t> runInShape = m.inShape;
@@ -640,10 +662,10 @@ void printSummary(vmoe_session_t *session, const Options &o,
     kept += s.assignments_kept;
     if (!o.quiet)
       std::printf(
-          "MoE layer %u: capacity %u (factor %.3g), BPR %s, kept %" PRIu64
+          "MoE layer %u: k %u, capacity %u (factor %.3g), BPR %s, kept %" PRIu64
           " of %" PRIu64 " assignments (%.1f%%), least-covered image "
           "%.1f%% of its tokens\n",
-          l, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
+          l, s.k, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
           s.assignments_kept, s.assignments,
           s.assignments ? 100.0 * s.assignments_kept / s.assignments : 0.0,
           100.0 * r.minCoverage[l]);

@@ -154,6 +154,11 @@ private:
   void allocMoeBuffers(MoeLayer &layer);
   void emitMoeGates(MoeLayer &layer);
   void emitMoeAssign(MoeLayer &layer);
+  /// Expert choice: each (group, expert) takes its top-C tokens.
+  void emitExpertChoiceAssign(MoeLayer &layer);
+  /// Inside an assign kernel: the real tokens of the group whose first token
+  /// is `tokBase` (S, or fewer where the call's batch ends).
+  Value realTokens(Kernel &kern, const MoeLayer &layer, Value tokBase);
   LogicalResult emitMoeExperts(MoeLayer &layer);
   /// Expert-up and expert-down: one GEMM per (row tile, panel block, expert
   /// x group) over the filled slots.

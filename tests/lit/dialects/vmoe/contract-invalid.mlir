@@ -154,7 +154,7 @@ func.func @f(%b: index {vmoe.kernel}) {
 
 // -----
 
-// expected-error @+1 {{'func.func' op argument 0 'vmoe.knob' is "capcity", must be one of "batch", "capacity", "bpr"}}
+// expected-error @+1 {{'func.func' op argument 0 'vmoe.knob' is "capcity", must be one of "batch", "capacity", "bpr", "k"}}
 func.func @f(%c: index {vmoe.knob = "capcity", vmoe.layer = 0 : i64}) {
   return
 }
