@@ -168,15 +168,28 @@ ref::ModelConfig referenceConfig(const VitMoeConfig &config, double cf,
   return refConfig;
 }
 
+/// Runs `images` (config.batchSize of them) at (cf, bpr) and k =
+/// config.numSelectedExperts, and compares with the reference. `padTo` >
+/// the batch: the reference runs the batch padded with zero images that
+/// take no slot (a batch that ends inside a routing group, docs/routing.md).
 void expectMatch(const VitMoeConfig &config, Module &m,
                  const ref::ModelWeights &weights, const ref::Tensor &images,
                  double cf, bool bpr, bool bf16ExpertMath = false,
                  double *maxDiffOut = nullptr,
-                 std::vector<float> *logitsOut = nullptr) {
+                 std::vector<float> *logitsOut = nullptr, int64_t padTo = 0) {
   SCOPED_TRACE("capacity factor " + std::to_string(cf) + ", BPR " +
-               (bpr ? "on" : "off"));
+               (bpr ? "on" : "off") + ", k " +
+               std::to_string(config.numSelectedExperts));
   ref::ModelConfig refConfig = referenceConfig(config, cf, bpr, bf16ExpertMath);
-  auto expected = ref::visionTransformerMoe(images, weights, refConfig);
+  ref::Tensor refImages = images;
+  if (padTo > config.batchSize) {
+    refImages = ref::Tensor(
+        {padTo, config.imageHeight, config.imageWidth, config.channels});
+    std::copy(images.data.begin(), images.data.end(), refImages.data.begin());
+    refConfig.moe.paddingTokens =
+        (padTo - config.batchSize) * config.tokensPerImage();
+  }
+  auto expected = ref::visionTransformerMoe(refImages, weights, refConfig);
   ASSERT_TRUE(expected.ok()) << expected.error();
 
   std::vector<float> logits(config.batchSize * config.numClasses);
@@ -188,7 +201,8 @@ void expectMatch(const VitMoeConfig &config, Module &m,
                       images.data.size() * 4};
   vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
                        logits.size() * 4};
-  vmoe_run_options_t ropts = {cf, bpr ? 1 : 0};
+  vmoe_run_options_t ropts = {
+      cf, bpr ? 1 : 0, static_cast<uint32_t>(config.numSelectedExperts)};
   vmoe_message_t msg;
   ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, &ropts, &msg),
             VMOE_STATUS_OK)
@@ -219,8 +233,10 @@ void expectMatch(const VitMoeConfig &config, Module &m,
         << "layer " << l;
     // A capacity that cannot hold every assignment must drop some: the
     // comparison then covers the dropping logic, not only the easy case.
-    if (got.capacity * config.numExperts <
-        static_cast<uint64_t>(refConfig.moe.groupSize) * config.numSelectedExperts)
+    if (padTo <= config.batchSize &&
+        got.capacity * config.numExperts <
+            static_cast<uint64_t>(refConfig.moe.groupSize) *
+                config.numSelectedExperts)
       EXPECT_GT(got.assignments_dropped, 0u) << "layer " << l;
     EXPECT_EQ(got.assignments_dropped,
               static_cast<uint64_t>(want.assignmentsDropped))
@@ -361,6 +377,49 @@ TEST(EndToEndBatch, GroupsSpanningImages) {
   expectMatch(c, m, weights, all, 0.5, false);
   expectMatch(two, m, weights, images, 0.5, false);
   expectMatch(two, m, weights, images, 0.5, true);
+}
+
+/// k per call on the whole model: a module compiled for k = 2 runs k = 1
+/// (and 2), routing exactly as the reference at that k, the capacity
+/// following k.
+TEST(EndToEndRouting, KPerCallMatchesTheReference) {
+  VitMoeConfig c = smallConfig(); // k = 2, groups of two images
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 61, m, weights);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor images = randomImages(c, 63);
+  for (int64_t k : {1, 2}) {
+    VitMoeConfig atK = c;
+    atK.numSelectedExperts = k;
+    for (double cf : {1.05, 0.5})
+      for (bool bpr : {false, true})
+        expectMatch(atK, m, weights, images, cf, bpr);
+  }
+}
+
+/// Batches of 1 and 3 on a module whose groups hold two images: the last
+/// group is partial and its padding takes no slot, at k = 2 and 1.
+TEST(EndToEndRouting, PartialGroupsMatchThePaddedReference) {
+  VitMoeConfig c = smallConfig();
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 65, m, weights);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor all = randomImages(c, 67);
+  for (int64_t batch : {1, 3}) {
+    VitMoeConfig part = c;
+    part.batchSize = batch;
+    ref::Tensor images({batch, c.imageHeight, c.imageWidth, c.channels});
+    std::copy_n(all.data.begin(), images.data.size(), images.data.begin());
+    for (int64_t k : {2, 1}) {
+      part.numSelectedExperts = k;
+      expectMatch(part, m, weights, images, 0.5, true, false, nullptr,
+                  nullptr, batch + 1);
+    }
+  }
 }
 
 /// float -> bfloat16 -> float, round to nearest even (finite inputs).
