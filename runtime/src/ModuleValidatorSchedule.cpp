@@ -275,8 +275,7 @@ vmoe_status_t Validator::checkStatsBuffer(uint32_t i, const char *what,
   return VMOE_STATUS_OK;
 }
 
-vmoe_status_t Validator::checkCapacityRule(uint32_t i,
-                                           const fb::MoeLayer *l) {
+vmoe_status_t Validator::checkCapacityRule(uint32_t i, const fb::MoeLayer *l) {
   bool expertChoice = l->routing() == fb::RoutingKind::ExpertChoice;
   if (l->routing() != fb::RoutingKind::TopK && !expertChoice)
     return invalid("MoE layer %u: unknown routing kind %u", i,

@@ -201,8 +201,8 @@ void expectMatch(const VitMoeConfig &config, Module &m,
                       images.data.size() * 4};
   vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
                        logits.size() * 4};
-  vmoe_run_options_t ropts = {
-      cf, bpr ? 1 : 0, static_cast<uint32_t>(config.numSelectedExperts)};
+  vmoe_run_options_t ropts = {cf, bpr ? 1 : 0,
+                              static_cast<uint32_t>(config.numSelectedExperts)};
   vmoe_message_t msg;
   ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, &ropts, &msg),
             VMOE_STATUS_OK)
@@ -416,8 +416,8 @@ TEST(EndToEndRouting, PartialGroupsMatchThePaddedReference) {
     std::copy_n(all.data.begin(), images.data.size(), images.data.begin());
     for (int64_t k : {2, 1}) {
       part.numSelectedExperts = k;
-      expectMatch(part, m, weights, images, 0.5, true, false, nullptr,
-                  nullptr, batch + 1);
+      expectMatch(part, m, weights, images, 0.5, true, false, nullptr, nullptr,
+                  batch + 1);
     }
   }
 }

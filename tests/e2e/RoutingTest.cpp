@@ -142,8 +142,8 @@ std::string layerMlir(const Layer &l, const ref::MoeWeights &w) {
      << " -> " << ki << ", " << counts << "\n"
      << "  %buf = vmoe.dispatch %xg, %te, %sl : " << grouped << ", " << ki
      << ", " << ki << " -> " << buffers << "\n"
-     << "  %ye = vmoe.expert_mlp %buf, %w1, %b1, %w2, %b2 : " << buffers
-     << ", " << types.substr(types.find(", ") + 2) << " -> " << buffers << "\n"
+     << "  %ye = vmoe.expert_mlp %buf, %w1, %b1, %w2, %b2 : " << buffers << ", "
+     << types.substr(types.find(", ") + 2) << " -> " << buffers << "\n"
      << "  %yg = vmoe.combine %ye, %te, %sl, %tw : " << buffers << ", " << ki
      << ", " << ki << ", " << kf << " -> " << grouped << "\n"
      << "  %yf = tensor.collapse_shape %yg [[0, 1], [2]] : " << grouped
@@ -257,8 +257,8 @@ void expectLayerMatch(Compiled &c, const ref::MoeWeights &w,
   EXPECT_EQ(got.assignments_dropped, uint64_t(ws.assignmentsDropped));
   int64_t e = w.routerKernel.dim(1);
   std::vector<uint64_t> assigned(e), kept(e);
-  ASSERT_EQ(vmoe_session_expert_load(c.session, 0, assigned.data(),
-                                     kept.data(), e, &msg),
+  ASSERT_EQ(vmoe_session_expert_load(c.session, 0, assigned.data(), kept.data(),
+                                     e, &msg),
             VMOE_STATUS_OK)
       << msg.text;
   for (int64_t ex = 0; ex < e; ++ex) {
@@ -271,9 +271,9 @@ void expectLayerMatch(Compiled &c, const ref::MoeWeights &w,
     EXPECT_EQ(kept[ex], wantKept) << "expert " << ex;
   }
   std::vector<double> shares(batch);
-  ASSERT_EQ(vmoe_session_image_coverage(c.session, 0, shares.data(), batch,
-                                        &msg),
-            VMOE_STATUS_OK)
+  ASSERT_EQ(
+      vmoe_session_image_coverage(c.session, 0, shares.data(), batch, &msg),
+      VMOE_STATUS_OK)
       << msg.text;
   for (int64_t i = 0; i < batch; ++i)
     EXPECT_DOUBLE_EQ(shares[i], ws.imageTokenShare[i]) << "image " << i;
@@ -467,8 +467,8 @@ TEST(RoutingPadding, PartialGroupsRouteOnlyRealTokens) {
     for (int64_t batch : {4, 1, 3, 2, 4, 1}) {
       ref::Tensor x({batch, l.t, l.d});
       std::copy_n(all.data.begin(), x.data.size(), x.data.begin());
-      int64_t padTo = (batch + imagesPerGroup - 1) / imagesPerGroup *
-                      imagesPerGroup;
+      int64_t padTo =
+          (batch + imagesPerGroup - 1) / imagesPerGroup * imagesPerGroup;
       for (double cf : {0.5, 2.0})
         for (int bpr : {0, 1}) {
           SCOPED_TRACE("batch " + std::to_string(batch) + " cf " +

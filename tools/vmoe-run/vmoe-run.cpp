@@ -176,8 +176,7 @@ int parseArgs(int argc, char **argv, Options &o) {
     } else if (a == "--num-selected-experts") {
       const char *v = value("--num-selected-experts");
       if (!v || !parseInt(v, 1, 4096, n))
-        return fail("--num-selected-experts needs an integer in [1, 4096]"),
-               2;
+        return fail("--num-selected-experts needs an integer in [1, 4096]"), 2;
       o.numSelectedExperts = n;
     } else if (a == "--threads") {
       const char *v = value("--threads");
@@ -319,9 +318,9 @@ void printInfo(vmoe_module_t *module) {
     vmoe_moe_layer_info_t l;
     if (vmoe_module_moe_layer_info(module, i, &l, &msg) != VMOE_STATUS_OK)
       continue;
-    std::printf("  MoE layer %u: E=%u %s group=%u groups=%u ", i,
-                l.num_experts, l.expert_choice ? "expert choice" : "top-k",
-                l.group_size, l.num_groups);
+    std::printf("  MoE layer %u: E=%u %s group=%u groups=%u ", i, l.num_experts,
+                l.expert_choice ? "expert choice" : "top-k", l.group_size,
+                l.num_groups);
     if (!l.expert_choice)
       std::printf("k=%u ", l.k);
     if (l.fixed_capacity)
@@ -495,9 +494,10 @@ int loadLabels(const std::string &path, Inputs &x) {
 //===----------------------------------------------------------------------===//
 
 /// The images run in chunks of the compiled batch. A last partial chunk runs
-/// as a smaller batch, padded with zero images only up to the module's batch
-/// step (whole MoE groups); padding images take part in routing as vmoe's
-/// padded eval batches do.
+/// as a smaller batch (a partial routing group routes only its own images,
+/// docs/routing.md); a module that runs only whole batches (batch step =
+/// batch) gets zero images, which take part in routing there as in vmoe's
+/// padded eval batches.
 struct Chunks {
   int64_t count = 0;
   int64_t lastRun = 0; // images in the last call, padding included

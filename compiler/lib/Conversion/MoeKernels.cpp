@@ -120,8 +120,7 @@ static bool isWholeLayer(MoeLayer &l) {
   Value slots = l.topK ? l.assign.getSlots() : l.choice.getSlots();
   Value weights = l.topK ? l.topK.getValues() : l.choice.getWeights();
   return l.dispatch.getInput() == l.router.getInput() &&
-         l.dispatch.getExperts() == experts &&
-         l.dispatch.getSlots() == slots &&
+         l.dispatch.getExperts() == experts && l.dispatch.getSlots() == slots &&
          l.combine.getBuffers() == l.experts.getResult() &&
          l.combine.getExperts() == experts && l.combine.getSlots() == slots &&
          l.combine.getWeights() == weights;
@@ -170,8 +169,8 @@ FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
   l.d = xs[2];
   l.e = shapeOf(router.getGates())[2];
   l.k = l.expertChoice ? 1 : shapeOf(l.topK.getValues())[2];
-  l.cap = l.expertChoice ? l.choice.getMaxCapacity()
-                         : l.assign.getMaxCapacity();
+  l.cap =
+      l.expertChoice ? l.choice.getMaxCapacity() : l.assign.getMaxCapacity();
   l.m = shapeOf(experts.getW1())[2];
   l.bf16 = l.dispatch.getBf16Round();
   if (l.combine.getBf16Round() != l.bf16)
@@ -218,8 +217,8 @@ LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
   if (l.tokensPerImage < 1 || l.g * l.s != maxBatch * l.tokensPerImage)
     dynamicBatch = false;
   // Run-time knobs: the capacity, k and the BPR flag become host arguments.
-  Operation *routing = l.expertChoice ? l.choice.getOperation()
-                                      : l.assign.getOperation();
+  Operation *routing =
+      l.expertChoice ? l.choice.getOperation() : l.assign.getOperation();
   Value capacity =
       l.expertChoice ? l.choice.getCapacity() : l.assign.getCapacity();
   // Expert choice sizes its buffers for S tokens (vmoe: num_tokens = S).
@@ -240,8 +239,8 @@ LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
       return capOp.emitOpError()
              << "computes the capacity of " << capOp.getNumTokens()
              << " routed tokens and " << capOp.getNumExperts()
-             << " experts, but its layer routes " << l.s << " tokens x k = "
-             << l.k << " to " << l.e
+             << " experts, but its layer routes " << l.s
+             << " tokens x k = " << l.k << " to " << l.e
              << " experts; a compiled module derives the capacity from "
                 "those (set num_tokens = "
              << routed << ", num_experts = " << l.e
@@ -554,8 +553,8 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
   bool choice = l.expertChoice;
   Type index = IndexType::get(ctx);
   auto [out, residual] = outputFor(l.combine.getResult(), l.combine);
-  SmallVector<Value> binds = {l.expertOut, choice ? l.kept : l.topIdx,
-                              l.slots, out};
+  SmallVector<Value> binds = {l.expertOut, choice ? l.kept : l.topIdx, l.slots,
+                              out};
   if (residual)
     binds.push_back(residual);
   Kernel kern =
@@ -585,12 +584,12 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
       Value keep = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
                                          constI32(b, 0));
       ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
-        Value ex = choice ? jj
-                          : arith::IndexCastOp::create(
-                                b, index,
-                                memref::LoadOp::create(b, ki,
-                                                       ValueRange{gi, si, jj}))
-                                .getResult();
+        Value ex =
+            choice ? jj
+                   : arith::IndexCastOp::create(
+                         b, index,
+                         memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}))
+                         .getResult();
         Value sl = arith::IndexCastOp::create(b, index, slot);
         forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
           Value y = memref::LoadOp::create(b, ky, ValueRange{ex, gi, sl, dd});

@@ -160,11 +160,13 @@ void Lowering::emitMoeAssign(MoeLayer &l) {
   ifThen(b, bprOn, [&](ImplicitLocOpBuilder &b) {
     emitGateOrder(b, gi, gi, c0, kv, ko, kt, c0, c1, valid);
   });
-  forLoop(b, kCall, constIndex(b, k), c1, [&](ImplicitLocOpBuilder &b, Value j) {
-    forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value si) {
-      memref::StoreOp::create(b, constI32(b, -1), ks, ValueRange{gi, si, j});
-    });
-  });
+  forLoop(b, kCall, constIndex(b, k), c1,
+          [&](ImplicitLocOpBuilder &b, Value j) {
+            forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value si) {
+              memref::StoreOp::create(b, constI32(b, -1), ks,
+                                      ValueRange{gi, si, j});
+            });
+          });
   forLoop(b, c0, kCall, c1, [&](ImplicitLocOpBuilder &b, Value j) {
     forLoop(b, c0, valid, c1, [&](ImplicitLocOpBuilder &b, Value p) {
       Value si = arith::IndexCastOp::create(
@@ -202,8 +204,8 @@ void Lowering::emitExpertChoiceAssign(MoeLayer &l) {
   // top_k over tokens) and takes the first min(C, real tokens) of them.
   int64_t g = l.g, s = l.s, e = l.e, cap = l.cap;
   Type i32 = IntegerType::get(ctx, 32), index = IndexType::get(ctx);
-  SmallVector<Value> binds = {l.topVal,   l.slots,   l.slotToken, l.slotGate,
-                              l.counts,   l.order,   l.orderTmp};
+  SmallVector<Value> binds = {l.topVal, l.slots, l.slotToken, l.slotGate,
+                              l.counts, l.order, l.orderTmp};
   Kernel kern = newKernel("moe_expert_choice", binds, 1);
   ImplicitLocOpBuilder &b = kern.b();
   Value kv = kern.bindings[0], ks = kern.bindings[1], kst = kern.bindings[2],

@@ -163,9 +163,10 @@ LogicalResult Serializer::readKnob(BlockArgument arg, Attribute knob) {
       layer.getInt() > std::numeric_limits<uint32_t>::max())
     return host.emitOpError() << "knob argument " << i << " has no "
                               << kLayerAttrName << " (a layer number)";
-  auto source = *kind == KnobKind::Capacity ? fb::PushConstantSource::MoeCapacity
-                : *kind == KnobKind::K      ? fb::PushConstantSource::MoeK
-                                            : fb::PushConstantSource::MoeBpr;
+  auto source = *kind == KnobKind::Capacity
+                    ? fb::PushConstantSource::MoeCapacity
+                : *kind == KnobKind::K ? fb::PushConstantSource::MoeK
+                                       : fb::PushConstantSource::MoeBpr;
   knobs[arg] = {source, static_cast<uint32_t>(layer.getInt())};
   return success();
 }

@@ -287,7 +287,8 @@ void ModuleWriter::Impl::buildFlatBuffer(
         l.numGroups, l.numTokens, l.tokensPerImage, l.defaultCapacityFactor,
         l.maxCapacityFactor, l.maxCapacity, l.defaultBpr, stats,
         l.capacityMultipleOf, l.capacityRound,
-        l.expertChoice ? fb::RoutingKind::ExpertChoice : fb::RoutingKind::TopK));
+        l.expertChoice ? fb::RoutingKind::ExpertChoice
+                       : fb::RoutingKind::TopK));
   }
   auto layersOffset = fbb.CreateVector(layerOffsets);
 

@@ -104,15 +104,12 @@ LogicalResult verifyMoeLayers(EmitFn emit, NamedAttribute attr) {
 // MoeLayerAttr
 //===----------------------------------------------------------------------===//
 
-LogicalResult MoeLayerAttr::verify(EmitFn emitError, int64_t layer,
-                                   int64_t numExperts, int64_t k,
-                                   int64_t groupSize, int64_t numGroups,
-                                   int64_t tokensPerImage, int64_t maxCapacity,
-                                   llvm::APFloat capacityFactor,
-                                   llvm::APFloat maxCapacityFactor,
-                                   bool batchPriority, bool bf16Dispatch,
-                                   bool expertChoice, int64_t multipleOf,
-                                   bool round) {
+LogicalResult MoeLayerAttr::verify(
+    EmitFn emitError, int64_t layer, int64_t numExperts, int64_t k,
+    int64_t groupSize, int64_t numGroups, int64_t tokensPerImage,
+    int64_t maxCapacity, llvm::APFloat capacityFactor,
+    llvm::APFloat maxCapacityFactor, bool batchPriority, bool bf16Dispatch,
+    bool expertChoice, int64_t multipleOf, bool round) {
   if (layer < 0 || layer > kMaxU32)
     return emitError() << "layer " << layer << " must be in [0, 2^32)";
   std::pair<StringRef, int64_t> counts[] = {
@@ -159,8 +156,8 @@ LogicalResult MoeLayerAttr::verify(EmitFn emitError, int64_t layer,
                        << maxCf;
   // The expert buffers must hold what the largest factor lets through; past
   // group_size nothing changes (an expert gets at most S tokens per group).
-  std::optional<int64_t> needed = computeCapacity(
-      groupSize * k, numExperts, maxCf, multipleOf, round);
+  std::optional<int64_t> needed =
+      computeCapacity(groupSize * k, numExperts, maxCf, multipleOf, round);
   if (!needed)
     return emitError() << "max_capacity_factor = " << maxCf
                        << " gives no valid capacity for group_size = "

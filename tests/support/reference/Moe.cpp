@@ -191,8 +191,8 @@ Result<MoeOutput> sparseMoe(const Tensor &x, const MoeWeights &weights,
   int64_t numValid = numTokens - config.paddingTokens;
   Routing routing;
   if (tokenChoice) {
-    routing = tokenChoiceRouting(gates, k, *capacity, config.batchPriority,
-                                 numValid);
+    routing =
+        tokenChoiceRouting(gates, k, *capacity, config.batchPriority, numValid);
   } else {
     Result<Routing> chosen = expertChoiceRouting(gates, *capacity, numValid);
     if (!chosen)

@@ -197,8 +197,7 @@ TEST(PaddingTest, PaddingTakesNoSlot) {
   // in the unpadded example it took e2's slot 0 and pushed t1's second
   // choice out.
   EXPECT_EQ(routing.slots.data, (std::vector<int32_t>{0, 0, 1, 1, -1, -1}));
-  EXPECT_EQ(routing.positions.data,
-            (std::vector<int32_t>{0, 0, 1, 1, -1, -1}));
+  EXPECT_EQ(routing.positions.data, (std::vector<int32_t>{0, 0, 1, 1, -1, -1}));
   EXPECT_EQ(routing.expertCounts.data, (std::vector<int32_t>{2, 0, 2}));
   EXPECT_EQ(routing.capacity, 2);
   // With BPR the padding is not sorted in either.

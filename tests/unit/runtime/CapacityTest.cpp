@@ -337,11 +337,11 @@ std::vector<uint8_t> echoLayerModule(MoeLayerDesc layer,
   echo.constantCount = 4;
   echo.writtenBindings = {true};
   uint32_t kernel = w.addKernel(echo);
-  w.addDispatch({kernel,
-                 {BindingDesc::output(0, 0, 32)},
-                 {PushConstantDesc::capacity(0), PushConstantDesc::k(0),
-                  PushConstantDesc::batchSize(),
-                  PushConstantDesc::literal(42)}});
+  w.addDispatch(
+      {kernel,
+       {BindingDesc::output(0, 0, 32)},
+       {PushConstantDesc::capacity(0), PushConstantDesc::k(0),
+        PushConstantDesc::batchSize(), PushConstantDesc::literal(42)}});
   return serialize(w);
 }
 
@@ -453,9 +453,9 @@ TEST(CapacityRule, ExpertChoiceCountsTokensAndNeedsItsBit) {
   EXPECT_EQ(unmarked.message, "MoE layer 0 routes by expert choice but the "
                               "module does not require it");
   layer.k = 2;
-  EXPECT_EQ(loadBytes(echoLayerModule(layer, VMOE_REQUIRES_EXPERT_CHOICE))
-                .message,
-            "MoE layer 0: expert choice needs k 1, got 2");
+  EXPECT_EQ(
+      loadBytes(echoLayerModule(layer, VMOE_REQUIRES_EXPERT_CHOICE)).message,
+      "MoE layer 0: expert choice needs k 1, got 2");
 }
 
 } // namespace
