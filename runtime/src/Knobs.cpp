@@ -107,7 +107,11 @@ vmoe_status_t Knobs::resolveLayer(uint32_t i, const KnobRequest &request,
     k = request.k;
   }
   call->k = k;
-  call->bpr = request.bpr >= 0 ? request.bpr : layer->default_bpr() ? 1 : 0;
+  // Expert choice has no token order to prioritise: BPR is off there.
+  call->bpr = !topK                  ? 0
+              : request.bpr >= 0     ? request.bpr
+              : layer->default_bpr() ? 1
+                                     : 0;
   if (layer->max_capacity_factor() == 0) {
     // A fixed capacity: the same in every call, whatever the factor and k
     // (vmoe uses an explicit capacity as it is).

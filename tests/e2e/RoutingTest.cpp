@@ -9,7 +9,7 @@
 // group (padding never takes a slot) and expert-choice routing.
 //
 // VMOE_E2E_TARGET=cuda-emulation runs the same checks on the CUDA kernels'
-// bodies (ctest's vmoe_e2e_cuda_emulation).
+// bodies (ctest's vmoe_e2e_cuda_emulation), VMOE_E2E_DEVICE=cuda on a GPU.
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,6 +28,7 @@
 #include <functional>
 #include <random>
 #include <sstream>
+#include <string>
 
 namespace {
 
@@ -178,6 +179,13 @@ void compileLayer(const std::string &mlir, Compiled &out,
   copts.cpu = "host";
   if (const char *target = std::getenv("VMOE_E2E_TARGET"))
     copts.target = target;
+  // VMOE_E2E_DEVICE=cuda runs the PTX on a GPU (scripts/gpu-check.sh).
+  const char *device = std::getenv("VMOE_E2E_DEVICE");
+  bool onGpu = device && std::string(device) == "cuda";
+  if (onGpu) {
+    copts.target = "cuda";
+    copts.cudaSms = {80, 90};
+  }
   std::vector<uint8_t> bytes;
   std::string error;
   bool ok = mlir::succeeded(
@@ -198,6 +206,8 @@ void compileLayer(const std::string &mlir, Compiled &out,
   if (options)
     sopts = *options;
   sopts.thread_count = 2;
+  if (onGpu)
+    sopts.device = VMOE_DEVICE_CUDA;
   ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
             VMOE_STATUS_OK)
       << msg.text;
@@ -533,6 +543,14 @@ TEST(RoutingExpertChoice, MatchesTheReference) {
                        (batch + 1) / 2 * 2);
     }
   }
+  // BPR does not apply: a call that asks for it routes the same, BPR off.
+  vmoe_run_options_t bpr = {1.0, 1, 0};
+  expectLayerMatch(c, w, x, expertChoiceConfig(16, 1.0), &bpr);
+  vmoe_routing_stats_t stats;
+  ASSERT_EQ(vmoe_session_routing_stats(c.session, 0, &stats, &msg),
+            VMOE_STATUS_OK);
+  EXPECT_EQ(stats.bpr, 0);
+  EXPECT_EQ(stats.k, 1u);
   // Expert choice has no k.
   std::vector<float> y;
   vmoe_run_options_t k1 = {0, -1, 1};
