@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "reference/Reference.h"
+#include "vmoe/Dialect/IR/VmoeOps.h"
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
 #include "vmoe/readers/ModelConfig.h"
@@ -91,10 +92,12 @@ class EndToEnd : public ::testing::TestWithParam<bool> {};
 
 /// Compiles `config` with random weights; returns the module and the
 /// reference weights.
+/// `expertChoice`: the MoE layers route by expert choice (the config reader
+/// has no such option: the built IR is changed before compiling).
 void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
                     Module &out, ref::ModelWeights &refWeights,
-                    bool expertWeightsBf16 = false,
-                    bool expertBf16Math = false) {
+                    bool expertWeightsBf16 = false, bool expertBf16Math = false,
+                    bool expertChoice = false) {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
   registerCompilerDialects(registry);
@@ -102,6 +105,12 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   std::string error;
   auto module = buildVitMoe(context, config, weights, &error);
   ASSERT_TRUE(module) << error;
+  if (expertChoice)
+    module->walk([&](SparseMoeOp op) {
+      op.setRoutingAttr(RoutingKindAttr::get(
+          &context, mlir::vmoe::RoutingKind::ExpertChoice));
+      op.setKAttr(mlir::Builder(&context).getI64IntegerAttr(1));
+    });
   CompileOptions options;
   options.cpu = "host";
   // The same checks for the CUDA back end: VMOE_E2E_TARGET=cuda-emulation
@@ -154,8 +163,11 @@ ref::Tensor randomImages(const VitMoeConfig &c, uint64_t seed) {
 /// Runs the compiled model and the reference at (cf, bpr) and compares.
 /// The reference evaluator's config for `config` run at (cf, bpr).
 ref::ModelConfig referenceConfig(const VitMoeConfig &config, double cf,
-                                 bool bpr, bool bf16ExpertMath) {
+                                 bool bpr, bool bf16ExpertMath,
+                                 bool expertChoice = false) {
   ref::ModelConfig refConfig;
+  if (expertChoice)
+    refConfig.moe.routing = ref::RoutingKind::ExpertChoice;
   refConfig.classifier = config.classifier == "token" ? ref::Classifier::Token
                                                       : ref::Classifier::Gap;
   refConfig.moe.groupSize =
@@ -176,11 +188,13 @@ void expectMatch(const VitMoeConfig &config, Module &m,
                  const ref::ModelWeights &weights, const ref::Tensor &images,
                  double cf, bool bpr, bool bf16ExpertMath = false,
                  double *maxDiffOut = nullptr,
-                 std::vector<float> *logitsOut = nullptr, int64_t padTo = 0) {
+                 std::vector<float> *logitsOut = nullptr, int64_t padTo = 0,
+                 bool expertChoice = false) {
   SCOPED_TRACE("capacity factor " + std::to_string(cf) + ", BPR " +
                (bpr ? "on" : "off") + ", k " +
                std::to_string(config.numSelectedExperts));
-  ref::ModelConfig refConfig = referenceConfig(config, cf, bpr, bf16ExpertMath);
+  ref::ModelConfig refConfig =
+      referenceConfig(config, cf, bpr, bf16ExpertMath, expertChoice);
   ref::Tensor refImages = images;
   if (padTo > config.batchSize) {
     refImages = ref::Tensor(
@@ -201,8 +215,9 @@ void expectMatch(const VitMoeConfig &config, Module &m,
                       images.data.size() * 4};
   vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
                        logits.size() * 4};
-  vmoe_run_options_t ropts = {cf, bpr ? 1 : 0,
-                              static_cast<uint32_t>(config.numSelectedExperts)};
+  vmoe_run_options_t ropts = {
+      cf, bpr ? 1 : 0,
+      expertChoice ? 0u : static_cast<uint32_t>(config.numSelectedExperts)};
   vmoe_message_t msg;
   ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, &ropts, &msg),
             VMOE_STATUS_OK)
@@ -233,7 +248,7 @@ void expectMatch(const VitMoeConfig &config, Module &m,
         << "layer " << l;
     // A capacity that cannot hold every assignment must drop some: the
     // comparison then covers the dropping logic, not only the easy case.
-    if (padTo <= config.batchSize &&
+    if (padTo <= config.batchSize && !expertChoice &&
         got.capacity * config.numExperts <
             static_cast<uint64_t>(refConfig.moe.groupSize) *
                 config.numSelectedExperts)
@@ -420,6 +435,30 @@ TEST(EndToEndRouting, PartialGroupsMatchThePaddedReference) {
                   batch + 1);
     }
   }
+}
+
+/// Expert choice through the whole model (both MoE layers, each combine
+/// fused with its residual add): logits within the tolerance and routing
+/// exactly, at several capacity factors, with BPR asked for (it does not
+/// apply), and for a batch that ends inside a group.
+TEST(EndToEndRouting, ExpertChoiceModelMatchesTheReference) {
+  VitMoeConfig c = smallConfig(); // groups of two images
+  Module m;
+  ref::ModelWeights weights;
+  compileWeights(c, randomWeights(c, 71), m, weights, false, false,
+                 /*expertChoice=*/true);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor images = randomImages(c, 73);
+  for (double cf : {2.0, 1.05, 0.5})
+    expectMatch(c, m, weights, images, cf, cf < 1.0, false, nullptr, nullptr, 0,
+                /*expertChoice=*/true);
+  VitMoeConfig three = c;
+  three.batchSize = 3;
+  ref::Tensor part({3, c.imageHeight, c.imageWidth, c.channels});
+  std::copy_n(images.data.begin(), part.data.size(), part.data.begin());
+  expectMatch(three, m, weights, part, 0.5, false, false, nullptr, nullptr, 4,
+              /*expertChoice=*/true);
 }
 
 /// float -> bfloat16 -> float, round to nearest even (finite inputs).
