@@ -393,6 +393,15 @@ void vmoe_session_options_init(vmoe_session_options_t *options) {
   options->cuda_graph_cache = VMOE_CUDA_GRAPH_CACHE_DEFAULT;
 }
 
+void vmoe_run_options_init(vmoe_run_options_t *options) {
+  if (!options)
+    return;
+  memset(options, 0, sizeof(*options));
+  options->capacity_factor = 0;
+  options->bpr = -1;
+  options->num_selected_experts = 0;
+}
+
 vmoe_status_t vmoe_session_create(vmoe_module_t *module,
                                   const vmoe_session_options_t *options,
                                   vmoe_session_t **out_session,

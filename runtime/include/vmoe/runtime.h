@@ -412,6 +412,11 @@ typedef struct vmoe_run_options_t {
   uint32_t num_selected_experts;
 } vmoe_run_options_t;
 
+/* Every field "as the session's" (0, -1, 0). Initialise run options with it
+ * (or zero the whole struct and set bpr): fields added later are then
+ * defaults too. */
+VMOE_API void vmoe_run_options_init(vmoe_run_options_t *options);
+
 /* Runs the schedule once. `options` may be NULL. Checks every input and
  * output against the signature before any kernel runs. A second caller while
  * a run of this session is under way gets VMOE_STATUS_FAILED_PRECONDITION. */

@@ -400,7 +400,14 @@ TEST(CapacityRule, KPerCallReachesTheKernelAndScalesTheCapacity) {
   std::vector<int64_t> out = echo(s.session, nullptr);
   EXPECT_EQ(out[0], 104);
   EXPECT_EQ(out[1], 2);
-  vmoe_run_options_t options = {1.05, -1, 1};
+  vmoe_run_options_t options;
+  vmoe_run_options_init(&options);
+  EXPECT_EQ(options.capacity_factor, 0.0);
+  EXPECT_EQ(options.bpr, -1);
+  EXPECT_EQ(options.num_selected_experts, 0u);
+  EXPECT_EQ(echo(s.session, &options)[1], 2);
+  options.capacity_factor = 1.05;
+  options.num_selected_experts = 1;
   out = echo(s.session, &options);
   EXPECT_EQ(out[0], capacity(1576, 1, 32, 1.05)); // 52
   EXPECT_EQ(out[1], 1);
