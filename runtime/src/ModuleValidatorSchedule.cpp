@@ -239,9 +239,14 @@ vmoe_status_t Validator::checkDispatches() {
       case fb::PushConstantSource::Literal:
       case fb::PushConstantSource::BatchSize:
         break;
+      case fb::PushConstantSource::MoeK:
+        if (!(root.requirements() & VMOE_REQUIRES_K_KNOB))
+          return invalid("dispatch %u, push constant %u takes the call's k "
+                         "but the module does not require it",
+                         d, c);
+        [[fallthrough]];
       case fb::PushConstantSource::MoeCapacity:
       case fb::PushConstantSource::MoeBpr:
-      case fb::PushConstantSource::MoeK:
         if (pc->layer() >= layerCount)
           return invalid("dispatch %u, push constant %u: MoE layer %u out "
                          "of range (%u layers)",

@@ -485,6 +485,9 @@ LogicalResult Serializer::addMoeLayers() {
     }
     writer.addMoeLayer(layer);
   }
+  for (const auto &entry : knobs)
+    if (entry.second.source == fb::PushConstantSource::MoeK)
+      requirements |= VMOE_REQUIRES_K_KNOB;
   writer.setRequirements(requirements);
   return success();
 }
