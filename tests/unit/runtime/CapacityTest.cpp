@@ -386,8 +386,9 @@ TEST(CapacityRule, TheLayersRuleReachesTheKernel) {
                               "module does not require it");
   // An unknown requirement bit is refused as a newer module.
   Loaded newer = loadBytes(echoLayerModule(layer, 1ull << 40));
-  EXPECT_NE(newer.message.find("module requires runtime features 0x10000000000"),
-            std::string::npos)
+  EXPECT_NE(
+      newer.message.find("module requires runtime features 0x10000000000"),
+      std::string::npos)
       << newer.message;
   EXPECT_EQ(newer.status, VMOE_STATUS_UNSUPPORTED_VERSION);
 }
