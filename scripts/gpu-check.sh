@@ -142,7 +142,7 @@ fi
 e2e="not run (--modules)" ctests=""
 if [ $mode = full ]; then
   say "GPU end-to-end tests (reference logits, routing exactly)"
-  filter='DefaultBpr/EndToEnd.*:EndToEndVariants.*:EndToEndBatch.*:BundledModel.*:ModelVariants.*'
+  filter='DefaultBpr/EndToEnd.*:EndToEndVariants.*:EndToEndBatch.*:BundledModel.*:ModelVariants.*:EndToEndRouting.*:Routing*'
   [ $quick = 1 ] && filter='DefaultBpr/EndToEnd.*:BundledModel.*'
   if VMOE_E2E_DEVICE=cuda "$bin/vmoe_e2e_test" --gtest_filter="$filter" \
       > "$out/e2e.log" 2>&1; then

@@ -334,6 +334,10 @@ vmoe_status_t vmoe_module_moe_layer_info(const vmoe_module_t *handle,
   out->max_capacity = l->max_capacity();
   out->default_bpr = l->default_bpr() ? 1 : 0;
   out->has_stats = l->stats() ? 1 : 0;
+  out->fixed_capacity = l->max_capacity_factor() == 0 ? 1 : 0;
+  out->capacity_multiple_of = l->capacity_multiple_of();
+  out->capacity_round = l->capacity_round() ? 1 : 0;
+  out->expert_choice = l->routing() == fb::RoutingKind::ExpertChoice ? 1 : 0;
   return VMOE_STATUS_OK;
 }
 
@@ -387,6 +391,15 @@ void vmoe_session_options_init(vmoe_session_options_t *options) {
   options->bpr = -1;
   options->cuda_graphs = 1;
   options->cuda_graph_cache = VMOE_CUDA_GRAPH_CACHE_DEFAULT;
+}
+
+void vmoe_run_options_init(vmoe_run_options_t *options) {
+  if (!options)
+    return;
+  memset(options, 0, sizeof(*options));
+  options->capacity_factor = 0;
+  options->bpr = -1;
+  options->num_selected_experts = 0;
 }
 
 vmoe_status_t vmoe_session_create(vmoe_module_t *module,

@@ -23,17 +23,15 @@ vmoe_status_t Knobs::checkBpr(int32_t bpr, const char *unset,
   return VMOE_STATUS_OK;
 }
 
-vmoe_status_t Knobs::init(const Module *m, double capacityFactor, int32_t bpr,
+vmoe_status_t Knobs::init(const Module *m, const KnobRequest &session,
                           vmoe_message_t *message) {
   module = m;
-  if (capacityFactor != 0) {
+  if (session.capacityFactor != 0 || session.k != 0) {
     std::vector<LayerCall> layers(sizeOf(module->root().moe_layers()));
-    if (vmoe_status_t status =
-            resolveLayers(capacityFactor, bpr, &layers, message))
+    if (vmoe_status_t status = resolveLayers(session, &layers, message))
       return status;
   }
-  sessionCapacityFactor = capacityFactor;
-  sessionBpr = bpr;
+  sessionRequest = session;
 
   const fb::Module &root = module->root();
   for (uint32_t d = 0, e = sizeOf(root.dispatches()); d < e; ++d) {
@@ -52,46 +50,93 @@ vmoe_status_t Knobs::init(const Module *m, double capacityFactor, int32_t bpr,
 vmoe_status_t Knobs::resolve(const vmoe_run_options_t *options,
                              std::vector<LayerCall> *layers,
                              vmoe_message_t *message) const {
-  double cf = sessionCapacityFactor;
-  int32_t bpr = sessionBpr;
+  KnobRequest request = sessionRequest;
   if (options) {
     if (options->capacity_factor != 0)
-      cf = options->capacity_factor;
+      request.capacityFactor = options->capacity_factor;
     if (vmoe_status_t status = checkBpr(options->bpr, "the session's", message))
       return status;
     if (options->bpr != -1)
-      bpr = options->bpr;
+      request.bpr = options->bpr;
+    if (options->num_selected_experts != 0)
+      request.k = options->num_selected_experts;
   }
-  return resolveLayers(cf, bpr, layers, message);
+  return resolveLayers(request, layers, message);
 }
 
-vmoe_status_t Knobs::resolveLayers(double capacityFactor, int32_t bpr,
+vmoe_status_t Knobs::resolveLayers(const KnobRequest &request,
                                    std::vector<LayerCall> *out,
                                    vmoe_message_t *message) const {
   const fb::Module &m = module->root();
-  for (uint32_t i = 0, e = sizeOf(m.moe_layers()); i < e; ++i) {
+  uint32_t count = sizeOf(m.moe_layers());
+  // A request that no layer can take is a mistake, not a no-op.
+  bool anyFactor = false, anyTopK = false;
+  for (uint32_t i = 0; i < count; ++i) {
     const fb::MoeLayer *layer = m.moe_layers()->Get(i);
-    double cf =
-        capacityFactor != 0 ? capacityFactor : layer->default_capacity_factor();
-    if (!(cf > 0) || !(cf <= layer->max_capacity_factor()))
-      return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                  "capacity factor %s is out of range for MoE layer %u "
-                  "('%.64s'): it must be > 0 and <= the compiled maximum %s",
-                  formatDouble(cf).text, i, layerName(layer),
-                  formatDouble(layer->max_capacity_factor()).text);
-    uint64_t capacity;
-    if (vmoe_status_t status =
-            computeCapacity(layer->group_size(), layer->k(),
-                            layer->num_experts(), cf, &capacity, message)) {
-      prependMessage(message, "MoE layer %u ('%.64s')", i, layerName(layer));
-      return status;
-    }
-    LayerCall &call = (*out)[i];
-    call.capacityFactor = cf;
-    call.capacity =
-        capacity < layer->max_capacity() ? capacity : layer->max_capacity();
-    call.bpr = bpr >= 0 ? bpr : layer->default_bpr() ? 1 : 0;
+    anyFactor |= layer->max_capacity_factor() != 0;
+    anyTopK |= layer->routing() == fb::RoutingKind::TopK;
   }
+  if (request.capacityFactor != 0 && !anyFactor)
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "capacity factor %s: no MoE layer of this module takes one "
+                "(each was compiled with a fixed capacity)",
+                formatDouble(request.capacityFactor).text);
+  if (request.k != 0 && !anyTopK)
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "k %u: no MoE layer of this module routes by top-k (expert "
+                "choice has no k)",
+                request.k);
+  for (uint32_t i = 0; i < count; ++i)
+    if (vmoe_status_t status = resolveLayer(i, request, &(*out)[i], message))
+      return status;
+  return VMOE_STATUS_OK;
+}
+
+vmoe_status_t Knobs::resolveLayer(uint32_t i, const KnobRequest &request,
+                                  LayerCall *call,
+                                  vmoe_message_t *message) const {
+  const fb::MoeLayer *layer = module->root().moe_layers()->Get(i);
+  bool topK = layer->routing() == fb::RoutingKind::TopK;
+  uint32_t k = layer->k();
+  if (topK && request.k != 0) {
+    if (request.k > layer->k())
+      return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                  "k %u is out of range for MoE layer %u ('%.64s'): it must "
+                  "be in [1, %u], the compiled k",
+                  request.k, i, layerName(layer), layer->k());
+    k = request.k;
+  }
+  call->k = k;
+  // Expert choice has no token order to prioritise: BPR is off there.
+  call->bpr = !topK                  ? 0
+              : request.bpr >= 0     ? request.bpr
+              : layer->default_bpr() ? 1
+                                     : 0;
+  if (layer->max_capacity_factor() == 0) {
+    // A fixed capacity: the same in every call, whatever the factor and k
+    // (vmoe uses an explicit capacity as it is).
+    call->capacityFactor = 0;
+    call->capacity = layer->max_capacity();
+    return VMOE_STATUS_OK;
+  }
+  double cf = request.capacityFactor != 0 ? request.capacityFactor
+                                          : layer->default_capacity_factor();
+  if (!(cf > 0) || !(cf <= layer->max_capacity_factor()))
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "capacity factor %s is out of range for MoE layer %u "
+                "('%.64s'): it must be > 0 and <= the compiled maximum %s",
+                formatDouble(cf).text, i, layerName(layer),
+                formatDouble(layer->max_capacity_factor()).text);
+  uint64_t capacity;
+  if (vmoe_status_t status = layerCapacity(layer, cf, k, &capacity, message)) {
+    prependMessage(message, "MoE layer %u ('%.64s')", i, layerName(layer));
+    return status;
+  }
+  call->capacityFactor = cf;
+  // Past max_capacity nothing changes: the compiled buffers hold every
+  // assignment a group can make (top-k), or the whole group (expert choice).
+  call->capacity =
+      capacity < layer->max_capacity() ? capacity : layer->max_capacity();
   return VMOE_STATUS_OK;
 }
 
@@ -103,6 +148,9 @@ void Knobs::apply(const std::vector<LayerCall> &layers, int64_t batch) {
       break;
     case fb::PushConstantSource::MoeBpr:
       values[cc.slot] = layers[cc.layer].bpr;
+      break;
+    case fb::PushConstantSource::MoeK:
+      values[cc.slot] = layers[cc.layer].k;
       break;
     case fb::PushConstantSource::BatchSize:
       values[cc.slot] = batch;

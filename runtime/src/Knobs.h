@@ -1,10 +1,10 @@
 //===- Knobs.h - Capacity factor, BPR and batch of a call -------*- C++ -*-===//
 //
 // The values a caller may change per session and per call: the capacity
-// factor and Batch Prioritized Routing of every MoE layer, and the batch.
-// They reach the kernels only as push constants (MoeCapacity, MoeBpr,
-// BatchSize), which this class writes into the session's flat array of
-// every dispatch's push constants.
+// factor, the experts per token (k) and Batch Prioritized Routing of every
+// MoE layer, and the batch. They reach the kernels only as push constants
+// (MoeCapacity, MoeBpr, MoeK, BatchSize), which this class writes into the
+// session's flat array of every dispatch's push constants.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VMOE_RUNTIME_KNOBS_H
@@ -20,9 +20,19 @@ namespace vmoe {
 
 /// One MoE layer's values in a call.
 struct LayerCall {
+  /// 0 for a layer with a fixed capacity.
   double capacityFactor;
   uint64_t capacity;
   int32_t bpr;
+  /// Experts per token (1 for expert choice).
+  uint32_t k;
+};
+
+/// What a call or a session asks for; 0 / -1: the level below's.
+struct KnobRequest {
+  double capacityFactor = 0;
+  int32_t bpr = -1;
+  uint32_t k = 0;
 };
 
 class Knobs {
@@ -32,9 +42,9 @@ public:
                                 vmoe_message_t *message);
 
   /// The session's settings (0 / -1: each layer's default); a session-wide
-  /// capacity factor must already be valid for every layer. Also collects
-  /// every dispatch's push constants and which of them a call sets.
-  vmoe_status_t init(const Module *module, double capacityFactor, int32_t bpr,
+  /// capacity factor and k must already be valid for every layer. Also
+  /// collects every dispatch's push constants and which of them a call sets.
+  vmoe_status_t init(const Module *module, const KnobRequest &session,
                      vmoe_message_t *message);
 
   /// This call's per-layer values: `options` (may be null) over the
@@ -58,13 +68,14 @@ private:
     uint32_t layer;
   };
 
-  vmoe_status_t resolveLayers(double capacityFactor, int32_t bpr,
+  vmoe_status_t resolveLayers(const KnobRequest &request,
                               std::vector<LayerCall> *out,
                               vmoe_message_t *message) const;
+  vmoe_status_t resolveLayer(uint32_t index, const KnobRequest &request,
+                             LayerCall *out, vmoe_message_t *message) const;
 
   const Module *module = nullptr;
-  double sessionCapacityFactor = 0;
-  int32_t sessionBpr = -1;
+  KnobRequest sessionRequest;
   std::vector<int64_t> values;
   std::vector<CallConstant> callConstants;
 };

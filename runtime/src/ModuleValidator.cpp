@@ -13,7 +13,9 @@ namespace validate {
 namespace {
 
 /// Runtime feature bits this runtime implements (Module.requirements).
-constexpr uint64_t kKnownRequirements = 0;
+constexpr uint64_t kKnownRequirements = VMOE_REQUIRES_CAPACITY_RULE |
+                                        VMOE_REQUIRES_EXPERT_CHOICE |
+                                        VMOE_REQUIRES_K_KNOB;
 
 } // namespace
 

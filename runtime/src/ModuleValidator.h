@@ -134,6 +134,8 @@ private:
   vmoe_status_t checkStatsBuffer(uint32_t i, const char *what, uint64_t offset,
                                  uint64_t count);
   vmoe_status_t checkMoeLayers();
+  /// MoE layer i's routing kind, capacity factors and capacity rule.
+  vmoe_status_t checkCapacityRule(uint32_t i, const fb::MoeLayer *l);
 
   fb::ExecutableFormat executableFormat(uint32_t index) const {
     return root.executables()->Get(index)->format();

@@ -239,6 +239,12 @@ vmoe_status_t Validator::checkDispatches() {
       case fb::PushConstantSource::Literal:
       case fb::PushConstantSource::BatchSize:
         break;
+      case fb::PushConstantSource::MoeK:
+        if (!(root.requirements() & VMOE_REQUIRES_K_KNOB))
+          return invalid("dispatch %u, push constant %u takes the call's k "
+                         "but the module does not require it",
+                         d, c);
+        [[fallthrough]];
       case fb::PushConstantSource::MoeCapacity:
       case fb::PushConstantSource::MoeBpr:
         if (pc->layer() >= layerCount)
@@ -274,6 +280,54 @@ vmoe_status_t Validator::checkStatsBuffer(uint32_t i, const char *what,
   return VMOE_STATUS_OK;
 }
 
+vmoe_status_t Validator::checkCapacityRule(uint32_t i, const fb::MoeLayer *l) {
+  bool expertChoice = l->routing() == fb::RoutingKind::ExpertChoice;
+  if (l->routing() != fb::RoutingKind::TopK && !expertChoice)
+    return invalid("MoE layer %u: unknown routing kind %u", i,
+                   static_cast<uint32_t>(l->routing()));
+  if (expertChoice && l->k() != 1)
+    return invalid("MoE layer %u: expert choice needs k 1, got %u", i, l->k());
+  uint64_t flag = expertChoice ? VMOE_REQUIRES_EXPERT_CHOICE : 0;
+  if ((root.requirements() & flag) != flag)
+    return invalid("MoE layer %u routes by expert choice but the module "
+                   "does not require it",
+                   i);
+  double defaultCf = l->default_capacity_factor();
+  double maxCf = l->max_capacity_factor();
+  if (defaultCf == 0 && maxCf == 0) {
+    // A fixed capacity: max_capacity in every call.
+    if (l->max_capacity() < 1)
+      return invalid("MoE layer %u: fixed capacity %u must be >= 1", i,
+                     l->max_capacity());
+    return VMOE_STATUS_OK;
+  }
+  if (!(maxCf > 0) || !std::isfinite(maxCf) || !(defaultCf > 0) ||
+      !(defaultCf <= maxCf))
+    return invalid("MoE layer %u: capacity factors need 0 < default (%s) "
+                   "<= maximum (%s), or both 0 for a fixed capacity",
+                   i, formatDouble(defaultCf).text, formatDouble(maxCf).text);
+  bool defaultRule = l->capacity_multiple_of() == 4 && !l->capacity_round();
+  if (!defaultRule && !(root.requirements() & VMOE_REQUIRES_CAPACITY_RULE))
+    return invalid("MoE layer %u has its own capacity rule but the module "
+                   "does not require it",
+                   i);
+  uint64_t maxCapacity;
+  if (layerCapacity(l, maxCf, l->k(), &maxCapacity, message) !=
+      VMOE_STATUS_OK) {
+    prependMessage(message, "MoE layer %u", i);
+    return VMOE_STATUS_INVALID_MODULE;
+  }
+  // Capacity past S changes nothing (an expert gets at most S
+  // assignments per group), so C_max may stop there.
+  uint64_t needed = std::min<uint64_t>(maxCapacity, l->group_size());
+  if (l->max_capacity() < needed)
+    return invalid("MoE layer %u: compiled capacity %u is smaller than "
+                   "%llu, the capacity of its maximum capacity factor %s",
+                   i, l->max_capacity(), static_cast<ull>(needed),
+                   formatDouble(maxCf).text);
+  return VMOE_STATUS_OK;
+}
+
 vmoe_status_t Validator::checkMoeLayers() {
   auto *layers = root.moe_layers();
   for (uint32_t i = 0, e = sizeOf(layers); i < e; ++i) {
@@ -300,27 +354,8 @@ vmoe_status_t Validator::checkMoeLayers() {
                      "%lld times %u tokens per image",
                      i, static_cast<ull>(tokens),
                      static_cast<long long>(maxBatch), l->tokens_per_image());
-    double defaultCf = l->default_capacity_factor();
-    double maxCf = l->max_capacity_factor();
-    if (!(maxCf > 0) || !std::isfinite(maxCf) || !(defaultCf > 0) ||
-        !(defaultCf <= maxCf))
-      return invalid("MoE layer %u: capacity factors need 0 < default (%s) "
-                     "<= maximum (%s)",
-                     i, formatDouble(defaultCf).text, formatDouble(maxCf).text);
-    uint64_t maxCapacity;
-    if (computeCapacity(l->group_size(), l->k(), l->num_experts(), maxCf,
-                        &maxCapacity, message) != VMOE_STATUS_OK) {
-      prependMessage(message, "MoE layer %u", i);
-      return VMOE_STATUS_INVALID_MODULE;
-    }
-    // Capacity past S changes nothing (an expert gets at most S
-    // assignments per group), so C_max may stop there.
-    uint64_t needed = std::min<uint64_t>(maxCapacity, l->group_size());
-    if (l->max_capacity() < needed)
-      return invalid("MoE layer %u: compiled capacity %u is smaller than "
-                     "%llu, the capacity of its maximum capacity factor %s",
-                     i, l->max_capacity(), static_cast<ull>(needed),
-                     formatDouble(maxCf).text);
+    if (vmoe_status_t s = checkCapacityRule(i, l))
+      return s;
     if (const fb::RoutingStats *stats = l->stats()) {
       uint64_t counts;
       if (!checkedMul(l->num_groups(), l->num_experts(), &counts))

@@ -75,7 +75,7 @@ vmoe_status_t RoutingStats::routingStats(uint32_t layer,
   stats.capacity_factor = last[layer].capacityFactor;
   stats.bpr = last[layer].bpr;
   stats.num_experts = l->num_experts();
-  stats.k = l->k();
+  stats.k = last[layer].k;
   stats.image_count = static_cast<uint32_t>(lastBatch);
   stats.token_count = static_cast<uint64_t>(lastBatch) * l->tokens_per_image();
   stats.group_count = static_cast<uint32_t>(

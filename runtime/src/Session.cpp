@@ -62,8 +62,11 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
                 "thread count %u exceeds the limit %u", options.thread_count,
                 kMaxThreads);
   pending.resize(sizeOf(module->root().moe_layers()));
-  if (vmoe_status_t status =
-          knobs.init(module, options.capacity_factor, options.bpr, message))
+  KnobRequest request;
+  request.capacityFactor = options.capacity_factor;
+  request.bpr = options.bpr;
+  request.k = options.num_selected_experts;
+  if (vmoe_status_t status = knobs.init(module, request, message))
     return status;
   if (options.device == VMOE_DEVICE_CUDA && options.cuda_graphs &&
       (options.cuda_graph_cache < 1 ||

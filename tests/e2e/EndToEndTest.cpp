@@ -10,6 +10,7 @@
 
 #include "ReferenceWeights.h"
 #include "reference/Reference.h"
+#include "vmoe/Dialect/IR/VmoeOps.h"
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
 #include "vmoe/readers/ModelConfig.h"
@@ -45,10 +46,12 @@ class EndToEnd : public ::testing::TestWithParam<bool> {};
 
 /// Compiles `config` with random weights; returns the module and the
 /// reference weights.
+/// `expertChoice`: the MoE layers route by expert choice (the config reader
+/// has no such option: the built IR is changed before compiling).
 void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
                     Module &out, ref::ModelWeights &refWeights,
-                    bool expertWeightsBf16 = false,
-                    bool expertBf16Math = false) {
+                    bool expertWeightsBf16 = false, bool expertBf16Math = false,
+                    bool expertChoice = false) {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
   registerCompilerDialects(registry);
@@ -56,6 +59,12 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   std::string error;
   auto module = buildVitMoe(context, config, weights, &error);
   ASSERT_TRUE(module) << error;
+  if (expertChoice)
+    module->walk([&](SparseMoeOp op) {
+      op.setRoutingAttr(RoutingKindAttr::get(
+          &context, mlir::vmoe::RoutingKind::ExpertChoice));
+      op.setKAttr(mlir::Builder(&context).getI64IntegerAttr(1));
+    });
   CompileOptions options;
   options.cpu = "host";
   // The same checks for the CUDA back end: VMOE_E2E_TARGET=cuda-emulation
@@ -108,8 +117,11 @@ ref::Tensor randomImages(const VitMoeConfig &c, uint64_t seed) {
 /// Runs the compiled model and the reference at (cf, bpr) and compares.
 /// The reference evaluator's config for `config` run at (cf, bpr).
 ref::ModelConfig referenceConfig(const VitMoeConfig &config, double cf,
-                                 bool bpr, bool bf16ExpertMath) {
+                                 bool bpr, bool bf16ExpertMath,
+                                 bool expertChoice = false) {
   ref::ModelConfig refConfig;
+  if (expertChoice)
+    refConfig.moe.routing = ref::RoutingKind::ExpertChoice;
   refConfig.classifier = config.classifier == "token" ? ref::Classifier::Token
                                                       : ref::Classifier::Gap;
   refConfig.moe.groupSize =
@@ -122,15 +134,30 @@ ref::ModelConfig referenceConfig(const VitMoeConfig &config, double cf,
   return refConfig;
 }
 
+/// Runs `images` (config.batchSize of them) at (cf, bpr) and k =
+/// config.numSelectedExperts, and compares with the reference. `padTo` >
+/// the batch: the reference runs the batch padded with zero images that
+/// take no slot (a batch that ends inside a routing group, docs/routing.md).
 void expectMatch(const VitMoeConfig &config, Module &m,
                  const ref::ModelWeights &weights, const ref::Tensor &images,
                  double cf, bool bpr, bool bf16ExpertMath = false,
                  double *maxDiffOut = nullptr,
-                 std::vector<float> *logitsOut = nullptr) {
+                 std::vector<float> *logitsOut = nullptr, int64_t padTo = 0,
+                 bool expertChoice = false) {
   SCOPED_TRACE("capacity factor " + std::to_string(cf) + ", BPR " +
-               (bpr ? "on" : "off"));
-  ref::ModelConfig refConfig = referenceConfig(config, cf, bpr, bf16ExpertMath);
-  auto expected = ref::visionTransformerMoe(images, weights, refConfig);
+               (bpr ? "on" : "off") + ", k " +
+               std::to_string(config.numSelectedExperts));
+  ref::ModelConfig refConfig =
+      referenceConfig(config, cf, bpr, bf16ExpertMath, expertChoice);
+  ref::Tensor refImages = images;
+  if (padTo > config.batchSize) {
+    refImages = ref::Tensor(
+        {padTo, config.imageHeight, config.imageWidth, config.channels});
+    std::copy(images.data.begin(), images.data.end(), refImages.data.begin());
+    refConfig.moe.paddingTokens =
+        (padTo - config.batchSize) * config.tokensPerImage();
+  }
+  auto expected = ref::visionTransformerMoe(refImages, weights, refConfig);
   ASSERT_TRUE(expected.ok()) << expected.error();
 
   std::vector<float> logits(config.batchSize * config.numClasses);
@@ -142,7 +169,9 @@ void expectMatch(const VitMoeConfig &config, Module &m,
                       images.data.size() * 4};
   vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
                        logits.size() * 4};
-  vmoe_run_options_t ropts = {cf, bpr ? 1 : 0};
+  vmoe_run_options_t ropts = {
+      cf, bpr ? 1 : 0,
+      expertChoice ? 0u : static_cast<uint32_t>(config.numSelectedExperts)};
   vmoe_message_t msg;
   ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, &ropts, &msg),
             VMOE_STATUS_OK)
@@ -173,8 +202,10 @@ void expectMatch(const VitMoeConfig &config, Module &m,
         << "layer " << l;
     // A capacity that cannot hold every assignment must drop some: the
     // comparison then covers the dropping logic, not only the easy case.
-    if (got.capacity * config.numExperts <
-        static_cast<uint64_t>(refConfig.moe.groupSize) * config.numSelectedExperts)
+    if (padTo <= config.batchSize && !expertChoice &&
+        got.capacity * config.numExperts <
+            static_cast<uint64_t>(refConfig.moe.groupSize) *
+                config.numSelectedExperts)
       EXPECT_GT(got.assignments_dropped, 0u) << "layer " << l;
     EXPECT_EQ(got.assignments_dropped,
               static_cast<uint64_t>(want.assignmentsDropped))
@@ -294,7 +325,10 @@ TEST(EndToEndBatch, SmallerBatchesThanCompiledMatchTheReference) {
   }
 }
 
-TEST(EndToEndBatch, GroupsSpanningImagesNeedWholeGroups) {
+/// Groups of two images: whole groups match the reference as they are; a
+/// batch that ends inside a group runs too (batch step 1), its padding
+/// taking no slot (RoutingPadding in RoutingTest.cpp checks those).
+TEST(EndToEndBatch, GroupsSpanningImages) {
   VitMoeConfig c = smallConfig(); // groups of two images, batch 4
   Module m;
   ref::ModelWeights weights;
@@ -303,7 +337,7 @@ TEST(EndToEndBatch, GroupsSpanningImagesNeedWholeGroups) {
     return;
   vmoe_module_info_t info;
   vmoe_module_info(m.module, &info);
-  EXPECT_EQ(info.batch_multiple, 2);
+  EXPECT_EQ(info.batch_multiple, 1);
   ref::Tensor all = randomImages(c, 27);
   VitMoeConfig two = c;
   two.batchSize = 2;
@@ -312,22 +346,73 @@ TEST(EndToEndBatch, GroupsSpanningImagesNeedWholeGroups) {
   expectMatch(c, m, weights, all, 0.5, false);
   expectMatch(two, m, weights, images, 0.5, false);
   expectMatch(two, m, weights, images, 0.5, true);
+}
 
-  // Three images would split a group: refused, with the rule in the message.
-  std::vector<float> logits(3 * c.numClasses);
-  int64_t inShape[4] = {3, c.imageHeight, c.imageWidth, c.channels};
-  int64_t outShape[2] = {3, c.numClasses};
-  vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape, all.data.data(),
-                      all.data.size() * 4};
-  vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
-                       logits.size() * 4};
-  vmoe_message_t msg;
-  ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, nullptr, &msg),
-            VMOE_STATUS_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(msg.text).find("batch 3 must be in [1, 4] and a "
-                                       "multiple of 2"),
-            std::string::npos)
-      << msg.text;
+/// k per call on the whole model: a module compiled for k = 2 runs k = 1
+/// (and 2), routing exactly as the reference at that k, the capacity
+/// following k.
+TEST(EndToEndRouting, KPerCallMatchesTheReference) {
+  VitMoeConfig c = smallConfig(); // k = 2, groups of two images
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 61, m, weights);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor images = randomImages(c, 63);
+  for (int64_t k : {1, 2}) {
+    VitMoeConfig atK = c;
+    atK.numSelectedExperts = k;
+    for (double cf : {1.05, 0.5})
+      for (bool bpr : {false, true})
+        expectMatch(atK, m, weights, images, cf, bpr);
+  }
+}
+
+/// Batches of 1 and 3 on a module whose groups hold two images: the last
+/// group is partial and its padding takes no slot, at k = 2 and 1.
+TEST(EndToEndRouting, PartialGroupsMatchThePaddedReference) {
+  VitMoeConfig c = smallConfig();
+  Module m;
+  ref::ModelWeights weights;
+  compileModel(c, 65, m, weights);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor all = randomImages(c, 67);
+  for (int64_t batch : {1, 3}) {
+    VitMoeConfig part = c;
+    part.batchSize = batch;
+    ref::Tensor images({batch, c.imageHeight, c.imageWidth, c.channels});
+    std::copy_n(all.data.begin(), images.data.size(), images.data.begin());
+    for (int64_t k : {2, 1}) {
+      part.numSelectedExperts = k;
+      expectMatch(part, m, weights, images, 0.5, true, false, nullptr, nullptr,
+                  batch + 1);
+    }
+  }
+}
+
+/// Expert choice through the whole model (both MoE layers, each combine
+/// fused with its residual add): logits within the tolerance and routing
+/// exactly, at several capacity factors, with BPR asked for (it does not
+/// apply), and for a batch that ends inside a group.
+TEST(EndToEndRouting, ExpertChoiceModelMatchesTheReference) {
+  VitMoeConfig c = smallConfig(); // groups of two images
+  Module m;
+  ref::ModelWeights weights;
+  compileWeights(c, randomWeights(c, 71), m, weights, false, false,
+                 /*expertChoice=*/true);
+  if (HasFatalFailure())
+    return;
+  ref::Tensor images = randomImages(c, 73);
+  for (double cf : {2.0, 1.05, 0.5})
+    expectMatch(c, m, weights, images, cf, cf < 1.0, false, nullptr, nullptr, 0,
+                /*expertChoice=*/true);
+  VitMoeConfig three = c;
+  three.batchSize = 3;
+  ref::Tensor part({3, c.imageHeight, c.imageWidth, c.channels});
+  std::copy_n(images.data.begin(), part.data.size(), part.data.begin());
+  expectMatch(three, m, weights, part, 0.5, false, false, nullptr, nullptr, 4,
+              /*expertChoice=*/true);
 }
 
 /// float -> bfloat16 -> float, round to nearest even (finite inputs).

@@ -9,10 +9,10 @@
 // Top-K routing calls it with num_tokens = S*K and multiple_of = 4, i.e.
 // C = roundup4(ceil(S*K*cf/E)). The rule is written three times: in the
 // dialect (mlir::vmoe::computeCapacity, used by the compiler), in the runtime
-// (vmoe_compute_capacity, per call) and in the reference evaluator. Each one
-// is tested against this table: tests/unit/dialects/CapacityTest.cpp,
+// (computeCapacityRule per call, and vmoe_compute_capacity, top-K routing's
+// form: ceil, multiple of 4) and in the reference evaluator. Each one is
+// tested against this table: tests/unit/dialects/CapacityTest.cpp,
 // tests/unit/runtime/CapacityTest.cpp, tests/unit/reference/CapacityTest.cpp.
-// The runtime implements only top-K routing's form (ceil, multiple of 4).
 //
 // Plain C++17, no dependency: every configuration can include it.
 //

@@ -103,12 +103,22 @@ void printTensorsAndLayers(const vmoe_module_t *module,
   }
   for (uint32_t i = 0; i < info.moe_layer_count; ++i) {
     vmoe_moe_layer_info_t l;
-    if (vmoe_module_moe_layer_info(module, i, &l, &msg) == VMOE_STATUS_OK)
-      std::printf("  MoE layer %u: E=%u k=%u group=%u groups=%u capacity "
-                  "factor %.3g (max %.3g, C_max %u), BPR %s\n",
-                  i, l.num_experts, l.k, l.group_size, l.num_groups,
+    if (vmoe_module_moe_layer_info(module, i, &l, &msg) != VMOE_STATUS_OK)
+      continue;
+    std::printf("  MoE layer %u: E=%u %s group=%u groups=%u ", i, l.num_experts,
+                l.expert_choice ? "expert choice" : "top-k", l.group_size,
+                l.num_groups);
+    if (!l.expert_choice)
+      std::printf("k=%u ", l.k);
+    if (l.fixed_capacity)
+      std::printf("fixed capacity %u", l.max_capacity);
+    else
+      std::printf("capacity factor %.3g (max %.3g, C_max %u, %s, multiple "
+                  "of %u)",
                   l.default_capacity_factor, l.max_capacity_factor,
-                  l.max_capacity, l.default_bpr ? "on" : "off");
+                  l.max_capacity, l.capacity_round ? "round" : "ceil",
+                  l.capacity_multiple_of);
+    std::printf(", BPR %s\n", l.default_bpr ? "on" : "off");
   }
 }
 

@@ -35,6 +35,10 @@ const char *const kUsage =
     "                          the module's)\n"
     "  --bpr on|off            Batch Prioritized Routing (default: the\n"
     "                          module's)\n"
+    "  --num-selected-experts K\n"
+    "                          experts per token (k) of every top-k MoE layer\n"
+    "                          for this run (1 <= K <= the compiled k; the\n"
+    "                          capacity follows it; default: the module's)\n"
     "  --threads N             worker threads (default: one per CPU)\n"
     "  --device cpu|cuda[:N]   where to run (default cpu; cuda needs a module\n"
     "                          compiled with --target=cuda and an NVIDIA GPU)\n"
@@ -132,6 +136,14 @@ const ValueOption kValueOptions[] = {
      [](const char *v, Opts &o) -> const char * {
        o.bpr = onOff(v);
        return o.bpr < 0 ? "--bpr takes on or off" : nullptr;
+     }},
+    {"--num-selected-experts",
+     [](const char *v, Opts &o) -> const char * {
+       long long n;
+       if (!parseInt(v, 1, 4096, n))
+         return "--num-selected-experts needs an integer in [1, 4096]";
+       o.numSelectedExperts = static_cast<uint32_t>(n);
+       return nullptr;
      }},
     {"--threads",
      [](const char *v, Opts &o) -> const char * {

@@ -28,6 +28,7 @@ struct Options {
   uint64_t seed = 0;
   double capacityFactor = 0.0;
   int bpr = -1;
+  uint32_t numSelectedExperts = 0; // 0: the module's k
   uint32_t threads = 0;
   vmoe_device_t device = VMOE_DEVICE_CPU;
   uint32_t deviceOrdinal = 0;

@@ -217,9 +217,10 @@ int loadLabels(const std::string &path, Inputs &x) {
 //===----------------------------------------------------------------------===//
 
 /// The images run in chunks of the compiled batch. A last partial chunk runs
-/// as a smaller batch, padded with zero images only up to the module's batch
-/// step (whole MoE groups); padding images take part in routing as vmoe's
-/// padded eval batches do.
+/// as a smaller batch (a partial routing group routes only its own images,
+/// docs/routing.md); a module that runs only whole batches (batch step =
+/// batch) gets zero images, which take part in routing there as in vmoe's
+/// padded eval batches.
 struct Chunks {
   int64_t count = 0;
   int64_t lastRun = 0; // images in the last call, padding included
@@ -258,6 +259,7 @@ void addRoutingStats(vmoe_session_t *session, const ModuleShape &m,
       continue;
     vmoe_routing_stats_t &t = r.layerStats[l];
     t.capacity = s.capacity;
+    t.k = s.k;
     t.capacity_factor = s.capacity_factor;
     t.bpr = s.bpr;
     t.assignments += s.assignments;
@@ -281,7 +283,7 @@ int runChunks(vmoe_session_t *session, const Options &o, const ModuleShape &m,
     r.outputs[i].resize(chunks.count * (m.outs[i].size_bytes / 4));
   r.layerStats.resize(m.info.moe_layer_count);
   r.minCoverage.resize(m.info.moe_layer_count);
-  vmoe_run_options_t ropts = {o.capacityFactor, o.bpr};
+  vmoe_run_options_t ropts = {o.capacityFactor, o.bpr, o.numSelectedExperts};
   // Shapes of a call, whose batch dim each chunk sets (no allocation in the
   // timed loop).
   std::vector<int64_t> runInShape = m.inShape;
@@ -408,10 +410,10 @@ void printSummary(vmoe_session_t *session, const Options &o,
     kept += s.assignments_kept;
     if (!o.quiet)
       std::printf(
-          "MoE layer %u: capacity %u (factor %.3g), BPR %s, kept %" PRIu64
+          "MoE layer %u: k %u, capacity %u (factor %.3g), BPR %s, kept %" PRIu64
           " of %" PRIu64 " assignments (%.1f%%), least-covered image "
           "%.1f%% of its tokens\n",
-          l, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
+          l, s.k, s.capacity, s.capacity_factor, s.bpr ? "on" : "off",
           s.assignments_kept, s.assignments,
           s.assignments ? 100.0 * s.assignments_kept / s.assignments : 0.0,
           100.0 * r.minCoverage[l]);

@@ -8,7 +8,8 @@
 //   WeightPacking.cpp      constant data, globals, packed GEMM weights
 //   DenseKernels.cpp       layer norm, MLP, attention, patch embedding, head
 //   MapHeadKernels.cpp     vmoe's MapHead (classifier 'map')
-//   MoeKernels.cpp         the MoE layer's five kernels
+//   MoeKernels.cpp         the MoE layer's gates, expert and combine kernels
+//   MoeRouting.cpp         the MoE layer's slot assignment (MoeLayer.h)
 //   LowerToKernelsPass.cpp the pass, op dispatch, host schedule, residuals
 //
 //===----------------------------------------------------------------------===//
@@ -165,6 +166,11 @@ private:
   void allocMoeBuffers(MoeLayer &layer);
   void emitMoeGates(MoeLayer &layer);
   void emitMoeAssign(MoeLayer &layer);
+  /// Expert choice: each (group, expert) takes its top-C tokens.
+  void emitExpertChoiceAssign(MoeLayer &layer);
+  /// Inside an assign kernel: the real tokens of the group whose first token
+  /// is `tokBase` (S, or fewer where the call's batch ends).
+  Value realTokens(Kernel &kern, const MoeLayer &layer, Value tokBase);
   LogicalResult emitMoeExperts(MoeLayer &layer);
   /// Expert-up and expert-down: one GEMM per (row tile, panel block, expert
   /// x group) over the filled slots.

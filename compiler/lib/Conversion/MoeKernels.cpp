@@ -12,7 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "LoweringState.h"
+#include "MoeLayer.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -51,41 +51,6 @@ template <typename OpTy> static OpTy singleUserOfType(Value v) {
   return found;
 }
 
-/// The values of one MoE layer that its kernel builders pass on: the ops
-/// of the decomposed layer, its shapes, its knobs and its buffers.
-struct MoeLayer {
-  RouterOp router;
-  TopKOp topK;
-  AssignSlotsOp assign;
-  DispatchOp dispatch;
-  ExpertMlpOp experts;
-  CombineOp combine;
-  /// Groups, tokens per group, hidden size, experts, top-k, the compiled
-  /// capacity (slots per expert and group) and the MLP size.
-  int64_t g = 0, s = 0, d = 0, e = 0, k = 0, cap = 0, m = 0;
-  /// Tokens per image (for the per-image routing statistics).
-  int64_t tokensPerImage = 0;
-  /// Expert inputs and outputs rounded to bf16 (the layer's bf16 dispatch).
-  bool bf16 = false;
-  unsigned index = 0;
-  double defaultCf = 0.0, maxCf = 0.0;
-  bool defaultBpr = false;
-  /// Host values: the capacity (a knob or a constant) and the BPR knob.
-  Value capacity, bpr;
-  /// Weights.
-  SmallVector<float> wr, w1, b1, w2, b2;
-  /// Expert activations as bf16 bits (i16) for vdpbf16ps, else f32.
-  bool actBits = false;
-  /// The gates kernel writes a bf16-rounded copy of x for expert-up.
-  bool roundInputs = false;
-  Type actType;
-  /// Host buffers, in the order they are allocated.
-  Value x, expertInput, wrBuf, topVal, topIdx, counts, kept, slots, slotToken,
-      slotGate, order, orderTmp, hidden, expertOut;
-  /// Tokens per workgroup of the gates and combine kernels.
-  int64_t tokenTile = 32;
-};
-
 /// What differs between expert-up and expert-down; the rest of the kernel
 /// is the same (see emitExpertGemm).
 struct ExpertGemm {
@@ -112,7 +77,10 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
     return failure();
   allocMoeBuffers(layer);
   emitMoeGates(layer);
-  emitMoeAssign(layer);
+  if (layer.expertChoice)
+    emitExpertChoiceAssign(layer);
+  else
+    emitMoeAssign(layer);
   if (failed(emitMoeExperts(layer)))
     return failure();
   emitMoeCombine(layer);
@@ -120,38 +88,63 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   return success();
 }
 
-FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
-  // The decomposed layer: router -> top_k -> assign_slots -> dispatch ->
-  // expert_mlp -> combine. Other shapes of routing graphs are not fused.
-  MoeLayer l;
-  l.router = router;
-  l.topK = singleUserOfType<TopKOp>(router.getGates());
-  if (l.topK) {
-    for (Operation *u : l.topK.getIndices().getUsers()) {
-      if (auto a = dyn_cast<AssignSlotsOp>(u))
-        l.assign = a;
-      else if (auto d = dyn_cast<DispatchOp>(u))
-        l.dispatch = d;
-      else if (auto c = dyn_cast<CombineOp>(u))
-        l.combine = c;
-    }
+/// The ops of the decomposed layer that `l.router` starts (router, then
+/// top_k + assign_slots or expert_choice, dispatch, expert_mlp, combine);
+/// some stay null when the graph has another shape.
+static void findMoeOps(MoeLayer &l) {
+  Value gates = l.router.getGates();
+  l.topK = singleUserOfType<TopKOp>(gates);
+  l.choice = singleUserOfType<ExpertChoiceOp>(gates);
+  Value experts = l.topK     ? l.topK.getIndices()
+                  : l.choice ? l.choice.getExperts()
+                             : Value();
+  if (!experts)
+    return;
+  for (Operation *u : experts.getUsers()) {
+    if (auto a = dyn_cast<AssignSlotsOp>(u))
+      l.assign = a;
+    else if (auto d = dyn_cast<DispatchOp>(u))
+      l.dispatch = d;
+    else if (auto c = dyn_cast<CombineOp>(u))
+      l.combine = c;
   }
   if (l.dispatch)
     l.experts = singleUserOfType<ExpertMlpOp>(l.dispatch.getBuffers());
-  if (!l.topK || !l.assign || !l.dispatch || !l.experts || !l.combine ||
-      l.dispatch.getInput() != router.getInput() ||
-      l.dispatch.getSlots() != l.assign.getSlots() ||
-      l.combine.getBuffers() != l.experts.getResult() ||
-      l.combine.getSlots() != l.assign.getSlots() ||
-      l.combine.getWeights() != l.topK.getValues())
+}
+
+/// Whether the ops findMoeOps found form one whole layer.
+static bool isWholeLayer(MoeLayer &l) {
+  if (!l.dispatch || !l.experts || !l.combine || (l.topK && !l.assign))
+    return false;
+  Value experts = l.topK ? l.topK.getIndices() : l.choice.getExperts();
+  Value slots = l.topK ? l.assign.getSlots() : l.choice.getSlots();
+  Value weights = l.topK ? l.topK.getValues() : l.choice.getWeights();
+  return l.dispatch.getInput() == l.router.getInput() &&
+         l.dispatch.getExperts() == experts && l.dispatch.getSlots() == slots &&
+         l.combine.getBuffers() == l.experts.getResult() &&
+         l.combine.getExperts() == experts && l.combine.getSlots() == slots &&
+         l.combine.getWeights() == weights;
+}
+
+FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
+  // Other shapes of routing graphs are not fused.
+  MoeLayer l;
+  l.router = router;
+  findMoeOps(l);
+  if (!isWholeLayer(l))
     return router.emitOpError()
-           << "is not part of a decomposed top-k MoE layer (router, top_k, "
-              "assign_slots, dispatch, expert_mlp, combine); the CPU target "
-              "lowers MoE layers in that form (run vmoe-decompose)";
-  for (Operation *op : {l.topK.getOperation(), l.assign.getOperation(),
-                        l.dispatch.getOperation(), l.experts.getOperation(),
-                        l.combine.getOperation()})
+           << "is not part of a decomposed MoE layer (router, then top_k and "
+              "assign_slots or expert_choice, dispatch, expert_mlp, "
+              "combine); the kernel lowering lowers MoE layers in that form "
+              "(run vmoe-decompose)";
+  l.expertChoice = static_cast<bool>(l.choice);
+  for (Operation *op :
+       {l.topK ? l.topK.getOperation() : l.choice.getOperation(),
+        l.dispatch.getOperation(), l.experts.getOperation(),
+        l.combine.getOperation()})
     handled.insert(op);
+  if (l.assign)
+    handled.insert(l.assign);
 
   FailureOr<Value> x = lookup(router.getInput(), router);
   FailureOr<SmallVector<float>> wr = constantData(router.getKernel(), router);
@@ -174,9 +167,10 @@ FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
   l.g = xs[0];
   l.s = xs[1];
   l.d = xs[2];
-  l.e = l.assign.getNumExperts();
-  l.k = shapeOf(l.topK.getValues())[2];
-  l.cap = l.assign.getMaxCapacity();
+  l.e = shapeOf(router.getGates())[2];
+  l.k = l.expertChoice ? 1 : shapeOf(l.topK.getValues())[2];
+  l.cap =
+      l.expertChoice ? l.choice.getMaxCapacity() : l.assign.getMaxCapacity();
   l.m = shapeOf(experts.getW1())[2];
   l.bf16 = l.dispatch.getBf16Round();
   if (l.combine.getBf16Round() != l.bf16)
@@ -202,12 +196,14 @@ Value Lowering::addKnob(KnobKind kind, unsigned layer) {
 }
 
 LogicalResult Lowering::recordMoeLayer(const MoeLayer &l) {
-  AssignSlotsOp assign = l.assign;
+  Operation *routing = l.expertChoice ? static_cast<Operation *>(l.choice)
+                                      : static_cast<Operation *>(l.assign);
   auto layerAttr = MoeLayerAttr::getChecked(
-      [&] { return assign.emitOpError(); }, ctx, int64_t(l.index),
+      [&] { return routing->emitOpError(); }, ctx, int64_t(l.index),
       /*num_experts=*/l.e, l.k, /*group_size=*/l.s, /*num_groups=*/l.g,
       l.tokensPerImage, /*max_capacity=*/l.cap, l.defaultCf, l.maxCf,
-      l.defaultBpr, /*bf16_dispatch=*/l.bf16);
+      l.defaultBpr, /*bf16_dispatch=*/l.bf16, l.expertChoice,
+      l.capacityMultipleOf, l.capacityRound);
   if (!layerAttr)
     return failure();
   moeLayers.push_back(layerAttr);
@@ -215,18 +211,19 @@ LogicalResult Lowering::recordMoeLayer(const MoeLayer &l) {
 }
 
 LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
-  // A smaller batch must keep whole groups: b * T tokens, a multiple of S.
+  // Any smaller batch runs: its last group may be partial, and the kernels
+  // route only its real tokens (see emitMoeAssign).
   l.tokensPerImage = tokensPerImage(l.router.getInput(), l.s);
-  {
-    int64_t t = l.tokensPerImage;
-    if (t < 1 || l.g * l.s != maxBatch * t)
-      dynamicBatch = false;
-    else
-      batchMultiple = std::lcm(batchMultiple, l.s / std::gcd(l.s, t));
-  }
-  // Run-time knobs: the capacity and the BPR flag become host arguments.
-  AssignSlotsOp assign = l.assign;
-  if (auto capOp = assign.getCapacity().getDefiningOp<CapacityOp>()) {
+  if (l.tokensPerImage < 1 || l.g * l.s != maxBatch * l.tokensPerImage)
+    dynamicBatch = false;
+  // Run-time knobs: the capacity, k and the BPR flag become host arguments.
+  Operation *routing =
+      l.expertChoice ? l.choice.getOperation() : l.assign.getOperation();
+  Value capacity =
+      l.expertChoice ? l.choice.getCapacity() : l.assign.getCapacity();
+  // Expert choice sizes its buffers for S tokens (vmoe: num_tokens = S).
+  int64_t routed = l.expertChoice ? l.s : l.s * l.k;
+  if (auto capOp = capacity.getDefiningOp<CapacityOp>()) {
     FloatAttr cf;
     if (!matchPattern(capOp.getCapacityFactor(), m_Constant(&cf)))
       return capOp.emitOpError()
@@ -235,20 +232,39 @@ LogicalResult Lowering::setUpMoeKnobs(MoeLayer &l) {
     l.maxCf = l.defaultCf;
     if (std::optional<APFloat> maxAttr = capOp.getMaxCapacityFactor())
       l.maxCf = maxAttr->convertToDouble();
+    // The runtime recomputes the capacity per call from S * k (the call's
+    // k) and the layer's experts, with the op's rule.
+    if (capOp.getNumTokens() != uint64_t(routed) ||
+        capOp.getNumExperts() != uint64_t(l.e))
+      return capOp.emitOpError()
+             << "computes the capacity of " << capOp.getNumTokens()
+             << " routed tokens and " << capOp.getNumExperts()
+             << " experts, but its layer routes " << l.s
+             << " tokens x k = " << l.k << " to " << l.e
+             << " experts; a compiled module derives the capacity from "
+                "those (set num_tokens = "
+             << routed << ", num_experts = " << l.e
+             << ", or pass a constant capacity)";
+    l.capacityMultipleOf = capOp.getMultipleOf();
+    l.capacityRound = capOp.getRound();
     l.capacity = addKnob(KnobKind::Capacity, l.index);
   } else {
     APInt value;
-    if (!matchPattern(assign.getCapacity(), m_ConstantInt(&value)))
-      return assign.emitOpError()
+    if (!matchPattern(capacity, m_ConstantInt(&value)))
+      return routing->emitOpError()
              << "expects a capacity from vmoe.capacity or a constant";
-    l.capacity = hostIndex(value.getSExtValue());
+    // A fixed capacity: the runtime reads it as max_capacity, so the
+    // buffers are exactly that large.
+    l.cap = std::min<int64_t>(l.cap, value.getSExtValue());
+    l.capacity = hostIndex(l.cap);
   }
-  {
-    APInt value;
-    if (!matchPattern(assign.getBatchPriority(), m_ConstantInt(&value)))
-      return assign.emitOpError() << "expects a constant default BPR flag";
-    l.defaultBpr = !value.isZero();
-  }
+  if (l.expertChoice) // no k, no BPR: experts pick their tokens
+    return recordMoeLayer(l);
+  l.kCall = addKnob(KnobKind::K, l.index);
+  APInt value;
+  if (!matchPattern(l.assign.getBatchPriority(), m_ConstantInt(&value)))
+    return l.assign.emitOpError() << "expects a constant default BPR flag";
+  l.defaultBpr = !value.isZero();
   l.bpr = addKnob(KnobKind::Bpr, l.index);
   return recordMoeLayer(l);
 }
@@ -269,32 +285,41 @@ void Lowering::allocMoeBuffers(MoeLayer &l) {
   l.expertInput = l.roundInputs ? alloc({g, s, d}, l.actType) : l.x;
 
   l.wrBuf = createGlobal("router", MemRefType::get({d, e}, f32), l.wr);
-  l.topVal = alloc({g, s, k}, f32);
-  l.topIdx = alloc({g, s, k}, i32);
+  int64_t a = l.assignments();
+  l.topVal = alloc({g, s, a}, f32);
+  if (!l.expertChoice)
+    l.topIdx = alloc({g, s, k}, i32);
   l.counts = alloc({g, e}, i32);
   l.kept = alloc({g * s}, i32);
-  l.slots = alloc({g, s, k}, i32);
+  l.slots = alloc({g, s, a}, i32);
   l.slotToken = alloc({e, g, cap}, i32);
   l.slotGate = alloc({e, g, cap}, f32);
-  l.order = alloc({g, s}, i32);
-  l.orderTmp = alloc({g, s}, i32);
+  // Expert choice sorts each (group, expert)'s tokens, BPR each group's.
+  int64_t orders = l.expertChoice ? g * e : g;
+  l.order = alloc({orders, s}, i32);
+  l.orderTmp = alloc({orders, s}, i32);
 }
 
 void Lowering::emitMoeGates(MoeLayer &l) {
   // gates: logits = x W, softmax over all experts, top-k (ties to the lower
   // expert because only a strictly larger gate replaces the best so far).
+  // Expert choice keeps every gate: the experts pick from them.
   int64_t g = l.g, s = l.s, d = l.d, e = l.e, k = l.k;
   int64_t tokenTile = l.tokenTile;
   bool roundInputs = l.roundInputs, actBits = l.actBits;
+  bool allGates = l.expertChoice;
   Type f32 = Float32Type::get(ctx), i32 = IntegerType::get(ctx, 32);
-  SmallVector<Value> binds = {l.x, l.wrBuf, l.topVal, l.topIdx};
+  SmallVector<Value> binds = {l.x, l.wrBuf, l.topVal};
+  if (!allGates)
+    binds.push_back(l.topIdx);
   if (roundInputs)
     binds.push_back(l.expertInput);
   Kernel kern = newKernel("moe_gates", binds, 0);
   ImplicitLocOpBuilder &b = kern.b();
-  Value kx = kern.bindings[0], kw = kern.bindings[1], kv = kern.bindings[2],
-        ki = kern.bindings[3];
-  Value kxr = roundInputs ? kern.bindings[4] : Value();
+  Value kx = kern.bindings[0], kw = kern.bindings[1], kv = kern.bindings[2];
+  unsigned next = 3;
+  Value ki = allGates ? Value() : kern.bindings[next++];
+  Value kxr = roundInputs ? kern.bindings[next] : Value();
   Value c0 = constIndex(b, 0), c1 = constIndex(b, 1);
   Value cE = constIndex(b, e), cD = constIndex(b, d);
   Value logits = memref::AllocaOp::create(b, MemRefType::get({e}, f32));
@@ -338,11 +363,13 @@ void Lowering::emitMoeGates(MoeLayer &l) {
         })[0];
     forLoop(b, c0, cE, c1, [&](ImplicitLocOpBuilder &b, Value ex) {
       Value p = memref::LoadOp::create(b, logits, ValueRange{ex});
-      memref::StoreOp::create(b, arith::DivFOp::create(b, p, sum), logits,
-                              ValueRange{ex});
+      Value gate = arith::DivFOp::create(b, p, sum);
+      memref::StoreOp::create(b, gate, logits, ValueRange{ex});
+      if (allGates)
+        memref::StoreOp::create(b, gate, kv, ValueRange{gi, si, ex});
     });
     // top-k by repeated selection; a chosen expert is marked with -1.
-    for (int64_t j = 0; j < k; ++j) {
+    for (int64_t j = 0; j < (allGates ? 0 : k); ++j) {
       SmallVector<Value> best = forLoopAcc(
           b, c0, cE, c1, {constF32(b, -1.0), c0},
           [&](ImplicitLocOpBuilder &b, Value ex, ValueRange a) {
@@ -365,170 +392,17 @@ void Lowering::emitMoeGates(MoeLayer &l) {
          perBatch(g * s, tokenTile));
 }
 
-/// BPR's token order of group `gi`: a stable sort of `order[gi]` (initially
-/// 0..S-1) by descending top-1 gate `gates[gi, token, 0]`, as a bottom-up
-/// merge sort that ping-pongs between `order` and `tmp`. c0, c1, cS: the
-/// kernel's index constants 0, 1 and S.
-static void emitBprOrder(ImplicitLocOpBuilder &b, Value gi, Value gates,
-                         Value order, Value tmp, Value c0, Value c1, Value cS) {
-  Type index = b.getIndexType();
-  // Merge runs of `width` from src to dst; `inOrder` tracks which buffer
-  // holds the current runs.
-  auto key = [&](ImplicitLocOpBuilder &b, Value buf, Value pos) {
-    Value tok = arith::IndexCastOp::create(
-        b, index, memref::LoadOp::create(b, buf, ValueRange{gi, pos}));
-    return memref::LoadOp::create(b, gates, ValueRange{gi, tok, c0})
-        .getResult();
-  };
-  auto whileOp = scf::WhileOp::create(
-      b, TypeRange{index, b.getI1Type()},
-      ValueRange{c1, arith::ConstantOp::create(b, b.getBoolAttr(true))},
-      [&](OpBuilder &nb, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder ib(loc, nb);
-        Value more =
-            arith::CmpIOp::create(ib, arith::CmpIPredicate::slt, args[0], cS);
-        scf::ConditionOp::create(ib, more, args);
-      },
-      [&](OpBuilder &nb, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder ib(loc, nb);
-        Value width = args[0], inOrder = args[1];
-        Value twice = arith::AddIOp::create(ib, width, width);
-        auto merge = [&](ImplicitLocOpBuilder &b, Value src, Value dst) {
-          forLoop(b, c0, cS, twice, [&](ImplicitLocOpBuilder &b, Value lo) {
-            Value mid = minIndex(b, arith::AddIOp::create(b, lo, width), cS);
-            Value hi = minIndex(b, arith::AddIOp::create(b, lo, twice), cS);
-            forLoopAcc(
-                b, lo, hi, c1, {lo, mid},
-                [&](ImplicitLocOpBuilder &b, Value out, ValueRange ij) {
-                  Value i = ij[0], j = ij[1];
-                  Value leftOk = arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::slt, i, mid);
-                  Value rightOk = arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::slt, j, hi);
-                  Value li = minIndex(b, i, arith::SubIOp::create(b, hi, c1));
-                  Value ri = minIndex(b, j, arith::SubIOp::create(b, hi, c1));
-                  // Stable, descending: the left run wins ties.
-                  Value geq =
-                      arith::CmpFOp::create(b, arith::CmpFPredicate::OGE,
-                                            key(b, src, li), key(b, src, ri));
-                  Value takeLeft = arith::AndIOp::create(
-                      b, leftOk,
-                      arith::OrIOp::create(
-                          b,
-                          arith::XOrIOp::create(b, rightOk,
-                                                arith::ConstantOp::create(
-                                                    b, b.getBoolAttr(true))),
-                          geq));
-                  Value from = arith::SelectOp::create(b, takeLeft, li, ri);
-                  Value tok =
-                      memref::LoadOp::create(b, src, ValueRange{gi, from});
-                  memref::StoreOp::create(b, tok, dst, ValueRange{gi, out});
-                  Value ni = arith::SelectOp::create(
-                      b, takeLeft, arith::AddIOp::create(b, i, c1), i);
-                  Value nj = arith::SelectOp::create(
-                      b, takeLeft, j, arith::AddIOp::create(b, j, c1));
-                  return SmallVector<Value>{ni, nj};
-                });
-          });
-        };
-        scf::IfOp::create(
-            ib, inOrder,
-            [&](OpBuilder &n2, Location l2) {
-              ImplicitLocOpBuilder b2(l2, n2);
-              merge(b2, order, tmp);
-              scf::YieldOp::create(b2);
-            },
-            [&](OpBuilder &n2, Location l2) {
-              ImplicitLocOpBuilder b2(l2, n2);
-              merge(b2, tmp, order);
-              scf::YieldOp::create(b2);
-            });
-        Value flipped = arith::XOrIOp::create(
-            ib, inOrder, arith::ConstantOp::create(ib, ib.getBoolAttr(true)));
-        scf::YieldOp::create(ib, ValueRange{twice, flipped});
-      });
-  Value inOrder = whileOp.getResult(1);
-  ifThen(b,
-         arith::XOrIOp::create(
-             b, inOrder, arith::ConstantOp::create(b, b.getBoolAttr(true))),
-         [&](ImplicitLocOpBuilder &b) {
-           forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
-             Value tok = memref::LoadOp::create(b, tmp, ValueRange{gi, p});
-             memref::StoreOp::create(b, tok, order, ValueRange{gi, p});
-           });
-         });
-}
-
-void Lowering::emitMoeAssign(MoeLayer &l) {
-  // assign: per group, the token order (BPR: stable sort by descending top-1
-  // gate) and the k-major slot assignment with counters that keep counting
-  // past the capacity.
-  int64_t g = l.g, s = l.s, e = l.e, k = l.k, cap = l.cap;
-  Type i32 = IntegerType::get(ctx, 32), index = IndexType::get(ctx);
-  SmallVector<Value> binds = {l.topVal,    l.topIdx,   l.slots,
-                              l.slotToken, l.slotGate, l.counts,
-                              l.kept,      l.order,    l.orderTmp};
-  Kernel kern = newKernel("moe_assign", binds, 2);
-  ImplicitLocOpBuilder &b = kern.b();
-  Value kv = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
-        kst = kern.bindings[3], ksg = kern.bindings[4], kc = kern.bindings[5],
-        kk = kern.bindings[6], ko = kern.bindings[7], kt = kern.bindings[8];
-  Value capArg = minIndex(b, kern.constants[0], constIndex(b, cap));
-  Value bprOn = arith::CmpIOp::create(b, arith::CmpIPredicate::ne,
-                                      kern.constants[1], constIndex(b, 0));
-  Value gi = kern.wx;
-  Value c0 = constIndex(b, 0), c1 = constIndex(b, 1), cS = constIndex(b, s);
-  Value tokBase = arith::MulIOp::create(b, gi, cS);
-  forLoop(b, c0, constIndex(b, e), c1, [&](ImplicitLocOpBuilder &b, Value ex) {
-    memref::StoreOp::create(b, constI32(b, 0), kc, ValueRange{gi, ex});
-  });
-  forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value si) {
-    memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, si), ko,
-                            ValueRange{gi, si});
-    memref::StoreOp::create(b, constI32(b, 0), kk,
-                            ValueRange{arith::AddIOp::create(b, tokBase, si)});
-  });
-  ifThen(b, bprOn, [&](ImplicitLocOpBuilder &b) {
-    emitBprOrder(b, gi, kv, ko, kt, c0, c1, cS);
-  });
-  forLoop(b, c0, constIndex(b, k), c1, [&](ImplicitLocOpBuilder &b, Value j) {
-    forLoop(b, c0, cS, c1, [&](ImplicitLocOpBuilder &b, Value p) {
-      Value si = arith::IndexCastOp::create(
-          b, index, memref::LoadOp::create(b, ko, ValueRange{gi, p}));
-      Value ex = arith::IndexCastOp::create(
-          b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}));
-      Value posI32 = memref::LoadOp::create(b, kc, ValueRange{gi, ex});
-      memref::StoreOp::create(b,
-                              arith::AddIOp::create(b, posI32, constI32(b, 1)),
-                              kc, ValueRange{gi, ex});
-      Value pos = arith::IndexCastOp::create(b, index, posI32);
-      Value keep =
-          arith::CmpIOp::create(b, arith::CmpIPredicate::slt, pos, capArg);
-      memref::StoreOp::create(
-          b, arith::SelectOp::create(b, keep, posI32, constI32(b, -1)), ks,
-          ValueRange{gi, si, j});
-      ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
-        memref::StoreOp::create(b, arith::IndexCastOp::create(b, i32, si), kst,
-                                ValueRange{ex, gi, pos});
-        Value gate = memref::LoadOp::create(b, kv, ValueRange{gi, si, j});
-        memref::StoreOp::create(b, gate, ksg, ValueRange{ex, gi, pos});
-        Value tok = arith::AddIOp::create(b, tokBase, si);
-        Value n = memref::LoadOp::create(b, kk, ValueRange{tok});
-        memref::StoreOp::create(b, arith::AddIOp::create(b, n, constI32(b, 1)),
-                                kk, ValueRange{tok});
-      });
-    });
-  });
-  launch(kern, {g}, binds, {l.capacity, l.bpr}, perBatch(g * s, s));
-}
-
 Value Lowering::filledRows(Kernel &kern, const MoeLayer &l, Value kCounts,
                            Value capV, Value ex, Value gi) {
-  // Groups past the call's batch hold stale counts: they have no rows.
+  // Groups past the call's batch hold stale counts: they have no rows. A
+  // partial last group counts only its real tokens.
   ImplicitLocOpBuilder &b = kern.b();
   Type index = b.getIndexType();
-  Value groups = arith::DivUIOp::create(b, validExtent(kern, l.g * l.s),
-                                        constIndex(b, l.s));
+  Value groups = arith::DivUIOp::create(
+      b,
+      arith::AddIOp::create(b, validExtent(kern, l.g * l.s),
+                            constIndex(b, l.s - 1)),
+      constIndex(b, l.s));
   Value live = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, gi, groups);
   Value safeGi = arith::SelectOp::create(b, live, gi, constIndex(b, 0));
   Value n = arith::IndexCastOp::create(
@@ -671,11 +545,16 @@ LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
 
 void Lowering::emitMoeCombine(MoeLayer &l) {
   // combine: out[token] = sum over kept assignments of gate * expert output
-  // (the gate is already applied); dropped tokens get exactly 0.
+  // (the gate is already applied); dropped tokens get exactly 0. Expert
+  // choice: assignment j is expert j, and this kernel counts each token's
+  // experts for the routing statistics (the assign kernels of different
+  // experts cannot).
   int64_t g = l.g, s = l.s, d = l.d, k = l.k, tokenTile = l.tokenTile;
+  bool choice = l.expertChoice;
   Type index = IndexType::get(ctx);
   auto [out, residual] = outputFor(l.combine.getResult(), l.combine);
-  SmallVector<Value> binds = {l.expertOut, l.topIdx, l.slots, out};
+  SmallVector<Value> binds = {l.expertOut, choice ? l.kept : l.topIdx, l.slots,
+                              out};
   if (residual)
     binds.push_back(residual);
   Kernel kern =
@@ -699,14 +578,18 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
              : constF32(b, 0.0);
       memref::StoreOp::create(b, init, ko, ValueRange{gi, si, dd});
     });
-    for (int64_t j = 0; j < k; ++j) {
-      Value jj = constIndex(b, j);
+    // Adds assignment jj's expert row when kept; returns whether it was.
+    auto addAssignment = [&](ImplicitLocOpBuilder &b, Value jj) -> Value {
       Value slot = memref::LoadOp::create(b, ks, ValueRange{gi, si, jj});
       Value keep = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
                                          constI32(b, 0));
       ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
-        Value ex = arith::IndexCastOp::create(
-            b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}));
+        Value ex =
+            choice ? jj
+                   : arith::IndexCastOp::create(
+                         b, index,
+                         memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}))
+                         .getResult();
         Value sl = arith::IndexCastOp::create(b, index, slot);
         forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
           Value y = memref::LoadOp::create(b, ky, ValueRange{ex, gi, sl, dd});
@@ -715,7 +598,21 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
                                   ValueRange{gi, si, dd});
         });
       });
+      return keep;
+    };
+    if (!choice) {
+      for (int64_t j = 0; j < k; ++j)
+        addAssignment(b, constIndex(b, j));
+      return;
     }
+    Value kept = forLoopAcc(
+        b, c0, constIndex(b, l.e), c1, {constI32(b, 0)},
+        [&](ImplicitLocOpBuilder &b, Value j, ValueRange a) {
+          Value keep = addAssignment(b, j);
+          Value one = arith::ExtUIOp::create(b, b.getI32Type(), keep);
+          return SmallVector<Value>{arith::AddIOp::create(b, a[0], one)};
+        })[0];
+    memref::StoreOp::create(b, kept, ki, ValueRange{tok});
   });
   launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
          perBatch(g * s, tokenTile));

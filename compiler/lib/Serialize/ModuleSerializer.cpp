@@ -165,7 +165,8 @@ LogicalResult Serializer::readKnob(BlockArgument arg, Attribute knob) {
                               << kLayerAttrName << " (a layer number)";
   auto source = *kind == KnobKind::Capacity
                     ? fb::PushConstantSource::MoeCapacity
-                    : fb::PushConstantSource::MoeBpr;
+                : *kind == KnobKind::K ? fb::PushConstantSource::MoeK
+                                       : fb::PushConstantSource::MoeBpr;
   knobs[arg] = {source, static_cast<uint32_t>(layer.getInt())};
   return success();
 }
@@ -351,6 +352,10 @@ LogicalResult Serializer::addPushConstants(LaunchOp launch,
         dispatch.pushConstants.push_back(
             mod::PushConstantDesc::bpr(it->second.layer));
         break;
+      case fb::PushConstantSource::MoeK:
+        dispatch.pushConstants.push_back(
+            mod::PushConstantDesc::k(it->second.layer));
+        break;
       default:
         dispatch.pushConstants.push_back(mod::PushConstantDesc::batchSize());
         break;
@@ -446,6 +451,7 @@ LogicalResult Serializer::addMoeLayers() {
   if (!layers)
     return host.emitOpError() << "has no " << kMoeLayersAttrName
                               << " array (one #vmoe.moe_layer per MoE layer)";
+  uint64_t requirements = 0;
   for (auto [i, element] : llvm::enumerate(layers)) {
     auto l = dyn_cast<MoeLayerAttr>(element);
     if (!l)
@@ -463,6 +469,15 @@ LogicalResult Serializer::addMoeLayers() {
     layer.defaultCapacityFactor = l.getCapacityFactor().convertToDouble();
     layer.maxCapacityFactor = l.getMaxCapacityFactor().convertToDouble();
     layer.defaultBpr = l.getBatchPriority();
+    layer.capacityMultipleOf = l.getCapacityMultipleOf();
+    layer.capacityRound = l.getCapacityRound();
+    layer.expertChoice = l.getExpertChoice();
+    // What a runtime must not ignore (module_format.h).
+    if (!l.hasFixedCapacity() &&
+        (layer.capacityRound || layer.capacityMultipleOf != 4))
+      requirements |= VMOE_REQUIRES_CAPACITY_RULE;
+    if (layer.expertChoice)
+      requirements |= VMOE_REQUIRES_EXPERT_CHOICE;
     if (auto it = statsRequests.find(l.getLayer()); it != statsRequests.end()) {
       layer.hasStats = true;
       layer.expertCountsOffset = plan.offsets[it->second.first];
@@ -470,6 +485,10 @@ LogicalResult Serializer::addMoeLayers() {
     }
     writer.addMoeLayer(layer);
   }
+  for (const auto &entry : knobs)
+    if (entry.second.source == fb::PushConstantSource::MoeK)
+      requirements |= VMOE_REQUIRES_K_KNOB;
+  writer.setRequirements(requirements);
   return success();
 }
 

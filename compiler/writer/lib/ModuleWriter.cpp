@@ -290,7 +290,10 @@ void ModuleWriter::Impl::buildFlatBuffer(
     layerOffsets.push_back(fb::CreateMoeLayer(
         fbb, fbb.CreateString(l.name), l.numExperts, l.k, l.groupSize,
         l.numGroups, l.numTokens, l.tokensPerImage, l.defaultCapacityFactor,
-        l.maxCapacityFactor, l.maxCapacity, l.defaultBpr, stats));
+        l.maxCapacityFactor, l.maxCapacity, l.defaultBpr, stats,
+        l.capacityMultipleOf, l.capacityRound,
+        l.expertChoice ? fb::RoutingKind::ExpertChoice
+                       : fb::RoutingKind::TopK));
   }
   auto layersOffset = fbb.CreateVector(layerOffsets);
 

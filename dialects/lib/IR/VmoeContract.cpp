@@ -87,7 +87,9 @@ LogicalResult verifyMoeLayers(EmitFn emit, NamedAttribute attr) {
             layer.getGroupSize(), layer.getNumGroups(),
             layer.getTokensPerImage(), layer.getMaxCapacity(),
             layer.getCapacityFactor(), layer.getMaxCapacityFactor(),
-            layer.getBatchPriority(), layer.getBf16Dispatch())))
+            layer.getBatchPriority(), layer.getBf16Dispatch(),
+            layer.getExpertChoice(), layer.getCapacityMultipleOf(),
+            layer.getCapacityRound())))
       return failure();
     if (!seen.insert(layer.getLayer()).second)
       return emit() << "'" << kMoeLayersAttrName << "' lists layer "
@@ -102,13 +104,12 @@ LogicalResult verifyMoeLayers(EmitFn emit, NamedAttribute attr) {
 // MoeLayerAttr
 //===----------------------------------------------------------------------===//
 
-LogicalResult MoeLayerAttr::verify(EmitFn emitError, int64_t layer,
-                                   int64_t numExperts, int64_t k,
-                                   int64_t groupSize, int64_t numGroups,
-                                   int64_t tokensPerImage, int64_t maxCapacity,
-                                   llvm::APFloat capacityFactor,
-                                   llvm::APFloat maxCapacityFactor,
-                                   bool batchPriority, bool bf16Dispatch) {
+LogicalResult MoeLayerAttr::verify(
+    EmitFn emitError, int64_t layer, int64_t numExperts, int64_t k,
+    int64_t groupSize, int64_t numGroups, int64_t tokensPerImage,
+    int64_t maxCapacity, llvm::APFloat capacityFactor,
+    llvm::APFloat maxCapacityFactor, bool batchPriority, bool bf16Dispatch,
+    bool expertChoice, int64_t multipleOf, bool round) {
   if (layer < 0 || layer > kMaxU32)
     return emitError() << "layer " << layer << " must be in [0, 2^32)";
   std::pair<StringRef, int64_t> counts[] = {
@@ -124,6 +125,12 @@ LogicalResult MoeLayerAttr::verify(EmitFn emitError, int64_t layer,
   if (k > numExperts)
     return emitError() << "k = " << k
                        << " must be at most num_experts = " << numExperts;
+  if (expertChoice && k != 1)
+    return emitError() << "k = " << k
+                       << " must be 1 for expert_choice (experts pick tokens)";
+  if (multipleOf < 1 || multipleOf > kMaxU32)
+    return emitError() << "capacity_multiple_of = " << multipleOf
+                       << " must be in [1, 2^32)";
   // Both < 2^32: the products fit in uint64.
   uint64_t tokens = static_cast<uint64_t>(groupSize) * numGroups;
   if (tokens % tokensPerImage != 0)
@@ -150,7 +157,7 @@ LogicalResult MoeLayerAttr::verify(EmitFn emitError, int64_t layer,
   // The expert buffers must hold what the largest factor lets through; past
   // group_size nothing changes (an expert gets at most S tokens per group).
   std::optional<int64_t> needed =
-      computeCapacity(groupSize * k, numExperts, maxCf);
+      computeCapacity(groupSize * k, numExperts, maxCf, multipleOf, round);
   if (!needed)
     return emitError() << "max_capacity_factor = " << maxCf
                        << " gives no valid capacity for group_size = "
@@ -262,7 +269,7 @@ LogicalResult verifyInputOutput(EmitFn emit, FunctionOpInterface func,
   return success();
 }
 
-/// vmoe.knob: an index argument; capacity and bpr knobs name their layer.
+/// vmoe.knob: an index argument; capacity, bpr and k knobs name their layer.
 LogicalResult verifyKnob(EmitFn emit, FunctionOpInterface func, unsigned arg,
                          NamedAttribute attr) {
   auto text = dyn_cast<StringAttr>(attr.getValue());
@@ -270,7 +277,7 @@ LogicalResult verifyKnob(EmitFn emit, FunctionOpInterface func, unsigned arg,
       text ? symbolizeKnobKind(text.getValue()) : std::nullopt;
   if (!kind)
     return emit() << "'" << kKnobAttrName << "' is " << attr.getValue()
-                  << ", must be one of \"batch\", \"capacity\", \"bpr\"";
+                  << ", must be one of \"batch\", \"capacity\", \"bpr\", \"k\"";
   if (!func.getArgumentTypes()[arg].isIndex())
     return emit() << "is a knob but has type " << func.getArgumentTypes()[arg]
                   << "; knobs are index values";

@@ -55,6 +55,16 @@ extern "C" {
  * to be recompiled. */
 #define VMOE_FORMAT_MIN_MINOR 1
 
+/* Module.requirements bits. A MoE layer whose capacity rule is not vmoe's
+ * default (ceil, multiple of 4; MoeLayer.capacity_round and
+ * capacity_multiple_of), and a layer routed by expert choice
+ * (MoeLayer.routing): a runtime that ignored those fields would compute other
+ * capacities or read the routing wrongly. A kernel that takes the call's k
+ * (PushConstantSource.MoeK): an older runtime cannot supply it. */
+#define VMOE_REQUIRES_CAPACITY_RULE (1ull << 0)
+#define VMOE_REQUIRES_EXPERT_CHOICE (1ull << 1)
+#define VMOE_REQUIRES_K_KNOB (1ull << 2)
+
 /* First 8 bytes of every module file. */
 #define VMOE_MODULE_MAGIC "VMOEMOD\0"
 #define VMOE_MODULE_MAGIC_SIZE 8

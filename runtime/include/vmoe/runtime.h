@@ -299,6 +299,20 @@ typedef struct vmoe_moe_layer_info_t {
   uint32_t max_capacity; /* compiled C_max */
   int32_t default_bpr;   /* 0 or 1 */
   int32_t has_stats;     /* the layer records routing statistics */
+  /* Nonzero: compiled with an explicit capacity, max_capacity in every call
+   * (both capacity factors are then 0 and a call sets none). */
+  int32_t fixed_capacity;
+  /* The capacity rule of a layer with a capacity factor, vmoe's
+   * compute_capacity options: C = ceil(v) (Python's half-to-even round(v)
+   * when capacity_round is nonzero), rounded up to a multiple of
+   * capacity_multiple_of, v = routed * capacity_factor / num_experts with
+   * routed = group_size * k of the call (group_size for expert choice). */
+  uint32_t capacity_multiple_of;
+  int32_t capacity_round;
+  /* Nonzero: expert-choice routing (vmoe's NoisyTopItemsPerExpertRouter):
+   * each expert takes the C tokens of a group with its largest gates; k is 1
+   * and a call's k does not apply. */
+  int32_t expert_choice;
 } vmoe_moe_layer_info_t;
 
 VMOE_API vmoe_status_t vmoe_module_moe_layer_info(
@@ -361,6 +375,10 @@ typedef struct vmoe_session_options_t {
    * VMOE_CUDA_GRAPH_CACHE_MAX; a new setting beyond that replaces the least
    * recently used graph. VMOE_CUDA_GRAPH_CACHE_DEFAULT by default. */
   uint32_t cuda_graph_cache;
+  /* Experts per token (k) of every top-k MoE layer; 0: each layer's compiled
+   * k. Must be in [1, each layer's compiled k]; the capacity follows it
+   * (vmoe recomputes it from S * k). Expert-choice layers ignore it. */
+  uint32_t num_selected_experts;
 } vmoe_session_options_t;
 
 /* Bounds of vmoe_session_options_t.cuda_graph_cache. The default covers the
@@ -402,7 +420,15 @@ typedef struct vmoe_run_options_t {
   double capacity_factor;
   /* -1: the session's; 0: off; 1: on. */
   int32_t bpr;
+  /* Experts per token of every top-k MoE layer in this call; 0: the
+   * session's. In [1, each layer's compiled k]. */
+  uint32_t num_selected_experts;
 } vmoe_run_options_t;
+
+/* Every field "as the session's" (0, -1, 0). Initialise run options with it
+ * (or zero the whole struct and set bpr): fields added later are then
+ * defaults too. */
+VMOE_API void vmoe_run_options_init(vmoe_run_options_t *options);
 
 /* Runs the schedule once. `options` may be NULL. Checks every input and
  * output against the signature before any kernel runs. A second caller while
@@ -417,10 +443,10 @@ VMOE_API vmoe_status_t vmoe_session_run(
 
 typedef struct vmoe_routing_stats_t {
   uint32_t capacity;      /* C used by the call */
-  double capacity_factor; /* the factor C came from */
+  double capacity_factor; /* the factor C came from; 0: a fixed capacity */
   int32_t bpr;            /* 0 or 1 */
   uint32_t num_experts;
-  uint32_t k;
+  uint32_t k; /* experts per token in the call (1 for expert choice) */
   uint32_t image_count; /* the call's batch */
   uint64_t token_count; /* image_count * tokens_per_image */
   uint32_t group_count; /* groups holding those tokens */

@@ -185,11 +185,16 @@ Result<MoeOutput> sparseMoe(const Tensor &x, const MoeWeights &weights,
   int64_t numGroups = numTokens / groupSize;
   Tensor grouped = x.reshaped({numGroups, groupSize, hidden});
   Tensor gates = routerGates(grouped, weights.routerKernel);
+  if (config.paddingTokens < 0 || config.paddingTokens > numTokens)
+    return Error{"padding_tokens = " + std::to_string(config.paddingTokens) +
+                 " must be in [0, " + std::to_string(numTokens) + "]"};
+  int64_t numValid = numTokens - config.paddingTokens;
   Routing routing;
   if (tokenChoice) {
-    routing = tokenChoiceRouting(gates, k, *capacity, config.batchPriority);
+    routing =
+        tokenChoiceRouting(gates, k, *capacity, config.batchPriority, numValid);
   } else {
-    Result<Routing> chosen = expertChoiceRouting(gates, *capacity);
+    Result<Routing> chosen = expertChoiceRouting(gates, *capacity, numValid);
     if (!chosen)
       return chosen.takeError();
     routing = std::move(chosen).value();
@@ -223,7 +228,7 @@ Result<MoeOutput> sparseMoe(const Tensor &x, const MoeWeights &weights,
       stats.assignmentsKept += kept;
     }
   stats.assignmentsDropped =
-      tokenChoice ? numTokens * k - stats.assignmentsKept : 0;
+      tokenChoice ? numValid * k - stats.assignmentsKept : 0;
   stats.tokenKeptAssignments = stats.tokenKeptAssignments.reshaped(tokenShape);
   if (x.rank() == 3) {
     int64_t images = x.dim(0), tokensPerImage = x.dim(1);

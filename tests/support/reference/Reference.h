@@ -245,9 +245,12 @@ struct SlotAssignment {
 };
 /// k-major greedy loop: all first choices (in tokenOrder), then all second
 /// choices, ...; one counter per (group, expert) that never stops.
+/// `numValidTokens` >= 0: only the first numValidTokens tokens of the
+/// flattened (G, S) are real; the rest are padding that is never routed
+/// (position and slot -1, no count).
 SlotAssignment assignSlots(const Tensor &topValues, const IntTensor &topIndices,
                            int64_t numExperts, int64_t capacity,
-                           bool batchPriority);
+                           bool batchPriority, int64_t numValidTokens = -1);
 
 /// Routing of one MoE layer in a per-token form common to token choice and
 /// expert choice, plus the per-slot table. A = K for token choice (assignment
@@ -276,12 +279,17 @@ struct Routing {
 /// Token choice (NoisyTopExpertsPerItemRouter at inference): top-k gates per
 /// token, then assignSlots. `gates` (G, S, E).
 Routing tokenChoiceRouting(const Tensor &gates, int64_t numSelectedExperts,
-                           int64_t capacity, bool batchPriority);
+                           int64_t capacity, bool batchPriority,
+                           int64_t numValidTokens = -1);
 
 /// Expert choice (NoisyTopItemsPerExpertRouter): expert e takes the
 /// `capacity` tokens with the largest gates[:, e], ties to the lower token
 /// index; slot c holds the c-th best. Error if capacity > S or < 1.
-Result<Routing> expertChoiceRouting(const Tensor &gates, int64_t capacity);
+/// Padding tokens (past `numValidTokens`, see assignSlots) are never
+/// picked: an expert of a group with fewer real tokens than C takes them all
+/// (expertCounts: the tokens taken).
+Result<Routing> expertChoiceRouting(const Tensor &gates, int64_t capacity,
+                                    int64_t numValidTokens = -1);
 
 /// The einsum dispatcher's tensors, (G, S, E, C): combine_w[g,s,e,c] = the
 /// gate when token s sits in slot c of expert e, else 0; dispatchMask has
@@ -430,6 +438,10 @@ struct MoeConfig {
   int64_t capacityMultipleOf = 4;
   /// Batch Prioritized Routing (token choice only).
   bool batchPriority = false;
+  /// The last `paddingTokens` tokens (zero images that pad a batch to whole
+  /// groups) take no slot: they are not routed and their MoE output is 0;
+  /// the capacity stays that of the whole group (docs/routing.md).
+  int64_t paddingTokens = 0;
   /// Bfloat16Dispatcher: bf16-round expert inputs and outputs. On in every
   /// paper config.
   bool bf16Dispatch = true;
@@ -453,6 +465,7 @@ struct MoeStats {
   IntTensor expertKept;
   /// Over the whole layer. Expert choice: kept = G*E*C, dropped = 0 (an
   /// unpicked (token, expert) pair is not a request, so it is not a drop).
+  /// Padding tokens request nothing.
   int64_t assignmentsKept = 0;
   int64_t assignmentsDropped = 0;
   /// Kept assignments per token, shaped like the input without its last

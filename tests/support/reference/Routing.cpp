@@ -71,9 +71,18 @@ std::vector<int64_t> tokenOrder(const Tensor &topValues, int64_t group,
   return descendingOrder(priority);
 }
 
+/// How many of group g's tokens are real when the first `numValidTokens`
+/// tokens of the flattened groups are (-1: all).
+static int64_t validInGroup(int64_t g, int64_t groupSize,
+                            int64_t numValidTokens) {
+  if (numValidTokens < 0)
+    return groupSize;
+  return std::clamp<int64_t>(numValidTokens - g * groupSize, 0, groupSize);
+}
+
 SlotAssignment assignSlots(const Tensor &topValues, const IntTensor &topIndices,
                            int64_t numExperts, int64_t capacity,
-                           bool batchPriority) {
+                           bool batchPriority, int64_t numValidTokens) {
   VMOE_REF_CHECK(topValues.rank() == 3 && topValues.shape == topIndices.shape,
                  "assignSlots: values " + shapeToString(topValues.shape) +
                      " and indices " + shapeToString(topIndices.shape) +
@@ -89,10 +98,16 @@ SlotAssignment assignSlots(const Tensor &topValues, const IntTensor &topIndices,
   for (int64_t g = 0; g < numGroups; ++g) {
     std::vector<int64_t> order = tokenOrder(topValues, g, batchPriority);
     std::vector<int64_t> count(numExperts, 0);
+    int64_t valid = validInGroup(g, topValues.dim(1), numValidTokens);
     // k-major: every token's j-th choice before any (j+1)-th choice, all
     // rounds in the same token order.
     for (int64_t j = 0; j < k; ++j) {
       for (int64_t s : order) {
+        if (s >= valid) { // padding: never routed
+          result.positions.at(g, s, j) = -1;
+          result.slots.at(g, s, j) = -1;
+          continue;
+        }
         int64_t expert = topIndices.at(g, s, j);
         VMOE_REF_CHECK(expert >= 0 && expert < numExperts,
                        "assignSlots: expert index " + std::to_string(expert) +
@@ -132,13 +147,15 @@ static void fillSlotTokens(Routing &routing) {
 }
 
 Routing tokenChoiceRouting(const Tensor &gates, int64_t numSelectedExperts,
-                           int64_t capacity, bool batchPriority) {
+                           int64_t capacity, bool batchPriority,
+                           int64_t numValidTokens) {
   VMOE_REF_CHECK(gates.rank() == 3,
                  "gates must be (G, S, E), got " + shapeToString(gates.shape));
   int64_t numExperts = gates.dim(2);
   TopK top = topK(gates, numSelectedExperts);
   SlotAssignment assignment =
-      assignSlots(top.values, top.indices, numExperts, capacity, batchPriority);
+      assignSlots(top.values, top.indices, numExperts, capacity, batchPriority,
+                  numValidTokens);
   Routing routing;
   routing.numExperts = numExperts;
   routing.capacity = capacity;
@@ -152,7 +169,8 @@ Routing tokenChoiceRouting(const Tensor &gates, int64_t numSelectedExperts,
   return routing;
 }
 
-Result<Routing> expertChoiceRouting(const Tensor &gates, int64_t capacity) {
+Result<Routing> expertChoiceRouting(const Tensor &gates, int64_t capacity,
+                                    int64_t numValidTokens) {
   VMOE_REF_CHECK(gates.rank() == 3,
                  "gates must be (G, S, E), got " + shapeToString(gates.shape));
   int64_t numGroups = gates.dim(0);
@@ -178,13 +196,18 @@ Result<Routing> expertChoiceRouting(const Tensor &gates, int64_t capacity) {
         routing.experts.at(g, s, e) = static_cast<int32_t>(e);
 
   for (int64_t g = 0; g < numGroups; ++g) {
+    // Padding tokens are no candidates: with fewer real tokens than C an
+    // expert takes them all.
+    int64_t valid = validInGroup(g, groupSize, numValidTokens);
+    int64_t taken = std::min(capacity, valid);
     for (int64_t e = 0; e < numExperts; ++e) {
-      std::vector<float> column(groupSize);
-      for (int64_t s = 0; s < groupSize; ++s)
+      routing.expertCounts.at(g, e) = static_cast<int32_t>(taken);
+      std::vector<float> column(valid);
+      for (int64_t s = 0; s < valid; ++s)
         column[s] = gates.at(g, s, e);
       // top_k over tokens: ties to the lower token index.
       std::vector<int64_t> order = descendingOrder(column);
-      for (int64_t c = 0; c < capacity; ++c) {
+      for (int64_t c = 0; c < taken; ++c) {
         int64_t s = order[c];
         routing.positions.at(g, s, e) = static_cast<int32_t>(c);
         routing.slots.at(g, s, e) = static_cast<int32_t>(c);

@@ -186,6 +186,44 @@ TEST(ExpertChoiceTest, CapacityAboveGroupSizeIsAnError) {
   EXPECT_FALSE(expertChoiceRouting(gates, 0).ok());
 }
 
+// Padding (tokens past numValidTokens, docs/routing.md) takes no slot:
+// the worked example with its last token as padding keeps the real tokens'
+// queue positions of a group without it, and the capacity.
+TEST(PaddingTest, PaddingTakesNoSlot) {
+  Routing routing = tokenChoiceRouting(workedExampleGates(), /*k=*/2,
+                                       /*capacity=*/2, /*bpr=*/false,
+                                       /*numValidTokens=*/2);
+  // Round 0: t0->e0@0, t1->e0@1. Round 1: t0->e2@0, t1->e2@1. t2 is padding:
+  // in the unpadded example it took e2's slot 0 and pushed t1's second
+  // choice out.
+  EXPECT_EQ(routing.slots.data, (std::vector<int32_t>{0, 0, 1, 1, -1, -1}));
+  EXPECT_EQ(routing.positions.data, (std::vector<int32_t>{0, 0, 1, 1, -1, -1}));
+  EXPECT_EQ(routing.expertCounts.data, (std::vector<int32_t>{2, 0, 2}));
+  EXPECT_EQ(routing.capacity, 2);
+  // With BPR the padding is not sorted in either.
+  Routing bpr = tokenChoiceRouting(workedExampleGates(), 2, 2, true, 2);
+  EXPECT_EQ(bpr.slots.data, (std::vector<int32_t>{1, 1, 0, 0, -1, -1}));
+}
+
+TEST(PaddingTest, ExpertChoiceNeverPicksPadding) {
+  Tensor gates({1, 4, 2}, {.6f, .4f, //
+                           .3f, .7f, //
+                           .6f, .4f, //
+                           .9f, .9f});
+  // t3 (the best for both experts) is padding; with 3 real tokens and C = 2
+  // each expert takes two of them, with C = 4 all three.
+  Result<Routing> two = expertChoiceRouting(gates, 2, /*numValidTokens=*/3);
+  ASSERT_TRUE(two.ok()) << two.error();
+  EXPECT_EQ(two->slotTokens.data, (std::vector<int32_t>{0, 2, 1, 0}));
+  Result<Routing> four = expertChoiceRouting(gates, 4, 3);
+  ASSERT_TRUE(four.ok()) << four.error();
+  EXPECT_EQ(four->expertCounts.data, (std::vector<int32_t>{3, 3}));
+  EXPECT_EQ(four->slotTokens.data,
+            (std::vector<int32_t>{0, 2, 1, -1, 1, 0, 2, -1}));
+  EXPECT_EQ(four->slots.at(0, 3, 0), -1);
+  EXPECT_EQ(four->slots.at(0, 3, 1), -1);
+}
+
 TEST(RouterTest, GatesAreSoftmaxOfLogitsWithoutBias) {
   Tensor x({1, 2, 2}, {1, 0, 0, 2});
   Tensor kernel({2, 3}, {1, 2, 3, //

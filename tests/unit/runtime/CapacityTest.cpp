@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Capacity.h"
 #include "CapacityCases.h"
 #include "TestSupport.h"
 
@@ -110,6 +111,27 @@ TEST(Capacity, SharedTableOfCases) {
     ++checked;
   }
   EXPECT_GE(checked, 35);
+}
+
+TEST(Capacity, TheWholeRuleOfTheSharedTable) {
+  // A layer's own rule (vmoe.capacity's multiple_of and round), which the
+  // runtime evaluates per call for modules that record one.
+  for (const CapacityCase &c : kCapacityCases) {
+    SCOPED_TRACE(c.what);
+    uint64_t value = 0;
+    vmoe_message_t message;
+    message.text[0] = 0;
+    vmoe_status_t status = computeCapacityRule(
+        c.numTokens(), c.numExperts, c.capacityFactor,
+        static_cast<uint32_t>(c.multipleOf), c.round, &value, &message);
+    if (c.expected == 0) {
+      EXPECT_EQ(status, VMOE_STATUS_INVALID_ARGUMENT) << value;
+      EXPECT_NE(message.text[0], 0);
+    } else {
+      ASSERT_EQ(status, VMOE_STATUS_OK) << message.text;
+      EXPECT_EQ(value, uint64_t(c.expected));
+    }
+  }
 }
 
 /// Runs the echo module and returns [capacity, bpr, batch, 42].
@@ -282,6 +304,169 @@ TEST(CapacityPushConstant, SessionOptionsAndBprDefaults) {
     EXPECT_EQ(out[0], capacity(400, 2, 8, 1.5));
     EXPECT_EQ(out[1], 1);
   }
+}
+
+} // namespace
+} // namespace test
+} // namespace vmoe
+
+namespace vmoe {
+namespace test {
+namespace {
+
+/// The echo module with `layer` as its MoE layer, `requirements` as the
+/// module's, and the push constants [capacity, k, batch, 42].
+std::vector<uint8_t> echoLayerModule(MoeLayerDesc layer,
+                                     uint64_t requirements) {
+  ModuleWriter w;
+  uint32_t exe = addTestExecutable(w);
+  w.setBatch(1);
+  w.addOutput({"constants", fb::DType::I64, {4}, -1});
+  w.setArena(0);
+  layer.name = "moe0";
+  layer.numGroups = 1;
+  layer.numTokens = layer.groupSize;
+  layer.tokensPerImage = layer.groupSize;
+  w.addMoeLayer(layer);
+  w.setRequirements(requirements | VMOE_REQUIRES_K_KNOB);
+  KernelDesc echo;
+  echo.name = "echo";
+  echo.executable = exe;
+  echo.entry = "vmoe_test_echo_constants";
+  echo.bindingCount = 1;
+  echo.constantCount = 4;
+  echo.writtenBindings = {true};
+  uint32_t kernel = w.addKernel(echo);
+  w.addDispatch(
+      {kernel,
+       {BindingDesc::output(0, 0, 32)},
+       {PushConstantDesc::capacity(0), PushConstantDesc::k(0),
+        PushConstantDesc::batchSize(), PushConstantDesc::literal(42)}});
+  return serialize(w);
+}
+
+MoeLayerDesc topKLayer(uint32_t groupSize, uint32_t k, uint32_t experts,
+                       double defaultCf, double maxCf, uint32_t maxCapacity) {
+  MoeLayerDesc layer;
+  layer.numExperts = experts;
+  layer.k = k;
+  layer.groupSize = groupSize;
+  layer.defaultCapacityFactor = defaultCf;
+  layer.maxCapacityFactor = maxCf;
+  layer.maxCapacity = maxCapacity;
+  return layer;
+}
+
+TEST(CapacityRule, TheLayersRuleReachesTheKernel) {
+  // S = 10, k = 1, E = 4: v = 2.5 at cf 1; round (half to even) 2, multiple
+  // of 1; vmoe's default rule would give 4.
+  MoeLayerDesc layer = topKLayer(10, 1, 4, 1.0, 2.0, 5);
+  layer.capacityRound = true;
+  layer.capacityMultipleOf = 1;
+  Loaded loaded =
+      loadBytes(echoLayerModule(layer, VMOE_REQUIRES_CAPACITY_RULE));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  SessionHolder s;
+  createSession(loaded.module, s, 1);
+  EXPECT_EQ(echo(s.session, nullptr)[0], 2);
+  vmoe_run_options_t options = {1.4, -1, 0}; // v = 3.5 -> 4
+  EXPECT_EQ(echo(s.session, &options)[0], 4);
+  vmoe_moe_layer_info_t info;
+  vmoe_message_t message;
+  ASSERT_EQ(vmoe_module_moe_layer_info(loaded.module, 0, &info, &message),
+            VMOE_STATUS_OK);
+  EXPECT_EQ(info.capacity_round, 1);
+  EXPECT_EQ(info.capacity_multiple_of, 1u);
+
+  // A runtime that ignored the rule would compute other capacities: the
+  // module must say that it needs it.
+  Loaded unmarked = loadBytes(echoLayerModule(layer, 0));
+  EXPECT_EQ(unmarked.status, VMOE_STATUS_INVALID_MODULE);
+  EXPECT_EQ(unmarked.message, "MoE layer 0 has its own capacity rule but the "
+                              "module does not require it");
+  // An unknown requirement bit is refused as a newer module.
+  Loaded newer = loadBytes(echoLayerModule(layer, 1ull << 40));
+  EXPECT_NE(
+      newer.message.find("module requires runtime features 0x10000000000"),
+      std::string::npos)
+      << newer.message;
+  EXPECT_EQ(newer.status, VMOE_STATUS_UNSUPPORTED_VERSION);
+}
+
+TEST(CapacityRule, KPerCallReachesTheKernelAndScalesTheCapacity) {
+  // B/16 at 224, E = 32, compiled k = 2 up to cf 2.0.
+  MoeLayerDesc layer =
+      topKLayer(1576, 2, 32, 1.05, 2.0, capacity(1576, 2, 32, 2.0));
+  Loaded loaded = loadBytes(echoLayerModule(layer, 0));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  SessionHolder s;
+  createSession(loaded.module, s, 1);
+  std::vector<int64_t> out = echo(s.session, nullptr);
+  EXPECT_EQ(out[0], 104);
+  EXPECT_EQ(out[1], 2);
+  vmoe_run_options_t options;
+  vmoe_run_options_init(&options);
+  EXPECT_EQ(options.capacity_factor, 0.0);
+  EXPECT_EQ(options.bpr, -1);
+  EXPECT_EQ(options.num_selected_experts, 0u);
+  EXPECT_EQ(echo(s.session, &options)[1], 2);
+  options.capacity_factor = 1.05;
+  options.num_selected_experts = 1;
+  out = echo(s.session, &options);
+  EXPECT_EQ(out[0], capacity(1576, 1, 32, 1.05)); // 52
+  EXPECT_EQ(out[1], 1);
+  std::string message;
+  options.num_selected_experts = 3;
+  echo(s.session, &options, VMOE_STATUS_INVALID_ARGUMENT, &message);
+  EXPECT_EQ(message, "k 3 is out of range for MoE layer 0 ('moe0'): it must "
+                     "be in [1, 2], the compiled k");
+}
+
+TEST(CapacityRule, FixedCapacityIgnoresFactorAndK) {
+  MoeLayerDesc layer = topKLayer(16, 2, 4, 0.0, 0.0, 3);
+  Loaded loaded = loadBytes(echoLayerModule(layer, 0));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  SessionHolder s;
+  createSession(loaded.module, s, 1);
+  EXPECT_EQ(echo(s.session, nullptr)[0], 3);
+  vmoe_run_options_t k1 = {0, -1, 1};
+  std::vector<int64_t> out = echo(s.session, &k1);
+  EXPECT_EQ(out[0], 3);
+  EXPECT_EQ(out[1], 1);
+  std::string message;
+  vmoe_run_options_t cf = {0.5, -1, 0};
+  echo(s.session, &cf, VMOE_STATUS_INVALID_ARGUMENT, &message);
+  EXPECT_EQ(message, "capacity factor 0.5: no MoE layer of this module takes "
+                     "one (each was compiled with a fixed capacity)");
+  // A fixed capacity of 0 is no capacity.
+  layer.maxCapacity = 0;
+  EXPECT_EQ(loadBytes(echoLayerModule(layer, 0)).status,
+            VMOE_STATUS_INVALID_MODULE);
+}
+
+TEST(CapacityRule, ExpertChoiceCountsTokensAndNeedsItsBit) {
+  // Expert choice: C from S alone; S = 400, E = 8, cf 1.05 -> 56.
+  MoeLayerDesc layer = topKLayer(400, 1, 8, 1.05, 2.0, 100);
+  layer.expertChoice = true;
+  Loaded loaded =
+      loadBytes(echoLayerModule(layer, VMOE_REQUIRES_EXPERT_CHOICE));
+  ASSERT_EQ(loaded.status, VMOE_STATUS_OK) << loaded.message;
+  SessionHolder s;
+  createSession(loaded.module, s, 1);
+  EXPECT_EQ(echo(s.session, nullptr)[0], capacity(400, 1, 8, 1.05));
+  vmoe_moe_layer_info_t info;
+  vmoe_message_t msg;
+  ASSERT_EQ(vmoe_module_moe_layer_info(loaded.module, 0, &info, &msg),
+            VMOE_STATUS_OK);
+  EXPECT_EQ(info.expert_choice, 1);
+  Loaded unmarked = loadBytes(echoLayerModule(layer, 0));
+  EXPECT_EQ(unmarked.status, VMOE_STATUS_INVALID_MODULE);
+  EXPECT_EQ(unmarked.message, "MoE layer 0 routes by expert choice but the "
+                              "module does not require it");
+  layer.k = 2;
+  EXPECT_EQ(
+      loadBytes(echoLayerModule(layer, VMOE_REQUIRES_EXPERT_CHOICE)).message,
+      "MoE layer 0: expert choice needs k 1, got 2");
 }
 
 } // namespace

@@ -604,6 +604,18 @@ TEST(ModuleVerifier, MoeLayersAndPushConstants) {
   expectRejected(bytes, VMOE_STATUS_INVALID_MODULE,
                  "dispatch 0, push constant 2: unknown source 12");
 
+  // The call's k reaches only modules that say they need it.
+  bytes = base;
+  rootOf(bytes)
+      ->mutable_dispatches()
+      ->GetMutableObject(0)
+      ->mutable_push_constants()
+      ->GetMutableObject(2)
+      ->mutate_source(fb::PushConstantSource::MoeK);
+  expectRejected(bytes, VMOE_STATUS_INVALID_MODULE,
+                 "dispatch 0, push constant 2 takes the call's k but the "
+                 "module does not require it");
+
   bytes = base;
   rootOf(bytes)->mutable_moe_layers()->GetMutableObject(0)->mutate_num_tokens(
       401);

@@ -23,3 +23,27 @@ func.func @composite(%x: tensor<8x16xf32>) -> tensor<8x16xf32> {
          tensor<4x32x16xf32>, tensor<4x16xf32>) -> tensor<8x16xf32>
   return %y : tensor<8x16xf32>
 }
+
+// -----
+
+// A compiled module recomputes the capacity per call from S * k routed
+// tokens: a vmoe.capacity over other counts cannot become a knob.
+func.func @capacity_of_other_tokens(%x: tensor<1x8x16xf32>) -> tensor<1x8x16xf32> {
+  %r = arith.constant dense<0.1> : tensor<16x4xf32>
+  %w1 = arith.constant dense<0.01> : tensor<4x16x32xf32>
+  %b1 = arith.constant dense<0.0> : tensor<4x32xf32>
+  %w2 = arith.constant dense<0.02> : tensor<4x32x16xf32>
+  %b2 = arith.constant dense<0.5> : tensor<4x16xf32>
+  %g = vmoe.router %x, %r : tensor<1x8x16xf32>, tensor<16x4xf32> -> tensor<1x8x4xf32>
+  %w, %e = vmoe.top_k %g {k = 2} : tensor<1x8x4xf32> -> tensor<1x8x2xf32>, tensor<1x8x2xi32>
+  %cf = arith.constant 1.0 : f64
+  // expected-error @+1 {{'vmoe.capacity' op computes the capacity of 8 routed tokens and 4 experts, but its layer routes 8 tokens x k = 2 to 4 experts; a compiled module derives the capacity from those (set num_tokens = 16, num_experts = 4, or pass a constant capacity)}}
+  %c = vmoe.capacity %cf {num_tokens = 8, num_experts = 4, max_capacity_factor = 1.0 : f64} : f64
+  %bpr = arith.constant false
+  %slots, %counts = vmoe.assign_slots %e, %w, %c, %bpr {num_experts = 4, max_capacity = 4}
+      : tensor<1x8x2xi32>, tensor<1x8x2xf32> -> tensor<1x8x2xi32>, tensor<1x4xi32>
+  %buf = vmoe.dispatch %x, %e, %slots : tensor<1x8x16xf32>, tensor<1x8x2xi32>, tensor<1x8x2xi32> -> tensor<4x1x4x16xf32>
+  %y = vmoe.expert_mlp %buf, %w1, %b1, %w2, %b2 : tensor<4x1x4x16xf32>, tensor<4x16x32xf32>, tensor<4x32xf32>, tensor<4x32x16xf32>, tensor<4x16xf32> -> tensor<4x1x4x16xf32>
+  %o = vmoe.combine %y, %e, %slots, %w : tensor<4x1x4x16xf32>, tensor<1x8x2xi32>, tensor<1x8x2xi32>, tensor<1x8x2xf32> -> tensor<1x8x16xf32>
+  return %o : tensor<1x8x16xf32>
+}

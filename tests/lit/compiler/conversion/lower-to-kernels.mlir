@@ -6,7 +6,7 @@
 
 // A MoE layer after LayerNorm with a residual add (fused into the combine).
 // The capacity (a function
-// of the per-call capacity factor) and the BPR flag become host arguments;
+// of the per-call capacity factor), k and the BPR flag become host arguments;
 // the layer's routing metadata is an attribute of the host function.
 
 // The gates kernel also writes the bf16-rounded copy of x that expert-up
@@ -47,14 +47,15 @@
 // CHECK: %{{.*}}:6 = scf.for
 // CHECK: memref.prefetch
 // CHECK: func.func @moe
-// CHECK-SAME: (%[[IN:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[BATCH:[a-z0-9]+]]: index {vmoe.knob = "batch"}, %[[CAP:[a-z0-9]+]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[BPR:[a-z0-9]+]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
-// A group of 8 tokens spans both 4-token images: a call runs both.
-// CHECK-SAME: vmoe.batch_multiple = 2 : i64
+// CHECK-SAME: (%[[IN:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.input = 0 : i64}, %[[OUT:[a-z0-9]+]]: memref<2x4x16xf32> {vmoe.output = 0 : i64}, %[[BATCH:[a-z0-9]+]]: index {vmoe.knob = "batch"}, %[[CAP:[a-z0-9]+]]: index {vmoe.knob = "capacity", vmoe.layer = 0 : i64}, %[[K:[a-z0-9]+]]: index {vmoe.knob = "k", vmoe.layer = 0 : i64}, %[[BPR:[a-z0-9]+]]: index {vmoe.knob = "bpr", vmoe.layer = 0 : i64})
+// A group of 8 tokens spans both 4-token images; a call of one image routes
+// it as a partial group.
+// CHECK-SAME: vmoe.batch_multiple = 1 : i64
 // CHECK-SAME: vmoe.entry
 // CHECK-SAME: vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 4, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 4, max_capacity = 8, capacity_factor = 1.000000e+00, max_capacity_factor = 2.000000e+00, batch_priority = true, bf16_dispatch = true>]
 // CHECK: vmoe.launch @moe_layer_norm_0
 // CHECK: vmoe.launch @moe_moe_gates_0 grid [1, 1, 1](%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[ROUNDED:.*]]) constants(%[[BATCH]] : index) {batch_grid = array<i64: 4, 32>}
-// CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]], %[[BATCH]] : index, index, index) {batch_grid = array<i64: 4, 8>}
+// CHECK: vmoe.launch @moe_moe_assign_0 grid [1, 1, 1]({{.*}}) constants(%[[CAP]], %[[BPR]], %[[K]], %[[BATCH]] : index, index, index, index) {batch_grid = array<i64: 4, 8>}
 // The expert kernels keep their grid and skip the groups past the batch.
 // CHECK: vmoe.launch @moe_moe_expert_up_0 grid [2, {{[0-9]+}}, 4](%[[ROUNDED]], {{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :
 // CHECK: vmoe.launch @moe_moe_expert_down_0 grid [2, {{[0-9]+}}, 4]({{.*}}) constants(%[[CAP]], %[[BATCH]] : index, index) :

@@ -11,6 +11,30 @@ func.func @f() attributes {vmoe.entry, vmoe.batch_multiple = 1 : i64, vmoe.moe_l
 
 // -----
 
+// expected-error @+1 {{k = 2 must be 1 for expert_choice (experts pick tokens)}}
+func.func @f() attributes {vmoe.entry, vmoe.batch_multiple = 1 : i64, vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 2, k = 2, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 8, capacity_factor = 1.0, max_capacity_factor = 1.0, batch_priority = false, bf16_dispatch = false, expert_choice = true>]} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{capacity_multiple_of = 0 must be in [1, 2^32)}}
+func.func @f() attributes {vmoe.entry, vmoe.batch_multiple = 1 : i64, vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 2, k = 1, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 8, capacity_factor = 1.0, max_capacity_factor = 1.0, batch_priority = false, bf16_dispatch = false, capacity_multiple_of = 0>]} {
+  return
+}
+
+// -----
+
+// The buffers must hold the capacity of the maximum factor under the layer's
+// own rule: round(8 * 1.3 / 2) = 5 with a multiple of 1 (4 would do for
+// neither rule; roundup4(ceil(5.2)) = 8).
+// expected-error @+1 {{max_capacity = 4 is smaller than 5, the capacity of max_capacity_factor = 1.3}}
+func.func @f() attributes {vmoe.entry, vmoe.batch_multiple = 1 : i64, vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 2, k = 1, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 4, capacity_factor = 1.0, max_capacity_factor = 1.3, batch_priority = false, bf16_dispatch = false, capacity_multiple_of = 1, capacity_round = true>]} {
+  return
+}
+
+// -----
+
 // expected-error @+1 {{num_experts = 0 must be in [1, 2^32)}}
 func.func @f() attributes {vmoe.moe_layers = [#vmoe.moe_layer<layer = 0, num_experts = 0, k = 1, group_size = 8, num_groups = 1, tokens_per_image = 8, max_capacity = 8, capacity_factor = 1.0, max_capacity_factor = 1.0, batch_priority = false, bf16_dispatch = false>]} {
   return
@@ -154,7 +178,7 @@ func.func @f(%b: index {vmoe.kernel}) {
 
 // -----
 
-// expected-error @+1 {{'func.func' op argument 0 'vmoe.knob' is "capcity", must be one of "batch", "capacity", "bpr"}}
+// expected-error @+1 {{'func.func' op argument 0 'vmoe.knob' is "capcity", must be one of "batch", "capacity", "bpr", "k"}}
 func.func @f(%c: index {vmoe.knob = "capcity", vmoe.layer = 0 : i64}) {
   return
 }

@@ -103,6 +103,10 @@ struct PushConstantDesc {
   static PushConstantDesc bpr(uint32_t layer) {
     return {fb::PushConstantSource::MoeBpr, layer, 0};
   }
+  /// The experts per token of MoE layer `layer` in each call.
+  static PushConstantDesc k(uint32_t layer) {
+    return {fb::PushConstantSource::MoeK, layer, 0};
+  }
   /// The actual batch of each call.
   static PushConstantDesc batchSize() {
     return {fb::PushConstantSource::BatchSize, 0, 0};
@@ -127,10 +131,15 @@ struct MoeLayerDesc {
   uint32_t numGroups = 0;
   uint64_t numTokens = 0;
   uint32_t tokensPerImage = 0;
+  /// Both 0: a fixed capacity (maxCapacity in every call).
   double defaultCapacityFactor = 1.0;
   double maxCapacityFactor = 1.0;
   uint32_t maxCapacity = 0;
   bool defaultBpr = false;
+  /// The capacity rule (vmoe's compute_capacity options) and the routing.
+  uint32_t capacityMultipleOf = 4;
+  bool capacityRound = false;
+  bool expertChoice = false;
   /// Routing statistics buffers in the arena (int32[G][E] counts and
   /// int32[N] kept-per-token), live until the end of the schedule.
   bool hasStats = false;

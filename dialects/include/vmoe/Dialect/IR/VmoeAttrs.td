@@ -25,7 +25,8 @@ def Vmoe_KnobKind : I32EnumAttr<"KnobKind",
     "which run-time value a host knob argument receives", [
       I32EnumAttrCase<"Batch", 0, "batch">,
       I32EnumAttrCase<"Capacity", 1, "capacity">,
-      I32EnumAttrCase<"Bpr", 2, "bpr">
+      I32EnumAttrCase<"Bpr", 2, "bpr">,
+      I32EnumAttrCase<"K", 3, "k">
     ]> {
   // Spelled as a string in `vmoe.knob = "capacity"`: no attribute of its own.
   let genSpecializedAttr = 0;
@@ -49,6 +50,14 @@ def Vmoe_MoeLayerAttr : AttrDef<Vmoe_Dialect, "MoeLayer"> {
     `0 < capacity_factor <= max_capacity_factor` and `max_capacity` holds the
     capacity of `max_capacity_factor` (or the whole group).
 
+    The capacity rule of a layer with a capacity factor is vmoe's
+    `compute_capacity` over `S * k` routed tokens (`S` for `expert_choice`),
+    with `ceil` (Python's half-to-even `round` with `capacity_round`) and
+    rounding up to a multiple of `capacity_multiple_of`; the runtime
+    evaluates it per call with the call's capacity factor and k.
+    `expert_choice` layers route by vmoe's `NoisyTopItemsPerExpertRouter`
+    and have `k = 1`.
+
     Example:
     ```mlir
     #vmoe.moe_layer<layer = 0, num_experts = 8, k = 2, group_size = 16,
@@ -69,24 +78,35 @@ def Vmoe_MoeLayerAttr : AttrDef<Vmoe_Dialect, "MoeLayer"> {
     Vmoe_F64Parameter<"largest capacity factor a call may ask for">:
         $max_capacity_factor,
     "bool":$batch_priority,
-    "bool":$bf16_dispatch
+    "bool":$bf16_dispatch,
+    DefaultValuedParameter<"bool", "false">:$expert_choice,
+    DefaultValuedParameter<"int64_t", "4">:$capacity_multiple_of,
+    DefaultValuedParameter<"bool", "false">:$capacity_round
   );
   let builders = [
     AttrBuilder<(ins "int64_t":$layer, "int64_t":$num_experts, "int64_t":$k,
                      "int64_t":$group_size, "int64_t":$num_groups,
                      "int64_t":$tokens_per_image, "int64_t":$max_capacity,
                      "double":$capacity_factor, "double":$max_capacity_factor,
-                     "bool":$batch_priority, "bool":$bf16_dispatch), [{
+                     "bool":$batch_priority, "bool":$bf16_dispatch,
+                     CArg<"bool", "false">:$expert_choice,
+                     CArg<"int64_t", "4">:$capacity_multiple_of,
+                     CArg<"bool", "false">:$capacity_round), [{
       return $_get($_ctxt, layer, num_experts, k, group_size, num_groups,
                    tokens_per_image, max_capacity,
                    ::llvm::APFloat(capacity_factor),
                    ::llvm::APFloat(max_capacity_factor), batch_priority,
-                   bf16_dispatch);
+                   bf16_dispatch, expert_choice, capacity_multiple_of,
+                   capacity_round);
     }]>
   ];
   let extraClassDeclaration = [{
     /// The tokens of the layer at the compiled batch.
     int64_t getNumTokens() const { return getGroupSize() * getNumGroups(); }
+    /// A fixed capacity (no capacity knob): both capacity factors are 0.
+    bool hasFixedCapacity() const {
+      return getCapacityFactor().isZero() && getMaxCapacityFactor().isZero();
+    }
   }];
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;

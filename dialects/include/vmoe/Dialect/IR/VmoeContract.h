@@ -32,9 +32,9 @@
 // Host function arguments (lowering -> serializer):
 //   vmoe.input, vmoe.output      i64 >= 0  the model input/result number
 //   vmoe.knob                    string    a KnobKind ("batch", "capacity",
-//                                          "bpr"), on an index argument
-//   vmoe.layer                   i64 >= 0  the MoE layer of a capacity or
-//                                          bpr knob
+//                                          "bpr", "k"), on an index argument
+//   vmoe.layer                   i64 >= 0  the MoE layer of a capacity,
+//                                          bpr or k knob
 //
 //===----------------------------------------------------------------------===//
 
