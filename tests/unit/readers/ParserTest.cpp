@@ -173,8 +173,7 @@ TEST(BoundedJson, RejectsMalformedInput) {
                  Case{"{\"a\":1,\"a\":2}", "duplicate key 'a'"},
                  Case{"{} {}", "syntax error"}, Case{"[tru]", "syntax error"},
                  Case{"\n\n  [1 2]", "JSON line 3, column 6: syntax error"}})
-    EXPECT_FAILS_WITH(parseBoundedJson(c.text, doc, &error), error, c.message)
-        << c.text;
+    EXPECT_FAILS_WITH(parseBoundedJson(c.text, doc, &error), error, c.message);
   std::string bomb(100000, '[');
   EXPECT_FAILS_WITH(parseBoundedJson(bomb, doc, &error), error,
                     "JSON nesting deeper than 64 levels");
