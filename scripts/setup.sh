@@ -9,13 +9,15 @@ cd "$(dirname "$0")/.."
 # libzstd-dev (LLVM's exported CMake targets reference zstd), libxxhash-dev
 # (module digests, header-only) and libsodium-dev (module signatures), the
 # aarch64 C/C++ runtime and qemu-user (aarch64 modules are tested under
-# qemu-aarch64).
+# qemu-aarch64), python3-dev + pybind11 (the Python package) and pytest (its
+# tests).
 packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
   libxxhash-dev libsodium-dev
   python3 python3-numpy dataset-fashion-mnist
+  python3-dev pybind11-dev python3-pybind11 python3-pytest
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
   libgcc-12-dev-arm64-cross
