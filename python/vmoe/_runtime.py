@@ -87,6 +87,8 @@ class Module:
         self._last_session = None
 
     def __repr__(self):
+        if not hasattr(self, "_info"):
+            return "<vmoe.Module (not loaded)>"
         where = self.path if self.path else "<bytes>"
         return (f"<vmoe.Module {self._info['name'] or '(unnamed)'} from "
                 f"{where}: batch {self.batch}, image {self.image_shape}, "

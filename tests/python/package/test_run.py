@@ -177,6 +177,8 @@ def test_bad_inputs_raise(fm, samples):
     images = samples["inputs"][:8]
     with pytest.raises(TypeError, match="float32"):
         session.run(images.astype(np.float64))
+    with pytest.raises(TypeError, match="float32"):
+        session.run(images.astype(">f4"))
     with pytest.raises(TypeError, match="numpy.ndarray"):
         session.run(images.tolist())
     with pytest.raises(vmoe.InvalidArgumentError, match="C-contiguous"):
