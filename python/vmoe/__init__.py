@@ -23,7 +23,7 @@ from ._runtime import (Module, Session, compute_capacity, load,
                        runtime_format_version)
 
 __all__ = [
-    "Module", "Session", "load", "compile", "find_compiler",
+    "__version__", "Module", "Session", "load", "compile", "find_compiler",
     "compute_capacity", "runtime_format_version", "COMPILER_ENV", "Error",
     "CompileError", "FailedPreconditionError", "InternalError",
     "InvalidArgumentError", "InvalidModuleError", "IoError",

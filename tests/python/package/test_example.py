@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 from conftest import SOURCE_DIR
 
 EXAMPLE = SOURCE_DIR / "examples" / "python" / "classify.py"
