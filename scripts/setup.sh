@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # nlohmann-json3-dev (config JSON, header-only), the
 # aarch64 C/C++ runtime and qemu-user (aarch64 modules are tested under
 # qemu-aarch64), pkg-config and make (the C example's build from the
-# installed runtime package).
+# installed runtime package), python3-dev + pybind11 (the Python package)
+# and pytest (its tests).
 packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
@@ -20,6 +21,7 @@ packages=(
   libmsgpack-cxx-dev nlohmann-json3-dev # checkpoint, safetensors, config readers
   libspng-dev libturbojpeg0-dev # PNG and JPEG input of vmoe-run
   python3 python3-numpy dataset-fashion-mnist
+  python3-dev pybind11-dev python3-pybind11 python3-pytest
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
   libgcc-12-dev-arm64-cross
