@@ -84,7 +84,7 @@ public:
   /// Runs `images` (any number, in chunks of the compiled batch) and returns
   /// the output (a tuple for several outputs). `bpr` -1 keeps the session's.
   py::object run(const py::object &images, double capacityFactor, int bpr,
-                 const py::object &out);
+                 uint32_t numSelectedExperts, const py::object &out);
   py::dict routingStats() const;
   py::dict profile() const;
   uint32_t threadCount() const { return vmoe_session_thread_count(handle); }

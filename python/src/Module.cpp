@@ -296,7 +296,7 @@ PYBIND11_MODULE(_vmoe, m) {
            py::arg("threads"), py::arg("capacity_factor"), py::arg("bpr"),
            py::arg("profile"), py::arg("cuda_graphs"))
       .def("run", &Session::run, py::arg("images"), py::arg("capacity_factor"),
-           py::arg("bpr"), py::arg("out"))
+           py::arg("bpr"), py::arg("k"), py::arg("out"))
       .def("routing_stats", &Session::routingStats)
       .def("profile", &Session::profile)
       .def_property_readonly("thread_count", &Session::threadCount)

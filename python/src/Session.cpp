@@ -327,7 +327,8 @@ void Session::runChunks(Call &call) {
 }
 
 py::object Session::run(const py::object &images, double capacityFactor,
-                        int bpr, const py::object &out) {
+                        int bpr, uint32_t numSelectedExperts,
+                        const py::object &out) {
   bool idle = false;
   if (!running.compare_exchange_strong(idle, true))
     throw StatusError{VMOE_STATUS_FAILED_PRECONDITION, kBusyMessage};
@@ -339,6 +340,7 @@ py::object Session::run(const py::object &images, double capacityFactor,
   prepareOutputs(out, call);
   call.options.capacity_factor = capacityFactor;
   call.options.bpr = bpr;
+  call.options.num_selected_experts = numSelectedExperts;
   copiedBytes = 0;
   for (LayerTotals &t : totals) {
     t.stats = {};

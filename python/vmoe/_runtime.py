@@ -37,6 +37,18 @@ def _bpr(value):
     return int(value)
 
 
+def _k(value):
+    """None (the module's k), or experts per token for this call: 1 up to
+    the compiled k (the runtime checks the upper bound)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"k is an integer or None, not {type(value).__name__}")
+    if not 1 <= value <= 4096:
+        raise InvalidArgumentError(f"k must be in [1, the compiled k], not {value}")
+    return int(value)
+
+
 def _threads(value):
     if value is None:
         return 0
@@ -158,8 +170,8 @@ class Module:
         """A new Session on this module (see Session for the options)."""
         return Session(self, **options)
 
-    def run(self, images, *, capacity_factor=None, bpr=None, threads=None,
-            out=None):
+    def run(self, images, *, capacity_factor=None, bpr=None, k=None,
+            threads=None, out=None):
         """Runs `images` on a CPU session of this module with `threads`
         threads (None or 0: one per CPU), created on first use and kept; the
         capacity factor and BPR apply to this call only. Returns the logits
@@ -171,7 +183,7 @@ class Module:
             if session is None:
                 session = self._sessions[key] = Session(self, threads=key)
         result = session.run(images, capacity_factor=capacity_factor,
-                             bpr=bpr, out=out)
+                             bpr=bpr, k=k, out=out)
         self._last_session = session
         return result
 
@@ -239,7 +251,8 @@ class Session:
         last partial step otherwise (padded with zero images)."""
         return self._native.input_bytes_copied
 
-    def run(self, images, *, capacity_factor=None, bpr=None, out=None):
+    def run(self, images, *, capacity_factor=None, bpr=None, k=None,
+            out=None):
         """Runs the model on `images` and returns its output (the logits,
         float32, shape (N, classes); a tuple for several outputs).
 
@@ -254,12 +267,15 @@ class Session:
           maximum]; None: the session's.
         bpr: Batch Prioritized Routing for this call (True/False); None: the
           session's.
+        k: experts per token of every top-k MoE layer for this call, 1 up
+          to the compiled k (the capacity follows it, as in vmoe); None: the
+          module's.
         out: optional float32 array (N, classes), written in place.
 
         The GIL is released while the model runs.
         """
         return self._native.run(images, _capacity_factor(capacity_factor),
-                                _bpr(bpr), out)
+                                _bpr(bpr), _k(k), out)
 
     def routing_stats(self):
         """What routing did in the last successful call, summed over its

@@ -4,8 +4,9 @@
 // compiler and run with the runtime against the reference evaluator:
 // sincos2d position embeddings (also on a non-square grid, so rows and
 // columns cannot swap unnoticed), the MAP head (classifier 'map'), the
-// first-token classifier ('0') without position embeddings, at the compiled
-// batch and a smaller one.
+// first-token classifier ('0') without position embeddings, and the
+// expert-choice router and an explicit capacity as configs give them, at
+// the compiled batch and a smaller one.
 //
 //===----------------------------------------------------------------------===//
 
@@ -95,6 +96,14 @@ double maxLogitDiff(const VitMoeConfig &c, Session &s,
   refConfig.moe.groupSize = c.groupSize > 0 ? c.groupSize : c.tokensPerImage();
   refConfig.moe.numSelectedExperts = c.numSelectedExperts;
   refConfig.moe.capacityFactor = cf;
+  if (c.capacity > 0) { // fixed: no capacity factor in the call either
+    refConfig.moe.capacity = c.capacity;
+    refConfig.moe.capacityFactor.reset();
+    cf = 0.0;
+  }
+  if (c.expertChoice)
+    refConfig.moe.routing = ref::RoutingKind::ExpertChoice;
+  refConfig.moe.batchPriority = c.batchPriority && !c.expertChoice;
   refConfig.moe.bf16Dispatch = c.bf16Dispatch;
   auto expected = ref::visionTransformerMoe(images, weights, refConfig);
   EXPECT_TRUE(expected.ok()) << expected.error();
@@ -109,7 +118,9 @@ double maxLogitDiff(const VitMoeConfig &c, Session &s,
                       images.data.size() * 4};
   vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
                        logits.size() * 4};
-  vmoe_run_options_t ropts = {cf, 0};
+  vmoe_run_options_t ropts;
+  vmoe_run_options_init(&ropts);
+  ropts.capacity_factor = cf; // BPR: the module's (the config's)
   vmoe_message_t msg;
   EXPECT_EQ(vmoe_session_run(s.session, &in, 1, &out, 1, &ropts, &msg),
             VMOE_STATUS_OK)
@@ -204,6 +215,24 @@ TEST(ModelVariants, FirstTokenWithoutPositionEmbedding) {
   c.classifier = "0";
   c.positionEmbedding = "none";
   checkVariant(c, 29);
+}
+
+TEST(ModelVariants, ExpertChoiceRouterFromTheConfig) {
+  // vmoe's NoisyTopItemsPerExpertRouter as a config gives it: each expert
+  // takes its C best tokens of the group; C from the per-call factor.
+  VitMoeConfig c = variantConfig("expert_choice");
+  c.expertChoice = true;
+  c.numSelectedExperts = 1;
+  checkVariant(c, 31);
+}
+
+TEST(ModelVariants, ExplicitCapacityFromTheConfig) {
+  // dispatcher.capacity: every call uses it (small enough to drop
+  // assignments, so a wrong capacity changes the logits), BPR on.
+  VitMoeConfig c = variantConfig("fixed_capacity");
+  c.capacity = 2;
+  c.batchPriority = true;
+  checkVariant(c, 33);
 }
 
 TEST(ModelVariants, WeightNamesFollowVmoe) {

@@ -182,8 +182,35 @@ static Value buildMapHead(OpBuilder &b, const VitMoeConfig &c, Value x,
       weight(p + "Mlp/Dense_1/kernel"), weight(p + "Mlp/Dense_1/bias"));
 }
 
-OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
-                                  const VitMoeConfig &c,
+/// One MoE block's MLP as vmoe's MlpMoeBlock configures it: top-k or expert
+/// choice, from the capacity factor or a fixed capacity (dispatcher.capacity).
+template <typename WeightFn>
+static Value buildSparseMoe(OpBuilder &b, Location loc, const VitMoeConfig &c,
+                            Type tokens, Value h, const std::string &p,
+                            WeightFn &weight) {
+  int64_t group = c.groupSize > 0 ? c.groupSize : c.tokensPerImage();
+  bool fixed = c.capacity > 0;
+  auto moe = SparseMoeOp::create(
+      b, loc, tokens, h, weight(p + "Moe/Router/dense/kernel"),
+      weight(p + "Moe/Mlp/Dense_0/kernel"), weight(p + "Moe/Mlp/Dense_0/bias"),
+      weight(p + "Moe/Mlp/Dense_1/kernel"), weight(p + "Moe/Mlp/Dense_1/bias"),
+      b.getI64IntegerAttr(c.numExperts),
+      b.getI64IntegerAttr(c.expertChoice ? 1 : c.numSelectedExperts),
+      b.getI64IntegerAttr(group),
+      fixed ? FloatAttr() : b.getF64FloatAttr(c.capacityFactor),
+      !fixed && c.maxCapacityFactor > 0.0
+          ? b.getF64FloatAttr(c.maxCapacityFactor)
+          : FloatAttr(),
+      fixed ? b.getI64IntegerAttr(c.capacity) : IntegerAttr(), IntegerAttr(),
+      b.getBoolAttr(c.batchPriority && !c.expertChoice),
+      b.getBoolAttr(c.bf16Dispatch),
+      RoutingKindAttr::get(b.getContext(), c.expertChoice
+                                               ? RoutingKind::ExpertChoice
+                                               : RoutingKind::TopK));
+  return moe.getResult();
+}
+
+OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context, const VitMoeConfig &c,
                                   const WeightMap &weights,
                                   std::string *error) {
   if (!validateForBuild(c, error))
@@ -245,24 +272,24 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
     std::string key = name;
     std::replace(key.begin(), key.end(), '/', '.');
     auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<float>(w.data);
-    auto attr = DenseResourceElementsAttr::get(tensor(w.shape), key,
-                                               std::move(blob));
+    auto attr =
+        DenseResourceElementsAttr::get(tensor(w.shape), key, std::move(blob));
     return arith::ConstantOp::create(b, NameLoc::get(b.getStringAttr(name)),
                                      attr);
   };
 
   int64_t patches = t - (c.classifier == "token" ? 1 : 0);
-  Value x = PatchEmbedOp::create(b, loc, tensor({bsz, patches, d}),
-                                 entry->getArgument(0),
-                                 weight("embedding/kernel"),
-                                 weight("embedding/bias"));
+  Value x = PatchEmbedOp::create(
+      b, loc, tensor({bsz, patches, d}), entry->getArgument(0),
+      weight("embedding/kernel"), weight("embedding/bias"));
   if (c.classifier == "token")
     x = ClassTokenOp::create(b, loc, tensor({bsz, t, d}), x, weight("cls"));
   x = addPositionEmbedding(b, loc, c, x, weight);
   Type tokens = tensor({bsz, t, d});
   for (int64_t i = 0; i < c.numLayers; ++i) {
     std::string p = "Encoder/encoderblock_" + std::to_string(i) + "/";
-    Location blockLoc = NameLoc::get(b.getStringAttr("encoderblock_" + std::to_string(i)));
+    Location blockLoc =
+        NameLoc::get(b.getStringAttr("encoderblock_" + std::to_string(i)));
     auto block = EncoderBlockOp::create(
         b, blockLoc, tokens, x, weight(p + "LayerNorm_0/scale"),
         weight(p + "LayerNorm_0/bias"),
@@ -281,28 +308,12 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
     Value h = body->getArgument(0);
     Value mlp;
     if (std::count(c.moeLayers.begin(), c.moeLayers.end(), i)) {
-      int64_t group = c.groupSize > 0 ? c.groupSize : t;
-      auto moe = SparseMoeOp::create(
-          b, blockLoc, tokens, h, weight(p + "Moe/Router/dense/kernel"),
-          weight(p + "Moe/Mlp/Dense_0/kernel"),
-          weight(p + "Moe/Mlp/Dense_0/bias"),
-          weight(p + "Moe/Mlp/Dense_1/kernel"),
-          weight(p + "Moe/Mlp/Dense_1/bias"),
-          b.getI64IntegerAttr(c.numExperts),
-          b.getI64IntegerAttr(c.numSelectedExperts),
-          b.getI64IntegerAttr(group), b.getF64FloatAttr(c.capacityFactor),
-          c.maxCapacityFactor > 0.0 ? b.getF64FloatAttr(c.maxCapacityFactor)
-                                    : FloatAttr(),
-          IntegerAttr(), IntegerAttr(), b.getBoolAttr(c.batchPriority),
-          b.getBoolAttr(c.bf16Dispatch),
-          RoutingKindAttr::get(&context, RoutingKind::TopK));
-      mlp = moe.getResult();
+      mlp = buildSparseMoe(b, blockLoc, c, tokens, h, p, weight);
     } else {
-      mlp = MlpOp::create(b, blockLoc, tokens, h,
-                          weight(p + "Mlp/Dense_0/kernel"),
-                          weight(p + "Mlp/Dense_0/bias"),
-                          weight(p + "Mlp/Dense_1/kernel"),
-                          weight(p + "Mlp/Dense_1/bias"));
+      mlp = MlpOp::create(
+          b, blockLoc, tokens, h, weight(p + "Mlp/Dense_0/kernel"),
+          weight(p + "Mlp/Dense_0/bias"), weight(p + "Mlp/Dense_1/kernel"),
+          weight(p + "Mlp/Dense_1/bias"));
     }
     YieldOp::create(b, blockLoc, mlp);
     b.setInsertionPointAfter(block);
@@ -310,8 +321,7 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context,
   }
   x = LayerNormOp::create(b, loc, tokens, x,
                           weight("Encoder/encoder_norm/scale"),
-                          weight("Encoder/encoder_norm/bias"),
-                          APFloat(1e-6));
+                          weight("Encoder/encoder_norm/bias"), APFloat(1e-6));
   if (c.classifier == "map")
     x = buildMapHead(b, c, x, weight);
   Value preKernel, preBias;

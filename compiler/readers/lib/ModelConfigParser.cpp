@@ -128,6 +128,8 @@ public:
                       " is missing (needed when the config has MoE fields)");
     if (!hasMoe_)
       c_.moeLayers.clear();
+    if (!checkRouterFields())
+      return false;
     if (!resolveImageSize())
       return false;
     std::string why;
@@ -137,6 +139,24 @@ public:
   }
 
 private:
+  /// What vmoe's routers refuse: both capacity forms (vmoe: "exactly one
+  /// of capacity and capacity_factor"), and a k for the expert-choice
+  /// router, which has no such field.
+  bool checkRouterFields() {
+    std::string d = kDispatcher;
+    if (seen_.count(d + "capacity") && seen_.count(d + "capacity_factor"))
+      return fail("the dispatcher sets both capacity and capacity_factor: "
+                  "set exactly one (as vmoe requires)");
+    if (c_.expertChoice &&
+        seen_.count("encoder.moe.router.num_selected_experts"))
+      return fail("encoder.moe.router.num_selected_experts is not a field of "
+                  "NoisyTopItemsPerExpertRouter (expert choice has no k): "
+                  "remove it");
+    if (c_.expertChoice)
+      c_.numSelectedExperts = 1;
+    return true;
+  }
+
   bool fail(const std::string &message) {
     *error_ = file_ + ": " + message;
     return false;
@@ -494,10 +514,14 @@ private:
       std::string router;
       if (!string(raw, v, router))
         return false;
-      if (router != "NoisyTopExpertsPerItemRouter")
+      if (router != "NoisyTopExpertsPerItemRouter" &&
+          router != "NoisyTopItemsPerExpertRouter")
         return rangeError(raw, "router " + quote(router) +
                                    " is not supported (V-MoE's "
-                                   "'NoisyTopExpertsPerItemRouter')");
+                                   "'NoisyTopExpertsPerItemRouter', or "
+                                   "'NoisyTopItemsPerExpertRouter': expert "
+                                   "choice)");
+      c_.expertChoice = router == "NoisyTopItemsPerExpertRouter";
       return true;
     }
     if (field.compare(0, strlen(kDispatcher), kDispatcher) == 0)
@@ -520,6 +544,8 @@ private:
     }
     if (key == "capacity_factor")
       return number(raw, v, c_.capacityFactor);
+    if (key == "capacity")
+      return integer(raw, v, 1, kMaxGroup, c_.capacity);
     if (key == "batch_priority")
       return boolean(raw, v, c_.batchPriority);
     if (key == "bfloat16")

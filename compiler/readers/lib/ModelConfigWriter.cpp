@@ -86,11 +86,19 @@ std::string modelConfigToJson(const ModelConfig &c) {
   if (group <= kMaxGroup)
     moe["group_size"] = group;
   Json dispatcher = Json::object();
-  dispatcher["capacity_factor"] = c.capacityFactor;
+  if (c.capacity > 0)
+    dispatcher["capacity"] = c.capacity;
+  else
+    dispatcher["capacity_factor"] = c.capacityFactor;
   dispatcher["batch_priority"] = c.batchPriority;
   dispatcher["bfloat16"] = c.bf16Dispatch;
-  moe["router"] = {{"num_selected_experts", c.numSelectedExperts},
-                   {"dispatcher", dispatcher}};
+  Json router = Json::object();
+  if (c.expertChoice)
+    router["name"] = "NoisyTopItemsPerExpertRouter";
+  else
+    router["num_selected_experts"] = c.numSelectedExperts;
+  router["dispatcher"] = dispatcher;
+  moe["router"] = router;
   encoder["moe"] = moe;
   j["encoder"] = encoder;
   j["batch_size"] = c.batchSize;
@@ -139,8 +147,15 @@ void applyOverrides(ModelConfig &c, const ConfigOverrides &o,
   if (o.batchSize == 0 && c.groupSize > 0 && t > 0 &&
       (c.batchSize * t) % c.groupSize != 0 && c.groupSize % t == 0)
     c.batchSize = c.groupSize / t;
-  if (o.capacityFactor > 0.0)
+  if (o.capacityFactor > 0.0) {
+    if (moe && c.capacity > 0)
+      warnings.push_back("--capacity-factor replaces the config's fixed "
+                         "capacity (dispatcher.capacity = " +
+                         std::to_string(c.capacity) +
+                         ") by the capacity factor's rule");
+    c.capacity = 0;
     c.capacityFactor = o.capacityFactor;
+  }
   if (o.maxCapacityFactor > 0.0)
     c.maxCapacityFactor = o.maxCapacityFactor;
   if (o.batchPriority)

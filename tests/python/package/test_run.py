@@ -11,7 +11,7 @@ import vmoe
 from conftest import run_tool, tool
 
 ROUTING_LINE = re.compile(
-    r"MoE layer (\d+): capacity (\d+) \(factor ([0-9.e+-]+)\), BPR (on|off), "
+    r"MoE layer (\d+): k \d+, capacity (\d+) \(factor ([0-9.e+-]+)\), BPR (on|off), "
     r"kept (\d+) of (\d+) assignments")
 
 
@@ -56,6 +56,28 @@ def test_logits_and_routing_equal_vmoe_runs(fm, fm_path, samples, tmp_path,
                                       bpr=bpr), want)
 
 
+def test_k_per_call_equals_vmoe_runs(fm, fm_path, samples, tmp_path):
+    # The bundled model is compiled with k = 2; k = 1 for one call routes
+    # every token to its best expert only, with the capacity of k = 1.
+    want, want_routing = vmoe_run(fm_path, samples["images"], tmp_path,
+                                  "--num-selected-experts", "1")
+    session = fm.session(threads=2)
+    got = session.run(samples["images"], k=1)
+    assert np.array_equal(got, want)
+    assert routing_of(session.routing_stats()) == want_routing
+    for layer in session.routing_stats()["layers"]:
+        assert layer["k"] == 1
+        assert layer["assignments"] == 256 * 17
+        assert layer["capacity"] == vmoe.compute_capacity(136, 1, 8, 1.05)
+    # The next call without k is the module's k again.
+    assert not np.array_equal(session.run(samples["images"]), want)
+    assert session.routing_stats()["layers"][0]["k"] == 2
+    with pytest.raises(vmoe.InvalidArgumentError):
+        session.run(samples["images"], k=3)
+    with pytest.raises(vmoe.InvalidArgumentError):
+        session.run(samples["images"], k=0)
+
+
 def test_logits_match_the_pytorch_golden_ones(fm, samples):
     # Tolerance of tests/e2e (the bundled-model test): two float32
     # implementations of the same math.
@@ -68,7 +90,7 @@ def test_logits_match_the_pytorch_golden_ones(fm, samples):
         assert np.array_equal(got.argmax(1), want.argmax(1)), key
 
 
-def test_a_partial_last_step_is_padded_as_vmoe_run_pads_it(
+def test_a_partial_last_step_runs_as_vmoe_run_runs_it(
         fm, fm_path, samples, tmp_path):
     images = samples["inputs"][:13]
     want, want_routing = vmoe_run(fm_path, images, tmp_path)
@@ -78,13 +100,13 @@ def test_a_partial_last_step_is_padded_as_vmoe_run_pads_it(
     assert np.array_equal(got, want)
     stats = session.routing_stats()
     assert routing_of(stats) == want_routing
-    # 13 images run as 8 + 8 (5 zero images of padding): the counts include
-    # the padding, the per-image coverage only the caller's images.
+    # 13 images run as 8 + 5: the last call ends inside a routing group of
+    # 8 images and routes only its own 5 (no padding, nothing copied).
     layer = stats["layers"][0]
-    assert layer["images"] == 16
+    assert layer["images"] == 13
+    assert layer["assignments"] == 13 * 17 * 2
     assert layer["image_coverage"].shape == (13,)
-    # Only the padded step was copied.
-    assert session.input_bytes_copied == 5 * 28 * 28 * 4
+    assert session.input_bytes_copied == 0
 
 
 def test_knobs_change_routing_statistics(fm, samples):

@@ -234,9 +234,9 @@ TEST(ModelConfig, ErrorsNameTheField) {
             ""),
        "num_selected_experts 5 must be in [1, num_experts = 4]"},
       {with(", \"moe\": {\"layers\": [1], \"num_experts\": 4, \"router\": "
-            "{\"name\": \"NoisyTopItemsPerExpertRouter\"}}",
+            "{\"name\": \"SoftRouter\"}}",
             ""),
-       "router 'NoisyTopItemsPerExpertRouter' is not supported"},
+       "router 'SoftRouter' is not supported"},
       {with(", \"moe\": {\"layers\": [1], \"num_experts\": 4, \"router\": "
             "{\"dispatcher\": {\"capacity_factor\": -1}}}",
             ""),

@@ -276,5 +276,81 @@ TEST(VmoeConfig, OverridesWarnWhenTheRoutingGroupChanges) {
   EXPECT_TRUE(c.batchPriority);
 }
 
+/// wholeConfig's S/32 model with its router's fields replaced by `router`.
+std::string withRouter(const std::string &router) {
+  std::string text = wholeConfig(kS32Datasets);
+  size_t a = text.find("\"router\": {");
+  size_t b = text.find("\"batch_priority\": false}}", a);
+  return text.substr(0, a) + "\"router\": {" + router + "}" +
+         text.substr(b + std::string("\"batch_priority\": false}}").size());
+}
+
+TEST(VmoeConfig, ExpertChoiceRouterAndExplicitCapacity) {
+  ModelConfig c;
+  std::string error;
+  // vmoe's expert-choice router: no k (1 for the compiler), its capacity
+  // from the factor over the group's tokens.
+  ASSERT_TRUE(parse(withRouter(R"("name": "NoisyTopItemsPerExpertRouter",
+      "noise_std": 1.0, "dispatcher": {"name": "einsum", "bfloat16": true,
+      "capacity_factor": 2.0, "batch_priority": false})"),
+                    c, error))
+      << error;
+  EXPECT_TRUE(c.expertChoice);
+  EXPECT_EQ(c.numSelectedExperts, 1);
+  EXPECT_EQ(c.capacityFactor, 2.0);
+  EXPECT_EQ(c.capacity, 0);
+  // dispatcher.capacity: a fixed capacity.
+  ASSERT_TRUE(parse(withRouter(R"("num_selected_experts": 2,
+      "dispatcher": {"capacity": 96, "batch_priority": true})"),
+                    c, error))
+      << error;
+  EXPECT_FALSE(c.expertChoice);
+  EXPECT_EQ(c.capacity, 96);
+  EXPECT_EQ(c.numSelectedExperts, 2);
+  // Both written out and read back the same.
+  for (bool expertChoice : {false, true}) {
+    ModelConfig w = c;
+    w.expertChoice = expertChoice;
+    w.numSelectedExperts = expertChoice ? 1 : 2;
+    std::string json = modelConfigToJson(w);
+    ModelConfig back;
+    ASSERT_TRUE(parse(json, back, error)) << error << "\n" << json;
+    EXPECT_EQ(modelConfigToJson(back), json);
+    EXPECT_EQ(back.expertChoice, expertChoice);
+    EXPECT_EQ(back.capacity, 96);
+  }
+  // What vmoe refuses.
+  EXPECT_FALSE(parse(withRouter(R"("dispatcher": {"capacity": 96,
+      "capacity_factor": 1.0})"),
+                     c, error));
+  EXPECT_NE(error.find("sets both capacity and capacity_factor"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(parse(withRouter(R"("name": "NoisyTopItemsPerExpertRouter",
+      "num_selected_experts": 2, "dispatcher": {"capacity_factor": 1.0})"),
+                     c, error));
+  EXPECT_NE(error.find("not a field of NoisyTopItemsPerExpertRouter"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(parse(withRouter(R"("name": "SoftRouter")"), c, error));
+  EXPECT_NE(error.find("router 'SoftRouter' is not supported"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(parse(withRouter(R"("dispatcher": {"capacity": 0})"), c, error));
+  // --capacity-factor over a fixed capacity: the factor's rule, warned.
+  ASSERT_TRUE(parse(withRouter(R"("dispatcher": {"capacity": 96})"), c, error))
+      << error;
+  ConfigOverrides cf;
+  cf.capacityFactor = 0.5;
+  std::vector<std::string> warnings;
+  applyOverrides(c, cf, warnings);
+  EXPECT_EQ(c.capacity, 0);
+  EXPECT_EQ(c.capacityFactor, 0.5);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("replaces the config's fixed capacity"),
+            std::string::npos)
+      << warnings[0];
+}
+
 } // namespace
 } // namespace vmoe::readers::test

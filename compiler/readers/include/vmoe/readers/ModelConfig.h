@@ -95,6 +95,13 @@ struct ModelConfig {
   std::vector<int64_t> moeLayers;
   int64_t numExperts = 8;
   int64_t numSelectedExperts = 2;
+  /// vmoe's NoisyTopItemsPerExpertRouter (expert choice: each expert takes
+  /// its C best tokens of the group) instead of NoisyTopExpertsPerItemRouter
+  /// (top-k); numSelectedExperts does not apply.
+  bool expertChoice = false;
+  /// dispatcher.capacity: the expert buffers' slots per group, fixed (no
+  /// per-call capacity factor); 0: from the capacity factor.
+  int64_t capacity = 0;
   /// Tokens per routing group; 0: the tokens of one image.
   int64_t groupSize = 0;
   double capacityFactor = 1.05;
