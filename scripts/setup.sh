@@ -9,13 +9,16 @@ cd "$(dirname "$0")/.."
 # libzstd-dev (LLVM's exported CMake targets reference zstd), libxxhash-dev
 # (module digests, header-only) and libsodium-dev (module signatures), the
 # aarch64 C/C++ runtime and qemu-user (aarch64 modules are tested under
-# qemu-aarch64).
+# qemu-aarch64), PyTorch with OpenBLAS (python/vmoe_torch.py, the
+# benchmarks' peer, and its tests; without libopenblas0-pthread Debian's
+# PyTorch falls back to the slow reference BLAS).
 packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
   flatbuffers-compiler libflatbuffers-dev libgtest-dev zlib1g-dev
   libxxhash-dev libsodium-dev
   python3 python3-numpy dataset-fashion-mnist
+  python3-torch libopenblas0-pthread
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
   libgcc-12-dev-arm64-cross
