@@ -251,6 +251,7 @@ class Harness:
         calibration GEMM below --min-blas-fraction of the measured peak stops
         the comparison."""
         info = self.ask(threads, cmd="info")
+        first = info
         mach = self.results["machine"]
         decision = openblas_core.decide(info.get("openblas_core"),
                                         mach.get("all_flags", []), mach.get("vendor", ""),
@@ -272,6 +273,7 @@ class Harness:
                          f"OpenBLAS reports {info.get('openblas_core')} "
                          f"({info.get('openblas_config')})")
         info["openblas_detected_core"] = detected
+        info["calibration_gflops_detected"] = first["calibration_gflops"]
         info["openblas_best_core"] = decision["best"]
         info["openblas_forced_core"] = force
         warnings = []
@@ -293,6 +295,12 @@ class Harness:
                                 "does not hold")
             floor = self.args.min_blas_fraction * peak.get(str(threads), single * threads)
             info["calibration_floor_gflops"] = floor
+            for _ in range(3):
+                # A busy machine slows some runs; the best of more of them counts.
+                if info["calibration_gflops"] >= floor:
+                    break
+                again = self.ask(threads, cmd="info")["calibration_gflops"]
+                info["calibration_gflops"] = max(info["calibration_gflops"], again)
             if info["calibration_gflops"] < floor:
                 self.save()
                 sys.exit(
@@ -618,6 +626,9 @@ class Harness:
                                                        p["assignments_kept"])})
                         self.results["profiles"].append(p)
                     self.ask(t, cmd="unload", id=m["key"])
+        if a.forced_core_check and self.results["models"]:
+            self.forced_core_check(a.forced_core_check)
+            self.save()
         t = min(a.threads)  # the scaling runs where the machine is least noisy
         if "s32" in models and not a.skip_scaling:
             log("capacity factor scaling (S/32, batch 8)")
@@ -654,6 +665,8 @@ class Harness:
         self.results["moe_layers"] = []
         layers = [("S/32", 8)] if a.quick else [("S/32", 8), ("S/32", 32), ("B/16", 8),
                                                    ("B/16", 32)]
+        if a.moe_layers is not None:
+            layers = a.moe_layers
         for shape, experts in layers:
             m = self.prepare_moe_layer(shape, experts)
             for t in a.threads:
@@ -696,6 +709,38 @@ class Harness:
                    ("date", "command", "peak", "load_average", "torch")}
             self.results = dict(previous, moe_layers=self.results["moe_layers"], moe_run=own)
         return self.results
+
+    def forced_core_check(self, core):
+        """The whole-model rows at the fewest threads again, with a PyTorch
+        worker started under OPENBLAS_CORETYPE=core (what an OpenBLAS that does
+        not know this CPU chooses): torch_check must detect and correct it, and
+        the ratios must come out as in the normal run."""
+        t = min(self.args.threads)
+        log(f"forced-core check: PyTorch started with OPENBLAS_CORETYPE={core}")
+        self.close_worker(t)
+        self.coretype.pop(t, None)
+        saved = os.environ.get("OPENBLAS_CORETYPE")
+        os.environ["OPENBLAS_CORETYPE"] = core
+        try:
+            info = self.torch_check(t)
+        finally:
+            if saved is None:
+                os.environ.pop("OPENBLAS_CORETYPE", None)
+            else:
+                os.environ["OPENBLAS_CORETYPE"] = saved
+        rows = []
+        for r in [x for x in self.results["models"] if x["threads"] == t]:
+            m = self.prepare_model(r["model"], r["batch"])
+            self.load_torch(t, m)
+            x = self.interleaved(m, t)[None]
+            self.ask(t, cmd="unload", id=m["key"])
+            rows.append({"model": r["model"], "batch": r["batch"], "threads": t,
+                         "vmoe_ms": x["vmoe_ms"], "torch_ms": x["torch_ms"],
+                         "speedup": x["speedup"], "normal_speedup": r["speedup"]})
+            log(f"    {r['model']} b{r['batch']}: x{x['speedup']:.2f} "
+                f"(normal run x{r['speedup']:.2f})")
+        self.results["forced_core_check"] = {"forced": core, "threads": t, "torch": info,
+                                             "rows": rows}
 
     def remeasure_peak(self):
         """The peak again: a busy machine lowers a measurement, never raises it,
@@ -927,6 +972,28 @@ def render(res):
               f"{c['max_abs']:.3g} | {c['kept_vmoe']} / {c['kept_torch']} |")
         w("")
 
+    fc = res.get("forced_core_check")
+    if fc:
+        info = fc["torch"]
+        w(f"#### OpenBLAS forced to {fc['forced']} on the peer, detected and corrected "
+          f"({isa})")
+        w("")
+        w(f"The rows above again, {fc['threads']} thread(s), with the PyTorch worker "
+          f"started under `OPENBLAS_CORETYPE={fc['forced']}` (what an OpenBLAS that does "
+          f"not know the CPU picks): the harness read {info.get('openblas_detected_core')} "
+          f"(calibration GEMM {info.get('calibration_gflops_detected', 0):.1f} GFLOP/s), "
+          f"restarted the worker on {info.get('openblas_core')} (calibration GEMM "
+          f"{info['calibration_gflops']:.1f} GFLOP/s) and timed again. Uncorrected, "
+          "PyTorch's GEMMs would have run at the first rate.")
+        w("")
+        w("| model | batch | threads | vmoe speedup, normal run | vmoe speedup, forced and "
+          "corrected | PyTorch ms |")
+        w("|---|---|---|---|---|---|")
+        for r in fc["rows"]:
+            w(f"| {MODELS[r['model']]['label']} | {r['batch']} | {r['threads']} | "
+              f"{r['normal_speedup']:.2f}x | {r['speedup']:.2f}x | {fmt_ms(r['torch_ms'])} |")
+        w("")
+
     profiles = [p for p in res.get("profiles", []) if p["model"] != "fashion-mnist"]
     if profiles:
         w(f"#### Where vmoe's time goes (`vmoe-bench --profile`, {isa})")
@@ -1146,6 +1213,9 @@ def main():
                          "(default 2, --quick 1)")
     ap.add_argument("--min-repeat", type=int, default=None,
                     help="fewest timed runs per round (default 2, --quick 1)")
+    ap.add_argument("--moe-layers", default=None,
+                    help="MoE layer shapes as SHAPE:E,... (S/32:8,S/32:32,B/16:8,B/16:32; "
+                         "'none' for none; default all, --quick S/32:8)")
     ap.add_argument("--skip-scaling", action="store_true",
                     help="leave out the capacity and batch scaling")
     ap.add_argument("--moe-layers-only", action="store_true",
@@ -1155,6 +1225,10 @@ def main():
                     help="PyTorch's OpenBLAS kernels: auto (the default: when OpenBLAS "
                          "chose a core older than the best this host runs, force the best), "
                          "keep (what OpenBLAS chose), or a core name (OPENBLAS_CORETYPE)")
+    ap.add_argument("--forced-core-check", metavar="CORE",
+                    help="after the whole-model table, time its rows again with PyTorch "
+                         "started under OPENBLAS_CORETYPE=CORE (e.g. Prescott): the harness "
+                         "must detect and correct it, giving the same ratios")
     ap.add_argument("--min-blas-fraction", type=float, default=0.5,
                     help="stop when PyTorch's calibration GEMM runs below this share of the "
                          "measured peak (default 0.5)")
@@ -1172,6 +1246,16 @@ def main():
         args.threads = [int(t) for t in (args.threads or "1,2").split(",")]
         args.batches = [int(b) for b in args.batches.split(",")]
         args.models = args.models.split(",") if args.models else None
+        if args.moe_layers is not None:
+            try:
+                args.moe_layers = [] if args.moe_layers == "none" else [
+                    (shape, int(e)) for shape, e in
+                    (item.split(":") for item in args.moe_layers.split(","))]
+            except ValueError:
+                args.moe_layers = [("?", 0)]
+            if any(shape not in MOE_SHAPES or e < 1 for shape, e in args.moe_layers):
+                sys.exit("run_benchmarks.py: --moe-layers takes SHAPE:E,... with SHAPE in "
+                         f"{','.join(MOE_SHAPES)}, e.g. S/32:8,B/16:32, or none")
         if args.models and any(m not in MODELS for m in args.models):
             sys.exit(f"run_benchmarks.py: --models takes {','.join(MODELS)}")
         if args.rounds is None:
