@@ -238,7 +238,14 @@ class Harness:
             return None
         result = {}
         for t in sorted(set([1] + list(threads_list))):
-            runs = [json.loads(self.sh([exe, str(t), "--json"])) for _ in range(3)]
+            # A busy machine lowers some measurements, never raises them: up to 8,
+            # until the best two agree within 3%.
+            runs = []
+            while len(runs) < 8:
+                runs.append(json.loads(self.sh([exe, str(t), "--json"])))
+                best = sorted(r["gflops"] for r in runs)[-2:]
+                if len(runs) >= 3 and best[0] >= 0.97 * best[1]:
+                    break
             result[str(t)] = max(r["gflops"] for r in runs)
             result["isa"] = runs[0]["isa"]
         result["single_core"] = result["1"]
@@ -289,10 +296,8 @@ class Harness:
         peak = self.results.get("peak") or {}
         single = peak.get("single_core")
         if single:
-            if info["calibration_gflops"] > 1.15 * single * threads:
-                warnings.append(f"a {threads}-thread GEMM ran at {info['calibration_gflops']:.0f} "
-                                f"GFLOP/s, above {threads} core(s)' peak: the thread limit "
-                                "does not hold")
+            # (A GEMM faster than the cores' peak is reported by render() against the
+            # best peak of the whole run: a busy machine's first reading is low.)
             floor = self.args.min_blas_fraction * peak.get(str(threads), single * threads)
             info["calibration_floor_gflops"] = floor
             for _ in range(3):
@@ -572,7 +577,8 @@ class Harness:
         a = self.args
         self.results = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
                         "command": public_command(sys.argv[1:]),
-                        "quick": a.quick, "threads": a.threads, "rounds": a.rounds}
+                        "quick": a.quick, "threads": a.threads, "rounds": a.rounds,
+                        "min_blas_fraction": a.min_blas_fraction}
         self.results["machine"] = self.machine()
         self.results["load_average"] = {"start": os.getloadavg()[0]}
         log("peak:")
@@ -912,6 +918,8 @@ def render(res):
         w("- Peak: not measured (bench/peak_fma.c needs AVX-512, AVX2+FMA or NEON).")
     for t, info in sorted(res.get("torch", {}).items()):
         blas = os.path.basename(info["blas"]) if info["blas"] else "none found"
+        info = dict(info, warnings=calibration_warnings(info, int(t), peak,
+                                                        res.get("min_blas_fraction", 0.5)))
         w(f"- PyTorch {info['torch']} at {t} thread(s): torch threads {info['torch_threads']}, "
           f"OpenBLAS threads {info['openblas_threads']} ({blas}); calibration GEMM "
           f"400x512x2048: {info['calibration_gflops']:.1f} GFLOP/s{pct(info['calibration_gflops'], single * int(t) if single else None)}"
@@ -1106,6 +1114,23 @@ def render(res):
         w(bf16_goal(res))
         w("")
     return "\n".join(out)
+
+
+def calibration_warnings(info, threads, peak, fraction):
+    """The worker's warnings, with the calibration GEMM judged against the best
+    peak of the whole run (the check at the start saw the first reading)."""
+    out = [x for x in info.get("warnings", []) if "above" not in x]
+    best = peak.get(str(threads)) or (peak.get("single_core") or 0) * threads
+    if best:
+        gf = info["calibration_gflops"]
+        if gf > 1.15 * best:
+            out.append(f"a {threads}-thread GEMM ran at {gf:.0f} GFLOP/s, above {threads} "
+                       "core(s)' peak: the thread limit does not hold")
+        elif gf < fraction * best:
+            out.append(f"the calibration GEMM ran below {fraction:g} of the best peak "
+                       f"measured during the run ({best:.1f} GFLOP/s): the machine was too "
+                       "busy, or the BLAS is slow; these ratios flatter vmoe")
+    return out
 
 
 def bf16_units(mach):

@@ -281,6 +281,36 @@ class ReportTest(unittest.TestCase):
         # No AVX512-BF16 or AMX: the bf16 goal is a row that says so.
         self.assertIn("could not be measured on this host", text)
 
+    def test_calibration_judged_against_the_runs_best_peak(self):
+        # The check at the start saw a low peak (a busy machine): a GEMM "above the
+        # peak" then is not a broken thread limit once the run measured more.
+        info = {"calibration_gflops": 121.0,
+                "warnings": ["a 1-thread GEMM ran at 121 GFLOP/s, above 1 core(s)' peak: "
+                             "the thread limit does not hold"]}
+        peak = {"single_core": 234.0, "1": 234.0}
+        self.assertEqual(rb.calibration_warnings(info, 1, peak, 0.5), [])
+        self.assertEqual(len(rb.calibration_warnings(info, 1, {"1": 100.0}, 0.5)), 1)
+        slow = rb.calibration_warnings(dict(info, calibration_gflops=60.0), 1, peak, 0.5)
+        self.assertEqual(len(slow), 1)
+        self.assertIn("these ratios flatter vmoe", slow[0])
+
+    def test_forced_core_table(self):
+        res = {"machine": {"cpus": 2, "cpu": "Xeon", "isa": "AVX-512"},
+               "date": "d", "command": "c", "rounds": 3,
+               "forced_core_check": {
+                   "forced": "Prescott", "threads": 1,
+                   "torch": {"openblas_detected_core": "Prescott", "openblas_core": "SkylakeX",
+                             "calibration_gflops_detected": 27.0,
+                             "calibration_gflops": 146.0},
+                   "rows": [{"model": "s32", "batch": 8, "threads": 1, "vmoe_ms": 100.0,
+                             "torch_ms": 160.0, "speedup": 1.6, "normal_speedup": 1.55}]}}
+        text = rb.render(res)
+        self.assertIn("#### OpenBLAS forced to Prescott on the peer, detected and corrected "
+                      "(AVX-512)", text)
+        self.assertIn("the harness read Prescott (calibration GEMM 27.0 GFLOP/s), restarted "
+                      "the worker on SkylakeX (calibration GEMM 146.0 GFLOP/s)", text)
+        self.assertIn("| V-MoE-S/32, E=8, last 2 | 8 | 1 | 1.55x | 1.60x | 160 |", text)
+
     def test_bf16_goal_counts_bf16_math_rows(self):
         row = {"shape": "S/32", "experts": 8, "threads": 1, "weights": "bf16-math",
                "speedup": 3.2}
