@@ -15,11 +15,12 @@ A preset gets deterministic random weights (written once to --work).
 Debian's PyTorch does its GEMMs in OpenBLAS, whose threads torch.set_num_threads()
 does not limit: OPENBLAS_NUM_THREADS (and OMP_/MKL_NUM_THREADS) are set to
 --threads before torch is imported, and the thread count OpenBLAS reports is
-printed. bench/run_benchmarks.py runs the whole comparison (all models, thread
+printed. When OpenBLAS would run kernels older than the best this CPU has
+(bench/openblas_core.py), OPENBLAS_CORETYPE is set to the best before torch
+loads, and both are printed. bench/run_benchmarks.py runs the whole comparison (all models, thread
 counts, interleaved rounds).
 """
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -41,24 +42,22 @@ def requested_threads(argv):
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = requested_threads(sys.argv)
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# OpenBLAS's kernels: when the ones it would choose are older than the best
+# this host runs (a CPU newer than its table), force the best before torch
+# loads it. Probed in a child process, which loads the same libblas.so.3.
+_probe = json.loads(subprocess.run(
+    [sys.executable, os.path.join(ROOT, "bench", "openblas_core.py")],
+    check=True, capture_output=True, text=True).stdout)
+if _probe["force"]:
+    os.environ["OPENBLAS_CORETYPE"] = _probe["force"]
+
 import numpy as np  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+import openblas_core  # noqa: E402  (bench/, this script's folder)
 import torch  # noqa: E402
 import vmoe_torch  # noqa: E402
-
-
-def openblas_threads():
-    """(library, OpenBLAS's thread count) of the BLAS this process loaded."""
-    with open("/proc/self/maps") as maps:
-        libs = [line.split()[-1] for line in maps if "blas" in line.rsplit("/", 1)[-1]]
-    for lib in libs:
-        try:
-            return lib, int(ctypes.CDLL(lib).openblas_get_num_threads())
-        except (OSError, AttributeError):
-            pass
-    return (libs[0] if libs else None), None
 
 
 def run(cmd):
@@ -170,9 +169,15 @@ def main():
     print(f"  logits max |vmoe - torch| = {diff:.3g}")
     print(f"  vmoe   {ours['median_ms']:9.3f} ms  ({ours['images_per_second']:.1f} images/s, "
           f"{ours['gflops']:.1f} GFLOP/s)")
-    blas, blas_threads = openblas_threads()
+    blas_info = openblas_core.openblas_info()
+    blas, blas_threads = blas_info["blas"], blas_info["threads"]
     print(f"  torch  {torch_ms:9.3f} ms  (torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s), BLAS {os.path.basename(blas or 'none')} with {blas_threads} thread(s))")
+    print(f"  host {_probe['isa']}; OpenBLAS core {blas_info['core']}"
+          + (f" (forced: it chose {_probe['core']}, older than this host's best "
+             f"{_probe['best']})" if _probe["force"] else ""))
+    if _probe["force"] and blas_info["core"] != _probe["force"]:
+        print(f"  warning: OPENBLAS_CORETYPE={_probe['force']} did not take")
     if blas is None or "openblas" not in os.path.basename(blas):
         print("  warning: PyTorch is not using OpenBLAS; Debian's python3-torch needs "
               "libopenblas0-pthread to be fast")

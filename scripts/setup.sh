@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 # aarch64 C/C++ runtime and qemu-user (aarch64 modules are tested under
 # qemu-aarch64), pkg-config and make (the C example's build from the
 # installed runtime package), python3-dev + pybind11 (the Python package)
-# and pytest (its tests).
+# and pytest (its tests), PyTorch with OpenBLAS (python/vmoe_torch.py, the
+# benchmarks' peer, and its tests; without libopenblas0-pthread Debian's
+# PyTorch falls back to the slow reference BLAS).
 packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
@@ -22,6 +24,7 @@ packages=(
   libspng-dev libturbojpeg0-dev # PNG and JPEG input of vmoe-run
   python3 python3-numpy dataset-fashion-mnist
   python3-dev pybind11-dev python3-pybind11 python3-pytest
+  python3-torch libopenblas0-pthread
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
   libgcc-12-dev-arm64-cross

@@ -6,6 +6,7 @@ vmoe_torch; and the parts of the report that are plain arithmetic.
 
 Run: /usr/bin/python3 tests/python/test_run_benchmarks.py   (exits non-zero on failure)
 """
+import argparse
 import json
 import os
 import subprocess
@@ -57,6 +58,73 @@ class WorkerThreadsTest(unittest.TestCase):
                 # OpenBLAS caps its pool at the machine's CPUs.
                 self.assertEqual(info["openblas_threads"], min(threads, os.cpu_count()))
             self.assertGreater(info["calibration_gflops"], 0)
+            self.assertIsNotNone(info["openblas_core"], "PyTorch does not use OpenBLAS")
+
+
+def bare_harness(threads=1, min_fraction=0.5, openblas_core="auto"):
+    """A Harness without built tools: enough for its PyTorch-side checks."""
+    h = rb.Harness.__new__(rb.Harness)
+    h.args = argparse.Namespace(openblas_core=openblas_core, min_blas_fraction=min_fraction,
+                                threads=[threads])
+    h.workers, h.coretype, h.prepared = {}, {}, {}
+    h.work = tempfile.mkdtemp()
+    h.results = {"machine": rb.Harness.machine(h)}
+    return h
+
+
+class TorchCheckTest(unittest.TestCase):
+    """The harness corrects an old OpenBLAS core and stops on a slow BLAS."""
+
+    def setUp(self):
+        self.saved = os.environ.get("OPENBLAS_CORETYPE")
+
+    def tearDown(self):
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+        if self.saved is not None:
+            os.environ["OPENBLAS_CORETYPE"] = self.saved
+
+    def test_forced_prescott_is_corrected_and_recorded(self):
+        os.environ["OPENBLAS_CORETYPE"] = "Prescott"
+        h = bare_harness()
+        best = rb.openblas_core.best_core(h.results["machine"]["all_flags"],
+                                          h.results["machine"]["vendor"])
+        if best is None or rb.openblas_core.CORE_RANKS[best] <= 1:
+            self.skipTest("this host runs nothing newer than Prescott")
+        h.results["peak"] = None  # no calibration floor in this test
+        try:
+            info = h.torch_check(1)
+        finally:
+            h.close()
+        self.assertEqual(info["openblas_detected_core"], "Prescott")
+        self.assertEqual(info["openblas_forced_core"], best)
+        self.assertEqual(info["openblas_core"], best)
+        self.assertEqual(info["coretype_env"], best)
+        text = rb.render({"machine": h.results["machine"], "torch": {"1": info},
+                          "date": "d", "command": "c", "rounds": 1})
+        self.assertIn(f"OpenBLAS kernels: **{best}**, forced by the harness", text)
+        self.assertIn("OpenBLAS had chosen Prescott", text)
+
+    def test_keep_leaves_the_core_alone(self):
+        os.environ["OPENBLAS_CORETYPE"] = "Prescott"
+        h = bare_harness(openblas_core="keep")
+        h.results["peak"] = None
+        try:
+            info = h.torch_check(1)
+        finally:
+            h.close()
+        self.assertEqual(info["openblas_core"], "Prescott")
+        self.assertIsNone(info["openblas_forced_core"])
+
+    def test_calibration_below_half_the_peak_stops(self):
+        h = bare_harness()
+        # A peak no BLAS reaches half of: the comparison must stop, not warn.
+        h.results["peak"] = {"single_core": 1e6, "1": 1e6, "isa": "test"}
+        try:
+            with self.assertRaises(SystemExit) as stop:
+                h.torch_check(1)
+        finally:
+            h.close()
+        self.assertIn("below 0.5 of the measured peak", str(stop.exception))
 
     def test_moe_layer_matches_numpy(self):
         # A tiny layer in the harness's files: 2 images of 3 tokens, D=4, F=8,
@@ -164,16 +232,95 @@ class ReportTest(unittest.TestCase):
                                             "--update-docs"]),
                          "bench/run_benchmarks.py --quick --update-docs")
 
-    def test_update_docs_rewrites_only_the_generated_part(self):
+    def test_update_docs_rewrites_only_its_hosts_section(self):
+        avx2 = "AVX2+FMA, AMD EPYC"
+        avx512 = "AVX-512 + AVX512-BF16 + AMX-BF16, Intel(R) Xeon(R) Processor"
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "doc.md")
             with open(path, "w") as fh:
-                fh.write(f"intro\n{rb.BEGIN}\nold table\n{rb.END}\nanalysis\n")
-            rb.update_docs("new table", path)
+                fh.write(f"intro\n{rb.begin_marker(avx2)}\nold avx2\n{rb.end_marker(avx2)}"
+                         "\nanalysis\n")
+            # A new kind of host gets its own section after the last one.
+            rb.update_docs("avx512 table", avx512, path)
             with open(path) as fh:
-                self.assertEqual(fh.read(),
-                                 f"intro\n{rb.BEGIN}\nnew table\n{rb.END}\nanalysis\n")
+                self.assertEqual(fh.read(), (
+                    f"intro\n{rb.begin_marker(avx2)}\nold avx2\n{rb.end_marker(avx2)}\n\n"
+                    f"{rb.begin_marker(avx512)}\navx512 table\n{rb.end_marker(avx512)}"
+                    "\nanalysis\n"))
+            # A rerun on a host replaces its section only.
+            rb.update_docs("avx2 rerun", avx2, path)
+            rb.update_docs("avx512 rerun", avx512, path)
+            with open(path) as fh:
+                self.assertEqual(fh.read(), (
+                    f"intro\n{rb.begin_marker(avx2)}\navx2 rerun\n{rb.end_marker(avx2)}\n\n"
+                    f"{rb.begin_marker(avx512)}\navx512 rerun\n{rb.end_marker(avx512)}"
+                    "\nanalysis\n"))
 
+    def test_host_key_names_isa_and_cpu(self):
+        res = {"machine": {"cpu": "Intel(R) Xeon(R) Processor", "arch": "x86_64",
+                           "isa": "AVX-512 + AVX512-BF16 + AMX-BF16"}}
+        self.assertEqual(rb.host_key(res),
+                         "AVX-512 + AVX512-BF16 + AMX-BF16, Intel(R) Xeon(R) Processor")
+        # A results.json of before the ISA was recorded: from its flags.
+        old = {"machine": {"cpu": "AMD EPYC", "flags": ["avx", "avx2", "fma"]}}
+        self.assertEqual(rb.host_key(old), "AVX2+FMA, AMD EPYC")
+
+    def test_every_table_names_the_isa(self):
+        row = {"shape": "S/32", "tokens": 400, "d": 512, "f": 2048, "experts": 8,
+               "threads": 1, "kept_share": 0.998, "expert_gflops": 50.0,
+               "vmoe_ms": 40.0, "torch_ms": 60.0, "speedup": 1.5}
+        res = {"machine": {"cpus": 2, "cpu": "AMD EPYC", "flags": ["avx2", "fma"]},
+               "peak": {"single_core": 100.0, "1": 100.0, "isa": "avx2-fma"},
+               "date": "2026-11-29 02:00", "command": "bench/run_benchmarks.py",
+               "rounds": 3, "moe_layers": [row]}
+        text = rb.render(res)
+        headings = [l for l in text.splitlines() if l.startswith("#### ")]
+        self.assertGreaterEqual(len(headings), 2)
+        for h in headings:
+            self.assertIn("AVX2+FMA", h)
+        # No AVX512-BF16 or AMX: the bf16 goal is a row that says so.
+        self.assertIn("could not be measured on this host", text)
+
+    def test_calibration_judged_against_the_runs_best_peak(self):
+        # The check at the start saw a low peak (a busy machine): a GEMM "above the
+        # peak" then is not a broken thread limit once the run measured more.
+        info = {"calibration_gflops": 121.0,
+                "warnings": ["a 1-thread GEMM ran at 121 GFLOP/s, above 1 core(s)' peak: "
+                             "the thread limit does not hold"]}
+        peak = {"single_core": 234.0, "1": 234.0}
+        self.assertEqual(rb.calibration_warnings(info, 1, peak, 0.5), [])
+        self.assertEqual(len(rb.calibration_warnings(info, 1, {"1": 100.0}, 0.5)), 1)
+        slow = rb.calibration_warnings(dict(info, calibration_gflops=60.0), 1, peak, 0.5)
+        self.assertEqual(len(slow), 1)
+        self.assertIn("these ratios flatter vmoe", slow[0])
+
+    def test_forced_core_table(self):
+        res = {"machine": {"cpus": 2, "cpu": "Xeon", "isa": "AVX-512"},
+               "date": "d", "command": "c", "rounds": 3,
+               "forced_core_check": {
+                   "forced": "Prescott", "threads": 1,
+                   "torch": {"openblas_detected_core": "Prescott", "openblas_core": "SkylakeX",
+                             "calibration_gflops_detected": 27.0,
+                             "calibration_gflops": 146.0},
+                   "rows": [{"model": "s32", "batch": 8, "threads": 1, "vmoe_ms": 100.0,
+                             "torch_ms": 160.0, "speedup": 1.6, "normal_speedup": 1.55}]}}
+        text = rb.render(res)
+        self.assertIn("#### OpenBLAS forced to Prescott on the peer, detected and corrected "
+                      "(AVX-512)", text)
+        self.assertIn("the harness read Prescott (calibration GEMM 27.0 GFLOP/s), restarted "
+                      "the worker on SkylakeX (calibration GEMM 146.0 GFLOP/s)", text)
+        self.assertIn("| V-MoE-S/32, E=8, last 2 | 8 | 1 | 1.55x | 1.60x | 160 |", text)
+
+    def test_bf16_goal_counts_bf16_math_rows(self):
+        row = {"shape": "S/32", "experts": 8, "threads": 1, "weights": "bf16-math",
+               "speedup": 3.2}
+        res = {"machine": {"all_flags": ["avx512_bf16"]},
+               "moe_layers": [row, dict(row, experts=32, speedup=2.5),
+                              dict(row, weights="f32", speedup=9.0)],
+               "bf16_instructions": {"vdpbf16ps": 12, "tdpbf16ps": 0}}
+        line = rb.bf16_goal(res)
+        self.assertIn("met in 1 of 2 rows", line)
+        self.assertIn("`vdpbf16ps` (12", line)
 
 if __name__ == "__main__":
     unittest.main()
