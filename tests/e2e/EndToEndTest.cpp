@@ -13,6 +13,7 @@
 #include "vmoe/Pipelines/Compile.h"
 #include "vmoe/readers/ModelConfig.h"
 #include "vmoe/readers/Npz.h"
+#include "vmoe/readers/TensorSource.h"
 #include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
 
@@ -21,8 +22,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 namespace {
@@ -89,20 +93,34 @@ struct Module {
 
 class EndToEnd : public ::testing::TestWithParam<bool> {};
 
-/// Compiles `config` with random weights; returns the module and the
-/// reference weights.
+/// Compiles `config` with `weights`; returns the module and the reference
+/// weights. With `streamFrom` (a weights file holding `weights`), the
+/// compiler streams the parameters from that file into a module file, as
+/// vmoe-compile does, instead of from memory.
 void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
                     Module &out, ref::ModelWeights &refWeights,
                     bool expertWeightsBf16 = false,
-                    bool expertBf16Math = false) {
+                    bool expertBf16Math = false,
+                    const std::string &streamFrom = "") {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
   registerCompilerDialects(registry);
   mlir::MLIRContext context(registry);
   std::string error;
-  auto module = buildVitMoe(context, config, weights, &error);
+  std::unique_ptr<::vmoe::readers::TensorSource> source;
+  if (streamFrom.empty()) {
+    source = ::vmoe::readers::tensorMapSource(weights);
+  } else {
+    ::vmoe::readers::ExpectedShapes expected = expectedShapes(config);
+    ::vmoe::readers::ReadOptions readOptions;
+    readOptions.expected = &expected;
+    source = ::vmoe::readers::openTensorFile(streamFrom, &error, readOptions);
+    ASSERT_TRUE(source) << error;
+  }
+  auto module = buildVitMoe(context, config, source->shapes(), &error);
   ASSERT_TRUE(module) << error;
   CompileOptions options;
+  options.parameters = source.get();
   options.cpu = "host";
   // The same checks for the CUDA back end: VMOE_E2E_TARGET=cuda-emulation
   // runs the CUDA kernels' bodies on the CPU (ctest does, everywhere);
@@ -120,8 +138,21 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   options.modelName = config.name;
   options.classNames = config.classNames;
   std::vector<uint8_t> bytes;
-  ASSERT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
-      << error;
+  if (streamFrom.empty()) {
+    ASSERT_TRUE(
+        mlir::succeeded(compileToModule(*module, options, bytes, &error)))
+        << error;
+  } else {
+    std::string path = ::testing::TempDir() + "/streamed.vmoe";
+    uint64_t size = 0;
+    ASSERT_TRUE(mlir::succeeded(compileToModuleFile(*module, options, path,
+                                                    &error, nullptr, &size)))
+        << error;
+    std::ifstream file(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(file), {});
+    std::remove(path.c_str());
+    ASSERT_EQ(bytes.size(), size);
+  }
   vmoe_message_t msg;
   ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
                                     VMOE_MEMORY_COPY, &out.module, &msg),
@@ -515,6 +546,49 @@ TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
   ASSERT_EQ(allLogits.size(), 3u);
   EXPECT_EQ(allLogits[0], allLogits[1]);
   EXPECT_EQ(allLogits[0], allLogits[2]);
+}
+
+// The same weights streamed from each file by name, one tensor at a time,
+// into a module file (vmoe-compile's path): the logits match the reference
+// and those compiled from memory, bit for bit.
+TEST(EndToEndImport, StreamedFromEachFormatMatchesTheReference) {
+  ::vmoe::readers::ModelConfig config;
+  std::string error;
+  ASSERT_TRUE(::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
+                                               &error))
+      << error;
+  ref::Tensor images = randomImages(config, 23);
+  std::vector<std::vector<float>> allLogits;
+  for (bool stream : {false, true})
+    for (const char *suffix : {".index", ".npz", ".safetensors"}) {
+      SCOPED_TRACE(std::string(suffix) + (stream ? " streamed" : ""));
+      std::string path = std::string(VMOE_E2E_IMPORT_WEIGHTS) + suffix;
+      WeightMap weights;
+      ASSERT_TRUE(::vmoe::readers::readWeights(path, weights, &error)) << error;
+      Module m;
+      ref::ModelWeights refWeights;
+      compileWeights(config, weights, m, refWeights, false, false,
+                     stream ? path : "");
+      if (HasFatalFailure())
+        return;
+      expectMatch(config, m, refWeights, images, 1.05, false);
+      std::vector<float> logits(config.batchSize * config.numClasses);
+      int64_t inShape[4] = {config.batchSize, config.imageHeight,
+                            config.imageWidth, config.channels};
+      int64_t outShape[2] = {config.batchSize, config.numClasses};
+      vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape, images.data.data(),
+                          images.data.size() * 4};
+      vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
+                           logits.size() * 4};
+      vmoe_message_t msg;
+      ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, nullptr, &msg),
+                VMOE_STATUS_OK)
+          << msg.text;
+      allLogits.push_back(logits);
+    }
+  ASSERT_EQ(allLogits.size(), 6u);
+  for (size_t i = 1; i < allLogits.size(); ++i)
+    EXPECT_EQ(allLogits[0], allLogits[i]) << i;
 }
 
 TEST(EndToEndImport, MisshapenWeightIsNamed) {

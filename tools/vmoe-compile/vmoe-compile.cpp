@@ -457,35 +457,39 @@ int readConfig(::vmoe::readers::ModelConfig &config) {
 /// 1 (message printed).
 int buildFromConfig(MLIRContext &context,
                     const ::vmoe::readers::ModelConfig &config,
-                    OwningOpRef<ModuleOp> &module) {
+                    OwningOpRef<ModuleOp> &module,
+                    std::unique_ptr<::vmoe::readers::TensorSource> &source) {
   std::string error;
-  mlir::vmoe::WeightMap weights;
   if (weightsFile.empty() && randomWeights < 0)
     return fail("a config needs --weights FILE (or --random-weights=SEED "
                 "for benchmarks)");
-  // Whether the model fits, before any weight is read or made.
+  // Whether the model fits, before any weight is read or made: the weights
+  // stream into the module one at a time.
   if (!mlir::vmoe::validateForBuild(config, &error) ||
       !::vmoe::readers::checkMemoryFor(
           mlir::vmoe::compileMemoryEstimate(config),
           "compiling '" + config.name + "' (" +
               ::vmoe::readers::formatBytes(mlir::vmoe::weightBytes(config)) +
-              " of float32 weights)",
+              " of float32 weights, the largest " +
+              ::vmoe::readers::formatBytes(
+                  mlir::vmoe::largestWeightBytes(config)) +
+              ")",
           &error))
     return fail(error);
   if (!weightsFile.empty()) {
-    // The readers refuse unexpected or misshapen tensors before reading
-    // their data.
+    // The file is scanned here (names, dtypes, shapes; no data): unexpected
+    // or misshapen tensors are refused before any data is read.
     ::vmoe::readers::ExpectedShapes expected =
         mlir::vmoe::expectedShapes(config);
     ::vmoe::readers::ReadOptions readOptions;
     readOptions.expected = &expected;
-    if (!::vmoe::readers::readWeights(weightsFile, weights, &error,
-                                      readOptions))
+    source = ::vmoe::readers::openTensorFile(weightsFile, &error, readOptions);
+    if (!source)
       return fail(error);
   } else {
-    weights = mlir::vmoe::randomWeights(config, randomWeights);
+    source = mlir::vmoe::randomWeightSource(config, randomWeights);
   }
-  module = mlir::vmoe::buildVitMoe(context, config, weights, &error);
+  module = mlir::vmoe::buildVitMoe(context, config, source->shapes(), &error);
   if (!module)
     return fail(error);
   return 0;
@@ -494,7 +498,8 @@ int buildFromConfig(MLIRContext &context,
 /// A .mlir model, with random weights bound when asked. Returns 0, or 1
 /// (message or diagnostics printed).
 int parseModel(MLIRContext &context, llvm::SourceMgr &sourceMgr,
-               OwningOpRef<ModuleOp> &module) {
+               OwningOpRef<ModuleOp> &module,
+               std::unique_ptr<::vmoe::readers::TensorSource> &source) {
   if (inputFile.empty())
     return fail("no model given: a .mlir file, a config .json, or --preset");
   std::string openError;
@@ -505,6 +510,13 @@ int parseModel(MLIRContext &context, llvm::SourceMgr &sourceMgr,
   module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   if (!module)
     return fail("cannot parse " + inputFile);
+  if (!weightsFile.empty()) {
+    // The parameters the model names (vmoe.parameter), read by name.
+    std::string error;
+    source = ::vmoe::readers::openTensorFile(weightsFile, &error);
+    if (!source)
+      return fail(error);
+  }
   if (randomWeights >= 0) {
     for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
       if (f.isPublic() &&
@@ -603,28 +615,26 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
     (emit == Emit::Asm ? options.dumpAssemblyPath : options.dumpLlvmIrPath) =
         std::string(llPath);
   }
-  std::vector<uint8_t> bytes;
-  mlir::vmoe::SerializeStats stats;
-  if (failed(mlir::vmoe::compileToModule(module, options, bytes, &error,
-                                         &stats))) {
-    if (!llPath.empty())
-      llvm::sys::fs::remove(llPath);
-    return fail(error);
-  }
   if (dumpCode) {
+    mlir::vmoe::SerializeOptions serialize;
+    LogicalResult compiled = mlir::vmoe::compileToExecutable(
+        module, options, serialize, &error);
     auto buffer = llvm::MemoryBuffer::getFile(llPath);
     llvm::sys::fs::remove(llPath);
+    if (failed(compiled))
+      return fail(error);
     if (!buffer)
       return fail("cannot read the generated code back");
     llvm::outs() << (*buffer)->getBuffer();
     return 0;
   }
-  if (signer &&
-      !::vmoe::writer::signModule(bytes.data(), bytes.size(), *signer, &error))
+  options.signer = signer;
+  mlir::vmoe::SerializeStats stats;
+  uint64_t fileSize = 0;
+  if (failed(mlir::vmoe::compileToModuleFile(module, options, outputFile,
+                                             &error, &stats, &fileSize)))
     return fail(error);
-  if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
-    return fail(error);
-  llvm::outs() << "wrote " << outputFile << ": " << bytes.size() << " bytes, "
+  llvm::outs() << "wrote " << outputFile << ": " << fileSize << " bytes, "
                << stats.kernels << " kernels for "
                << deviceName(target, options.cudaSms) << ", weights "
                << stats.constantBytes << " bytes, arena " << stats.arenaSize
@@ -678,6 +688,7 @@ int main(int argc, char **argv) {
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
+  std::unique_ptr<::vmoe::readers::TensorSource> source;
   std::string configJson;
   std::vector<std::string> classNames;
   if (!preset.empty() || llvm::StringRef(inputFile).ends_with(".json")) {
@@ -691,14 +702,15 @@ int main(int argc, char **argv) {
       llvm::outs() << configJson << "\n";
       return 0;
     }
-    if (int rc = buildFromConfig(context, config, module))
+    if (int rc = buildFromConfig(context, config, module, source))
       return rc;
-  } else if (int rc = parseModel(context, sourceMgr, module)) {
+  } else if (int rc = parseModel(context, sourceMgr, module, source)) {
     return rc;
   }
 
   mlir::vmoe::CompileOptions options =
       compileOptions(sms, configJson, classNames);
+  options.parameters = source.get();
   if (emit == Emit::Mlir || emit == Emit::Kernels || emit == Emit::Ptx)
     return emitStage(*module, options);
   return compileModule(*module, options, *target, signer.get());

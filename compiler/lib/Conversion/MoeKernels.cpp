@@ -73,7 +73,7 @@ struct MoeLayer {
   /// Host values: the capacity (a knob or a constant) and the BPR knob.
   Value capacity, bpr;
   /// Weights.
-  SmallVector<float> wr, w1, b1, w2, b2;
+  WeightRef wr, w1, b1, w2, b2;
   /// Expert activations as bf16 bits (i16) for vdpbf16ps, else f32.
   bool actBits = false;
   /// The gates kernel writes a bf16-rounded copy of x for expert-up.
@@ -154,12 +154,12 @@ FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
     handled.insert(op);
 
   FailureOr<Value> x = lookup(router.getInput(), router);
-  FailureOr<SmallVector<float>> wr = constantData(router.getKernel(), router);
+  FailureOr<WeightRef> wr = weightOperand(router.getKernel(), router);
   ExpertMlpOp experts = l.experts;
-  FailureOr<SmallVector<float>> w1 = constantData(experts.getW1(), experts),
-                                b1 = constantData(experts.getB1(), experts),
-                                w2 = constantData(experts.getW2(), experts),
-                                b2 = constantData(experts.getB2(), experts);
+  FailureOr<WeightRef> w1 = weightOperand(experts.getW1(), experts),
+                       b1 = weightOperand(experts.getB1(), experts),
+                       w2 = weightOperand(experts.getW2(), experts),
+                       b2 = weightOperand(experts.getB2(), experts);
   if (failed(x) || failed(wr) || failed(w1) || failed(b1) || failed(w2) ||
       failed(b2))
     return failure();
@@ -268,7 +268,7 @@ void Lowering::allocMoeBuffers(MoeLayer &l) {
   int64_t g = l.g, s = l.s, d = l.d, e = l.e, k = l.k, cap = l.cap;
   l.expertInput = l.roundInputs ? alloc({g, s, d}, l.actType) : l.x;
 
-  l.wrBuf = createGlobal("router", MemRefType::get({d, e}, f32), l.wr);
+  l.wrBuf = copyGlobal("router", l.wr, MemRefType::get({d, e}, f32));
   l.topVal = alloc({g, s, k}, f32);
   l.topIdx = alloc({g, s, k}, i32);
   l.counts = alloc({g, e}, i32);

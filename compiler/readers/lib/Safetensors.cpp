@@ -87,6 +87,9 @@ bool parseInfo(const json::Document &doc, const std::string &key,
   if (!info.skip && !checkExpected(options, std::string(stripParamsPrefix(key)),
                                    info.shape, why))
     return false;
+  if (!info.skip && options.select &&
+      !options.select(std::string(stripParamsPrefix(key)), info.shape))
+    info.skip = true; // checked like the others, not read
   if (offsets->kind != json::Kind::Array || offsets->count != 2)
     return bad("'data_offsets' is not [begin, end]");
   const json::Value &b = doc.item(*offsets, 0), &e = doc.item(*offsets, 1);

@@ -364,6 +364,10 @@ private:
     // Name and shape against the model before any data shard is opened.
     if (!checkExpected(options_, leaf.name, leaf.shape, why))
       return failIndex(why);
+    if (options_.select && !options_.select(leaf.name, leaf.shape)) {
+      leaf.skipped = true; // its shards are then not opened for it
+      return true;
+    }
     // Global slices and their shards.
     const Value &slices = info.item(root, 1);
     const Value &shards = info.item(root, 2);
