@@ -99,8 +99,7 @@ class EndToEnd : public ::testing::TestWithParam<bool> {};
 /// vmoe-compile does, instead of from memory.
 void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
                     Module &out, ref::ModelWeights &refWeights,
-                    bool expertWeightsBf16 = false,
-                    bool expertBf16Math = false,
+                    bool expertWeightsBf16 = false, bool expertBf16Math = false,
                     const std::string &streamFrom = "") {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
@@ -145,8 +144,8 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   } else {
     std::string path = ::testing::TempDir() + "/streamed.vmoe";
     uint64_t size = 0;
-    ASSERT_TRUE(mlir::succeeded(compileToModuleFile(*module, options, path,
-                                                    &error, nullptr, &size)))
+    ASSERT_TRUE(mlir::succeeded(
+        compileToModuleFile(*module, options, path, &error, nullptr, &size)))
         << error;
     std::ifstream file(path, std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(file), {});
@@ -554,8 +553,8 @@ TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
 TEST(EndToEndImport, StreamedFromEachFormatMatchesTheReference) {
   ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
-                                               &error))
+  ASSERT_TRUE(
+      ::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config, &error))
       << error;
   ref::Tensor images = randomImages(config, 23);
   std::vector<std::vector<float>> allLogits;

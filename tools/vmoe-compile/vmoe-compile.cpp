@@ -617,8 +617,8 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
   }
   if (dumpCode) {
     mlir::vmoe::SerializeOptions serialize;
-    LogicalResult compiled = mlir::vmoe::compileToExecutable(
-        module, options, serialize, &error);
+    LogicalResult compiled =
+        mlir::vmoe::compileToExecutable(module, options, serialize, &error);
     auto buffer = llvm::MemoryBuffer::getFile(llPath);
     llvm::sys::fs::remove(llPath);
     if (failed(compiled))

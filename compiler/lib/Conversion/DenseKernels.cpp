@@ -425,8 +425,8 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
     return failure();
   auto [pqkv, pqkvBias] = packWeights(
       "attn_qkv", ArrayRef<const WeightRef *>{&qkv[0], &qkv[1], &qkv[2]},
-      ArrayRef<const WeightRef *>{&qkvBias[0], &qkvBias[1], &qkvBias[2]}, 1,
-      d, 3 * d);
+      ArrayRef<const WeightRef *>{&qkvBias[0], &qkvBias[1], &qkvBias[2]}, 1, d,
+      3 * d);
   auto [pwo, pbo] = packWeights("attn_out", *wo, *bo, 1, d, d);
   Type f32 = Float32Type::get(ctx);
   Value qkvBuf = alloc({batch * t, 3 * d}, f32);

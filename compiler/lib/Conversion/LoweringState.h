@@ -69,6 +69,8 @@ struct WeightRef {
   StringAttr parameter;
   SmallVector<float> data;
   SmallVector<int64_t> shape;
+  /// The op that uses it (for messages).
+  Operation *user = nullptr;
   int64_t numElements() const {
     int64_t n = 1;
     for (int64_t d : shape)

@@ -49,6 +49,7 @@ static FailureOr<SmallVector<float>> getF32Data(Attribute attr) {
 
 FailureOr<WeightRef> Lowering::weightOperand(Value tensor, Operation *user) {
   WeightRef w;
+  w.user = user;
   auto type = cast<ShapedType>(tensor.getType());
   w.shape.assign(type.getShape().begin(), type.getShape().end());
   if (auto parameter = tensor.getDefiningOp<ParameterOp>()) {
@@ -93,11 +94,13 @@ Value Lowering::packedGlobal(StringRef base, MemRefType type,
                              ArrayRef<const WeightRef *> sources,
                              Location loc) {
   bool parameters = static_cast<bool>(sources.front()->parameter);
+  // Reported once: the lowering stops after the op.
   for (const WeightRef *w : sources)
     if (static_cast<bool>(w->parameter) != parameters) {
-      emitError(loc) << "packs named parameters and IR constants into one "
-                        "weight; give all of its operands as vmoe.parameter "
-                        "or all as constants";
+      (w->user ? w->user->emitOpError() : emitError(loc))
+          << "packs named parameters and IR constants into one weight; "
+             "give all of its operands as vmoe.parameter or all as "
+             "constants";
       packingFailed = true;
       return memref::AllocOp::create(*hb, type);
     }
@@ -123,13 +126,13 @@ Value Lowering::packedGlobal(StringRef base, MemRefType type,
                           ? PackLayout::Panels
                           : PackLayout::Bias;
   auto packed = PackedWeightAttr::get(ctx, layout, ArrayAttr::get(ctx, names),
-                                      spec.widths, spec.batch, spec.k,
-                                      spec.nr, spec.kPairs);
+                                      spec.widths, spec.batch, spec.k, spec.nr,
+                                      spec.kPairs);
   OpBuilder mb(ctx);
   mb.setInsertionPoint(host);
   auto global = memref::GlobalOp::create(
-      mb, model.getLoc(), name, mb.getStringAttr("private"), type,
-      Attribute(), /*constant=*/true, mb.getI64IntegerAttr(64));
+      mb, model.getLoc(), name, mb.getStringAttr("private"), type, Attribute(),
+      /*constant=*/true, mb.getI64IntegerAttr(64));
   global->setAttr(kPackedAttrName, packed);
   return memref::GetGlobalOp::create(*hb, type, name);
 }
@@ -192,10 +195,9 @@ Lowering::packWeights(StringRef base, ArrayRef<const WeightRef *> weights,
     if (batch > 1)
       biasShape.push_back(batch);
     biasShape.push_back(panels * nr);
-    biasBuffer =
-        packedGlobal((base + "_bias").str(),
-                     MemRefType::get(biasShape, Float32Type::get(ctx)),
-                     biasSpec, biases, loc);
+    biasBuffer = packedGlobal((base + "_bias").str(),
+                              MemRefType::get(biasShape, Float32Type::get(ctx)),
+                              biasSpec, biases, loc);
   }
   return {b, biasBuffer};
 }

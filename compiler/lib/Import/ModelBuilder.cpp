@@ -182,8 +182,8 @@ buildVitMoe(MLIRContext &context, const VitMoeConfig &c,
   }
   for (auto &[name, shape] : available)
     if (!shapes.count(name)) {
-      *error = "unexpected weight " + name + " of shape " +
-               shapeString(shape) + " (not used by this config)";
+      *error = "unexpected weight " + name + " of shape " + shapeString(shape) +
+               " (not used by this config)";
       return nullptr;
     }
 

@@ -67,9 +67,7 @@ public:
     }
   }
 
-  const ::vmoe::readers::ExpectedShapes &shapes() const override {
-    return all;
-  }
+  const ::vmoe::readers::ExpectedShapes &shapes() const override { return all; }
 
   bool read(const std::string &name, WeightTensor &out,
             std::string *error) override {

@@ -150,15 +150,16 @@ bool checkParameters(ModuleOp module,
     }
     if (it->second != shape) {
       *error = "weight " + name + " has shape " +
-               ::vmoe::readers::shapeString(it->second) +
-               ", the model needs " + ::vmoe::readers::shapeString(shape);
+               ::vmoe::readers::shapeString(it->second) + ", the model needs " +
+               ::vmoe::readers::shapeString(shape);
       return false;
     }
   }
   return true;
 }
 
-LogicalResult compileToExecutable(ModuleOp module, const CompileOptions &options,
+LogicalResult compileToExecutable(ModuleOp module,
+                                  const CompileOptions &options,
                                   SerializeOptions &serialize,
                                   std::string *error) {
   if (options.target != "cpu" && options.target != "cuda" &&

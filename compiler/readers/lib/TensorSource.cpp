@@ -33,8 +33,7 @@ public:
 
   const ExpectedShapes &shapes() const override { return all; }
 
-  bool read(const std::string &name, Tensor &out,
-            std::string *error) override {
+  bool read(const std::string &name, Tensor &out, std::string *error) override {
     if (!all.count(name)) {
       *error = path + ": holds no tensor " + name;
       return false;
@@ -68,8 +67,7 @@ public:
       all[name] = tensor.shape;
   }
   const ExpectedShapes &shapes() const override { return all; }
-  bool read(const std::string &name, Tensor &out,
-            std::string *error) override {
+  bool read(const std::string &name, Tensor &out, std::string *error) override {
     auto it = map.find(name);
     if (it == map.end()) {
       *error = "no weight " + name;

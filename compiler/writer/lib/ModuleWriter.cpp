@@ -100,8 +100,7 @@ struct ModuleWriter::Impl {
     return true;
   }
   /// Makes streamed segment `i` into `bytes`, checking its size.
-  bool produce(size_t i, std::vector<uint8_t> &bytes,
-               std::string *error) const;
+  bool produce(size_t i, std::vector<uint8_t> &bytes, std::string *error) const;
   void buildFlatBuffer(const ModuleLayout &layout,
                        flatbuffers::FlatBufferBuilder &fbb) const;
 };
@@ -517,8 +516,7 @@ static int createTemporary(const std::string &path, std::string &tmpPath) {
   for (int attempt = 0; attempt < 100; ++attempt) {
     tmpPath = path + ".tmp-" + std::to_string(getpid()) + "-" +
               std::to_string(counter++);
-    int fd =
-        open(tmpPath.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    int fd = open(tmpPath.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0 || errno != EEXIST)
       return fd;
   }
@@ -578,9 +576,9 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
     position += size;
   };
   std::vector<uint8_t> prefix =
-      streamed ? std::vector<uint8_t>(layout.segmentBase, 0)
-               : buildPrefix(layout, fbb, impl->major, impl->minor,
-                             impl->signer);
+      streamed
+          ? std::vector<uint8_t>(layout.segmentBase, 0)
+          : buildPrefix(layout, fbb, impl->major, impl->minor, impl->signer);
   put(prefix.data(), prefix.size());
   std::vector<uint8_t> produced;
   bool producedOk = true;

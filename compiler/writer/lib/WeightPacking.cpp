@@ -47,13 +47,13 @@ bool checkPackSpec(const PackSpec &spec, std::string *error) {
       spec.k > kMax || spec.nr > 4096 || n > kMax)
     return fail("batch, k or nr out of range");
   int64_t rows = spec.layout == PackLayout::Bias ? 1 : spec.k;
-  if (spec.layout != PackLayout::Copy &&
-      double(spec.batch) * double(rows) * double(ceilDiv(n, spec.nr)) *
-              double(spec.nr) >
-          double(kMax))
+  if (spec.layout != PackLayout::Copy && double(spec.batch) * double(rows) *
+                                                 double(ceilDiv(n, spec.nr)) *
+                                                 double(spec.nr) >
+                                             double(kMax))
     return fail("the packed weight has more than 2^40 elements");
-  if (spec.kPairs && (!spec.bf16 || spec.k % 2 != 0 ||
-                      spec.layout != PackLayout::Panels))
+  if (spec.kPairs &&
+      (!spec.bf16 || spec.k % 2 != 0 || spec.layout != PackLayout::Panels))
     return fail("k pairs need bf16 panels and an even K");
   if (spec.bf16 && spec.layout != PackLayout::Panels)
     return fail("only panels are stored as bf16");

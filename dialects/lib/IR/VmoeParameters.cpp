@@ -98,19 +98,19 @@ LogicalResult mlir::vmoe::verifyPackedGlobal(Operation *op, Attribute attr) {
   Type element = type ? type.getElementType() : Type();
   bool bf16Ok = packed.getLayout() == PackLayout::Panels;
   if (!type || !(element.isF32() || (bf16Ok && element.isBF16())))
-    return op->emitOpError() << "has 'vmoe.packed' but type " << typeAttr
-                             << "; packed weights are f32 memrefs (bf16 "
-                                "for panels)";
+    return op->emitOpError()
+           << "has 'vmoe.packed' but type " << typeAttr.getValue()
+           << "; packed weights are f32 memrefs (bf16 "
+              "for panels)";
   if (packed.getKPairs() && !element.isBF16())
     return op->emitOpError() << "packs in k pairs, which are bf16";
-  bool same = packed.getLayout() == PackLayout::Copy
-                  ? type.hasStaticShape() &&
-                        type.getNumElements() == shape.front()
-                  : type.getShape() == ArrayRef<int64_t>(shape);
+  bool same =
+      packed.getLayout() == PackLayout::Copy
+          ? type.hasStaticShape() && type.getNumElements() == shape.front()
+          : type.getShape() == ArrayRef<int64_t>(shape);
   if (!same) {
-    InFlightDiagnostic diag = op->emitOpError()
-                              << "has type " << type
-                              << " but its packing makes ";
+    InFlightDiagnostic diag = op->emitOpError() << "has type " << type
+                                                << " but its packing makes ";
     if (packed.getLayout() == PackLayout::Copy)
       diag << shape.front() << " elements";
     else

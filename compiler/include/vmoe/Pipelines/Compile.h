@@ -88,7 +88,8 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
 /// Everything but the module's bytes: lowering and code generation, into
 /// `serialize` (with CompileOptions' parameters, signer and progress).
 /// --emit=llvm and asm stop here.
-LogicalResult compileToExecutable(ModuleOp module, const CompileOptions &options,
+LogicalResult compileToExecutable(ModuleOp module,
+                                  const CompileOptions &options,
                                   SerializeOptions &serialize,
                                   std::string *error);
 

@@ -155,9 +155,9 @@ using SegmentProducer =
 
 /// After each segment is written: bytes and segments written so far, of
 /// how many.
-using WriteProgress = std::function<void(uint64_t bytesDone, uint64_t bytesTotal,
-                                         size_t segmentsDone,
-                                         size_t segmentsTotal)>;
+using WriteProgress =
+    std::function<void(uint64_t bytesDone, uint64_t bytesTotal,
+                       size_t segmentsDone, size_t segmentsTotal)>;
 
 struct MetadataDesc {
   std::string name;

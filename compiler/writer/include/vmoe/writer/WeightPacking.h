@@ -56,7 +56,8 @@ uint64_t packedBytes(const PackSpec &spec);
 
 /// Packs the sources (sources[i] holds sourceElements(spec, i) floats) into
 /// `out` (resized to packedBytes(spec)). The spec must pass checkPackSpec.
-void packWeights(const PackSpec &spec, const std::vector<const float *> &sources,
+void packWeights(const PackSpec &spec,
+                 const std::vector<const float *> &sources,
                  std::vector<uint8_t> &out);
 
 } // namespace writer
