@@ -69,7 +69,8 @@ static cl::opt<std::string>
            cl::init(""));
 static cl::opt<std::string> weightsFile(
     "weights",
-    cl::desc("Weights for a config or preset: a vmoe checkpoint (prefix, "
+    cl::desc("Weights for a config, preset or .mlir model (its parameters "
+             "by name): a vmoe checkpoint (prefix, "
              ".index or .data-* file), .npz or .safetensors with Flax names"),
     cl::init(""));
 static cl::opt<int64_t> batchSize("batch",
@@ -163,9 +164,9 @@ static cl::opt<std::string> expertMath(
 static cl::opt<int> randomWeights(
     "random-weights",
     cl::desc("Random weights from this seed, for benchmarks and examples: "
-             "for a config or preset without --weights, or binding every "
-             "argument after the first --num-inputs of a .mlir model; -1: "
-             "off"),
+             "for a config or preset without --weights, or for the named "
+             "parameters of a .mlir model and every argument after its "
+             "first --num-inputs; -1: off"),
     cl::init(-1));
 static cl::opt<unsigned> numInputs("num-inputs",
                                    cl::desc("Model inputs (with "
@@ -522,6 +523,16 @@ int parseModel(MLIRContext &context, llvm::SourceMgr &sourceMgr,
       if (f.isPublic() &&
           failed(bindRandomWeights(f, numInputs, randomWeights)))
         return 1;
+    // Named parameters (vmoe.parameter) get random values by name.
+    if (!source) {
+      ::vmoe::readers::ExpectedShapes shapes;
+      module->walk([&](mlir::vmoe::ParameterOp p) {
+        shapes[p.getName().str()] = std::vector<int64_t>(
+            p.getType().getShape().begin(), p.getType().getShape().end());
+      });
+      if (!shapes.empty())
+        source = mlir::vmoe::randomParameterSource(shapes, randomWeights);
+    }
   }
   return 0;
 }

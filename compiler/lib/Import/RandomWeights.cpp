@@ -114,7 +114,55 @@ private:
   std::map<size_t, std::mt19937_64> starts;
 };
 
+/// Named parameters of any model, each from its own stream.
+class ParameterSource : public ::vmoe::readers::TensorSource {
+public:
+  ParameterSource(const ::vmoe::readers::ExpectedShapes &shapes, uint64_t seed)
+      : all(shapes), seed(seed) {}
+
+  const ::vmoe::readers::ExpectedShapes &shapes() const override {
+    return all;
+  }
+
+  bool read(const std::string &name, WeightTensor &out,
+            std::string *error) override {
+    auto it = all.find(name);
+    if (it == all.end()) {
+      *error = "no random parameter " + name;
+      return false;
+    }
+    const std::vector<int64_t> &shape = it->second;
+    uint64_t n = 1, h = 14695981039346656037ull; // FNV-1a of the name
+    for (int64_t d : shape)
+      n *= uint64_t(d);
+    for (unsigned char c : name)
+      h = (h ^ c) * 1099511628211ull;
+    std::mt19937_64 rng(seed ^ h);
+    double scale = 0.02;
+    if (shape.size() >= 2 && shape[0] != 1)
+      scale = std::sqrt(3.0 / static_cast<double>(shape[shape.size() - 2]));
+    std::uniform_real_distribution<float> dist(-scale, scale);
+    out.shape = shape;
+    out.sourceType = ::vmoe::readers::DType::F32;
+    out.data.resize(n);
+    bool ones = endsWith(name, "/scale");
+    for (float &v : out.data)
+      v = ones ? 1.0f : dist(rng);
+    return true;
+  }
+
+private:
+  ::vmoe::readers::ExpectedShapes all;
+  uint64_t seed;
+};
+
 } // namespace
+
+std::unique_ptr<::vmoe::readers::TensorSource>
+randomParameterSource(const ::vmoe::readers::ExpectedShapes &shapes,
+                      uint64_t seed) {
+  return std::make_unique<ParameterSource>(shapes, seed);
+}
 
 std::unique_ptr<::vmoe::readers::TensorSource>
 randomWeightSource(const VitMoeConfig &config, uint64_t seed) {

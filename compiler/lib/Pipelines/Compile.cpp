@@ -1,6 +1,7 @@
 //===- Compile.cpp - the whole compiler as one call -----------------------===//
 
 #include "vmoe/Pipelines/Compile.h"
+#include "vmoe/Pipelines/Pipeline.h"
 
 #include "vmoe/Conversion/Passes.h"
 #include "vmoe/Dialect/IR/VmoeDialect.h"
@@ -31,12 +32,10 @@ void registerCompilerDialects(DialectRegistry &registry) {
 }
 
 void buildGraphPipeline(OpPassManager &pm, const CompileOptions &options) {
-  VmoeInferCapacityOptions capacity;
-  capacity.maxCapacityFactor = options.maxCapacityFactor;
-  pm.addPass(createVmoeInferCapacity(capacity));
-  pm.addPass(createVmoeDecompose());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  VmoePipelineOptions pipeline;
+  pipeline.compileTo = "graph";
+  pipeline.maxCapacityFactor = options.maxCapacityFactor;
+  buildVmoePipeline(pm, pipeline);
 }
 
 /// Collects the diagnostics a pass emits, so callers get them as text.
@@ -72,19 +71,19 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
     return failure();
   DiagnosticCollector diagnostics(module.getContext());
   PassManager pm(module.getContext());
-  buildGraphPipeline(pm, options);
+  // vmoe-pipeline up to its kernels, with the kernel shape of the target.
   KernelTargetInfo info = kernelTargetInfo(options, *target);
-  VmoeLowerToKernelsOptions lower;
-  lower.vectorWidth = info.vectorWidth;
-  lower.microRows = info.gemmMicroRows;
-  lower.microVectors = info.gemmMicroVectors;
-  lower.expertWeightsBf16 = options.expertWeightsBf16;
-  lower.expertBf16Math = options.expertBf16Math;
-  lower.nativeBf16Dot = options.expertBf16Math &&
-                        info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
-  pm.addPass(createVmoeLowerToKernels(lower));
-  // Still at the memref level, before the targets split: both record it.
-  pm.addPass(createVmoeRecordWrittenBindings());
+  VmoePipelineOptions pipeline;
+  pipeline.compileTo = "kernels";
+  pipeline.maxCapacityFactor = options.maxCapacityFactor;
+  pipeline.vectorWidth = info.vectorWidth;
+  pipeline.microRows = info.gemmMicroRows;
+  pipeline.microVectors = info.gemmMicroVectors;
+  pipeline.expertWeightsBf16 = options.expertWeightsBf16;
+  pipeline.expertBf16Math = options.expertBf16Math;
+  pipeline.nativeBf16Dot = options.expertBf16Math &&
+                           info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
+  buildVmoePipeline(pm, pipeline);
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
                                       : diagnostics.text;

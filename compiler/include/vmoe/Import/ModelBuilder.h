@@ -86,6 +86,14 @@ WeightMap randomWeights(const VitMoeConfig &config, uint64_t seed);
 std::unique_ptr<::vmoe::readers::TensorSource>
 randomWeightSource(const VitMoeConfig &config, uint64_t seed);
 
+/// Random values for the parameters `shapes` of a .mlir model (vmoe-compile
+/// --random-weights): each from its own stream (the seed and its name), so
+/// the order of reads does not matter. Names ending in "/scale" are ones,
+/// matrices uniform in +-sqrt(3 / rows), the rest uniform in +-0.02.
+std::unique_ptr<::vmoe::readers::TensorSource>
+randomParameterSource(const ::vmoe::readers::ExpectedShapes &shapes,
+                      uint64_t seed);
+
 } // namespace mlir::vmoe
 
 #endif // VMOE_IMPORT_MODELBUILDER_H
