@@ -25,6 +25,7 @@
 #include "vmoe/writer/Signing.h"
 
 #include "../common/ToolSupport.h"
+#include "Progress.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -181,6 +182,11 @@ static cl::opt<std::string> signKey(
     cl::desc("Sign the module with this Ed25519 secret key file (made by "
              "--generate-signing-key; mode 0600)"),
     cl::value_desc("file"), cl::init(""));
+static cl::opt<bool>
+    quiet("quiet",
+          cl::desc("No progress line (shown only when stderr is a "
+                   "terminal)"),
+          cl::init(false));
 static cl::opt<std::string> generateSigningKey(
     "generate-signing-key",
     cl::desc("Make a new Ed25519 key pair, PREFIX.key (secret, mode 0600) "
@@ -188,6 +194,9 @@ static cl::opt<std::string> generateSigningKey(
     cl::value_desc("prefix"), cl::init(""));
 
 namespace {
+
+/// Presets with more float32 weights than this store their experts as bf16.
+constexpr uint64_t kBf16PresetBytes = 16'000'000'000;
 
 /// The effective config (after command-line overrides) as vmoe-style JSON:
 /// stored in the module for tools (vmoe-bench counts FLOPs from it).
@@ -339,19 +348,14 @@ void parseCommandLine(int argc, char **argv) {
   // LLVM's libraries register hundreds of options of their own; --help
   // lists this tool's.
   static cl::OptionCategory category("vmoe-compile options");
-  for (cl::Option *option :
-       std::initializer_list<cl::Option *>{&inputFile,     &preset,
-                                           &weightsFile,   &batchSize,
-                                           &groupSize,     &capacityFactor,
-                                           &bprDefault,    &outputFile,
-                                           &targetName,    &smList,
-                                           &ptxasPath,     &requireCubin,
-                                           &cudaBlockSize, &cpuName,
-                                           &emit,          &maxCapacityFactor,
-                                           &expertWeights, &expertMath,
-                                           &randomWeights, &numInputs,
-                                           &optLevel,      &modelName,
-                                           &signKey,       &generateSigningKey})
+  for (cl::Option *option : std::initializer_list<cl::Option *>{
+           &inputFile,     &preset,         &weightsFile,   &batchSize,
+           &groupSize,     &capacityFactor, &bprDefault,    &outputFile,
+           &targetName,    &smList,         &ptxasPath,     &requireCubin,
+           &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
+           &expertWeights, &expertMath,     &randomWeights, &numInputs,
+           &optLevel,      &modelName,      &signKey,       &generateSigningKey,
+           &quiet})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
@@ -640,10 +644,18 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
     return 0;
   }
   options.signer = signer;
+  ::vmoe::tools::CompileProgress progress(!quiet);
+  options.onPhase = [&](const std::string &phase) { progress.phase(phase); };
+  options.onWeights = [&](uint64_t done, uint64_t total, size_t segments,
+                          size_t all) {
+    progress.weights(done, total, segments, all);
+  };
   mlir::vmoe::SerializeStats stats;
   uint64_t fileSize = 0;
-  if (failed(mlir::vmoe::compileToModuleFile(module, options, outputFile,
-                                             &error, &stats, &fileSize)))
+  LogicalResult compiled = mlir::vmoe::compileToModuleFile(
+      module, options, outputFile, &error, &stats, &fileSize);
+  progress.finish();
+  if (failed(compiled))
     return fail(error);
   llvm::outs() << "wrote " << outputFile << ": " << fileSize << " bytes, "
                << stats.kernels << " kernels for "
@@ -709,6 +721,18 @@ int main(int argc, char **argv) {
       return rc;
     classNames = config.classNames;
     configJson = configToJson(config);
+    // A preset whose float32 weights would not fit a 24 GB machine stores
+    // its experts as bf16 unless told otherwise (V-MoE-H/14 Every-2,
+    // V-MoE-15B).
+    if (!preset.empty() && !expertWeights.getNumOccurrences() &&
+        mlir::vmoe::weightBytes(config) > kBf16PresetBytes) {
+      expertWeights = "bf16";
+      llvm::errs() << "vmoe-compile: note: " << preset << " has "
+                   << ::vmoe::readers::formatBytes(
+                          mlir::vmoe::weightBytes(config))
+                   << " of float32 weights: storing its expert weights as "
+                      "bf16 (--expert-weights=f32 to keep them float32)\n";
+    }
     if (emit == Emit::Config) {
       llvm::outs() << configJson << "\n";
       return 0;
