@@ -129,8 +129,17 @@ def update_docs(rows):
     with open(doc) as f:
         content = f.read()
     begin, end = content.index(BEGIN), content.index(END)
-    host = "%s, %d cores" % (platform.processor() or platform.machine(),
-                             os.cpu_count() or 1)
+    host = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f
+                     if l.startswith("model name")]
+        host = names[0] if names else host
+    except OSError:
+        pass
+    host = "%s, %d cores, %.0f GB of memory" % (
+        host, os.cpu_count() or 1,
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9)
     content = (content[:begin] + BEGIN + "\n\n" + table(rows) + "\n\n(" +
                host + ")\n\n" + content[end:])
     with open(doc, "w") as f:
