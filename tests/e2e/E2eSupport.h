@@ -38,6 +38,8 @@ compileForHost(const mlir::vmoe::VitMoeConfig &config,
   mlir::vmoe::CompileOptions options;
   options.cpu = "host";
   options.modelName = config.name;
+  auto source = ::vmoe::readers::tensorMapSource(weights);
+  options.parameters = source.get();
   EXPECT_TRUE(mlir::succeeded(
       mlir::vmoe::compileToModule(*module, options, bytes, &error)))
       << error;

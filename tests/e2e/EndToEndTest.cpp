@@ -15,6 +15,7 @@
 #include "vmoe/Pipelines/Compile.h"
 #include "vmoe/readers/ModelConfig.h"
 #include "vmoe/readers/Npz.h"
+#include "vmoe/readers/TensorSource.h"
 #include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
 
@@ -23,8 +24,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 namespace {
@@ -44,20 +48,32 @@ struct Module {
 
 class EndToEnd : public ::testing::TestWithParam<bool> {};
 
-/// Compiles `config` with random weights; returns the module and the
-/// reference weights.
-/// `expertChoice`: the MoE layers route by expert choice (the config reader
-/// has no such option: the built IR is changed before compiling).
+/// Compiles `config` with `weights`; returns the module and the reference
+/// weights. `expertChoice`: the MoE layers route by expert choice (the
+/// built IR is changed before compiling). With `streamFrom` (a weights file
+/// holding `weights`), the compiler streams the parameters from that file
+/// into a module file, as vmoe-compile does, instead of from memory.
 void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
                     Module &out, ref::ModelWeights &refWeights,
                     bool expertWeightsBf16 = false, bool expertBf16Math = false,
-                    bool expertChoice = false) {
+                    bool expertChoice = false,
+                    const std::string &streamFrom = "") {
   refWeights = toReference(config, weights);
   mlir::DialectRegistry registry;
   registerCompilerDialects(registry);
   mlir::MLIRContext context(registry);
   std::string error;
-  auto module = buildVitMoe(context, config, weights, &error);
+  std::unique_ptr<::vmoe::readers::TensorSource> source;
+  if (streamFrom.empty()) {
+    source = ::vmoe::readers::tensorMapSource(weights);
+  } else {
+    ::vmoe::readers::ExpectedShapes expected = expectedShapes(config);
+    ::vmoe::readers::ReadOptions readOptions;
+    readOptions.expected = &expected;
+    source = ::vmoe::readers::openTensorFile(streamFrom, &error, readOptions);
+    ASSERT_TRUE(source) << error;
+  }
+  auto module = buildVitMoe(context, config, source->shapes(), &error);
   ASSERT_TRUE(module) << error;
   if (expertChoice)
     module->walk([&](SparseMoeOp op) {
@@ -66,6 +82,7 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
       op.setKAttr(mlir::Builder(&context).getI64IntegerAttr(1));
     });
   CompileOptions options;
+  options.parameters = source.get();
   options.cpu = "host";
   // The same checks for the CUDA back end: VMOE_E2E_TARGET=cuda-emulation
   // runs the CUDA kernels' bodies on the CPU (ctest does, everywhere);
@@ -83,8 +100,21 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   options.modelName = config.name;
   options.classNames = config.classNames;
   std::vector<uint8_t> bytes;
-  ASSERT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
-      << error;
+  if (streamFrom.empty()) {
+    ASSERT_TRUE(
+        mlir::succeeded(compileToModule(*module, options, bytes, &error)))
+        << error;
+  } else {
+    std::string path = ::testing::TempDir() + "/streamed.vmoe";
+    uint64_t size = 0;
+    ASSERT_TRUE(mlir::succeeded(
+        compileToModuleFile(*module, options, path, &error, nullptr, &size)))
+        << error;
+    std::ifstream file(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(file), {});
+    std::remove(path.c_str());
+    ASSERT_EQ(bytes.size(), size);
+  }
   vmoe_message_t msg;
   ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
                                     VMOE_MEMORY_COPY, &out.module, &msg),
@@ -182,8 +212,8 @@ void expectMatch(const VitMoeConfig &config, Module &m,
   // tie, which moves a logit by about 1e-3 at these sizes.
   double maxDiff = 0.0;
   for (size_t i = 0; i < logits.size(); ++i)
-    maxDiff = std::max(maxDiff, std::abs(double(logits[i]) -
-                                         expected->logits.data[i]));
+    maxDiff = std::max(maxDiff,
+                       std::abs(double(logits[i]) - expected->logits.data[i]));
   EXPECT_LT(maxDiff, 2e-3);
   if (maxDiffOut)
     *maxDiffOut = maxDiff;
@@ -429,8 +459,8 @@ float roundToBf16(float x) {
 int roundExpertKernelsToBf16(WeightMap &weights) {
   int changed = 0;
   for (auto &[name, tensor] : weights)
-    if (name.find("/Moe/Mlp/Dense_") != std::string::npos &&
-        name.size() > 7 && name.compare(name.size() - 7, 7, "/kernel") == 0)
+    if (name.find("/Moe/Mlp/Dense_") != std::string::npos && name.size() > 7 &&
+        name.compare(name.size() - 7, 7, "/kernel") == 0)
       for (float &v : tensor.data) {
         float r = roundToBf16(v);
         changed += r != v;
@@ -517,8 +547,8 @@ namespace {
 TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
   ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
-                                               &error))
+  ASSERT_TRUE(
+      ::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config, &error))
       << error;
   std::vector<std::vector<float>> allLogits;
   for (const char *suffix : {".index", ".npz", ".safetensors"}) {
@@ -556,11 +586,54 @@ TEST(EndToEndImport, AllWeightFormatsMatchTheReference) {
   EXPECT_EQ(allLogits[0], allLogits[2]);
 }
 
+// The same weights streamed from each file by name, one tensor at a time,
+// into a module file (vmoe-compile's path): the logits match the reference
+// and those compiled from memory, bit for bit.
+TEST(EndToEndImport, StreamedFromEachFormatMatchesTheReference) {
+  ::vmoe::readers::ModelConfig config;
+  std::string error;
+  ASSERT_TRUE(
+      ::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config, &error))
+      << error;
+  ref::Tensor images = randomImages(config, 23);
+  std::vector<std::vector<float>> allLogits;
+  for (bool stream : {false, true})
+    for (const char *suffix : {".index", ".npz", ".safetensors"}) {
+      SCOPED_TRACE(std::string(suffix) + (stream ? " streamed" : ""));
+      std::string path = std::string(VMOE_E2E_IMPORT_WEIGHTS) + suffix;
+      WeightMap weights;
+      ASSERT_TRUE(::vmoe::readers::readWeights(path, weights, &error)) << error;
+      Module m;
+      ref::ModelWeights refWeights;
+      compileWeights(config, weights, m, refWeights, false, false, false,
+                     stream ? path : "");
+      if (HasFatalFailure())
+        return;
+      expectMatch(config, m, refWeights, images, 1.05, false);
+      std::vector<float> logits(config.batchSize * config.numClasses);
+      int64_t inShape[4] = {config.batchSize, config.imageHeight,
+                            config.imageWidth, config.channels};
+      int64_t outShape[2] = {config.batchSize, config.numClasses};
+      vmoe_tensor_t in = {VMOE_DTYPE_F32, 4, inShape, images.data.data(),
+                          images.data.size() * 4};
+      vmoe_tensor_t out = {VMOE_DTYPE_F32, 2, outShape, logits.data(),
+                           logits.size() * 4};
+      vmoe_message_t msg;
+      ASSERT_EQ(vmoe_session_run(m.session, &in, 1, &out, 1, nullptr, &msg),
+                VMOE_STATUS_OK)
+          << msg.text;
+      allLogits.push_back(logits);
+    }
+  ASSERT_EQ(allLogits.size(), 6u);
+  for (size_t i = 1; i < allLogits.size(); ++i)
+    EXPECT_EQ(allLogits[0], allLogits[i]) << i;
+}
+
 TEST(EndToEndImport, MisshapenWeightIsNamed) {
   ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config,
-                                               &error));
+  ASSERT_TRUE(
+      ::vmoe::readers::readModelConfig(VMOE_E2E_IMPORT_CONFIG, config, &error));
   WeightMap weights;
   ASSERT_TRUE(::vmoe::readers::readWeights(
       std::string(VMOE_E2E_IMPORT_WEIGHTS) + ".npz", weights, &error));
@@ -595,18 +668,19 @@ TEST(BundledModel, MatchesPyTorchGoldenLogits) {
   std::string dir = VMOE_BUNDLED_MODEL_DIR;
   ::vmoe::readers::ModelConfig config;
   std::string error;
-  ASSERT_TRUE(::vmoe::readers::readModelConfig(dir + "/config.json", config,
-                                               &error))
+  ASSERT_TRUE(
+      ::vmoe::readers::readModelConfig(dir + "/config.json", config, &error))
       << error;
   config.batchSize = 8;
   config.maxCapacityFactor = 2.0;
   WeightMap weights, samples;
-  ASSERT_TRUE(::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
+  ASSERT_TRUE(
+      ::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
       << error;
   ::vmoe::readers::ReadOptions options;
   options.skipNonFloat = true; // the uint8 images and int32 labels
-  ASSERT_TRUE(::vmoe::readers::readNpz(dir + "/samples.npz", samples, &error,
-                                      options))
+  ASSERT_TRUE(
+      ::vmoe::readers::readNpz(dir + "/samples.npz", samples, &error, options))
       << error;
   const WeightTensor &inputs = samples.at("inputs");
   int64_t n = inputs.shape[0];

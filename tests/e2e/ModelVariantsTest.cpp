@@ -48,7 +48,10 @@ void compile(const VitMoeConfig &config, const WeightMap &weights,
   std::string error;
   auto module = buildVitMoe(context, config, weights, &error);
   ASSERT_TRUE(module) << error;
+  // The model names its weights (vmoe.parameter): served from memory.
+  auto source = ::vmoe::readers::tensorMapSource(weights);
   CompileOptions options;
+  options.parameters = source.get();
   options.cpu = "host";
   if (const char *target = std::getenv("VMOE_E2E_TARGET"))
     options.target = target;

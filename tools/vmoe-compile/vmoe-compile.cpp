@@ -25,6 +25,7 @@
 #include "vmoe/writer/Signing.h"
 
 #include "../common/ToolSupport.h"
+#include "Progress.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -69,7 +70,8 @@ static cl::opt<std::string>
            cl::init(""));
 static cl::opt<std::string> weightsFile(
     "weights",
-    cl::desc("Weights for a config or preset: a vmoe checkpoint (prefix, "
+    cl::desc("Weights for a config, preset or .mlir model (its parameters "
+             "by name): a vmoe checkpoint (prefix, "
              ".index or .data-* file), .npz or .safetensors with Flax names"),
     cl::init(""));
 static cl::opt<std::string> imageSize(
@@ -171,9 +173,9 @@ static cl::opt<std::string> expertMath(
 static cl::opt<int> randomWeights(
     "random-weights",
     cl::desc("Random weights from this seed, for benchmarks and examples: "
-             "for a config or preset without --weights, or binding every "
-             "argument after the first --num-inputs of a .mlir model; -1: "
-             "off"),
+             "for a config or preset without --weights, or for the named "
+             "parameters of a .mlir model and every argument after its "
+             "first --num-inputs; -1: off"),
     cl::init(-1));
 static cl::opt<unsigned> numInputs("num-inputs",
                                    cl::desc("Model inputs (with "
@@ -188,6 +190,11 @@ static cl::opt<std::string> signKey(
     cl::desc("Sign the module with this Ed25519 secret key file (made by "
              "--generate-signing-key; mode 0600)"),
     cl::value_desc("file"), cl::init(""));
+static cl::opt<bool>
+    quiet("quiet",
+          cl::desc("No progress line (shown only when stderr is a "
+                   "terminal)"),
+          cl::init(false));
 static cl::opt<std::string> generateSigningKey(
     "generate-signing-key",
     cl::desc("Make a new Ed25519 key pair, PREFIX.key (secret, mode 0600) "
@@ -195,6 +202,9 @@ static cl::opt<std::string> generateSigningKey(
     cl::value_desc("prefix"), cl::init(""));
 
 namespace {
+
+/// Presets with more float32 weights than this store their experts as bf16.
+constexpr uint64_t kBf16PresetBytes = 16'000'000'000;
 
 int fail(const llvm::Twine &message) {
   return ::vmoe::tools::fail("vmoe-compile", message.str());
@@ -297,20 +307,14 @@ void parseCommandLine(int argc, char **argv) {
   // LLVM's libraries register hundreds of options of their own; --help
   // lists this tool's.
   static cl::OptionCategory category("vmoe-compile options");
-  for (cl::Option *option :
-       std::initializer_list<cl::Option *>{&inputFile,     &preset,
-                                           &weightsFile,   &batchSize,
-                                           &groupSize,     &capacityFactor,
-                                           &bprDefault,    &outputFile,
-                                           &targetName,    &smList,
-                                           &ptxasPath,     &requireCubin,
-                                           &cudaBlockSize, &cpuName,
-                                           &emit,          &maxCapacityFactor,
-                                           &expertWeights, &expertMath,
-                                           &randomWeights, &numInputs,
-                                           &optLevel,      &modelName,
-                                           &signKey,       &generateSigningKey,
-                                           &imageSize})
+  for (cl::Option *option : std::initializer_list<cl::Option *>{
+           &inputFile,     &preset,         &weightsFile,   &batchSize,
+           &groupSize,     &capacityFactor, &bprDefault,    &outputFile,
+           &targetName,    &smList,         &ptxasPath,     &requireCubin,
+           &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
+           &expertWeights, &expertMath,     &randomWeights, &numInputs,
+           &optLevel,      &modelName,      &signKey,       &generateSigningKey,
+           &imageSize,     &quiet})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   // --version: vmoe's version and revision first, then LLVM's.
@@ -418,35 +422,39 @@ int readConfig(::vmoe::readers::ModelConfig &config) {
 /// 1 (message printed).
 int buildFromConfig(MLIRContext &context,
                     const ::vmoe::readers::ModelConfig &config,
-                    OwningOpRef<ModuleOp> &module) {
+                    OwningOpRef<ModuleOp> &module,
+                    std::unique_ptr<::vmoe::readers::TensorSource> &source) {
   std::string error;
-  mlir::vmoe::WeightMap weights;
   if (weightsFile.empty() && randomWeights < 0)
     return fail("a config needs --weights FILE (or --random-weights=SEED "
                 "for benchmarks)");
-  // Whether the model fits, before any weight is read or made.
+  // Whether the model fits, before any weight is read or made: the weights
+  // stream into the module one at a time.
   if (!mlir::vmoe::validateForBuild(config, &error) ||
       !::vmoe::readers::checkMemoryFor(
           mlir::vmoe::compileMemoryEstimate(config),
           "compiling '" + config.name + "' (" +
               ::vmoe::readers::formatBytes(mlir::vmoe::weightBytes(config)) +
-              " of float32 weights)",
+              " of float32 weights, the largest " +
+              ::vmoe::readers::formatBytes(
+                  mlir::vmoe::largestWeightBytes(config)) +
+              ")",
           &error))
     return fail(error);
   if (!weightsFile.empty()) {
-    // The readers refuse unexpected or misshapen tensors before reading
-    // their data.
+    // The file is scanned here (names, dtypes, shapes; no data): unexpected
+    // or misshapen tensors are refused before any data is read.
     ::vmoe::readers::ExpectedShapes expected =
         mlir::vmoe::expectedShapes(config);
     ::vmoe::readers::ReadOptions readOptions;
     readOptions.expected = &expected;
-    if (!::vmoe::readers::readWeights(weightsFile, weights, &error,
-                                      readOptions))
+    source = ::vmoe::readers::openTensorFile(weightsFile, &error, readOptions);
+    if (!source)
       return fail(error);
   } else {
-    weights = mlir::vmoe::randomWeights(config, randomWeights);
+    source = mlir::vmoe::randomWeightSource(config, randomWeights);
   }
-  module = mlir::vmoe::buildVitMoe(context, config, weights, &error);
+  module = mlir::vmoe::buildVitMoe(context, config, source->shapes(), &error);
   if (!module)
     return fail(error);
   return 0;
@@ -455,7 +463,8 @@ int buildFromConfig(MLIRContext &context,
 /// A .mlir model, with random weights bound when asked. Returns 0, or 1
 /// (message or diagnostics printed).
 int parseModel(MLIRContext &context, llvm::SourceMgr &sourceMgr,
-               OwningOpRef<ModuleOp> &module) {
+               OwningOpRef<ModuleOp> &module,
+               std::unique_ptr<::vmoe::readers::TensorSource> &source) {
   if (inputFile.empty())
     return fail("no model given: a .mlir file, a config .json, or --preset");
   std::string openError;
@@ -466,11 +475,28 @@ int parseModel(MLIRContext &context, llvm::SourceMgr &sourceMgr,
   module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   if (!module)
     return fail("cannot parse " + inputFile);
+  if (!weightsFile.empty()) {
+    // The parameters the model names (vmoe.parameter), read by name.
+    std::string error;
+    source = ::vmoe::readers::openTensorFile(weightsFile, &error);
+    if (!source)
+      return fail(error);
+  }
   if (randomWeights >= 0) {
     for (auto f : llvm::make_early_inc_range(module->getOps<func::FuncOp>()))
       if (f.isPublic() &&
           failed(bindRandomWeights(f, numInputs, randomWeights)))
         return 1;
+    // Named parameters (vmoe.parameter) get random values by name.
+    if (!source) {
+      ::vmoe::readers::ExpectedShapes shapes;
+      module->walk([&](mlir::vmoe::ParameterOp p) {
+        shapes[p.getName().str()] = std::vector<int64_t>(
+            p.getType().getShape().begin(), p.getType().getShape().end());
+      });
+      if (!shapes.empty())
+        source = mlir::vmoe::randomParameterSource(shapes, randomWeights);
+    }
   }
   return 0;
 }
@@ -564,28 +590,34 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
     (emit == Emit::Asm ? options.dumpAssemblyPath : options.dumpLlvmIrPath) =
         std::string(llPath);
   }
-  std::vector<uint8_t> bytes;
-  mlir::vmoe::SerializeStats stats;
-  if (failed(mlir::vmoe::compileToModule(module, options, bytes, &error,
-                                         &stats))) {
-    if (!llPath.empty())
-      llvm::sys::fs::remove(llPath);
-    return fail(error);
-  }
   if (dumpCode) {
+    mlir::vmoe::SerializeOptions serialize;
+    LogicalResult compiled =
+        mlir::vmoe::compileToExecutable(module, options, serialize, &error);
     auto buffer = llvm::MemoryBuffer::getFile(llPath);
     llvm::sys::fs::remove(llPath);
+    if (failed(compiled))
+      return fail(error);
     if (!buffer)
       return fail("cannot read the generated code back");
     llvm::outs() << (*buffer)->getBuffer();
     return 0;
   }
-  if (signer &&
-      !::vmoe::writer::signModule(bytes.data(), bytes.size(), *signer, &error))
+  options.signer = signer;
+  ::vmoe::tools::CompileProgress progress(!quiet);
+  options.onPhase = [&](const std::string &phase) { progress.phase(phase); };
+  options.onWeights = [&](uint64_t done, uint64_t total, size_t segments,
+                          size_t all) {
+    progress.weights(done, total, segments, all);
+  };
+  mlir::vmoe::SerializeStats stats;
+  uint64_t fileSize = 0;
+  LogicalResult compiled = mlir::vmoe::compileToModuleFile(
+      module, options, outputFile, &error, &stats, &fileSize);
+  progress.finish();
+  if (failed(compiled))
     return fail(error);
-  if (failed(mlir::vmoe::writeFileAtomically(outputFile, bytes, &error)))
-    return fail(error);
-  llvm::outs() << "wrote " << outputFile << ": " << bytes.size() << " bytes, "
+  llvm::outs() << "wrote " << outputFile << ": " << fileSize << " bytes, "
                << stats.kernels << " kernels for "
                << deviceName(target, options.cudaSms) << ", weights "
                << stats.constantBytes << " bytes, arena " << stats.arenaSize
@@ -639,6 +671,7 @@ int main(int argc, char **argv) {
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
   OwningOpRef<ModuleOp> module;
+  std::unique_ptr<::vmoe::readers::TensorSource> source;
   std::string configJson;
   std::vector<std::string> classNames;
   if (!preset.empty() || llvm::StringRef(inputFile).ends_with(".json")) {
@@ -648,18 +681,31 @@ int main(int argc, char **argv) {
       return rc;
     classNames = config.classNames;
     configJson = ::vmoe::readers::modelConfigToJson(config);
+    // A preset whose float32 weights would not fit a 24 GB machine stores
+    // its experts as bf16 unless told otherwise (V-MoE-H/14 Every-2,
+    // V-MoE-15B).
+    if (!preset.empty() && !expertWeights.getNumOccurrences() &&
+        mlir::vmoe::weightBytes(config) > kBf16PresetBytes) {
+      expertWeights = "bf16";
+      llvm::errs() << "vmoe-compile: note: " << preset << " has "
+                   << ::vmoe::readers::formatBytes(
+                          mlir::vmoe::weightBytes(config))
+                   << " of float32 weights: storing its expert weights as "
+                      "bf16 (--expert-weights=f32 to keep them float32)\n";
+    }
     if (emit == Emit::Config) {
       llvm::outs() << configJson << "\n";
       return 0;
     }
-    if (int rc = buildFromConfig(context, config, module))
+    if (int rc = buildFromConfig(context, config, module, source))
       return rc;
-  } else if (int rc = parseModel(context, sourceMgr, module)) {
+  } else if (int rc = parseModel(context, sourceMgr, module, source)) {
     return rc;
   }
 
   mlir::vmoe::CompileOptions options =
       compileOptions(sms, configJson, classNames);
+  options.parameters = source.get();
   if (emit == Emit::Mlir || emit == Emit::Kernels || emit == Emit::Ptx)
     return emitStage(*module, options);
   return compileModule(*module, options, *target, signer.get());

@@ -3,7 +3,8 @@
 // mlir-opt with the vmoe dialect and passes, plus every upstream dialect,
 // pass and extension that our pipelines use, so that pass debugging works
 // with the usual flags: --pass-pipeline, --mlir-print-ir-after-all,
-// --mlir-print-ir-tree-dir, -split-input-file, -verify-diagnostics.
+// --mlir-print-ir-tree-dir, -split-input-file, -verify-diagnostics. It runs
+// vmoe-compile's own pipeline too: --vmoe-pipeline=compile-to=PHASE.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,6 +16,7 @@
 #include "vmoe/Conversion/Passes.h"
 #include "vmoe/Dialect/IR/VmoeDialect.h"
 #include "vmoe/Dialect/Transforms/Passes.h"
+#include "vmoe/Pipelines/Pipeline.h"
 #include "vmoe/Target/CPU/Passes.h"
 #include "vmoe/Target/CUDA/Passes.h"
 #include "llvm/Support/CommandLine.h"
@@ -28,6 +30,7 @@ int main(int argc, char **argv) {
   mlir::vmoe::cpu::registerCpuCodegenPasses();
   mlir::vmoe::cuda::registerCudaCodegenPasses();
   mlir::vmoe::registerVmoeConversionPasses();
+  mlir::vmoe::registerVmoePipeline();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

@@ -171,10 +171,10 @@ void Lowering::emitLayerNorm(Value x, Value scale, Value bias, Value out,
 
 LogicalResult Lowering::lowerMlp(MlpOp op) {
   FailureOr<Value> x = lookup(op.getInput(), op);
-  FailureOr<SmallVector<float>> w1 = constantData(op.getW1(), op),
-                                b1 = constantData(op.getB1(), op),
-                                w2 = constantData(op.getW2(), op),
-                                b2 = constantData(op.getB2(), op);
+  FailureOr<WeightRef> w1 = weightOperand(op.getW1(), op),
+                       b1 = weightOperand(op.getB1(), op),
+                       w2 = weightOperand(op.getW2(), op),
+                       b2 = weightOperand(op.getB2(), op);
   if (failed(x) || failed(w1) || failed(b1) || failed(w2) || failed(b2))
     return failure();
   int64_t d = shapeOf(op.getW1())[0], m = shapeOf(op.getW1())[1];
@@ -409,27 +409,28 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
   ArrayRef<int64_t> qShape = shapeOf(op.getQueryKernel());
   int64_t d = qShape[0], heads = qShape[1], dh = qShape[2];
   int64_t batch = shapeOf(op.getInput())[0], t = shapeOf(op.getInput())[1];
-  // Q, K and V kernels as one (D, 3D) matrix: one GEMM reads x once.
-  SmallVector<float> qkv(d * 3 * d), qkvBias(3 * d);
+  // Q, K and V kernels side by side as one (D, 3D) matrix: one GEMM reads
+  // x once.
   Value kernels[3] = {op.getQueryKernel(), op.getKeyKernel(),
                       op.getValueKernel()};
   Value biases[3] = {op.getQueryBias(), op.getKeyBias(), op.getValueBias()};
+  WeightRef qkv[3], qkvBias[3];
   for (int part = 0; part < 3; ++part) {
-    FailureOr<SmallVector<float>> w = constantData(kernels[part], op);
-    FailureOr<SmallVector<float>> bias = constantData(biases[part], op);
+    FailureOr<WeightRef> w = weightOperand(kernels[part], op);
+    FailureOr<WeightRef> bias = weightOperand(biases[part], op);
     if (failed(w) || failed(bias))
       return failure();
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < d; ++j)
-        qkv[i * 3 * d + part * d + j] = (*w)[i * d + j];
-    for (int64_t j = 0; j < d; ++j)
-      qkvBias[part * d + j] = (*bias)[j];
+    qkv[part] = std::move(*w);
+    qkvBias[part] = std::move(*bias);
   }
-  FailureOr<SmallVector<float>> wo = constantData(op.getOutKernel(), op);
-  FailureOr<SmallVector<float>> bo = constantData(op.getOutBias(), op);
+  FailureOr<WeightRef> wo = weightOperand(op.getOutKernel(), op);
+  FailureOr<WeightRef> bo = weightOperand(op.getOutBias(), op);
   if (failed(wo) || failed(bo))
     return failure();
-  auto [pqkv, pqkvBias] = packWeights("attn_qkv", qkv, qkvBias, 1, d, 3 * d);
+  auto [pqkv, pqkvBias] = packWeights(
+      "attn_qkv", ArrayRef<const WeightRef *>{&qkv[0], &qkv[1], &qkv[2]},
+      ArrayRef<const WeightRef *>{&qkvBias[0], &qkvBias[1], &qkvBias[2]}, 1, d,
+      3 * d);
   auto [pwo, pbo] = packWeights("attn_out", *wo, *bo, 1, d, d);
   Type f32 = Float32Type::get(ctx);
   Value qkvBuf = alloc({batch * t, 3 * d}, f32);
@@ -445,8 +446,8 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
 
 LogicalResult Lowering::lowerPatchEmbed(PatchEmbedOp op) {
   FailureOr<Value> images = lookup(op.getImages(), op);
-  FailureOr<SmallVector<float>> w = constantData(op.getKernel(), op);
-  FailureOr<SmallVector<float>> bias = constantData(op.getBias(), op);
+  FailureOr<WeightRef> w = weightOperand(op.getKernel(), op);
+  FailureOr<WeightRef> bias = weightOperand(op.getBias(), op);
   if (failed(images) || failed(w) || failed(bias))
     return failure();
   ArrayRef<int64_t> is = shapeOf(op.getImages()), ks = shapeOf(op.getKernel());
@@ -605,10 +606,13 @@ LogicalResult Lowering::lowerSincosPositionEmbed(SincosPositionEmbedOp op) {
   ArrayRef<int64_t> s = shapeOf(op.getInput());
   int64_t t = s[1], d = s[2], grid = op.getHeight() * op.getWidth();
   // The table is a constant of the module, computed here once.
-  Value table = createGlobal(
-      "sincos2d", MemRefType::get({grid, d}, Float32Type::get(ctx)),
-      sincos2dTable(op.getHeight(), op.getWidth(), d,
-                    op.getTemperature().convertToDouble()));
+  WeightRef values;
+  values.data = sincos2dTable(op.getHeight(), op.getWidth(), d,
+                              op.getTemperature().convertToDouble());
+  values.shape = {grid, d};
+  values.user = op;
+  Value table = copyGlobal("sincos2d", values,
+                           MemRefType::get({grid, d}, Float32Type::get(ctx)));
   Value out = allocLike(op.getResult());
   SmallVector<Value> binds = {*x, table, out};
   Kernel kern = newKernel("sincos2d_position_embed", binds, 0);
@@ -672,9 +676,8 @@ LogicalResult Lowering::lowerHead(ClassifierHeadOp op) {
 
   Value features = pooled;
   if (Value preKernel = op.getPreLogitsKernel()) {
-    FailureOr<SmallVector<float>> w = constantData(preKernel, op);
-    FailureOr<SmallVector<float>> bias =
-        constantData(op.getPreLogitsBias(), op);
+    FailureOr<WeightRef> w = weightOperand(preKernel, op);
+    FailureOr<WeightRef> bias = weightOperand(op.getPreLogitsBias(), op);
     if (failed(w) || failed(bias))
       return failure();
     int64_t r = shapeOf(preKernel)[1];
@@ -682,8 +685,8 @@ LogicalResult Lowering::lowerHead(ClassifierHeadOp op) {
     features = alloc({batch, r}, f32);
     emitDenseGemm("pre_logits", pooled, pw, pb, r, Activation::Tanh, features);
   }
-  FailureOr<SmallVector<float>> w = constantData(op.getKernel(), op);
-  FailureOr<SmallVector<float>> bias = constantData(op.getBias(), op);
+  FailureOr<WeightRef> w = weightOperand(op.getKernel(), op);
+  FailureOr<WeightRef> bias = weightOperand(op.getBias(), op);
   if (failed(w) || failed(bias))
     return failure();
   ArrayRef<int64_t> hs = shapeOf(op.getKernel());

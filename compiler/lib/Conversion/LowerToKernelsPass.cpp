@@ -109,7 +109,7 @@ LogicalResult Lowering::lowerOp(Operation *op) {
   if (handled.contains(op))
     return success();
   return TypeSwitch<Operation *, LogicalResult>(op)
-      .Case<arith::ConstantOp>([&](auto) { return success(); })
+      .Case<arith::ConstantOp, ParameterOp>([&](auto) { return success(); })
       .Case<CapacityOp>([&](auto) { return success(); })
       .Case<tensor::CollapseShapeOp>([&](tensor::CollapseShapeOp c) {
         FailureOr<Value> src = lookup(c.getSrc(), c);
@@ -233,7 +233,7 @@ LogicalResult Lowering::run() {
     return failure();
   findFusableResiduals();
   for (Operation &op : model.getBody().front())
-    if (failed(lowerOp(&op)))
+    if (failed(lowerOp(&op)) || packingFailed)
       return failure();
   setHostAttributes();
   StringAttr name = model.getNameAttr();

@@ -111,7 +111,7 @@ Value Lowering::hostIndex(int64_t v) {
 FailureOr<Value> Lowering::lookup(Value tensor, Operation *user) {
   if (Value b = buffers.lookup(tensor))
     return b;
-  if (matchPattern(tensor, m_Constant()))
+  if (matchPattern(tensor, m_Constant()) || tensor.getDefiningOp<ParameterOp>())
     return constantBuffer(tensor, user);
   return user->emitOpError() << "operand was not lowered to a buffer";
 }

@@ -5,7 +5,7 @@
 // each op or fused group of ops, a kernel function over buffers plus a
 // `vmoe.launch` in the host function. Its parts live by job:
 //   LoweringState.cpp      kernels, launches, buffers (the infrastructure)
-//   WeightPacking.cpp      constant data, globals, packed GEMM weights
+//   WeightPacking.cpp      weight operands, globals, packed GEMM weights
 //   DenseKernels.cpp       layer norm, MLP, attention, patch embedding, head
 //   MapHeadKernels.cpp     vmoe's MapHead (classifier 'map')
 //   MoeKernels.cpp         the MoE layer's gates, expert and combine kernels
@@ -20,6 +20,7 @@
 #include "vmoe/Conversion/KernelBuilder.h"
 #include "vmoe/Dialect/IR/VmoeContract.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
+#include "vmoe/writer/WeightPacking.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -62,6 +63,23 @@ struct BatchGrid {
 
 struct MoeLayer;
 struct ExpertGemm;
+
+/// A weight operand of a model op: a named parameter (vmoe.parameter),
+/// whose bytes the serializer streams from the checkpoint, or the values of
+/// an IR constant, packed at once.
+struct WeightRef {
+  StringAttr parameter;
+  SmallVector<float> data;
+  SmallVector<int64_t> shape;
+  /// The op that uses it (for messages).
+  Operation *user = nullptr;
+  int64_t numElements() const {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    return n;
+  }
+};
 
 /// One run of vmoe-lower-to-kernels over the model function `model`: the
 /// host function being built, the tensor -> buffer map, the kernels' names
@@ -109,20 +127,41 @@ private:
 
   // Weights (WeightPacking.cpp).
   FailureOr<Value> constantBuffer(Value tensor, Operation *user);
-  Value createGlobal(StringRef base, MemRefType type, ArrayRef<float> data);
   /// A constant global of `type` holding `bytes` (its elements' raw bits).
   Value createGlobalBytes(StringRef base, MemRefType type,
                           ArrayRef<char> bytes);
-  FailureOr<SmallVector<float>> constantData(Value tensor, Operation *user);
-  /// Packs a (batch, K, N) matrix into (batch, N/nr, K, nr) panels and its
-  /// (batch, N) bias into (batch, panels * nr), zero padded.
-  /// `bf16`: the panels are rounded to bfloat16 (RNE) and stored as bf16;
-  /// `kPairs` (with bf16, K even): in k pairs, (batch, N/nr, K/2, 2 nr), the
-  /// layout of GemmOperands::bf16Pairs.
-  std::pair<Value, Value> packWeights(StringRef base, ArrayRef<float> weights,
-                                      ArrayRef<float> bias, int64_t batch,
+  /// The weight operand `tensor` of `user`: a parameter or a constant.
+  FailureOr<WeightRef> weightOperand(Value tensor, Operation *user);
+  /// A global of `type` holding `w` as it is (f32).
+  Value copyGlobal(StringRef base, const WeightRef &w, MemRefType type);
+  /// Packs (batch, K, N_i) matrices, side by side, into (batch, N/nr, K, nr)
+  /// panels and their (batch, N_i) biases into (batch, panels * nr), zero
+  /// padded (vmoe/writer/WeightPacking.h). `bf16`: the panels are rounded
+  /// to bfloat16 (RNE) and stored as bf16; `kPairs` (with bf16, K even): in
+  /// k pairs, (batch, N/nr, K/2, 2 nr), the layout of
+  /// GemmOperands::bf16Pairs. Parameters become globals that name them
+  /// (#vmoe.packed_weight); constants are packed now.
+  std::pair<Value, Value> packWeights(StringRef base,
+                                      ArrayRef<const WeightRef *> weights,
+                                      ArrayRef<const WeightRef *> biases,
+                                      int64_t batch, int64_t k, int64_t n,
+                                      bool bf16 = false, bool kPairs = false);
+  /// The same for one matrix and its bias.
+  std::pair<Value, Value> packWeights(StringRef base, const WeightRef &weights,
+                                      const WeightRef &bias, int64_t batch,
                                       int64_t k, int64_t n, bool bf16 = false,
-                                      bool kPairs = false);
+                                      bool kPairs = false) {
+    return packWeights(base, ArrayRef<const WeightRef *>{&weights},
+                       ArrayRef<const WeightRef *>{&bias}, batch, k, n, bf16,
+                       kPairs);
+  }
+  /// A global of `type` made by `spec` from `sources` (all parameters or
+  /// all constants; a mix is reported at `loc`).
+  Value packedGlobal(StringRef base, MemRefType type,
+                     const ::vmoe::writer::PackSpec &spec,
+                     ArrayRef<const WeightRef *> sources, Location loc);
+  /// Set when a packing failed (reported); run() then fails.
+  bool packingFailed = false;
 
   // Dense kernels (DenseKernels.cpp).
   void emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,

@@ -119,30 +119,29 @@ LogicalResult Lowering::lowerMapHead(MapHeadOp op) {
   int64_t batch = shapeOf(op.getInput())[0], t = shapeOf(op.getInput())[1];
   int64_t m = shapeOf(op.getW1())[1];
   // K and V kernels as one (D, 2D) matrix: one GEMM reads the tokens once.
-  SmallVector<float> kvKernel(d * 2 * d), kvBias(2 * d);
   Value kernels[2] = {op.getKeyKernel(), op.getValueKernel()};
   Value biases[2] = {op.getKeyBias(), op.getValueBias()};
+  WeightRef kvw[2], kvBias[2];
   for (int part = 0; part < 2; ++part) {
-    FailureOr<SmallVector<float>> w = constantData(kernels[part], op);
-    FailureOr<SmallVector<float>> bias = constantData(biases[part], op);
+    FailureOr<WeightRef> w = weightOperand(kernels[part], op);
+    FailureOr<WeightRef> bias = weightOperand(biases[part], op);
     if (failed(w) || failed(bias))
       return failure();
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < d; ++j)
-        kvKernel[i * 2 * d + part * d + j] = (*w)[i * d + j];
-    for (int64_t j = 0; j < d; ++j)
-      kvBias[part * d + j] = (*bias)[j];
+    kvw[part] = std::move(*w);
+    kvBias[part] = std::move(*bias);
   }
-  FailureOr<SmallVector<float>> wo = constantData(op.getOutKernel(), op),
-                                bo = constantData(op.getOutBias(), op),
-                                w1 = constantData(op.getW1(), op),
-                                b1 = constantData(op.getB1(), op),
-                                w2 = constantData(op.getW2(), op),
-                                b2 = constantData(op.getB2(), op);
+  FailureOr<WeightRef> wo = weightOperand(op.getOutKernel(), op),
+                       bo = weightOperand(op.getOutBias(), op),
+                       w1 = weightOperand(op.getW1(), op),
+                       b1 = weightOperand(op.getB1(), op),
+                       w2 = weightOperand(op.getW2(), op),
+                       b2 = weightOperand(op.getB2(), op);
   if (failed(wo) || failed(bo) || failed(w1) || failed(b1) || failed(w2) ||
       failed(b2))
     return failure();
-  auto [pkv, pkvBias] = packWeights("map_kv", kvKernel, kvBias, 1, d, 2 * d);
+  auto [pkv, pkvBias] = packWeights(
+      "map_kv", ArrayRef<const WeightRef *>{&kvw[0], &kvw[1]},
+      ArrayRef<const WeightRef *>{&kvBias[0], &kvBias[1]}, 1, d, 2 * d);
   auto [pwo, pbo] = packWeights("map_out", *wo, *bo, 1, d, d);
   auto [pw1, pb1] = packWeights("map_mlp_w1", *w1, *b1, 1, d, m);
   auto [pw2, pb2] = packWeights("map_mlp_w2", *w2, *b2, 1, m, d);

@@ -147,12 +147,12 @@ FailureOr<MoeLayer> Lowering::matchMoeLayer(RouterOp router) {
     handled.insert(l.assign);
 
   FailureOr<Value> x = lookup(router.getInput(), router);
-  FailureOr<SmallVector<float>> wr = constantData(router.getKernel(), router);
+  FailureOr<WeightRef> wr = weightOperand(router.getKernel(), router);
   ExpertMlpOp experts = l.experts;
-  FailureOr<SmallVector<float>> w1 = constantData(experts.getW1(), experts),
-                                b1 = constantData(experts.getB1(), experts),
-                                w2 = constantData(experts.getW2(), experts),
-                                b2 = constantData(experts.getB2(), experts);
+  FailureOr<WeightRef> w1 = weightOperand(experts.getW1(), experts),
+                       b1 = weightOperand(experts.getB1(), experts),
+                       w2 = weightOperand(experts.getW2(), experts),
+                       b2 = weightOperand(experts.getB2(), experts);
   if (failed(x) || failed(wr) || failed(w1) || failed(b1) || failed(w2) ||
       failed(b2))
     return failure();
@@ -284,7 +284,7 @@ void Lowering::allocMoeBuffers(MoeLayer &l) {
   int64_t g = l.g, s = l.s, d = l.d, e = l.e, k = l.k, cap = l.cap;
   l.expertInput = l.roundInputs ? alloc({g, s, d}, l.actType) : l.x;
 
-  l.wrBuf = createGlobal("router", MemRefType::get({d, e}, f32), l.wr);
+  l.wrBuf = copyGlobal("router", l.wr, MemRefType::get({d, e}, f32));
   int64_t a = l.assignments();
   l.topVal = alloc({g, s, a}, f32);
   if (!l.expertChoice)

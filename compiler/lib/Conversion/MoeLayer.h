@@ -46,7 +46,7 @@ struct MoeLayer {
   /// call's k (a knob).
   Value capacity, bpr, kCall;
   /// Weights.
-  SmallVector<float> wr, w1, b1, w2, b2;
+  WeightRef wr, w1, b1, w2, b2;
   /// Expert activations as bf16 bits (i16) for vdpbf16ps, else f32.
   bool actBits = false;
   /// The gates kernel writes a bf16-rounded copy of x for expert-up.

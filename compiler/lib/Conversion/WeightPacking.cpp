@@ -1,8 +1,12 @@
-//===- WeightPacking.cpp - constant weights and their packing -------------===//
+//===- WeightPacking.cpp - weight operands and their packing --------------===//
 //
-// Weights reach the lowering as constant tensors (dense or resource
-// attributes); they become private `memref.global`s in resource blobs,
-// GEMM operands packed at compile time into the panels the kernels read.
+// Weights reach the lowering as named parameters (vmoe.parameter) or as
+// constant tensors (dense or resource attributes). Either becomes a private
+// `memref.global`, GEMM operands in the panels the kernels read: a
+// parameter's global stays uninitialized and records how it is packed
+// (`vmoe.packed`), for the serializer to stream from the checkpoint; a
+// constant's is packed now, with the same code (vmoe/writer/WeightPacking.h),
+// into a resource blob.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,15 +22,7 @@
 
 namespace mlir::vmoe::lowering {
 
-/// bfloat16 bits of `x`, rounded to nearest even (NaN stays a quiet NaN).
-static uint16_t floatToBf16Bits(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u)
-    return static_cast<uint16_t>((bits >> 16) | 0x40);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>(bits >> 16);
-}
+namespace pack = ::vmoe::writer;
 
 /// The f32 contents of a constant tensor, from a dense or a resource attr.
 static FailureOr<SmallVector<float>> getF32Data(Attribute attr) {
@@ -51,25 +47,28 @@ static FailureOr<SmallVector<float>> getF32Data(Attribute attr) {
   return failure();
 }
 
-FailureOr<SmallVector<float>> Lowering::constantData(Value tensor,
-                                                     Operation *user) {
+FailureOr<WeightRef> Lowering::weightOperand(Value tensor, Operation *user) {
+  WeightRef w;
+  w.user = user;
+  auto type = cast<ShapedType>(tensor.getType());
+  w.shape.assign(type.getShape().begin(), type.getShape().end());
+  if (auto parameter = tensor.getDefiningOp<ParameterOp>()) {
+    w.parameter = parameter.getNameAttr();
+    return w;
+  }
   Attribute attr;
   if (!matchPattern(tensor, m_Constant(&attr)))
     return user->emitOpError()
            << "needs compile-time weights for this operand, got a "
-              "run-time value; vmoe-compile binds weights from a checkpoint";
+              "run-time value; name it with vmoe.parameter (vmoe-compile "
+              "binds parameters to a checkpoint or to --random-weights)";
   FailureOr<SmallVector<float>> data = getF32Data(attr);
   if (failed(data))
-    return user->emitOpError() << "expects f32 weights";
-  return data;
-}
-
-Value Lowering::createGlobal(StringRef base, MemRefType type,
-                             ArrayRef<float> data) {
-  return createGlobalBytes(
-      base, type,
-      ArrayRef<char>(reinterpret_cast<const char *>(data.data()),
-                     data.size() * sizeof(float)));
+    return user->emitOpError()
+           << "expects f32 weights (a vmoe.parameter, or a dense or "
+              "resource f32 constant) for this operand";
+  w.data = std::move(*data);
+  return w;
 }
 
 Value Lowering::createGlobalBytes(StringRef base, MemRefType type,
@@ -90,37 +89,89 @@ Value Lowering::createGlobalBytes(StringRef base, MemRefType type,
   return memref::GetGlobalOp::create(*hb, type, name);
 }
 
+Value Lowering::packedGlobal(StringRef base, MemRefType type,
+                             const pack::PackSpec &spec,
+                             ArrayRef<const WeightRef *> sources,
+                             Location loc) {
+  bool parameters = static_cast<bool>(sources.front()->parameter);
+  // Reported once: the lowering stops after the op.
+  for (const WeightRef *w : sources)
+    if (static_cast<bool>(w->parameter) != parameters) {
+      (w->user ? w->user->emitOpError() : emitError(loc))
+          << "packs named parameters and IR constants into one weight; "
+             "give all of its operands as vmoe.parameter or all as "
+             "constants";
+      packingFailed = true;
+      return memref::AllocOp::create(*hb, type);
+    }
+  if (!parameters) {
+    std::vector<const float *> data;
+    for (const WeightRef *w : sources)
+      data.push_back(w->data.data());
+    std::vector<uint8_t> bytes;
+    pack::packWeights(spec, data, bytes);
+    return createGlobalBytes(
+        base, type,
+        ArrayRef<char>(reinterpret_cast<const char *>(bytes.data()),
+                       bytes.size()));
+  }
+  std::string name = (model.getName() + "_" + base).str();
+  unsigned &count = nameCounts[name];
+  name += "_" + std::to_string(count++);
+  SmallVector<Attribute> names;
+  for (const WeightRef *w : sources)
+    names.push_back(w->parameter);
+  PackLayout layout = spec.layout == pack::PackLayout::Copy ? PackLayout::Copy
+                      : spec.layout == pack::PackLayout::Panels
+                          ? PackLayout::Panels
+                          : PackLayout::Bias;
+  auto packed = PackedWeightAttr::get(ctx, layout, ArrayAttr::get(ctx, names),
+                                      spec.widths, spec.batch, spec.k, spec.nr,
+                                      spec.kPairs);
+  OpBuilder mb(ctx);
+  mb.setInsertionPoint(host);
+  auto global = memref::GlobalOp::create(
+      mb, model.getLoc(), name, mb.getStringAttr("private"), type, Attribute(),
+      /*constant=*/true, mb.getI64IntegerAttr(64));
+  global->setAttr(kPackedAttrName, packed);
+  return memref::GetGlobalOp::create(*hb, type, name);
+}
+
+Value Lowering::copyGlobal(StringRef base, const WeightRef &w,
+                           MemRefType type) {
+  pack::PackSpec spec;
+  spec.layout = pack::PackLayout::Copy;
+  spec.widths = {w.numElements()};
+  return packedGlobal(base, type, spec, {&w}, model.getLoc());
+}
+
 FailureOr<Value> Lowering::constantBuffer(Value tensor, Operation *user) {
   if (Value b = buffers.lookup(tensor))
     return b;
-  FailureOr<SmallVector<float>> data = constantData(tensor, user);
-  if (failed(data))
+  FailureOr<WeightRef> w = weightOperand(tensor, user);
+  if (failed(w))
     return failure();
   auto type = cast<RankedTensorType>(tensor.getType());
-  Value buffer = createGlobal(
-      "const", MemRefType::get(type.getShape(), type.getElementType()), *data);
+  Value buffer = copyGlobal(
+      "const", *w, MemRefType::get(type.getShape(), type.getElementType()));
   buffers[tensor] = buffer;
   return buffer;
 }
 
 std::pair<Value, Value>
-Lowering::packWeights(StringRef base, ArrayRef<float> weights,
-                      ArrayRef<float> bias, int64_t batch, int64_t k, int64_t n,
-                      bool bf16, bool kPairs) {
+Lowering::packWeights(StringRef base, ArrayRef<const WeightRef *> weights,
+                      ArrayRef<const WeightRef *> biases, int64_t batch,
+                      int64_t k, int64_t n, bool bf16, bool kPairs) {
+  pack::PackSpec spec;
+  spec.layout = pack::PackLayout::Panels;
+  spec.batch = batch;
+  spec.k = k;
+  spec.nr = tiling.nr;
+  spec.bf16 = bf16;
+  spec.kPairs = kPairs;
+  for (const WeightRef *w : weights)
+    spec.widths.push_back(w->numElements() / (batch * k));
   int64_t nr = tiling.nr, panels = ceilDiv(n, nr);
-  SmallVector<float> packed(batch * panels * k * nr, 0.0f);
-  for (int64_t e = 0; e < batch; ++e)
-    for (int64_t p = 0; p < panels; ++p)
-      for (int64_t kk = 0; kk < k; ++kk)
-        for (int64_t l = 0; l < nr && p * nr + l < n; ++l) {
-          // (p, kk, l), or in pairs (p, kk / 2, 2 l + kk % 2): the same
-          // panel, so the offsets differ only inside it.
-          int64_t inPanel =
-              kPairs ? (kk / 2) * 2 * nr + 2 * l + kk % 2 : kk * nr + l;
-          packed[(e * panels + p) * k * nr + inPanel] =
-              weights[(e * k + kk) * n + p * nr + l];
-        }
-  Type f32 = Float32Type::get(ctx);
   SmallVector<int64_t> shape;
   if (batch > 1)
     shape.push_back(batch);
@@ -128,32 +179,25 @@ Lowering::packWeights(StringRef base, ArrayRef<float> weights,
     shape.append({panels, k / 2, 2 * nr});
   else
     shape.append({panels, k, nr});
-  Value b;
-  if (bf16) {
-    SmallVector<uint16_t> halves(packed.size());
-    for (size_t i = 0; i < packed.size(); ++i)
-      halves[i] = floatToBf16Bits(packed[i]);
-    b = createGlobalBytes(
-        (base + "_packed_bf16").str(),
-        MemRefType::get(shape, BFloat16Type::get(ctx)),
-        ArrayRef<char>(reinterpret_cast<const char *>(halves.data()),
-                       halves.size() * sizeof(uint16_t)));
-  } else {
-    b = createGlobal((base + "_packed").str(), MemRefType::get(shape, f32),
-                     packed);
-  }
+  Location loc = model.getLoc();
+  Type element = bf16 ? Type(BFloat16Type::get(ctx)) : Float32Type::get(ctx);
+  Value b = packedGlobal((base + (bf16 ? "_packed_bf16" : "_packed")).str(),
+                         MemRefType::get(shape, element), spec, weights, loc);
   Value biasBuffer;
-  if (!bias.empty()) {
-    SmallVector<float> padded(batch * panels * nr, 0.0f);
-    for (int64_t e = 0; e < batch; ++e)
-      for (int64_t j = 0; j < n; ++j)
-        padded[e * panels * nr + j] = bias[e * n + j];
+  if (!biases.empty()) {
+    pack::PackSpec biasSpec;
+    biasSpec.layout = pack::PackLayout::Bias;
+    biasSpec.batch = batch;
+    biasSpec.nr = nr;
+    for (const WeightRef *w : biases)
+      biasSpec.widths.push_back(w->numElements() / batch);
     SmallVector<int64_t> biasShape;
     if (batch > 1)
       biasShape.push_back(batch);
     biasShape.push_back(panels * nr);
-    biasBuffer = createGlobal((base + "_bias").str(),
-                              MemRefType::get(biasShape, f32), padded);
+    biasBuffer = packedGlobal((base + "_bias").str(),
+                              MemRefType::get(biasShape, Float32Type::get(ctx)),
+                              biasSpec, biases, loc);
   }
   return {b, biasBuffer};
 }

@@ -6,16 +6,12 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/IR/AsmState.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Verifier.h"
 
 #include <algorithm>
 #include <cmath>
-#include <random>
-#include <set>
 
 namespace mlir::vmoe {
 
@@ -129,13 +125,27 @@ uint64_t weightBytes(const VitMoeConfig &c) {
   return total;
 }
 
+uint64_t largestWeightBytes(const VitMoeConfig &c) {
+  uint64_t largest = 0;
+  for (auto &entry : expectedWeights(c)) {
+    uint64_t bytes = sizeof(float);
+    for (int64_t dim : entry.second)
+      if (__builtin_mul_overflow(bytes, uint64_t(dim), &bytes))
+        return UINT64_MAX;
+    largest = std::max(largest, bytes);
+  }
+  return largest;
+}
+
 uint64_t compileMemoryEstimate(const VitMoeConfig &c) {
-  // The weights as read or made, their copy in the IR's resource blobs and
-  // the module's bytes: a lower bound of the peak (vmoe-compile's measured
-  // peak resident memory is about 4.7x the weights for vmoe-s32-e8-last2),
-  // so that no model that would fit is refused.
-  uint64_t bytes = weightBytes(c), need;
-  if (__builtin_mul_overflow(bytes, uint64_t(3), &need))
+  // Weights stream into the module one at a time: the largest as read and
+  // as packed, and 64 MB for the compiler's own IR and code generation
+  // (MLIR does not survive a failed allocation everywhere: below this it
+  // may crash instead of reporting). A lower bound of the peak, so that no
+  // model that would fit is refused.
+  uint64_t bytes = largestWeightBytes(c), need;
+  if (__builtin_mul_overflow(bytes, uint64_t(2), &need) ||
+      __builtin_add_overflow(need, uint64_t(64) << 20, &need))
     return UINT64_MAX;
   return need;
 }
@@ -184,10 +194,9 @@ static Value buildMapHead(OpBuilder &b, const VitMoeConfig &c, Value x,
 
 /// One MoE block's MLP as vmoe's MlpMoeBlock configures it: top-k or expert
 /// choice, from the capacity factor or a fixed capacity (dispatcher.capacity).
-template <typename WeightFn>
 static Value buildSparseMoe(OpBuilder &b, Location loc, const VitMoeConfig &c,
                             Type tokens, Value h, const std::string &p,
-                            WeightFn &weight) {
+                            WeightFn weight) {
   int64_t group = c.groupSize > 0 ? c.groupSize : c.tokensPerImage();
   bool fixed = c.capacity > 0;
   auto moe = SparseMoeOp::create(
@@ -213,38 +222,48 @@ static Value buildSparseMoe(OpBuilder &b, Location loc, const VitMoeConfig &c,
 OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context, const VitMoeConfig &c,
                                   const WeightMap &weights,
                                   std::string *error) {
+  ::vmoe::readers::ExpectedShapes available;
+  for (auto &[name, tensor] : weights) {
+    int64_t n = 1;
+    for (int64_t dim : tensor.shape)
+      n *= dim;
+    if (static_cast<int64_t>(tensor.data.size()) != n) {
+      *error = "weight " + name + " holds " +
+               std::to_string(tensor.data.size()) + " values, its shape " +
+               shapeString(tensor.shape) + " needs " + std::to_string(n);
+      return nullptr;
+    }
+    available[name] = tensor.shape;
+  }
+  return buildVitMoe(context, c, available, error);
+}
+
+OwningOpRef<ModuleOp>
+buildVitMoe(MLIRContext &context, const VitMoeConfig &c,
+            const ::vmoe::readers::ExpectedShapes &available,
+            std::string *error) {
   if (!validateForBuild(c, error))
     return nullptr;
   // Check names and shapes before building anything.
   auto expected = expectedWeights(c);
-  std::set<std::string> names;
+  std::map<std::string, std::vector<int64_t>> shapes;
   for (auto &[name, shape] : expected) {
-    names.insert(name);
-    auto it = weights.find(name);
-    if (it == weights.end()) {
+    shapes[name] = shape;
+    auto it = available.find(name);
+    if (it == available.end()) {
       *error = "missing weight " + name + " of shape " + shapeString(shape);
       return nullptr;
     }
-    if (it->second.shape != shape) {
-      *error = "weight " + name + " has shape " +
-               shapeString(it->second.shape) + ", the config needs " +
-               shapeString(shape);
-      return nullptr;
-    }
-    int64_t n = 1;
-    for (int64_t dim : shape)
-      n *= dim;
-    if (static_cast<int64_t>(it->second.data.size()) != n) {
-      *error = "weight " + name + " holds " +
-               std::to_string(it->second.data.size()) + " values, its shape " +
-               shapeString(shape) + " needs " + std::to_string(n);
+    if (it->second != shape) {
+      *error = "weight " + name + " has shape " + shapeString(it->second) +
+               ", the config needs " + shapeString(shape);
       return nullptr;
     }
   }
-  for (auto &[name, tensor] : weights)
-    if (!names.count(name)) {
-      *error = "unexpected weight " + name + " of shape " +
-               shapeString(tensor.shape) + " (not used by this config)";
+  for (auto &[name, shape] : available)
+    if (!shapes.count(name)) {
+      *error = "unexpected weight " + name + " of shape " + shapeString(shape) +
+               " (not used by this config)";
       return nullptr;
     }
 
@@ -267,15 +286,11 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context, const VitMoeConfig &c,
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToEnd(entry);
 
+  // A weight by its name in the checkpoint (its shape from
+  // expectedWeights): the IR names it, the serializer streams its values.
   auto weight = [&](const std::string &name) -> Value {
-    const WeightTensor &w = weights.at(name);
-    std::string key = name;
-    std::replace(key.begin(), key.end(), '/', '.');
-    auto blob = HeapAsmResourceBlob::allocateAndCopyInferAlign<float>(w.data);
-    auto attr =
-        DenseResourceElementsAttr::get(tensor(w.shape), key, std::move(blob));
-    return arith::ConstantOp::create(b, NameLoc::get(b.getStringAttr(name)),
-                                     attr);
+    return ParameterOp::create(b, NameLoc::get(b.getStringAttr(name)),
+                               tensor(shapes.at(name)), name);
   };
 
   int64_t patches = t - (c.classifier == "token" ? 1 : 0);
@@ -340,42 +355,6 @@ OwningOpRef<ModuleOp> buildVitMoe(MLIRContext &context, const VitMoeConfig &c,
     return nullptr;
   }
   return module;
-}
-
-WeightMap randomWeights(const VitMoeConfig &config, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  WeightMap map;
-  for (auto &entry : expectedWeights(config)) {
-    const std::string &name = entry.first;
-    const std::vector<int64_t> &shape = entry.second;
-    WeightTensor w;
-    w.shape = shape;
-    int64_t n = 1;
-    for (int64_t dim : shape)
-      n *= dim;
-    w.data.resize(n);
-    auto endsWith = [&](const char *suffix) {
-      std::string s(suffix);
-      return name.size() >= s.size() &&
-             name.compare(name.size() - s.size(), s.size(), s) == 0;
-    };
-    if (endsWith("/scale")) {
-      std::fill(w.data.begin(), w.data.end(), 1.0f);
-    } else {
-      double scale = 0.02;
-      if (endsWith("/kernel")) {
-        int64_t fanIn = name.find("Moe/Mlp") != std::string::npos
-                            ? shape[1]
-                            : n / shape.back();
-        scale = std::sqrt(3.0 / static_cast<double>(fanIn));
-      }
-      std::uniform_real_distribution<float> dist(-scale, scale);
-      for (float &v : w.data)
-        v = dist(rng);
-    }
-    map.emplace(name, std::move(w));
-  }
-  return map;
 }
 
 } // namespace mlir::vmoe

@@ -1,9 +1,11 @@
 //===- Compile.cpp - the whole compiler as one call -----------------------===//
 
 #include "vmoe/Pipelines/Compile.h"
+#include "vmoe/Pipelines/Pipeline.h"
 
 #include "vmoe/Conversion/Passes.h"
 #include "vmoe/Dialect/IR/VmoeDialect.h"
+#include "vmoe/Dialect/IR/VmoeOps.h"
 #include "vmoe/Dialect/Transforms/Passes.h"
 #include "vmoe/Target/CPU/CpuCodegen.h"
 #include "vmoe/Target/CPU/CpuKernelTarget.h"
@@ -19,6 +21,8 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <map>
+
 namespace mlir::vmoe {
 
 void registerCompilerDialects(DialectRegistry &registry) {
@@ -28,12 +32,10 @@ void registerCompilerDialects(DialectRegistry &registry) {
 }
 
 void buildGraphPipeline(OpPassManager &pm, const CompileOptions &options) {
-  VmoeInferCapacityOptions capacity;
-  capacity.maxCapacityFactor = options.maxCapacityFactor;
-  pm.addPass(createVmoeInferCapacity(capacity));
-  pm.addPass(createVmoeDecompose());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  VmoePipelineOptions pipeline;
+  pipeline.compileTo = "graph";
+  pipeline.maxCapacityFactor = options.maxCapacityFactor;
+  buildVmoePipeline(pm, pipeline);
 }
 
 /// Collects the diagnostics a pass emits, so callers get them as text.
@@ -69,19 +71,19 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
     return failure();
   DiagnosticCollector diagnostics(module.getContext());
   PassManager pm(module.getContext());
-  buildGraphPipeline(pm, options);
+  // vmoe-pipeline up to its kernels, with the kernel shape of the target.
   KernelTargetInfo info = kernelTargetInfo(options, *target);
-  VmoeLowerToKernelsOptions lower;
-  lower.vectorWidth = info.vectorWidth;
-  lower.microRows = info.gemmMicroRows;
-  lower.microVectors = info.gemmMicroVectors;
-  lower.expertWeightsBf16 = options.expertWeightsBf16;
-  lower.expertBf16Math = options.expertBf16Math;
-  lower.nativeBf16Dot = options.expertBf16Math &&
-                        info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
-  pm.addPass(createVmoeLowerToKernels(lower));
-  // Still at the memref level, before the targets split: both record it.
-  pm.addPass(createVmoeRecordWrittenBindings());
+  VmoePipelineOptions pipeline;
+  pipeline.compileTo = "kernels";
+  pipeline.maxCapacityFactor = options.maxCapacityFactor;
+  pipeline.vectorWidth = info.vectorWidth;
+  pipeline.microRows = info.gemmMicroRows;
+  pipeline.microVectors = info.gemmMicroVectors;
+  pipeline.expertWeightsBf16 = options.expertWeightsBf16;
+  pipeline.expertBf16Math = options.expertBf16Math;
+  pipeline.nativeBf16Dot = options.expertBf16Math &&
+                           info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
+  buildVmoePipeline(pm, pipeline);
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
                                       : diagnostics.text;
@@ -111,22 +113,78 @@ static std::string requiredFeatures(StringRef features) {
   return out;
 }
 
-LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
-                              std::vector<uint8_t> &bytes, std::string *error,
-                              SerializeStats *stats) {
+bool checkParameters(ModuleOp module,
+                     const ::vmoe::readers::TensorSource *parameters,
+                     std::string *error) {
+  std::map<std::string, std::vector<int64_t>> named;
+  std::string bad;
+  module.walk([&](ParameterOp p) {
+    std::vector<int64_t> shape(p.getType().getShape().begin(),
+                               p.getType().getShape().end());
+    auto [it, inserted] = named.emplace(p.getName().str(), shape);
+    if (!inserted && it->second != shape && bad.empty())
+      bad = "parameter " + p.getName().str() + " is used with shapes " +
+            ::vmoe::readers::shapeString(it->second) + " and " +
+            ::vmoe::readers::shapeString(shape);
+  });
+  if (!bad.empty()) {
+    *error = bad;
+    return false;
+  }
+  if (named.empty())
+    return true;
+  if (!parameters) {
+    *error = "the model names " + std::to_string(named.size()) +
+             " parameters (" + named.begin()->first +
+             ", ...): give the weights to read them from (vmoe-compile "
+             "--weights FILE, or --random-weights=SEED)";
+    return false;
+  }
+  for (auto &[name, shape] : named) {
+    auto it = parameters->shapes().find(name);
+    if (it == parameters->shapes().end()) {
+      *error = "the weights have no tensor " + name + " (shape " +
+               ::vmoe::readers::shapeString(shape) + ") that the model names";
+      return false;
+    }
+    if (it->second != shape) {
+      *error = "weight " + name + " has shape " +
+               ::vmoe::readers::shapeString(it->second) + ", the model needs " +
+               ::vmoe::readers::shapeString(shape);
+      return false;
+    }
+  }
+  return true;
+}
+
+LogicalResult compileToExecutable(ModuleOp module,
+                                  const CompileOptions &options,
+                                  SerializeOptions &serialize,
+                                  std::string *error) {
   if (options.target != "cpu" && options.target != "cuda" &&
       options.target != "cuda-emulation") {
     *error = "unknown target '" + options.target +
              "' (known: cpu, cuda, cuda-emulation)";
     return failure();
   }
+  // Before any work: the weights must be there, with their shapes.
+  if (!checkParameters(module, options.parameters, error))
+    return failure();
+  auto phase = [&](const char *name) {
+    if (options.onPhase)
+      options.onPhase(name);
+  };
   FailureOr<cpu::CpuTarget> target = cpu::resolveCpuTarget(options.cpu, error);
+  phase("kernels");
   if (failed(target) || failed(lowerToKernels(module, options, error)))
     return failure();
-  SerializeOptions serialize;
   serialize.modelName = options.modelName;
   serialize.configJson = options.configJson;
   serialize.classNames = options.classNames;
+  serialize.parameters = options.parameters;
+  serialize.signer = options.signer;
+  serialize.progress = options.onWeights;
+  phase("codegen");
   if (options.target == "cuda") {
     cuda::CudaCodegenOptions codegen;
     codegen.sms = options.cudaSms;
@@ -145,12 +203,7 @@ LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
     serialize.cudaBlockSize = static_cast<uint32_t>(options.cudaBlockSize);
     for (const cuda::CudaKernelInfo &k : image->kernels)
       serialize.cudaEntries[k.name] = k.entry;
-    DiagnosticCollector diagnostics(module.getContext());
-    if (failed(serializeModule(module, serialize, bytes, stats))) {
-      *error =
-          diagnostics.text.empty() ? "serialization failed" : diagnostics.text;
-      return failure();
-    }
+    phase("weights");
     return success();
   }
   if (options.target == "cuda-emulation") {
@@ -182,12 +235,32 @@ LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
   serialize.sharedObject = std::move(exe->sharedObject);
   serialize.targetTriple = target->triple;
   serialize.cpuFeatures = requiredFeatures(target->isaFeatures);
+  phase("weights");
+  return success();
+}
+
+LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
+                              std::vector<uint8_t> &bytes, std::string *error,
+                              SerializeStats *stats) {
+  SerializeOptions serialize;
+  if (failed(compileToExecutable(module, options, serialize, error)))
+    return failure();
   DiagnosticCollector diagnostics(module.getContext());
   if (failed(serializeModule(module, serialize, bytes, stats))) {
     *error = diagnostics.text.empty() ? "serialization failed" : diagnostics.text;
     return failure();
   }
   return success();
+}
+
+LogicalResult compileToModuleFile(ModuleOp module,
+                                  const CompileOptions &options,
+                                  const std::string &path, std::string *error,
+                                  SerializeStats *stats, uint64_t *fileSize) {
+  SerializeOptions serialize;
+  if (failed(compileToExecutable(module, options, serialize, error)))
+    return failure();
+  return serializeModuleToFile(module, serialize, path, stats, fileSize, error);
 }
 
 } // namespace mlir::vmoe

@@ -6,11 +6,13 @@
 #include "vmoe/Dialect/IR/VmoeOps.h"
 #include "vmoe/writer/MemoryPlanner.h"
 #include "vmoe/writer/ModuleWriter.h"
+#include "vmoe/writer/WeightPacking.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/DenseMap.h"
@@ -96,7 +98,9 @@ public:
              const SerializeOptions &options)
       : module(module), host(host), options(options) {}
 
-  LogicalResult run(std::vector<uint8_t> &bytes, SerializeStats *stats);
+  /// Fills the writer; then writeToBuffer or writeFile.
+  LogicalResult build(SerializeStats *stats);
+  mod::ModuleWriter &moduleWriter() { return writer; }
 
 private:
   LogicalResult readSignature();
@@ -104,6 +108,9 @@ private:
   LogicalResult readBatch(int64_t maxBatch);
   LogicalResult readSchedule();
   LogicalResult addConstant(memref::GetGlobalOp get);
+  /// A segment streamed from the parameters a `vmoe.packed` global names.
+  FailureOr<uint32_t> addPackedSegment(memref::GlobalOp global,
+                                       PackedWeightAttr packed);
   LogicalResult planArena();
   void addExecutable();
   LogicalResult addDispatch(LaunchOp launch);
@@ -244,12 +251,22 @@ LogicalResult Serializer::addConstant(memref::GetGlobalOp get) {
         get, get.getNameAttr());
     if (!global)
       return get.emitOpError() << "refers to a missing global";
-    FailureOr<std::vector<uint8_t>> data = globalBytes(global);
-    if (failed(data))
-      return global.emitOpError()
-             << "has no dense or resource initial value of its size";
-    constantBytes += data->size();
-    uint32_t segment = writer.addSegment(std::move(*data), 64);
+    uint32_t segment;
+    if (auto packed =
+            global->getAttrOfType<PackedWeightAttr>(kPackedAttrName)) {
+      FailureOr<uint32_t> streamed = addPackedSegment(global, packed);
+      if (failed(streamed))
+        return failure();
+      segment = *streamed;
+    } else {
+      FailureOr<std::vector<uint8_t>> data = globalBytes(global);
+      if (failed(data))
+        return global.emitOpError()
+               << "has no dense or resource initial value of its size and no "
+               << kPackedAttrName;
+      constantBytes += data->size();
+      segment = writer.addSegment(std::move(*data), 64);
+    }
     it = constants
              .insert({get.getName(),
                       writer.addConstant(get.getName().str(), segment)})
@@ -257,6 +274,62 @@ LogicalResult Serializer::addConstant(memref::GetGlobalOp get) {
   }
   roots[get] = {fb::BufferKind::Constant, it->second};
   return success();
+}
+
+FailureOr<uint32_t> Serializer::addPackedSegment(memref::GlobalOp global,
+                                                 PackedWeightAttr packed) {
+  if (!options.parameters)
+    return global.emitOpError()
+           << "is packed from named parameters (" << packed.getParameters()
+           << "), but no weights were given to read them from (vmoe-compile "
+              "--weights FILE or --random-weights=SEED)";
+  ::vmoe::writer::PackSpec spec;
+  spec.layout = packed.getLayout() == PackLayout::Copy
+                    ? ::vmoe::writer::PackLayout::Copy
+                : packed.getLayout() == PackLayout::Panels
+                    ? ::vmoe::writer::PackLayout::Panels
+                    : ::vmoe::writer::PackLayout::Bias;
+  spec.batch = packed.getBatch();
+  spec.k = packed.getK();
+  spec.nr = packed.getNr();
+  spec.widths.assign(packed.getWidths().begin(), packed.getWidths().end());
+  spec.kPairs = packed.getKPairs();
+  spec.bf16 = global.getType().getElementType().isBF16();
+  std::string error;
+  if (!::vmoe::writer::checkPackSpec(spec, &error))
+    return global.emitOpError() << error;
+  uint64_t size = byteSize(global.getType());
+  if (::vmoe::writer::packedBytes(spec) != size)
+    return global.emitOpError() << "packs " << ::vmoe::writer::packedBytes(spec)
+                                << " bytes into a global of " << size;
+  std::vector<std::string> names;
+  for (StringRef name : packed.getParameterNames())
+    names.push_back(name.str());
+  constantBytes += size;
+  ::vmoe::readers::TensorSource *source = options.parameters;
+  std::string what = global.getSymName().str();
+  auto produce = [source, spec, names, what](std::vector<uint8_t> &bytes,
+                                             std::string *error) {
+    // The tensors of this one global, then its packed bytes: the memory
+    // of one weight at a time.
+    std::vector<::vmoe::readers::Tensor> tensors(names.size());
+    std::vector<const float *> data;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (!source->read(names[i], tensors[i], error))
+        return false;
+      uint64_t need = ::vmoe::writer::sourceElements(spec, i);
+      if (tensors[i].data.size() != need) {
+        *error = "parameter " + names[i] + " holds " +
+                 std::to_string(tensors[i].data.size()) + " values, " + what +
+                 " needs " + std::to_string(need);
+        return false;
+      }
+      data.push_back(tensors[i].data.data());
+    }
+    ::vmoe::writer::packWeights(spec, data, bytes);
+    return true;
+  };
+  return writer.addSegmentStream(size, 64, std::move(produce));
 }
 
 /// Buffers and dispatches, in program order.
@@ -502,8 +575,7 @@ void Serializer::fillStats(SerializeStats &stats) const {
   stats.kernels = launches.size();
 }
 
-LogicalResult Serializer::run(std::vector<uint8_t> &bytes,
-                              SerializeStats *stats) {
+LogicalResult Serializer::build(SerializeStats *stats) {
   if (failed(readSignature()) || failed(readSchedule()) || failed(planArena()))
     return failure();
   addExecutable();
@@ -519,10 +591,8 @@ LogicalResult Serializer::run(std::vector<uint8_t> &bytes,
   metadata.classNames = options.classNames;
   metadata.producer = options.producer;
   writer.setMetadata(metadata);
-
-  std::string error;
-  if (!writer.writeToBuffer(bytes, &error))
-    return module.emitError() << "writing the module failed: " << error;
+  writer.setSigner(options.signer);
+  writer.setProgress(options.progress);
   if (stats)
     fillStats(*stats);
   return success();
@@ -536,7 +606,42 @@ LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
   FailureOr<func::FuncOp> host = findHost(module);
   if (failed(host))
     return failure();
-  return Serializer(module, *host, options).run(bytes, stats);
+  Serializer serializer(module, *host, options);
+  if (failed(serializer.build(stats)))
+    return failure();
+  std::string error;
+  if (!serializer.moduleWriter().writeToBuffer(bytes, &error))
+    return module.emitError() << "writing the module failed: " << error;
+  return success();
+}
+
+LogicalResult serializeModuleToFile(ModuleOp module,
+                                    const SerializeOptions &options,
+                                    const std::string &path,
+                                    SerializeStats *stats, uint64_t *fileSize,
+                                    std::string *error) {
+  std::string text;
+  ScopedDiagnosticHandler handler(module.getContext(), [&](Diagnostic &diag) {
+    llvm::raw_string_ostream os(text);
+    os << diag.getLocation() << ": " << diag << "\n";
+    return success();
+  });
+  FailureOr<func::FuncOp> host = findHost(module);
+  if (failed(host)) {
+    *error = text;
+    return failure();
+  }
+  Serializer serializer(module, *host, options);
+  if (failed(serializer.build(stats))) {
+    *error = text.empty() ? "serialization failed" : text;
+    return failure();
+  }
+  mod::ModuleLayout layout;
+  if (!serializer.moduleWriter().writeFile(path, error, &layout))
+    return failure();
+  if (fileSize)
+    *fileSize = layout.fileSize;
+  return success();
 }
 
 LogicalResult writeFileAtomically(const std::string &path,

@@ -713,6 +713,8 @@ bool readNpz(ByteSpan bytes, const std::string &name, TensorMap &out,
       *error = name + ": " + why;
       return false;
     }
+    if (options.select && !options.select(tensorName, header.shape))
+      continue;
     // An entry claiming more than its shape needs is refused before it is
     // inflated (one claiming less fails while inflating, without cost).
     if (entry.size - header.dataOffset > header.dataBytes) {

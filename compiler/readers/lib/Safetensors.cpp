@@ -87,6 +87,9 @@ bool parseInfo(const std::string &key, const json &v, uint64_t dataSize,
   if (!info.skip && !checkExpected(options, std::string(stripParamsPrefix(key)),
                                    info.shape, why))
     return false;
+  if (!info.skip && options.select &&
+      !options.select(std::string(stripParamsPrefix(key)), info.shape))
+    info.skip = true; // checked like the others, not read
   if (!offsets->is_array() || offsets->size() != 2)
     return bad("'data_offsets' is not [begin, end]");
   if (!jsonToSize((*offsets)[0], info.begin) ||

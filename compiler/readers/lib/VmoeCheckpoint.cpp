@@ -361,6 +361,10 @@ private:
     // Name and shape against the model before any data shard is opened.
     if (!checkExpected(options_, leaf.name, leaf.shape, why))
       return failIndex(why);
+    if (options_.select && !options_.select(leaf.name, leaf.shape)) {
+      leaf.skipped = true; // its shards are then not opened for it
+      return true;
+    }
     // Global slices and their shards.
     const Object &slices = mp::item(root, 1);
     const Object &shards = mp::item(root, 2);

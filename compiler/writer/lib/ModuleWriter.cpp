@@ -2,6 +2,7 @@
 
 #include "vmoe/writer/ModuleWriter.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -25,6 +26,7 @@ uint64_t alignUp(uint64_t v, uint64_t alignment) {
 struct SegmentEntry {
   std::vector<uint8_t> owned;
   const uint8_t *view = nullptr;
+  SegmentProducer producer; // a streamed segment
   uint64_t size = 0;
   uint64_t alignment = 64;
   const uint8_t *data() const { return view ? view : owned.data(); }
@@ -68,9 +70,37 @@ struct ModuleWriter::Impl {
   uint32_t minor = VMOE_FORMAT_VERSION_MINOR;
   uint64_t requirements = 0;
   const ModuleSigner *signer = nullptr;
+  WriteProgress progress;
 
+  /// `digests`: those of every segment, when known (streamed segments'
+  /// are taken as they are written; until then they read as zero).
   bool layout(ModuleLayout &out, flatbuffers::FlatBufferBuilder &fbb,
-              std::string *error) const;
+              std::string *error,
+              const std::vector<Digest128> *digests = nullptr) const;
+  bool hasStreamed() const {
+    for (const SegmentEntry &s : segments)
+      if (s.producer)
+        return true;
+    return false;
+  }
+  /// Lays the file out again with the digests of `layout` (streamed
+  /// segments' now known); the FlatBuffer keeps its size.
+  bool relayout(ModuleLayout &layout, flatbuffers::FlatBufferBuilder &fbb,
+                std::string *error) const {
+    std::vector<Digest128> digests = layout.segmentDigests;
+    ModuleLayout final;
+    if (!this->layout(final, fbb, error, &digests))
+      return false;
+    if (final.segmentBase != layout.segmentBase ||
+        final.flatbufferSize != layout.flatbufferSize) {
+      *error = "the module metadata changed size with its digests";
+      return false;
+    }
+    layout = std::move(final);
+    return true;
+  }
+  /// Makes streamed segment `i` into `bytes`, checking its size.
+  bool produce(size_t i, std::vector<uint8_t> &bytes, std::string *error) const;
   void buildFlatBuffer(const ModuleLayout &layout,
                        flatbuffers::FlatBufferBuilder &fbb) const;
 };
@@ -96,6 +126,30 @@ uint32_t ModuleWriter::addSegmentView(const void *data, uint64_t size,
   entry.alignment = alignment;
   impl->segments.push_back(std::move(entry));
   return static_cast<uint32_t>(impl->segments.size() - 1);
+}
+
+uint32_t ModuleWriter::addSegmentStream(uint64_t size, uint64_t alignment,
+                                        SegmentProducer producer) {
+  SegmentEntry entry;
+  entry.size = size;
+  entry.alignment = alignment;
+  entry.producer = std::move(producer);
+  impl->segments.push_back(std::move(entry));
+  return static_cast<uint32_t>(impl->segments.size() - 1);
+}
+
+bool ModuleWriter::Impl::produce(size_t i, std::vector<uint8_t> &bytes,
+                                 std::string *error) const {
+  bytes.clear();
+  if (!segments[i].producer(bytes, error))
+    return false;
+  if (bytes.size() != segments[i].size) {
+    *error = "segment " + std::to_string(i) + ": made " +
+             std::to_string(bytes.size()) + " bytes, declared " +
+             std::to_string(segments[i].size);
+    return false;
+  }
+  return true;
 }
 
 uint32_t ModuleWriter::addConstant(std::string name, uint32_t segment,
@@ -182,6 +236,10 @@ void ModuleWriter::setRequirements(uint64_t requirements) {
 
 void ModuleWriter::setSigner(const ModuleSigner *signer) {
   impl->signer = signer;
+}
+
+void ModuleWriter::setProgress(WriteProgress progress) {
+  impl->progress = std::move(progress);
 }
 
 void ModuleWriter::Impl::buildFlatBuffer(
@@ -312,7 +370,8 @@ void ModuleWriter::Impl::buildFlatBuffer(
 
 bool ModuleWriter::Impl::layout(ModuleLayout &out,
                                 flatbuffers::FlatBufferBuilder &fbb,
-                                std::string *error) const {
+                                std::string *error,
+                                const std::vector<Digest128> *digests) const {
   out.segmentOffsets.clear();
   out.segmentDigests.clear();
   uint64_t cursor = 0;
@@ -334,7 +393,12 @@ bool ModuleWriter::Impl::layout(ModuleLayout &out,
     cursor += s.size;
     // Read here, written later: the digests go into the FlatBuffer, which
     // precedes the segments in the file.
-    out.segmentDigests.push_back(digestBytes(s.data(), s.size));
+    if (digests)
+      out.segmentDigests.push_back((*digests)[i]);
+    else if (s.producer)
+      out.segmentDigests.push_back(Digest128());
+    else
+      out.segmentDigests.push_back(digestBytes(s.data(), s.size));
   }
   out.segmentSize = cursor;
   fbb.Clear();
@@ -393,12 +457,31 @@ bool ModuleWriter::writeToBuffer(std::vector<uint8_t> &out, std::string *error,
   ModuleLayout layout;
   if (!impl->layout(layout, fbb, error))
     return false;
-  out = buildPrefix(layout, fbb, impl->major, impl->minor, nullptr);
-  out.resize(layout.fileSize, 0);
-  for (size_t i = 0; i < impl->segments.size(); ++i)
-    if (impl->segments[i].size)
-      memcpy(out.data() + layout.segmentBase + layout.segmentOffsets[i],
-             impl->segments[i].data(), impl->segments[i].size);
+  out.assign(layout.fileSize, 0);
+  std::vector<uint8_t> produced;
+  uint64_t done = 0;
+  for (size_t i = 0; i < impl->segments.size(); ++i) {
+    const SegmentEntry &s = impl->segments[i];
+    uint8_t *place = out.data() + layout.segmentBase + layout.segmentOffsets[i];
+    if (s.producer) {
+      if (!impl->produce(i, produced, error))
+        return false;
+      layout.segmentDigests[i] = digestBytes(produced.data(), s.size);
+      if (s.size)
+        memcpy(place, produced.data(), s.size);
+      produced = {};
+    } else if (s.size) {
+      memcpy(place, s.data(), s.size);
+    }
+    done += s.size;
+    if (impl->progress)
+      impl->progress(done, layout.segmentSize, i + 1, impl->segments.size());
+  }
+  if (impl->hasStreamed() && !impl->relayout(layout, fbb, error))
+    return false;
+  std::vector<uint8_t> prefix =
+      buildPrefix(layout, fbb, impl->major, impl->minor, nullptr);
+  memcpy(out.data(), prefix.data(), prefix.size());
   if (impl->signer) {
     if (!signModule(out.data(), out.size(), *impl->signer, error))
       return false;
@@ -412,6 +495,26 @@ bool ModuleWriter::writeToBuffer(std::vector<uint8_t> &out, std::string *error,
   return true;
 }
 
+/// The signature hash of a written module: `prefix` (its first bytes, the
+/// signature field zero), then the rest as read back from `file`.
+static bool hashFile(FILE *file, const std::vector<uint8_t> &prefix,
+                     uint64_t fileSize, const ModuleSigner &signer,
+                     std::unique_ptr<SignatureHash> &hash) {
+  hash = signer.begin();
+  hash->update(prefix.data(), prefix.size());
+  if (fflush(file) != 0 || fseek(file, long(prefix.size()), SEEK_SET) != 0)
+    return false;
+  std::vector<uint8_t> chunk(1 << 20);
+  for (uint64_t at = prefix.size(); at < fileSize;) {
+    size_t n = size_t(std::min<uint64_t>(chunk.size(), fileSize - at));
+    if (fread(chunk.data(), 1, n, file) != n)
+      return false;
+    hash->update(chunk.data(), n);
+    at += n;
+  }
+  return true;
+}
+
 /// Creates a new file next to `path` for writing, named `path.tmp-PID-N`,
 /// with mode 0666 less the umask like any file the user creates (mkstemp's
 /// 0600 would need the umask, which can only be read by changing it for the
@@ -421,8 +524,7 @@ static int createTemporary(const std::string &path, std::string &tmpPath) {
   for (int attempt = 0; attempt < 100; ++attempt) {
     tmpPath = path + ".tmp-" + std::to_string(getpid()) + "-" +
               std::to_string(counter++);
-    int fd =
-        open(tmpPath.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    int fd = open(tmpPath.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0 || errno != EEXIST)
       return fd;
   }
@@ -444,7 +546,7 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
     *error = "cannot open '" + path + "' for writing: " + strerror(errno);
     return false;
   }
-  FILE *file = fdopen(fd, "wb");
+  FILE *file = fdopen(fd, "w+b");
   if (!file) {
     *error = "cannot open '" + tmpPath + "' for writing: " + strerror(errno);
     close(fd);
@@ -456,9 +558,12 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
   uint64_t position = 0;
   bool ok = true;
   // The signature's hash sees every byte as it is written (the signature
-  // field still zero), which is then stored over that field.
+  // field still zero), which is then stored over that field. With streamed
+  // segments the metadata is written last, and the hash reads the file
+  // back (from the page cache) instead.
+  bool streamed = impl->hasStreamed();
   std::unique_ptr<SignatureHash> hash;
-  if (impl->signer)
+  if (impl->signer && !streamed)
     hash = impl->signer->begin();
   auto padTo = [&](uint64_t target) {
     static const uint8_t zeros[4096] = {};
@@ -479,13 +584,45 @@ bool ModuleWriter::writeFile(const std::string &path, std::string *error,
     position += size;
   };
   std::vector<uint8_t> prefix =
-      buildPrefix(layout, fbb, impl->major, impl->minor, impl->signer);
+      streamed
+          ? std::vector<uint8_t>(layout.segmentBase, 0)
+          : buildPrefix(layout, fbb, impl->major, impl->minor, impl->signer);
   put(prefix.data(), prefix.size());
-  for (size_t i = 0; i < impl->segments.size(); ++i) {
+  std::vector<uint8_t> produced;
+  bool producedOk = true;
+  for (size_t i = 0; ok && producedOk && i < impl->segments.size(); ++i) {
+    const SegmentEntry &s = impl->segments[i];
     padTo(layout.segmentBase + layout.segmentOffsets[i]);
-    put(impl->segments[i].data(), impl->segments[i].size);
+    if (s.producer) {
+      producedOk = impl->produce(i, produced, error);
+      if (!producedOk)
+        break;
+      layout.segmentDigests[i] = digestBytes(produced.data(), s.size);
+      put(produced.data(), s.size);
+      produced = {}; // one segment in memory at a time
+    } else {
+      put(s.data(), s.size);
+    }
+    if (impl->progress)
+      impl->progress(position - layout.segmentBase, layout.segmentSize, i + 1,
+                     impl->segments.size());
   }
   padTo(layout.fileSize);
+  if (ok && producedOk && streamed) {
+    producedOk = impl->relayout(layout, fbb, error);
+    if (producedOk) {
+      prefix = buildPrefix(layout, fbb, impl->major, impl->minor, impl->signer);
+      ok = fseek(file, 0, SEEK_SET) == 0 &&
+           fwrite(prefix.data(), 1, prefix.size(), file) == prefix.size();
+    }
+    if (ok && producedOk && impl->signer)
+      ok = hashFile(file, prefix, layout.fileSize, *impl->signer, hash);
+  }
+  if (!producedOk) {
+    fclose(file);
+    unlink(tmpPath.c_str());
+    return false;
+  }
   if (ok && hash) {
     uint8_t signature[VMOE_SIGNATURE_SIZE];
     ok = hash->sign(signature);

@@ -179,6 +179,8 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
                                                     NamedAttribute attr) {
   StringRef name = attr.getName().getValue();
   auto emit = [&] { return op->emitOpError(); };
+  if (name == kPackedAttrName)
+    return verifyPackedGlobal(op, attr.getValue());
   if (name == kInputAttrName || name == kOutputAttrName ||
       name == kKnobAttrName || name == kLayerAttrName)
     return emit() << "has '" << name

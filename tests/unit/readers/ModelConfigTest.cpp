@@ -309,7 +309,9 @@ TEST(ModelConfig, PresetsMatchThePaper) {
        {Case{"vmoe-s32", 296.9}, Case{"vmoe-b32-e32-every2", 980.6},
         Case{"vmoe-b16", 979.0}, Case{"vmoe-l16-e32-every2", 3446.0},
         Case{"vmoe-h14-e32-every2", 7160.8}, Case{"vmoe-h14-e32-last5", 2688.6},
-        Case{"vmoe-l32-e32-last2", 845.8}}) {
+        Case{"vmoe-l32-e32-last2", 845.8},
+        // 14.69B (the paper says 14.705B; vmoe-reference.md 8.1).
+        Case{"vmoe-15b", 14691.1}}) {
     ModelConfig c;
     std::string error;
     ASSERT_TRUE(presetConfig(p.name, c, &error)) << error;
@@ -344,6 +346,15 @@ TEST(ModelConfig, PresetDetails) {
   ASSERT_TRUE(presetConfig("vmoe-h14-e32-last5", c, &error)) << error;
   EXPECT_EQ(c.moeLayers, (std::vector<int64_t>{23, 25, 27, 29, 31}));
   EXPECT_EQ(c.tokensPerImage(), 257);
+  ASSERT_TRUE(presetConfig("vmoe-15b", c, &error)) << error;
+  EXPECT_EQ(c.name, "vmoe_15b_e32_every2");
+  EXPECT_EQ(c.numLayers, 48);
+  EXPECT_EQ(c.hiddenSize, 1408);
+  EXPECT_EQ(c.mlpDim, 6400);
+  EXPECT_EQ(c.numHeads, 16);
+  EXPECT_EQ(c.patchSize, 14);
+  EXPECT_EQ(c.moeLayers.size(), 24u);
+  EXPECT_EQ(c.moeLayers.front(), 1);
   ASSERT_TRUE(presetConfig("vmoe-l16", c, &error)) << error;
   EXPECT_EQ(c.numExperts, 32);
   EXPECT_EQ(c.moeLayers.size(), 12u);

@@ -6,6 +6,8 @@
 //   vmoe-lower-to-kernels                                    (kernels)
 //   CPU code generation                                      (shared object)
 //   serialization                                            (module file)
+// The model's parameters (vmoe.parameter) stream from
+// CompileOptions::parameters into the module as it is written.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +20,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,7 +56,23 @@ struct CompileOptions {
   int64_t cudaBlockSize = 32;
   std::string ptxasPath;
   bool requireCubin = false;
+  /// Where the model's parameters are read from (a checkpoint, random
+  /// weights); needed when the model names any. Must outlive the compile.
+  ::vmoe::readers::TensorSource *parameters = nullptr;
+  /// Signs the module when set.
+  const ::vmoe::writer::ModuleSigner *signer = nullptr;
+  /// Progress: called as each phase starts ("graph", "kernels", "codegen",
+  /// "weights"), and as the weights are written.
+  std::function<void(const std::string &phase)> onPhase;
+  ::vmoe::writer::WriteProgress onWeights;
 };
+
+/// Whether `parameters` holds every parameter the model names, with its
+/// shape; false with *error naming the first that is missing or
+/// misshapen (or saying that weights are needed).
+bool checkParameters(ModuleOp module,
+                     const ::vmoe::readers::TensorSource *parameters,
+                     std::string *error);
 
 /// Registers every dialect the compiler parses or produces.
 void registerCompilerDialects(DialectRegistry &registry);
@@ -66,10 +85,27 @@ void buildGraphPipeline(OpPassManager &pm, const CompileOptions &options);
 LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
                              std::string *error);
 
-/// The whole flow. `module` is consumed (lowered in place).
+/// Everything but the module's bytes: lowering and code generation, into
+/// `serialize` (with CompileOptions' parameters, signer and progress).
+/// --emit=llvm and asm stop here.
+LogicalResult compileToExecutable(ModuleOp module,
+                                  const CompileOptions &options,
+                                  SerializeOptions &serialize,
+                                  std::string *error);
+
+/// The whole flow into memory. `module` is consumed (lowered in place).
 LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
                               std::vector<uint8_t> &bytes, std::string *error,
                               SerializeStats *stats = nullptr);
+
+/// The whole flow into the file `path` (written through a temporary file
+/// and a rename), streaming the weights: the memory it takes is that of
+/// the largest weight. `fileSize` gets the module's size.
+LogicalResult compileToModuleFile(ModuleOp module,
+                                  const CompileOptions &options,
+                                  const std::string &path, std::string *error,
+                                  SerializeStats *stats = nullptr,
+                                  uint64_t *fileSize = nullptr);
 
 } // namespace mlir::vmoe
 

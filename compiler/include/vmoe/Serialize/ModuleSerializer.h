@@ -3,12 +3,17 @@
 // Reads the host function that vmoe-lower-to-kernels produced (buffers,
 // weights as memref.globals, vmoe.launch, vmoe.routing_stats, knob
 // arguments), plans the arena and writes the module file with the compiled
-// kernels' shared object.
+// kernels' shared object. Weight globals that name parameters
+// (`vmoe.packed`) are streamed from SerializeOptions::parameters into the
+// file as it is written, one global at a time, packed on the way.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef VMOE_SERIALIZE_MODULESERIALIZER_H
 #define VMOE_SERIALIZE_MODULESERIALIZER_H
+
+#include "vmoe/readers/TensorSource.h"
+#include "vmoe/writer/ModuleWriter.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/LogicalResult.h"
@@ -37,6 +42,13 @@ struct SerializeOptions {
   uint32_t cudaBlockSize = 0;
   /// CUDA: the PTX .entry of each kernel func (by name).
   std::map<std::string, std::string> cudaEntries;
+  /// Where the parameters the weight globals name are read from (the
+  /// checkpoint, or random weights); must outlive the serialization.
+  ::vmoe::readers::TensorSource *parameters = nullptr;
+  /// Signs the module when set.
+  const ::vmoe::writer::ModuleSigner *signer = nullptr;
+  /// Reports the writing of the weights, when set.
+  ::vmoe::writer::WriteProgress progress;
 };
 
 struct SerializeStats {
@@ -51,6 +63,15 @@ struct SerializeStats {
 LogicalResult serializeModule(ModuleOp module, const SerializeOptions &options,
                               std::vector<uint8_t> &bytes,
                               SerializeStats *stats = nullptr);
+
+/// Writes the module file to `path` (through a temporary file and a
+/// rename), streaming the parameters into it: the memory it takes is that
+/// of the largest weight, not of all. *error gets the diagnostics' text.
+LogicalResult serializeModuleToFile(ModuleOp module,
+                                    const SerializeOptions &options,
+                                    const std::string &path,
+                                    SerializeStats *stats, uint64_t *fileSize,
+                                    std::string *error);
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and
 /// a rename, so a failed write never leaves a partial module in its place.

@@ -47,3 +47,21 @@ func.func @capacity_of_other_tokens(%x: tensor<1x8x16xf32>) -> tensor<1x8x16xf32
   %o = vmoe.combine %y, %e, %slots, %w : tensor<4x1x4x16xf32>, tensor<1x8x2xi32>, tensor<1x8x2xi32>, tensor<1x8x2xf32> -> tensor<1x8x16xf32>
   return %o : tensor<1x8x16xf32>
 }
+
+// -----
+
+// The operands packed into one weight (Q, K and V side by side) are all
+// named parameters or all IR constants: a mix cannot be streamed.
+func.func @mixed(%x: tensor<1x8x16xf32>) -> tensor<1x8x16xf32> {
+  %qk = vmoe.parameter "q/kernel" : tensor<16x2x8xf32>
+  %kk = arith.constant dense<0.5> : tensor<16x2x8xf32>
+  %b = vmoe.parameter "bias" : tensor<2x8xf32>
+  %ok = vmoe.parameter "out/kernel" : tensor<2x8x16xf32>
+  %ob = vmoe.parameter "out/bias" : tensor<16xf32>
+  // expected-error @+1 {{'vmoe.attention' op packs named parameters and IR constants into one weight; give all of its operands as vmoe.parameter or all as constants}}
+  %y = vmoe.attention %x, %qk, %b, %kk, %b, %qk, %b, %ok, %ob
+      : (tensor<1x8x16xf32>, tensor<16x2x8xf32>, tensor<2x8xf32>, tensor<16x2x8xf32>,
+         tensor<2x8xf32>, tensor<16x2x8xf32>, tensor<2x8xf32>, tensor<2x8x16xf32>,
+         tensor<16xf32>) -> tensor<1x8x16xf32>
+  return %y : tensor<1x8x16xf32>
+}

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -72,6 +73,14 @@ struct ReadOptions {
   /// at once, so a file cannot make the reader use more memory than the
   /// expected tensors take. (Missing tensors are the caller's to report.)
   const ExpectedShapes *expected = nullptr;
+  /// When set, called with each float tensor's name and declared shape once
+  /// they passed `expected`, before any of its data is read: false leaves
+  /// the tensor out, unread. Reading one tensor of a large checkpoint, or
+  /// listing them all, then takes the memory of that one tensor
+  /// (TensorSource.h).
+  std::function<bool(const std::string &name,
+                     const std::vector<int64_t> &shape)>
+      select;
 };
 
 /// With `options.expected`: whether the tensor `name` of declared `shape` is

@@ -20,7 +20,11 @@
 // FlatBuffer and the metadata digest in the header, and signs the file when
 // given a ModuleSigner. The segments are read twice (digests, then the
 // write), never copied: writeFile streams multi-GB weights from the caller's
-// memory.
+// memory. A streamed segment (addSegmentStream) is produced only when the
+// file is written, one at a time: its digest is taken as it is written, and
+// the FlatBuffer before the segments is written last (its size does not
+// depend on the digests' values), so that a module of any size is written
+// in the memory of its largest segment.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VMOE_WRITER_MODULEWRITER_H
@@ -33,6 +37,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -155,6 +160,16 @@ struct CudaCubinDesc {
 /// This build's vmoe version ("0.6.0") and git revision (BuildVersion.cpp).
 const char *buildVersion();
 const char *buildRevision();
+/// Fills `bytes` with a streamed segment's contents (exactly the size it
+/// was added with); false with *error set on failure.
+using SegmentProducer =
+    std::function<bool(std::vector<uint8_t> &bytes, std::string *error)>;
+
+/// After each segment is written: bytes and segments written so far, of
+/// how many.
+using WriteProgress =
+    std::function<void(uint64_t bytesDone, uint64_t bytesTotal,
+                       size_t segmentsDone, size_t segmentsTotal)>;
 
 struct MetadataDesc {
   std::string name;
@@ -196,6 +211,11 @@ public:
   /// mapped checkpoint): `data` must stay valid until the last write*().
   uint32_t addSegmentView(const void *data, uint64_t size,
                           uint64_t alignment = 64);
+  /// Adds a segment of `size` bytes that `producer` makes when the file is
+  /// written (weights streamed from a checkpoint). `producer` and what it
+  /// refers to must stay valid until the last write*().
+  uint32_t addSegmentStream(uint64_t size, uint64_t alignment,
+                            SegmentProducer producer);
 
   // ---- contents ----
   uint32_t
@@ -221,6 +241,8 @@ public:
   /// Signs the module with `signer` (null: unsigned, the default). The
   /// signer must stay valid until the last write*().
   void setSigner(const ModuleSigner *signer);
+  /// Reports the progress of write*() (null: none).
+  void setProgress(WriteProgress progress);
 
   // ---- output ----
   /// Writes the module to `path` (streaming the segments). On failure

@@ -29,6 +29,10 @@
 //   vmoe.entry                   unit      the host schedule function
 //   vmoe.batch_multiple          i64 >= 1  the batch step of a call
 //   vmoe.moe_layers              [#vmoe.moe_layer<...>]  one per MoE layer
+// Weight globals (lowering -> serializer):
+//   vmoe.packed                  #vmoe.packed_weight<...>  on an
+//                                          uninitialized memref.global: the
+//                                          parameters it is packed from
 // Host function arguments (lowering -> serializer):
 //   vmoe.input, vmoe.output      i64 >= 0  the model input/result number
 //   vmoe.knob                    string    a KnobKind ("batch", "capacity",
@@ -68,6 +72,9 @@ inline constexpr llvm::StringLiteral kEntryAttrName = "vmoe.entry";
 inline constexpr llvm::StringLiteral kBatchMultipleAttrName =
     "vmoe.batch_multiple";
 inline constexpr llvm::StringLiteral kMoeLayersAttrName = "vmoe.moe_layers";
+
+// Weight globals.
+inline constexpr llvm::StringLiteral kPackedAttrName = "vmoe.packed";
 
 // Host function arguments.
 inline constexpr llvm::StringLiteral kInputAttrName = "vmoe.input";

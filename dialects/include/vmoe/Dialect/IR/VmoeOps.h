@@ -34,6 +34,10 @@ std::optional<int64_t> computeCapacity(int64_t numTokens, int64_t numExperts,
                                        int64_t multipleOf = 4,
                                        bool round = false);
 
+/// vmoe.packed (VmoeContract.h) on `op`: a #vmoe.packed_weight on an
+/// uninitialized memref.global of the type the packing makes.
+LogicalResult verifyPackedGlobal(Operation *op, Attribute packed);
+
 } // namespace mlir::vmoe
 
 #endif // VMOE_DIALECT_IR_VMOEOPS_H

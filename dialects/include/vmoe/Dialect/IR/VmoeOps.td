@@ -5,6 +5,7 @@
 
 include "vmoe/Dialect/IR/VmoeBase.td"
 include "vmoe/Dialect/IR/VmoeAttrs.td"
+include "vmoe/Dialect/IR/VmoeParameters.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/IR/OpBase.td"

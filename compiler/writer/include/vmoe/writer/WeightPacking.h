@@ -1,0 +1,66 @@
+//===- WeightPacking.h - weights in the layout the kernels read -*- C++ -*-===//
+//
+// Plain C++ (no MLIR): how a model parameter (or several, side by side)
+// becomes the bytes of a module constant. The lowering records a PackSpec
+// per weight global (#vmoe.packed_weight) and packs IR constants with it at
+// once; the serializer packs named parameters with the same code as it
+// streams them from the checkpoint into the module, one global at a time.
+//
+// Sources are float32, row-major. Copy: one source, stored as it is.
+// Panels: the sources are (batch, K, N_i) matrices placed side by side into
+// one (batch, K, N) matrix, N = sum N_i, stored as (batch, N/nr, K, nr)
+// panels (zero padded), or with kPairs as (batch, N/nr, K/2, 2 nr), the
+// layout of AVX512-BF16's vdpbf16ps. Bias: the sources are (batch, N_i)
+// rows side by side, zero padded to (batch, ceil(N/nr) * nr).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef VMOE_WRITER_WEIGHTPACKING_H
+#define VMOE_WRITER_WEIGHTPACKING_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vmoe {
+namespace writer {
+
+enum class PackLayout : uint8_t { Copy, Panels, Bias };
+
+struct PackSpec {
+  PackLayout layout = PackLayout::Copy;
+  /// Copy: unused. Panels: batch and K of every source. Bias: batch.
+  int64_t batch = 1, k = 1;
+  /// N_i of each source (Copy: its element count).
+  std::vector<int64_t> widths;
+  /// Columns per panel (Panels, Bias).
+  int64_t nr = 1;
+  /// Panels: K pairs interleaved (needs bf16 and an even K).
+  bool kPairs = false;
+  /// Panels: stored as bfloat16 (rounded to nearest even); else float32.
+  bool bf16 = false;
+};
+
+/// bfloat16 bits of `x`, rounded to nearest even (NaN stays a quiet NaN).
+uint16_t floatToBf16Bits(float x);
+
+/// False with *error when the spec is inconsistent (no source, a size that
+/// is not positive, kPairs without bf16 or with an odd K, overflow).
+bool checkPackSpec(const PackSpec &spec, std::string *error);
+
+/// Float32 values source `i` must hold.
+uint64_t sourceElements(const PackSpec &spec, size_t i);
+
+/// Bytes of the packed result.
+uint64_t packedBytes(const PackSpec &spec);
+
+/// Packs the sources (sources[i] holds sourceElements(spec, i) floats) into
+/// `out` (resized to packedBytes(spec)). The spec must pass checkPackSpec.
+void packWeights(const PackSpec &spec,
+                 const std::vector<const float *> &sources,
+                 std::vector<uint8_t> &out);
+
+} // namespace writer
+} // namespace vmoe
+
+#endif // VMOE_WRITER_WEIGHTPACKING_H
