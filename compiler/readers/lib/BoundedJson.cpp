@@ -12,13 +12,23 @@ namespace vmoe::readers {
 
 namespace {
 
-using json = nlohmann::json;
+using nlohmann::json;
 
 /// Builds the tree as nlohmann's own DOM builder does, but counts values and
 /// depth and refuses duplicate keys. A pointer on the stack stays valid: a
-/// container gets its next sibling only after it is closed.
-class Builder : public nlohmann::json_sax<json> {
+/// container gets its next sibling only after it is closed. `Json` is
+/// nlohmann::json or nlohmann::ordered_json (keys in file order).
+template <typename Json> class Builder : public nlohmann::json_sax<Json> {
+  using Base = nlohmann::json_sax<Json>;
+  using json = Json;
+
 public:
+  using typename Base::binary_t;
+  using typename Base::number_float_t;
+  using typename Base::number_integer_t;
+  using typename Base::number_unsigned_t;
+  using typename Base::string_t;
+
   Builder(json &root, const ReadLimits &limits)
       : root_(root), limits_(limits) {}
 
@@ -107,17 +117,28 @@ private:
   uint64_t values_ = 0;
 };
 
+template <typename Json>
+bool parse(std::string_view text, Json &out, std::string *error,
+           const ReadLimits &limits) {
+  out = Json();
+  Builder<Json> builder(out, limits);
+  if (Json::sax_parse(text.begin(), text.end(), &builder))
+    return true;
+  *error = builder.error.empty() ? "JSON: invalid" : builder.error;
+  out = Json();
+  return false;
+}
+
 } // namespace
 
 bool parseBoundedJson(std::string_view text, json &out, std::string *error,
                       const ReadLimits &limits) {
-  out = json();
-  Builder builder(out, limits);
-  if (json::sax_parse(text.begin(), text.end(), &builder))
-    return true;
-  *error = builder.error.empty() ? "JSON: invalid" : builder.error;
-  out = json();
-  return false;
+  return parse(text, out, error, limits);
+}
+
+bool parseBoundedJson(std::string_view text, nlohmann::ordered_json &out,
+                      std::string *error, const ReadLimits &limits) {
+  return parse(text, out, error, limits);
 }
 
 bool jsonToSize(const json &v, uint64_t &out) {

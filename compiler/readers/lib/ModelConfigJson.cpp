@@ -12,6 +12,7 @@
 #include "ModelConfigJson.h"
 
 #include "Support.h"
+#include "vmoe/readers/BoundedJson.h"
 
 #include <cctype>
 #include <set>
@@ -20,74 +21,6 @@
 namespace vmoe::readers::detail {
 
 namespace {
-
-/// Limits, duplicate keys and syntax errors; builds nothing.
-class Checker : public nlohmann::json_sax<Json> {
-public:
-  explicit Checker(const ReadLimits &limits) : limits_(limits) {}
-
-  bool null() override { return value(); }
-  bool boolean(bool) override { return value(); }
-  bool number_integer(number_integer_t) override { return value(); }
-  bool number_unsigned(number_unsigned_t) override { return value(); }
-  bool number_float(number_float_t, const string_t &) override {
-    return value();
-  }
-  bool string(string_t &) override { return value(); }
-  bool binary(binary_t &) override { return value(); }
-  bool start_object(std::size_t) override { return open(true); }
-  bool key(string_t &name) override {
-    if (!keys_.back().insert(name).second)
-      return fail("duplicate key " + quote(name));
-    return true;
-  }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t) override { return open(false); }
-  bool end_array() override { return close(); }
-  bool parse_error(std::size_t, const std::string &,
-                   const nlohmann::detail::exception &e) override {
-    // "[json.exception.parse_error.101] parse error at line 1, column 5:
-    // ..." without the library's tag.
-    std::string what = e.what();
-    size_t tag = what.find("] ");
-    return fail("JSON " +
-                (tag == std::string::npos ? what : what.substr(tag + 2)));
-  }
-
-  const std::string &error() const { return error_; }
-
-private:
-  bool fail(std::string message) {
-    if (error_.empty())
-      error_ = std::move(message);
-    return false;
-  }
-  bool value() {
-    if (++values_ > limits_.maxValues)
-      return fail("more than " + std::to_string(limits_.maxValues) +
-                  " JSON values");
-    return true;
-  }
-  bool open(bool object) {
-    if (!value())
-      return false;
-    if (keys_.size() >= limits_.maxDepth)
-      return fail("nesting deeper than " + std::to_string(limits_.maxDepth) +
-                  " levels");
-    keys_.emplace_back();
-    (void)object; // arrays get an empty key set: key() is never called
-    return true;
-  }
-  bool close() {
-    keys_.pop_back();
-    return true;
-  }
-
-  const ReadLimits &limits_;
-  uint64_t values_ = 0;
-  std::vector<std::set<std::string>> keys_;
-  std::string error_;
-};
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
@@ -151,18 +84,7 @@ std::optional<std::pair<int64_t, int64_t>> sizeArgument(std::string_view args) {
 
 bool parseJson(std::string_view text, const ReadLimits &limits, Json &out,
                std::string *error) {
-  Checker checker(limits);
-  if (!Json::sax_parse(text.begin(), text.end(), &checker)) {
-    *error = checker.error().empty() ? "JSON parse error" : checker.error();
-    return false;
-  }
-  out = Json::parse(text.begin(), text.end(), nullptr,
-                    /*allow_exceptions=*/false);
-  if (out.is_discarded()) {
-    *error = "JSON parse error";
-    return false;
-  }
-  return true;
+  return parseBoundedJson(text, out, error, limits);
 }
 
 const char *kindName(const Json &value) {

@@ -268,7 +268,7 @@ TEST(ModelConfig, ErrorsNameTheField) {
       {"{\"encoder\": " + std::string(1000, '[') + "}",
        "nesting deeper than 64 levels"},
       {"{\"hidden_size\": 64,}",
-       "config.json: JSON parse error at line 1, column 20: syntax error "
+       "config.json: JSON line 1, column 20: syntax error "
        "while parsing object key"},
   };
   for (const Case &c : cases) {

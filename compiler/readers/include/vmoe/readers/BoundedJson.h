@@ -32,6 +32,10 @@ namespace vmoe::readers {
 /// syntax error while parsing value - unexpected end of input; ...").
 bool parseBoundedJson(std::string_view text, nlohmann::json &out,
                       std::string *error, const ReadLimits &limits = {});
+/// The same with the keys of every object in file order (the config
+/// reader's messages follow the file).
+bool parseBoundedJson(std::string_view text, nlohmann::ordered_json &out,
+                      std::string *error, const ReadLimits &limits = {});
 
 /// `v` is an integer in [0, INT64_MAX]: into `out`.
 bool jsonToSize(const nlohmann::json &v, uint64_t &out);
