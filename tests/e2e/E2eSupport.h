@@ -1,7 +1,8 @@
 //===- E2eSupport.h - Models compiled for the end-to-end tests --*- C++ -*-===//
 //
 // What several end-to-end tests share: compiling a ViT-MoE config with its
-// weights for this machine, and a small model of random-weight shape.
+// weights for this machine, the target the tests run on, opening a session
+// on compiled bytes, and a small model of random-weight shape.
 //
 //===----------------------------------------------------------------------===//
 
@@ -10,12 +11,14 @@
 
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
+#include "vmoe/runtime.h"
 
 #include "mlir/IR/MLIRContext.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -44,6 +47,44 @@ compileForHost(const mlir::vmoe::VitMoeConfig &config,
       mlir::vmoe::compileToModule(*module, options, bytes, &error)))
       << error;
   return bytes;
+}
+
+/// Where the end-to-end tests run: this CPU by default;
+/// VMOE_E2E_TARGET=cuda-emulation runs the CUDA kernels' bodies on the CPU
+/// (ctest does, everywhere); VMOE_E2E_DEVICE=cuda runs the PTX on a GPU
+/// (scripts/gpu-check.sh). Sets the target of `options`; true on a GPU.
+inline bool setE2eTarget(mlir::vmoe::CompileOptions &options) {
+  if (const char *target = std::getenv("VMOE_E2E_TARGET"))
+    options.target = target;
+  const char *device = std::getenv("VMOE_E2E_DEVICE");
+  bool onGpu = device && std::string(device) == "cuda";
+  if (onGpu) {
+    options.target = "cuda";
+    options.cudaSms = {80, 90};
+  }
+  return onGpu;
+}
+
+/// Loads compiled `bytes` (copied) and opens a two-thread session on them,
+/// on the GPU when `onGpu`; `base` gives the other session options.
+inline void openSession(const std::vector<uint8_t> &bytes, bool onGpu,
+                        vmoe_module_t **module, vmoe_session_t **session,
+                        const vmoe_session_options_t *base = nullptr) {
+  vmoe_message_t msg;
+  ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
+                                    VMOE_MEMORY_COPY, module, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
+  vmoe_session_options_t options;
+  vmoe_session_options_init(&options);
+  if (base)
+    options = *base;
+  options.thread_count = 2;
+  if (onGpu)
+    options.device = VMOE_DEVICE_CUDA;
+  ASSERT_EQ(vmoe_session_create(*module, &options, session, &msg),
+            VMOE_STATUS_OK)
+      << msg.text;
 }
 
 /// A small ViT-MoE (16x16 images, 2 blocks, MoE in block 1, 4 experts,

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "E2eSupport.h"
 #include "ReferenceWeights.h"
 #include "reference/Reference.h"
 #include "vmoe/Dialect/IR/VmoeOps.h"
@@ -84,17 +85,8 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
   CompileOptions options;
   options.parameters = source.get();
   options.cpu = "host";
-  // The same checks for the CUDA back end: VMOE_E2E_TARGET=cuda-emulation
-  // runs the CUDA kernels' bodies on the CPU (ctest does, everywhere);
-  // VMOE_E2E_DEVICE=cuda runs the PTX on a GPU (scripts/gpu-check.sh).
-  const char *device = std::getenv("VMOE_E2E_DEVICE");
-  bool onGpu = device && std::strcmp(device, "cuda") == 0;
-  if (const char *target = std::getenv("VMOE_E2E_TARGET"))
-    options.target = target;
-  if (onGpu) {
-    options.target = "cuda";
-    options.cudaSms = {80, 90};
-  }
+  // The same checks for the CUDA back end (setE2eTarget).
+  bool onGpu = vmoe::e2e::setE2eTarget(options);
   options.expertWeightsBf16 = expertWeightsBf16;
   options.expertBf16Math = expertBf16Math;
   options.modelName = config.name;
@@ -115,19 +107,7 @@ void compileWeights(const VitMoeConfig &config, const WeightMap &weights,
     std::remove(path.c_str());
     ASSERT_EQ(bytes.size(), size);
   }
-  vmoe_message_t msg;
-  ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
-                                    VMOE_MEMORY_COPY, &out.module, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
-  vmoe_session_options_t sopts;
-  vmoe_session_options_init(&sopts);
-  sopts.thread_count = 2;
-  if (onGpu)
-    sopts.device = VMOE_DEVICE_CUDA;
-  ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
+  vmoe::e2e::openSession(bytes, onGpu, &out.module, &out.session);
 }
 
 void compileModel(const VitMoeConfig &config, uint64_t seed, Module &out,

@@ -37,9 +37,8 @@ struct Session {
   }
 };
 
-/// Compiles `config` for this machine and opens a session; like
-/// EndToEndTest: VMOE_E2E_TARGET=cuda-emulation runs the CUDA kernels on
-/// the CPU, VMOE_E2E_DEVICE=cuda the PTX on a GPU (scripts/gpu-check.sh).
+/// Compiles `config` for the tests' target (setE2eTarget) and opens a
+/// session.
 void compile(const VitMoeConfig &config, const WeightMap &weights,
              Session &out) {
   mlir::DialectRegistry registry;
@@ -53,31 +52,12 @@ void compile(const VitMoeConfig &config, const WeightMap &weights,
   CompileOptions options;
   options.parameters = source.get();
   options.cpu = "host";
-  if (const char *target = std::getenv("VMOE_E2E_TARGET"))
-    options.target = target;
-  const char *device = std::getenv("VMOE_E2E_DEVICE");
-  bool onGpu = device && std::strcmp(device, "cuda") == 0;
-  if (onGpu) {
-    options.target = "cuda";
-    options.cudaSms = {80, 90};
-  }
+  bool onGpu = vmoe::e2e::setE2eTarget(options);
   options.modelName = config.name;
   std::vector<uint8_t> bytes;
   ASSERT_TRUE(mlir::succeeded(compileToModule(*module, options, bytes, &error)))
       << error;
-  vmoe_message_t msg;
-  ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
-                                    VMOE_MEMORY_COPY, &out.module, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
-  vmoe_session_options_t sopts;
-  vmoe_session_options_init(&sopts);
-  sopts.thread_count = 2;
-  if (onGpu)
-    sopts.device = VMOE_DEVICE_CUDA;
-  ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
+  vmoe::e2e::openSession(bytes, onGpu, &out.module, &out.session);
 }
 
 Tensor randomImages(const VitMoeConfig &c, int64_t batch, uint64_t seed) {

@@ -13,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "E2eSupport.h"
 #include "reference/Reference.h"
 #include "vmoe/Pipelines/Compile.h"
 #include "vmoe/runtime.h"
@@ -177,15 +178,7 @@ void compileLayer(const std::string &mlir, Compiled &out,
   ASSERT_TRUE(module) << "the test's MLIR does not parse";
   mlir::vmoe::CompileOptions copts;
   copts.cpu = "host";
-  if (const char *target = std::getenv("VMOE_E2E_TARGET"))
-    copts.target = target;
-  // VMOE_E2E_DEVICE=cuda runs the PTX on a GPU (scripts/gpu-check.sh).
-  const char *device = std::getenv("VMOE_E2E_DEVICE");
-  bool onGpu = device && std::string(device) == "cuda";
-  if (onGpu) {
-    copts.target = "cuda";
-    copts.cudaSms = {80, 90};
-  }
+  bool onGpu = vmoe::e2e::setE2eTarget(copts);
   std::vector<uint8_t> bytes;
   std::string error;
   bool ok = mlir::succeeded(
@@ -196,21 +189,7 @@ void compileLayer(const std::string &mlir, Compiled &out,
     return;
   }
   ASSERT_TRUE(ok) << error;
-  vmoe_message_t msg;
-  ASSERT_EQ(vmoe_module_load_memory(bytes.data(), bytes.size(),
-                                    VMOE_MEMORY_COPY, &out.module, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
-  vmoe_session_options_t sopts;
-  vmoe_session_options_init(&sopts);
-  if (options)
-    sopts = *options;
-  sopts.thread_count = 2;
-  if (onGpu)
-    sopts.device = VMOE_DEVICE_CUDA;
-  ASSERT_EQ(vmoe_session_create(out.module, &sopts, &out.session, &msg),
-            VMOE_STATUS_OK)
-      << msg.text;
+  vmoe::e2e::openSession(bytes, onGpu, &out.module, &out.session, options);
 }
 
 ref::Tensor randomInput(const Layer &l, int64_t batch, uint64_t seed) {
