@@ -60,10 +60,13 @@ extern "C" {
  * capacity_multiple_of), and a layer routed by expert choice
  * (MoeLayer.routing): a runtime that ignored those fields would compute other
  * capacities or read the routing wrongly. A kernel that takes the call's k
- * (PushConstantSource.MoeK): an older runtime cannot supply it. */
+ * (PushConstantSource.MoeK): an older runtime cannot supply it. A module that
+ * is one rank's part of an expert-sharded model (Module.expert_shard,
+ * Dispatch.collective): a runtime without a collective cannot run it. */
 #define VMOE_REQUIRES_CAPACITY_RULE (1ull << 0)
 #define VMOE_REQUIRES_EXPERT_CHOICE (1ull << 1)
 #define VMOE_REQUIRES_K_KNOB (1ull << 2)
+#define VMOE_REQUIRES_EXPERT_SHARDS (1ull << 3)
 
 /* First 8 bytes of every module file. */
 #define VMOE_MODULE_MAGIC "VMOEMOD\0"
