@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 # installed runtime package), python3-dev + pybind11 (the Python package)
 # and pytest (its tests), PyTorch with OpenBLAS (python/vmoe_torch.py, the
 # benchmarks' peer, and its tests; without libopenblas0-pthread Debian's
-# PyTorch falls back to the slow reference BLAS).
+# PyTorch falls back to the slow reference BLAS), OpenMPI (expert
+# parallelism across processes: the vmoe_mpi library and its mpirun tests).
 packages=(
   cmake ninja-build ccache clang-22 lld-22
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools libzstd-dev
@@ -25,6 +26,7 @@ packages=(
   python3 python3-numpy dataset-fashion-mnist
   python3-dev pybind11-dev python3-pybind11 python3-pytest
   python3-torch libopenblas0-pthread
+  libopenmpi-dev openmpi-bin # expert parallelism over MPI
   libclang-rt-22-dev # sanitizer and libFuzzer runtimes (scripts/sanitize.sh)
   qemu-user libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
   libgcc-12-dev-arm64-cross
