@@ -9,11 +9,21 @@
 // silently run the extra workgroups (the run succeeds: the test fails) and
 // some index out of bounds and crash this process, which fails the test too.
 //
+// The same module with push constants that lie: one kernel of a MoE layer
+// gets another knob (or the batch) where its capacity belongs, so that the
+// slot maps one kernel writes are read by another with other strides. The
+// kernels clamp every index they read from another kernel's buffer, so the
+// run computes garbage but stays inside its buffers (found by the
+// module_schema fuzzer: the expert-up gather read a token index from stale
+// arena bytes and crashed).
+//
 //===----------------------------------------------------------------------===//
 
 #include "E2eSupport.h"
 #include "vmoe/module_format.h"
 #include "vmoe/module_generated.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
 #include "vmoe/writer/ModuleDigests.h"
 
@@ -82,9 +92,10 @@ std::string forgeGrid(std::vector<uint8_t> &bytes, uint32_t k) {
   return kernel->name() ? kernel->name()->str() : std::string();
 }
 
-/// Loads `bytes` and runs them once at the maximum batch; the run's status
-/// and message.
-vmoe_status_t loadAndRun(const std::vector<uint8_t> &bytes, std::string &text) {
+/// Loads `bytes` and runs them at the maximum batch, then (with
+/// `alsoBatchOne`) at batch 1; the last status and its message.
+vmoe_status_t loadAndRun(const std::vector<uint8_t> &bytes, std::string &text,
+                         bool alsoBatchOne = false) {
   vmoe_module_t *module = nullptr;
   vmoe_session_t *session = nullptr;
   vmoe_message_t msg = {};
@@ -114,6 +125,15 @@ vmoe_status_t loadAndRun(const std::vector<uint8_t> &bytes, std::string &text) {
     vmoe_run_options_t runOptions = {0.0, -1};
     status =
         vmoe_session_run(session, &input, 1, &output, 1, &runOptions, &msg);
+    if (status == VMOE_STATUS_OK && alsoBatchOne) {
+      std::vector<int64_t> inShape(in.shape, in.shape + in.rank),
+          outShape(out.shape, out.shape + out.rank);
+      inShape[0] = outShape[0] = 1;
+      input.shape = inShape.data();
+      output.shape = outShape.data();
+      status =
+          vmoe_session_run(session, &input, 1, &output, 1, &runOptions, &msg);
+    }
   }
   text = msg.text;
   vmoe_session_destroy(session);
@@ -159,6 +179,72 @@ TEST(ForgedGrid, EveryKernelRefusesWorkgroupsPastItsGrid) {
   uint32_t count = rootOf(bytes)->kernels()->size();
   for (uint32_t k = 0; k < count; ++k)
     expectRefused(k);
+}
+
+/// The bundled model (models/fashion-mnist), compiled once for the tests of
+/// this file: a plan where the slot maps share arena bytes with earlier
+/// buffers, so stale values are there to be misread.
+const std::vector<uint8_t> &bundledModule() {
+  static const std::vector<uint8_t> bytes = [] {
+    std::string dir = VMOE_BUNDLED_MODEL_DIR, error;
+    VitMoeConfig config;
+    WeightMap weights;
+    if (!::vmoe::readers::readModelConfig(dir + "/config.json", config,
+                                          &error) ||
+        !::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
+      return std::vector<uint8_t>();
+    config.batchSize = 8; // one routing group of 8 images
+    return vmoe::e2e::compileForHost(config, weights);
+  }();
+  return bytes;
+}
+
+/// Every dispatch of `original` that takes a MoE layer's capacity, one at a
+/// time, given the layer's BPR flag, its k or the call's batch instead, then
+/// run at the maximum batch and at batch 1.
+void expectForgedKnobsStayInBounds(const std::vector<uint8_t> &original) {
+  const vmoe::fb::PushConstantSource forged[] = {
+      vmoe::fb::PushConstantSource::MoeBpr, vmoe::fb::PushConstantSource::MoeK,
+      vmoe::fb::PushConstantSource::BatchSize};
+  std::vector<uint8_t> copy = original;
+  uint32_t forgeries = 0;
+  auto *dispatches = rootOf(copy)->dispatches();
+  for (uint32_t d = 0; d < dispatches->size(); ++d) {
+    const auto *constants = dispatches->Get(d)->push_constants();
+    for (uint32_t c = 0; constants && c < constants->size(); ++c) {
+      if (constants->Get(c)->source() !=
+          vmoe::fb::PushConstantSource::MoeCapacity)
+        continue;
+      for (vmoe::fb::PushConstantSource source : forged) {
+        std::vector<uint8_t> bytes = original;
+        rootOf(bytes)
+            ->mutable_dispatches()
+            ->GetMutableObject(d)
+            ->mutable_push_constants()
+            ->GetMutableObject(c)
+            ->mutate_source(source);
+        std::string error;
+        ASSERT_TRUE(
+            vmoe::writer::resealMetadata(bytes.data(), bytes.size(), &error))
+            << error;
+        std::string text;
+        vmoe_status_t status = loadAndRun(bytes, text, true);
+        // Refused or run; a crash ends the test binary instead.
+        EXPECT_TRUE(status == VMOE_STATUS_OK ||
+                    status == VMOE_STATUS_INVALID_MODULE)
+            << "dispatch " << d << ": " << text;
+        ++forgeries;
+      }
+    }
+  }
+  EXPECT_GT(forgeries, 0u);
+}
+
+TEST(ForgedKnobs, KernelsStayInsideTheirBuffersWhenPushConstantsLie) {
+  ASSERT_FALSE(smallModule().empty());
+  expectForgedKnobsStayInBounds(smallModule());
+  ASSERT_FALSE(bundledModule().empty());
+  expectForgedKnobsStayInBounds(bundledModule());
 }
 
 } // namespace

@@ -22,6 +22,7 @@
 
 #include "vmoe/writer/ModuleDigests.h"
 #include "vmoe/module_format.h"
+#include "vmoe/module_generated.h"
 #include "vmoe/runtime.h"
 
 #include "flatbuffers/reflection.h"
@@ -324,6 +325,13 @@ bool mutateModule(const uint8_t *data, size_t size, std::mt19937_64 &rng,
   if (!layout(data, size, l))
     return false;
   std::vector<uint8_t> fb(data + l.fbOffset, data + l.fbOffset + l.fbSize);
+  // The generated verifier first: the reflection verifier of Debian's
+  // FlatBuffers can itself read out of bounds on some malformed buffers
+  // (a libFuzzer run from seed 1 crashed inside its VerifyObject).
+  flatbuffers::Verifier verifier(fb.data(), fb.size(),
+                                 VMOE_MAX_FLATBUFFER_DEPTH, 1000000);
+  if (!vmoe::fb::VerifyModuleBuffer(verifier))
+    return false;
   if (!flatbuffers::Verify(schema(), *schema().root_table(), fb.data(),
                            fb.size(), VMOE_MAX_FLATBUFFER_DEPTH, 1000000))
     return false;

@@ -33,6 +33,11 @@ Value minIndex(ImplicitLocOpBuilder &b, Value x, Value y) {
   return arith::MinSIOp::create(b, x, y);
 }
 
+Value clampIndex(ImplicitLocOpBuilder &b, Value i32Index, int64_t bound) {
+  Value i = arith::IndexCastOp::create(b, b.getIndexType(), i32Index);
+  return arith::MinUIOp::create(b, i, constIndex(b, bound - 1));
+}
+
 void forLoop(ImplicitLocOpBuilder &b, Value lb, Value ub, Value step,
              BodyFn body) {
   scf::ForOp::create(

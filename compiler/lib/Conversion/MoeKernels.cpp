@@ -437,8 +437,10 @@ void Lowering::emitExpertGemm(const MoeLayer &l, const ExpertGemm &gemm) {
     auto perSlot = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
       return memref::LoadOp::create(b, kSlot, ValueRange{ex, gi, row});
     };
+    // Clamped into the group: the token comes from the arena, where another
+    // kernel wrote it, and a forged module can make that anything.
     auto tokenOf = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
-      return arith::IndexCastOp::create(b, b.getIndexType(), perSlot(b, row));
+      return clampIndex(b, perSlot(b, row), l.s);
     };
     auto aIndex = [&](ImplicitLocOpBuilder &, Value row, Value kk) {
       // Gathered: `row` is the token (see tokenOf).
@@ -584,13 +586,15 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
       Value keep = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
                                          constI32(b, 0));
       ifThen(b, keep, [&](ImplicitLocOpBuilder &b) {
+        // Expert and slot come from other kernels through the arena:
+        // clamped, so that a forged module cannot read past the buffer.
         Value ex =
             choice ? jj
-                   : arith::IndexCastOp::create(
-                         b, index,
-                         memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}))
-                         .getResult();
-        Value sl = arith::IndexCastOp::create(b, index, slot);
+                   : clampIndex(
+                         b,
+                         memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}),
+                         l.e);
+        Value sl = clampIndex(b, slot, l.cap);
         forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
           Value y = memref::LoadOp::create(b, ky, ValueRange{ex, gi, sl, dd});
           Value o = memref::LoadOp::create(b, ko, ValueRange{gi, si, dd});

@@ -171,8 +171,9 @@ void Lowering::emitMoeAssign(MoeLayer &l) {
     forLoop(b, c0, valid, c1, [&](ImplicitLocOpBuilder &b, Value p) {
       Value si = arith::IndexCastOp::create(
           b, index, memref::LoadOp::create(b, ko, ValueRange{gi, p}));
-      Value ex = arith::IndexCastOp::create(
-          b, index, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}));
+      // The gates kernel wrote the expert: clamped (see clampIndex).
+      Value ex =
+          clampIndex(b, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}), e);
       Value posI32 = memref::LoadOp::create(b, kc, ValueRange{gi, ex});
       memref::StoreOp::create(b,
                               arith::AddIOp::create(b, posI32, constI32(b, 1)),

@@ -35,6 +35,12 @@ Value constIndex(ImplicitLocOpBuilder &b, int64_t v);
 Value constF32(ImplicitLocOpBuilder &b, double v);
 Value constI32(ImplicitLocOpBuilder &b, int32_t v);
 Value minIndex(ImplicitLocOpBuilder &b, Value x, Value y);
+/// An i32 index that one kernel wrote and another reads, as an index
+/// clamped into [0, bound): negative values too (compared unsigned). A
+/// genuine module never needs the clamp; a forged one (push constants that
+/// lie about the capacity, say) then reads wrong rows instead of memory
+/// outside its buffers.
+Value clampIndex(ImplicitLocOpBuilder &b, Value i32Index, int64_t bound);
 
 /// for (iv = lb; iv < ub; iv += step) body(iv)
 void forLoop(ImplicitLocOpBuilder &b, Value lb, Value ub, Value step,

@@ -25,7 +25,10 @@
 // CHECK-SAME: (%[[X:[a-z0-9]+]]: memref<1x8x16xf32>, %[[SLOT_TOKEN:[a-z0-9]+]]: memref<4x1x8xi32>
 // CHECK-SAME: attributes {vmoe.kernel} {
 // CHECK: %[[T:.*]] = memref.load %[[SLOT_TOKEN]]
-// CHECK-NEXT: %[[TOK:.*]] = arith.index_cast %[[T]] : i32 to index
+// CHECK-NEXT: %[[I:.*]] = arith.index_cast %[[T]] : i32 to index
+// The token is clamped into the group, so that a forged module cannot make
+// the gather read outside its input.
+// CHECK: %[[TOK:.*]] = arith.minui %[[I]], %{{.*}} : index
 // CHECK: scf.for {{.*}} iter_args
 // CHECK: memref.load %[[X]][%{{.*}}, %[[TOK]], %{{.*}}] : memref<1x8x16xf32>
 // CHECK: vector.fma {{.*}} : vector<8xf32>
