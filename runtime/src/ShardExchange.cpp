@@ -120,8 +120,7 @@ vmoe_status_t ShardExchange::gather(const void *record, uint64_t bytes,
   why.text[sizeof(why.text) - 1] = 0;
   if (status < VMOE_STATUS_OK || status > VMOE_STATUS_PERMISSION_DENIED)
     status = VMOE_STATUS_INTERNAL;
-  return fail(message, status, "rank %u of %u: all-gather failed: %s",
-              collective.rank, collective.size, why.text);
+  return fail(message, status, "all-gather failed: %s", why.text);
 }
 
 vmoe_status_t ShardExchange::handshake(vmoe_status_t local,
@@ -159,30 +158,28 @@ vmoe_status_t ShardExchange::verdict(const std::vector<uint8_t> &all,
     const HandshakeRecord &r = records[j];
     if (r.magic != kHandshakeMagic || r.rank != j || r.size != n)
       return fail(message, VMOE_STATUS_INTERNAL,
-                  "rank %u of %u: the collective delivered a malformed "
+                  "the collective delivered a malformed "
                   "handshake from rank %u (another program or vmoe version, "
                   "or a broken collective)",
-                  collective.rank, n, j);
+                  j);
   }
   // Every rank checks the same records in the same order: the same verdict
   // everywhere, with the cause named from each rank's side.
   for (uint32_t j = 0; j < n; ++j)
     if (records[j].shardSize != n)
       return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                  "rank %u of %u: rank %u holds a module of %u expert shards, "
+                  "rank %u holds a module of %u expert shards, "
                   "but the job has %u ranks; compile %u shards or run %u "
                   "ranks",
-                  collective.rank, n, j, records[j].shardSize, n, n,
-                  records[j].shardSize);
+                  j, records[j].shardSize, n, n, records[j].shardSize);
   for (uint32_t j = 1; j < n; ++j)
     if (records[j].modelId[0] != records[0].modelId[0] ||
         records[j].modelId[1] != records[0].modelId[1])
       return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                  "rank %u of %u: rank %u holds a part of another model "
+                  "rank %u holds a part of another model "
                   "(model id %016llx%016llx, rank 0's is %016llx%016llx); "
                   "every rank must load a shard of the same compile",
-                  collective.rank, n, j,
-                  static_cast<ull>(records[j].modelId[1]),
+                  j, static_cast<ull>(records[j].modelId[1]),
                   static_cast<ull>(records[j].modelId[0]),
                   static_cast<ull>(records[0].modelId[1]),
                   static_cast<ull>(records[0].modelId[0]));
@@ -190,23 +187,23 @@ vmoe_status_t ShardExchange::verdict(const std::vector<uint8_t> &all,
     for (uint32_t j = i + 1; j < n; ++j)
       if (records[i].shardRank == records[j].shardRank)
         return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                    "rank %u of %u: ranks %u and %u both hold expert shard "
+                    "ranks %u and %u both hold expert shard "
                     "%u; each shard must run exactly once",
-                    collective.rank, n, i, j, records[i].shardRank);
+                    i, j, records[i].shardRank);
   for (uint32_t j = 0; j < n; ++j)
     if (records[j].shardRank != j)
       return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                  "rank %u of %u: rank %u holds expert shard %u; shard R "
+                  "rank %u holds expert shard %u; shard R "
                   "must run on rank R",
-                  collective.rank, n, j, records[j].shardRank);
+                  j, records[j].shardRank);
   if (local != VMOE_STATUS_OK)
     return local; // this rank's own message says why
   for (uint32_t j = 0; j < n; ++j)
     if (records[j].status != VMOE_STATUS_OK)
       return fail(message, VMOE_STATUS_FAILED_PRECONDITION,
-                  "rank %u of %u: rank %u could not create its session (%s; "
+                  "rank %u could not create its session (%s; "
                   "its own output says why), so no rank runs",
-                  collective.rank, n, j, statusName(records[j].status));
+                  j, statusName(records[j].status));
   return VMOE_STATUS_OK;
 }
 
@@ -240,31 +237,31 @@ vmoe_status_t ShardExchange::agreeOnCall(vmoe_status_t local, int64_t batch,
     const CallRecord &r = records[j];
     if (r.magic != kCallMagic)
       return fail(message, VMOE_STATUS_INTERNAL,
-                  "rank %u of %u: the collective delivered a malformed call "
+                  "the collective delivered a malformed call "
                   "record from rank %u",
-                  collective.rank, n, j);
+                  j);
     if (r.status != VMOE_STATUS_OK)
       return fail(message, VMOE_STATUS_FAILED_PRECONDITION,
-                  "rank %u of %u: rank %u's call failed its checks (%s; its "
+                  "rank %u's call failed its checks (%s; its "
                   "own output says why), so no rank runs it",
-                  collective.rank, n, j, statusName(r.status));
+                  j, statusName(r.status));
   }
   for (uint32_t j = 0; j < n; ++j) {
     const CallRecord &r = records[j];
     if (r.batch != batch)
       return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                  "rank %u of %u: rank %u runs a batch of %lld, this rank "
+                  "rank %u runs a batch of %lld, this rank "
                   "%lld; every rank of an expert-sharded model must run the "
                   "same batch",
-                  collective.rank, n, j, static_cast<long long>(r.batch),
+                  j, static_cast<long long>(r.batch),
                   static_cast<long long>(batch));
     if (r.layerHash != mine.layerHash)
       return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                  "rank %u of %u: rank %u runs its MoE layers with other "
+                  "rank %u runs its MoE layers with other "
                   "settings (layer 0: capacity factor %s, capacity %llu, BPR "
                   "%d, k %u; this rank: %s, %llu, %d, %u); every rank must "
                   "run the same capacity factor, BPR and k",
-                  collective.rank, n, j, formatDouble(r.capacityFactor).text,
+                  j, formatDouble(r.capacityFactor).text,
                   static_cast<ull>(r.capacity), r.bpr, r.k,
                   formatDouble(mine.capacityFactor).text,
                   static_cast<ull>(mine.capacity), mine.bpr, mine.k);
@@ -284,11 +281,8 @@ vmoe_status_t ShardExchange::allToAll(const uint8_t *send, uint8_t *recv,
   why.text[sizeof(why.text) - 1] = 0;
   if (status < VMOE_STATUS_OK || status > VMOE_STATUS_PERMISSION_DENIED)
     status = VMOE_STATUS_INTERNAL;
-  return fail(message, status,
-              "rank %u of %u: all-to-all of %llu bytes per "
-              "rank failed: %s",
-              collective.rank, collective.size, static_cast<ull>(chunk),
-              why.text);
+  return fail(message, status, "all-to-all of %llu bytes per rank failed: %s",
+              static_cast<ull>(chunk), why.text);
 }
 
 } // namespace vmoe

@@ -28,6 +28,9 @@ struct ShardParams {
   uint32_t groupSize = 4;
   double maxCapacityFactor = 4;
   writer::Digest128 modelId = {0x1234, 0x5678};
+  /// Adds output "y": f32[B, T], the first B * T floats received (a
+  /// batch output, as vmoe-run gathers them).
+  bool batchOutput = false;
 };
 
 inline uint32_t shardExperts(const ShardParams &p) {
@@ -128,6 +131,14 @@ inline void buildShardModule(ModuleWriter &w, const ShardParams &p,
                  {BindingDesc::arena(regionBytes, regionFloats * 4),
                   BindingDesc::output(0, 0, regionFloats * 4)},
                  {}});
+  if (p.batchOutput) {
+    // The copy stops at the output's length, which follows the batch.
+    w.addOutput({"y", fb::DType::F32, {p.maxBatch, p.tokensPerImage}, 0});
+    w.addDispatch({copyKernel,
+                   {BindingDesc::arena(regionBytes, regionFloats * 4),
+                    BindingDesc::output(1, 0, xBytes)},
+                   {}});
+  }
 }
 
 /// Rank `rank`'s input at `batch`: x[t] = 0.5 * t + 0.25 * rank (exact).
