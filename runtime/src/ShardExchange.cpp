@@ -183,13 +183,19 @@ vmoe_status_t ShardExchange::verdict(const std::vector<uint8_t> &all,
                   static_cast<ull>(records[j].modelId[0]),
                   static_cast<ull>(records[0].modelId[1]),
                   static_cast<ull>(records[0].modelId[0]));
-  for (uint32_t i = 0; i < n; ++i)
-    for (uint32_t j = i + 1; j < n; ++j)
-      if (records[i].shardRank == records[j].shardRank)
-        return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
-                    "ranks %u and %u both hold expert shard "
-                    "%u; each shard must run exactly once",
-                    i, j, records[i].shardRank);
+  // Shard ranks are below n here (each equals its rank's count, and a
+  // module's rank is below its count): a table of first holders.
+  std::vector<uint32_t> holder(n, UINT32_MAX);
+  for (uint32_t j = 0; j < n; ++j) {
+    uint32_t shard = records[j].shardRank;
+    if (shard < n && holder[shard] != UINT32_MAX)
+      return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                  "ranks %u and %u both hold expert shard %u; each shard "
+                  "must run exactly once",
+                  holder[shard], j, shard);
+    if (shard < n)
+      holder[shard] = j;
+  }
   for (uint32_t j = 0; j < n; ++j)
     if (records[j].shardRank != j)
       return fail(message, VMOE_STATUS_INVALID_ARGUMENT,

@@ -97,6 +97,63 @@ def run_vmoe(mpirun_path, np_, check, vmoe_run, work, shards, extra=()):
     return rc, out, ypath, images
 
 
+def rank_pid(marker, rank):
+    """The pid of the vmoe-run process of `rank` whose command line holds
+    `marker` (Open MPI tells each process its rank in the environment)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            if marker.encode() not in cmd or b"mpiexec" in cmd or \
+                    b"mpirun" in cmd:
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if f"OMPI_COMM_WORLD_RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+def vmoe_run_kill(mpirun_path, np_, check, vmoe_run, work):
+    """Kills rank 1 of a long vmoe-run job: every rank ends, the survivors
+    say why, and no output file appears."""
+    prefix = os.path.join(work, f"kill{np_}")
+    subprocess.run([check, "write", prefix, str(np_)], check=True)
+    xpath = os.path.join(work, "x.npy")
+    np.save(xpath, shard_input(0, 8 * np_, 4))
+    ypath = os.path.join(work, "y.npy")
+    cmd = [mpirun_path, "--allow-run-as-root", "--oversubscribe",
+           "--mca", "btl", "self,vader", "-np", str(np_), vmoe_run,
+           prefix + ".vmoe", "--input", xpath, "--output", ypath,
+           "--repeat", "1000000", "--threads", "1", "--mpi-timeout", "10"]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    pid = None
+    while pid is None and time.monotonic() - start < 20:
+        time.sleep(0.2)
+        pid = rank_pid(prefix, 1)
+    if pid is None:
+        proc.kill()
+        sys.exit("FAIL: rank 1 never started")
+    time.sleep(0.5)  # in the middle of its calls
+    os.kill(pid, 9)
+    try:
+        out, _ = proc.communicate(timeout=BOUND_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        sys.exit(f"FAIL: the job did not end in {BOUND_S} s after the kill")
+    print(f"$ {' '.join(cmd)}  ->  exit {proc.returncode} in "
+          f"{time.monotonic() - start:.1f} s\n{out}")
+    expect(proc.returncode != 0, "exit code")
+    expect("rank 1" in out and "signal 9" in out, "mpirun names rank 1")
+    expect("terminated by mpirun (another rank failed or died)" in out or
+           "timed out" in out, "the survivors say why")
+    expect(not os.path.exists(ypath), "no output of a failed job")
+
+
 def main():
     mpirun_path, np_, scenario, check, vmoe_run, work = sys.argv[1:7]
     np_ = int(np_)
@@ -167,6 +224,8 @@ def main():
                                             "--mpi-timeout", "10"], work)
         expect(rc != 0, "exit code")
         expect("do not split into" in out, "the split rule's message")
+    elif scenario == "vmoe-run-kill":
+        vmoe_run_kill(mpirun_path, np_, check, vmoe_run, work)
     else:
         sys.exit(f"unknown scenario {scenario}")
     print("PASS")
