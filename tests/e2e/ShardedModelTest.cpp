@@ -106,12 +106,15 @@ void runModule(const std::vector<uint8_t> &bytes, const VitMoeConfig &config,
 }
 
 /// The rank modules of `config` (batch: images per rank) on `shards` ranks
-/// against the whole module on all shards x batch images.
+/// against the whole module on all shards x batch images; `runPerRank`
+/// (when set) runs a smaller batch: that many images per rank.
 void expectShardsMatch(VitMoeConfig config, const WeightMap &weights,
-                       unsigned shards, const std::vector<float> &images) {
-  int64_t perRank = config.batchSize, all = perRank * shards;
+                       unsigned shards, const std::vector<float> &images,
+                       int64_t runPerRank = 0) {
   std::vector<std::vector<uint8_t>> ranks = compile(config, weights, shards);
-  config.batchSize = all;
+  config.batchSize *= shards;
+  int64_t perRank = runPerRank ? runPerRank : config.batchSize / shards;
+  int64_t all = perRank * shards;
   std::vector<std::vector<uint8_t>> whole = compile(config, weights, 1);
   ASSERT_EQ(ranks.size(), shards);
   ASSERT_EQ(whole.size(), 1u);
@@ -123,8 +126,8 @@ void expectShardsMatch(VitMoeConfig config, const WeightMap &weights,
     int bpr;
   };
   for (Case c : {Case{0.0, -1}, Case{0.5, 1}, Case{0.5, 0}}) {
-    SCOPED_TRACE("capacity factor " + std::to_string(c.cf) + ", BPR " +
-                 std::to_string(c.bpr));
+    SCOPED_TRACE("batch " + std::to_string(all) + ", capacity factor " +
+                 std::to_string(c.cf) + ", BPR " + std::to_string(c.bpr));
     std::vector<float> want(all * classes), got(all * classes, -1.0f);
     std::string failure;
     runModule(whole[0], config, images.data(), all, want.data(), nullptr,
@@ -197,7 +200,22 @@ TEST(ShardedModel, RandomModelsWithEightAndThirtyTwoExperts) {
     config.batchSize = 2;
     WeightMap weights = mlir::vmoe::randomWeights(config, 17 + experts);
     expectShardsMatch(config, weights, shards, randomImages(config, 8));
+    // A smaller batch than compiled: fewer groups, smaller chunks.
+    expectShardsMatch(config, weights, shards, randomImages(config, 8), 1);
   }
+}
+
+TEST(ShardedModel, ExpertChoiceRouting) {
+  // Each expert picks its tokens of the rank's groups; the picked rows go
+  // to the expert's rank and back.
+  VitMoeConfig config = vmoe::e2e::smallVitMoe("sharded-choice");
+  config.numExperts = 8;
+  config.expertChoice = true;
+  config.numSelectedExperts = 1;
+  config.moeLayers = {0, 1};
+  config.batchSize = 2;
+  WeightMap weights = mlir::vmoe::randomWeights(config, 23);
+  expectShardsMatch(config, weights, 4, randomImages(config, 8));
 }
 
 } // namespace

@@ -578,9 +578,8 @@ LogicalResult Serializer::readShards() {
   }
   if (options.expertRank >= shards)
     return host.emitOpError()
-           << "is " << (shards > 1 ? "split over " : "not split over ranks (")
-           << shards << (shards > 1 ? " ranks" : ")")
-           << "; rank " << options.expertRank << " does not exist";
+           << "has no rank " << options.expertRank << ": its schedule is for "
+           << shards << " rank(s) (" << kExpertShardsAttrName << ")";
   return success();
 }
 
