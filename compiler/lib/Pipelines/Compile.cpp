@@ -83,6 +83,7 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   pipeline.expertBf16Math = options.expertBf16Math;
   pipeline.nativeBf16Dot = options.expertBf16Math &&
                            info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
+  pipeline.expertShards = options.expertShards;
   buildVmoePipeline(pm, pipeline);
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
@@ -165,6 +166,12 @@ LogicalResult compileToExecutable(ModuleOp module,
       options.target != "cuda-emulation") {
     *error = "unknown target '" + options.target +
              "' (known: cpu, cuda, cuda-emulation)";
+    return failure();
+  }
+  if (options.expertShards > 1 && options.target != "cpu") {
+    *error = "--expert-shards needs --target=cpu: the exchange between ranks "
+             "is implemented for CPU modules only (got --target=" +
+             options.target + ")";
     return failure();
   }
   // Before any work: the weights must be there, with their shapes.
