@@ -381,7 +381,8 @@ typedef struct vmoe_collective_t {
    * recv + j * bytes on every rank. Small buffers (consistency checks). */
   vmoe_status_t (*all_gather)(void *user, const void *send, void *recv,
                               uint64_t bytes, vmoe_message_t *message);
-  /* Returns once every rank has called it. */
+  /* Returns once every rank has called it. (The runtime itself lines the
+   * ranks up with all_gather; barrier is for the caller's own steps.) */
   vmoe_status_t (*barrier)(void *user, vmoe_message_t *message);
 } vmoe_collective_t;
 
