@@ -391,8 +391,16 @@ int checkOutputPath() {
         inputs.push_back(it->path());
   }
   std::string error;
-  if (!::vmoe::tools::checkOutputIsNoInput("-o", outputFile, inputs, &error))
-    return fail(error);
+  // --expert-shards writes NAME.rank<R>.vmoe instead of -o.
+  std::vector<std::string> outputs = {outputFile};
+  if (expertShards > 1) {
+    outputs.clear();
+    for (unsigned r = 0; r < expertShards; ++r)
+      outputs.push_back(mlir::vmoe::expertShardPath(outputFile, r));
+  }
+  for (const std::string &output : outputs)
+    if (!::vmoe::tools::checkOutputIsNoInput("-o", output, inputs, &error))
+      return fail(error);
   return 0;
 }
 

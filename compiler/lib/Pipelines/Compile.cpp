@@ -246,9 +246,23 @@ LogicalResult compileToExecutable(ModuleOp module,
   return success();
 }
 
+/// One module holds every expert: N rank modules come from
+/// compileToShardedModules(Files).
+static LogicalResult refuseShards(const CompileOptions &options,
+                                  std::string *error) {
+  if (options.expertShards <= 1)
+    return success();
+  *error = "expertShards = " + std::to_string(options.expertShards) +
+           " makes one module per rank: compile with compileToShardedModules "
+           "or compileToShardedModuleFiles";
+  return failure();
+}
+
 LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
                               std::vector<uint8_t> &bytes, std::string *error,
                               SerializeStats *stats) {
+  if (failed(refuseShards(options, error)))
+    return failure();
   SerializeOptions serialize;
   if (failed(compileToExecutable(module, options, serialize, error)))
     return failure();
@@ -264,6 +278,8 @@ LogicalResult compileToModuleFile(ModuleOp module,
                                   const CompileOptions &options,
                                   const std::string &path, std::string *error,
                                   SerializeStats *stats, uint64_t *fileSize) {
+  if (failed(refuseShards(options, error)))
+    return failure();
   SerializeOptions serialize;
   if (failed(compileToExecutable(module, options, serialize, error)))
     return failure();
