@@ -249,6 +249,23 @@ void vmoe_module_release(vmoe_module_t *module) {
     unwrap(module)->release();
 }
 
+void vmoe_module_shard_info(const vmoe_module_t *handle,
+                            vmoe_shard_info_t *out) {
+  if (!out)
+    return;
+  memset(out, 0, sizeof(*out));
+  if (!handle)
+    return;
+  if (const fb::ExpertShard *shard = unwrap(handle)->root().expert_shard()) {
+    out->sharded = 1;
+    out->rank = shard->rank();
+    out->size = shard->size();
+    // The validator makes model_id present on every shard.
+    out->model_id[0] = shard->model_id()->low();
+    out->model_id[1] = shard->model_id()->high();
+  }
+}
+
 void vmoe_module_info(const vmoe_module_t *handle, vmoe_module_info_t *out) {
   if (!out)
     return;
@@ -489,6 +506,9 @@ const char *vmoe_module_dispatch_kernel(const vmoe_module_t *module,
   const auto &root = unwrap(module)->root();
   if (index >= sizeOf(root.dispatches()))
     return "";
+  // A collective step runs no kernel (its kernel index is not checked).
+  if (root.dispatches()->Get(index)->collective())
+    return "all_to_all";
   const auto *kernel =
       root.kernels()->Get(root.dispatches()->Get(index)->kernel());
   return kernel->name() ? kernel->name()->c_str() : "";

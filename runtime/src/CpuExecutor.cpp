@@ -62,8 +62,12 @@ void runWorkgroups(void *context, uint64_t begin, uint64_t end,
 } // namespace
 
 vmoe_status_t CpuExecutor::create(Module *module, uint32_t threadCount,
+                                  const ShardExchange *exchange,
                                   CpuExecutor **out, vmoe_message_t *message) {
-  auto *executor = new (std::nothrow) CpuExecutor(module);
+  if (module->root().expert_shard() && !exchange)
+    return fail(message, VMOE_STATUS_INVALID_ARGUMENT,
+                "an expert shard needs the ranks' collective");
+  auto *executor = new (std::nothrow) CpuExecutor(module, exchange);
   if (!executor)
     return fail(message, VMOE_STATUS_OUT_OF_MEMORY, "out of memory");
   if (vmoe_status_t status = executor->init(threadCount, message)) {
@@ -167,11 +171,23 @@ void CpuExecutor::plan() {
   uint32_t bindingSlot = 0, constantSlot = 0;
   for (uint32_t d = 0; d < dispatchCount; ++d) {
     const fb::Dispatch *dispatch = m.dispatches()->Get(d);
-    const fb::Kernel *kernel = m.kernels()->Get(dispatch->kernel());
     Plan &plan = plans[d];
+    plan.dispatch = d;
+    plan.collective = dispatch->collective();
+    if (plan.collective) {
+      // No kernel: the validator made its index meaningless and left it
+      // unchecked, and the step has no bindings or constants.
+      plan.fn = nullptr;
+      plan.kernel = 0;
+      plan.workgroups = 0;
+      plan.batchUnitsPerImage = plan.batchUnitsPerWorkgroup = 0;
+      plan.maxGridX = 0;
+      memset(&plan.state, 0, sizeof(plan.state));
+      continue;
+    }
+    const fb::Kernel *kernel = m.kernels()->Get(dispatch->kernel());
     plan.fn = module->cpuKernel(dispatch->kernel());
     plan.kernel = dispatch->kernel();
-    plan.dispatch = d;
     const fb::Dim3 *grid = kernel->workgroup_count();
     plan.workgroups = static_cast<uint64_t>(grid->x()) * grid->y() * grid->z();
     const fb::BatchGrid *batchGrid = dispatch->batch_grid();
@@ -276,13 +292,38 @@ vmoe_status_t CpuExecutor::runPlan(const Plan &plan, vmoe_message_t *message) {
               static_cast<ull>(i / (uint64_t(grid[0]) * grid[1])));
 }
 
+vmoe_status_t CpuExecutor::runCollective(const Plan &plan,
+                                         const ExecutorCall &call,
+                                         vmoe_message_t *message) {
+  // The contract's chunk: G groups of the call's batch, C its capacity. No
+  // overflow: the validator bounded both regions at the maximum batch and
+  // capacity, which bound G and C.
+  const fb::Collective *c = plan.collective;
+  const fb::MoeLayer *layer = module->root().moe_layers()->Get(c->layer());
+  uint64_t tokens =
+      static_cast<uint64_t>(call.batch) * layer->tokens_per_image();
+  uint64_t groups = (tokens + layer->group_size() - 1) / layer->group_size();
+  uint64_t capacity = call.layers[c->layer()].capacity;
+  uint64_t chunk =
+      c->group_bytes() * groups + c->slot_bytes() * groups * capacity;
+  if (vmoe_status_t status = exchange->allToAll(
+          arena + c->send_offset(), arena + c->recv_offset(), chunk, message)) {
+    prependMessage(message, "dispatch %u (all-to-all of MoE layer %u)",
+                   plan.dispatch, c->layer());
+    return status;
+  }
+  return VMOE_STATUS_OK;
+}
+
 vmoe_status_t CpuExecutor::run(const ExecutorCall &call,
                                DispatchProfile *profile,
                                vmoe_message_t *message) {
   bind(call);
   for (const Plan &plan : plans) {
     uint64_t start = profile ? DispatchProfile::now() : 0;
-    if (vmoe_status_t status = runPlan(plan, message))
+    if (vmoe_status_t status = plan.collective
+                                   ? runCollective(plan, call, message)
+                                   : runPlan(plan, message))
       return status;
     if (profile)
       profile->add(plan.dispatch, start);

@@ -11,6 +11,7 @@
 
 #include "Executor.h"
 #include "Module.h"
+#include "ShardExchange.h"
 #include "ThreadPool.h"
 #include "vmoe/kernel_abi.h"
 
@@ -22,9 +23,11 @@ namespace vmoe {
 class CpuExecutor final : public Executor {
 public:
   /// Loads the module's CPU code and prepares every dispatch, run on
-  /// `threadCount` threads (the caller's included).
+  /// `threadCount` threads (the caller's included). `exchange` runs the
+  /// collective steps of an expert shard (null for other modules).
   static vmoe_status_t create(Module *module, uint32_t threadCount,
-                              CpuExecutor **out, vmoe_message_t *message);
+                              const ShardExchange *exchange, CpuExecutor **out,
+                              vmoe_message_t *message);
   ~CpuExecutor() override;
 
   vmoe_status_t run(const ExecutorCall &call, DispatchProfile *profile,
@@ -44,6 +47,8 @@ private:
     uint64_t batchUnitsPerImage, batchUnitsPerWorkgroup;
     /// The kernel's compiled grid x: a batch grid never goes past it.
     uint64_t maxGridX;
+    /// Non-null: an all-to-all step of an expert shard (fn is null).
+    const fb::Collective *collective;
   };
   /// An input/output binding, re-pointed every run at the caller's buffer.
   struct CallerBinding {
@@ -54,15 +59,19 @@ private:
     uint64_t length;
   };
 
-  explicit CpuExecutor(Module *module) : module(module) {}
+  CpuExecutor(Module *module, const ShardExchange *exchange)
+      : module(module), exchange(exchange) {}
   vmoe_status_t init(uint32_t threadCount, vmoe_message_t *message);
   vmoe_status_t allocate(uint32_t threadCount, vmoe_message_t *message);
   vmoe_status_t copyConstants(vmoe_message_t *message);
   void plan();
   void bind(const ExecutorCall &call);
   vmoe_status_t runPlan(const Plan &plan, vmoe_message_t *message);
+  vmoe_status_t runCollective(const Plan &plan, const ExecutorCall &call,
+                              vmoe_message_t *message);
 
   Module *module;
+  const ShardExchange *exchange;
   ThreadPool pool;
   uint8_t *arena = nullptr;
   uint64_t arenaBytes = 0;

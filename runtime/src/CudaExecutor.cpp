@@ -73,6 +73,11 @@ vmoe_status_t CudaExecutor::check(CUresult result, const char *what,
 vmoe_status_t CudaExecutor::create(Module *module, const CudaOptions &options,
                                    const DriverApi *api, CudaExecutor **out,
                                    vmoe_message_t *message) {
+  // Before the driver: the answer does not depend on the machine.
+  if (module->root().expert_shard())
+    return fail(message, VMOE_STATUS_UNSUPPORTED,
+                "expert-sharded modules run on the CPU only (the CUDA "
+                "executor has no collective)");
   if (!api)
     if (vmoe_status_t s = loadDriver(nullptr, &api, message))
       return s;

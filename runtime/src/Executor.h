@@ -10,6 +10,7 @@
 #ifndef VMOE_RUNTIME_EXECUTOR_H
 #define VMOE_RUNTIME_EXECUTOR_H
 
+#include "Knobs.h"
 #include "vmoe/runtime.h"
 
 #include <cstdint>
@@ -29,6 +30,8 @@ struct ExecutorCall {
   /// Every dispatch's push constants for this call, flattened in dispatch
   /// order.
   const int64_t *constants;
+  /// Per MoE layer: the call's capacity, BPR and k (collective chunks).
+  const LayerCall *layers;
 };
 
 class Executor {

@@ -13,9 +13,9 @@ namespace validate {
 namespace {
 
 /// Runtime feature bits this runtime implements (Module.requirements).
-constexpr uint64_t kKnownRequirements = VMOE_REQUIRES_CAPACITY_RULE |
-                                        VMOE_REQUIRES_EXPERT_CHOICE |
-                                        VMOE_REQUIRES_K_KNOB;
+constexpr uint64_t kKnownRequirements =
+    VMOE_REQUIRES_CAPACITY_RULE | VMOE_REQUIRES_EXPERT_CHOICE |
+    VMOE_REQUIRES_K_KNOB | VMOE_REQUIRES_EXPERT_SHARDS;
 
 } // namespace
 

@@ -5,7 +5,8 @@
 // overflow-checked 64-bit arithmetic. The checks of the module's structure
 // (version, arena, segments, signature, constants, executables) are in
 // ModuleValidator.cpp; those of the schedule (kernels, MoE layers,
-// dispatches and their bindings) in ModuleValidatorSchedule.cpp.
+// dispatches and their bindings) in ModuleValidatorSchedule.cpp; those of an
+// expert shard and its collective steps in ModuleValidatorShards.cpp.
 //
 //===----------------------------------------------------------------------===//
 #ifndef VMOE_RUNTIME_MODULEVALIDATOR_H
@@ -99,7 +100,8 @@ public:
     if ((s = checkVersion()) || (s = checkArena()) || (s = checkSegments()) ||
         (s = checkSignature()) || (s = checkConstants()) ||
         (s = checkExecutables()) || (s = checkKernels()) ||
-        (s = checkMoeLayers()) || (s = checkDispatches()))
+        (s = checkMoeLayers()) || (s = checkExpertShard()) ||
+        (s = checkDispatches()))
       return s;
     return VMOE_STATUS_OK;
   }
@@ -136,6 +138,12 @@ private:
   vmoe_status_t checkMoeLayers();
   /// MoE layer i's routing kind, capacity factors and capacity rule.
   vmoe_status_t checkCapacityRule(uint32_t i, const fb::MoeLayer *l);
+
+  // Expert shards (ModuleValidatorShards.cpp).
+  vmoe_status_t checkExpertShard();
+  vmoe_status_t checkCollective(uint32_t d, const fb::Dispatch *dispatch);
+  vmoe_status_t checkCollectiveRegion(uint32_t d, const char *what,
+                                      uint64_t offset, uint64_t bytes);
 
   fb::ExecutableFormat executableFormat(uint32_t index) const {
     return root.executables()->Get(index)->format();

@@ -184,6 +184,11 @@ vmoe_status_t Validator::checkDispatches() {
   uint32_t layerCount = sizeOf(root.moe_layers());
   for (uint32_t d = 0, e = sizeOf(dispatches); d < e; ++d) {
     const fb::Dispatch *dispatch = dispatches->Get(d);
+    if (dispatch->collective()) {
+      if (vmoe_status_t s = checkCollective(d, dispatch))
+        return s;
+      continue;
+    }
     if (dispatch->kernel() >= kernelCount)
       return invalid("dispatch %u: kernel index %u out of range (%u "
                      "kernels)",

@@ -52,6 +52,23 @@ vmoe_status_t Session::create(Module *module,
 
 vmoe_status_t Session::init(const vmoe_session_options_t &options,
                             vmoe_message_t *message) {
+  if (vmoe_status_t status = exchange.init(module, options.collective, message))
+    return status;
+  if (!exchange.active())
+    return initLocal(options, message);
+  // Every rank reaches the handshake, whatever failed on it before, so that
+  // all ranks fail together instead of some waiting for the others.
+  vmoe_status_t local = exchange.checkShard(message);
+  if (local == VMOE_STATUS_OK && options.device != VMOE_DEVICE_CPU)
+    local = fail(message, VMOE_STATUS_UNSUPPORTED,
+                 "expert-sharded modules run on the CPU only");
+  if (local == VMOE_STATUS_OK)
+    local = initLocal(options, message);
+  return exchange.handshake(local, message);
+}
+
+vmoe_status_t Session::initLocal(const vmoe_session_options_t &options,
+                                 vmoe_message_t *message) {
   if (options.device != VMOE_DEVICE_CPU && options.device != VMOE_DEVICE_CUDA)
     return fail(message, VMOE_STATUS_INVALID_ARGUMENT, "unknown device %d",
                 static_cast<int>(options.device));
@@ -90,8 +107,9 @@ vmoe_status_t Session::init(const vmoe_session_options_t &options,
     executor = cudaExecutor;
   } else {
     CpuExecutor *cpuExecutor = nullptr;
-    if (vmoe_status_t status =
-            CpuExecutor::create(module, threads, &cpuExecutor, message))
+    if (vmoe_status_t status = CpuExecutor::create(
+            module, threads, exchange.active() ? &exchange : nullptr,
+            &cpuExecutor, message))
       return status;
     executor = cpuExecutor;
   }
@@ -205,6 +223,30 @@ vmoe_status_t Session::run(const vmoe_tensor_t *inputs, uint32_t inputCount,
   return status;
 }
 
+vmoe_status_t Session::checkCall(const vmoe_tensor_t *inputs,
+                                 uint32_t inputCount,
+                                 const vmoe_tensor_t *outputs,
+                                 uint32_t outputCount,
+                                 const vmoe_run_options_t *options,
+                                 int64_t *batch, vmoe_message_t *message) {
+  if (vmoe_status_t status =
+          checkTensors(inputs, inputCount, false, batch, message))
+    return status;
+  if (vmoe_status_t status =
+          checkTensors(outputs, outputCount, true, batch, message))
+    return status;
+  if (*batch == 0)
+    *batch = module->root().signature()->max_batch(); // no tensor has one
+  // Sizes and pointers, now that the batch is known.
+  if (vmoe_status_t status =
+          checkBuffers(inputs, inputCount, false, *batch, message))
+    return status;
+  if (vmoe_status_t status =
+          checkBuffers(outputs, outputCount, true, *batch, message))
+    return status;
+  return knobs.resolve(options, &pending, message);
+}
+
 vmoe_status_t Session::runExclusive(const vmoe_tensor_t *inputs,
                                     uint32_t inputCount,
                                     const vmoe_tensor_t *outputs,
@@ -212,28 +254,22 @@ vmoe_status_t Session::runExclusive(const vmoe_tensor_t *inputs,
                                     const vmoe_run_options_t *options,
                                     vmoe_message_t *message) {
   int64_t batch = 0;
-  if (vmoe_status_t status =
-          checkTensors(inputs, inputCount, false, &batch, message))
-    return status;
-  if (vmoe_status_t status =
-          checkTensors(outputs, outputCount, true, &batch, message))
-    return status;
-  if (batch == 0)
-    batch = module->root().signature()->max_batch(); // no tensor has a batch
-  // Sizes and pointers, now that the batch is known.
-  if (vmoe_status_t status =
-          checkBuffers(inputs, inputCount, false, batch, message))
-    return status;
-  if (vmoe_status_t status =
-          checkBuffers(outputs, outputCount, true, batch, message))
-    return status;
-  if (vmoe_status_t status = knobs.resolve(options, &pending, message))
-    return status;
+  vmoe_status_t local = checkCall(inputs, inputCount, outputs, outputCount,
+                                  options, &batch, message);
+  // The ranks of a sharded model agree on the call before any exchange: a
+  // rank whose call fails its checks, or differs, fails them all.
+  if (exchange.active()) {
+    if (vmoe_status_t status =
+            exchange.agreeOnCall(local, batch, pending, message))
+      return status;
+  } else if (local != VMOE_STATUS_OK) {
+    return local;
+  }
   knobs.apply(pending, batch);
 
   stats.invalidate(); // the kernels are about to overwrite the statistics
-  ExecutorCall call = {inputs,      inputCount, outputs,
-                       outputCount, batch,      knobs.constants()};
+  ExecutorCall call = {inputs, inputCount,        outputs,       outputCount,
+                       batch,  knobs.constants(), pending.data()};
   if (vmoe_status_t status = executor->run(
           call, dispatchProfile.enabled() ? &dispatchProfile : nullptr,
           message))

@@ -14,6 +14,7 @@
 #include "Module.h"
 #include "Profile.h"
 #include "RoutingStats.h"
+#include "ShardExchange.h"
 #include "vmoe/runtime.h"
 
 #include <atomic>
@@ -46,9 +47,16 @@ private:
   explicit Session(Module *module) : module(module) {}
   vmoe_status_t init(const vmoe_session_options_t &options,
                      vmoe_message_t *message);
+  /// What this rank creates on its own (init adds the ranks' handshake).
+  vmoe_status_t initLocal(const vmoe_session_options_t &options,
+                          vmoe_message_t *message);
+  /// The call's tensors and knobs; sets *batch and `pending`.
+  vmoe_status_t checkCall(const vmoe_tensor_t *inputs, uint32_t inputCount,
+                          const vmoe_tensor_t *outputs, uint32_t outputCount,
+                          const vmoe_run_options_t *options, int64_t *batch,
+                          vmoe_message_t *message);
   vmoe_status_t runExclusive(const vmoe_tensor_t *inputs, uint32_t inputCount,
-                             const vmoe_tensor_t *outputs,
-                             uint32_t outputCount,
+                             const vmoe_tensor_t *outputs, uint32_t outputCount,
                              const vmoe_run_options_t *options,
                              vmoe_message_t *message);
   vmoe_status_t checkTensors(const vmoe_tensor_t *tensors, uint32_t count,
@@ -59,6 +67,8 @@ private:
                              vmoe_message_t *message) const;
 
   Module *module;
+  /// An expert shard's exchange with the other ranks (inactive otherwise).
+  ShardExchange exchange;
   Executor *executor = nullptr;
   /// Resolved from the options' thread_count (CPU: the pool's size).
   uint32_t threads = 0;

@@ -170,6 +170,15 @@ static cl::opt<std::string> expertMath(
              "same results from f32 FMAs elsewhere; implies "
              "--expert-weights=bf16)"),
     cl::init("f32"));
+static cl::opt<unsigned> expertShards(
+    "expert-shards",
+    cl::desc("Split every MoE layer's experts over N ranks (expert "
+             "parallelism, run with mpirun -np N vmoe-run): writes "
+             "NAME.rank<R>.vmoe for R = 0..N-1 from -o NAME.vmoe, each with "
+             "the dense weights and E/N experts of every layer; N must "
+             "divide every layer's experts; CPU target. 1 (default): one "
+             "module"),
+    cl::value_desc("N"), cl::init(1));
 static cl::opt<int> randomWeights(
     "random-weights",
     cl::desc("Random weights from this seed, for benchmarks and examples: "
@@ -314,7 +323,7 @@ void parseCommandLine(int argc, char **argv) {
            &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
            &expertWeights, &expertMath,     &randomWeights, &numInputs,
            &optLevel,      &modelName,      &signKey,       &generateSigningKey,
-           &imageSize,     &quiet})
+           &imageSize,     &quiet,          &expertShards})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   // --version: vmoe's version and revision first, then LLVM's.
@@ -352,6 +361,11 @@ int checkOptions(std::vector<unsigned> &sms) {
     return fail(smError);
   if (cudaBlockSize < 1 || cudaBlockSize > 1024)
     return fail("--cuda-block-size must be in [1, 1024]");
+  if (expertShards < 1)
+    return fail("--expert-shards must be at least 1 (1: one module)");
+  if (expertShards > 1 && targetName != "cpu")
+    return fail("--expert-shards needs --target=cpu: the exchange between "
+                "ranks is implemented for CPU modules only");
   if (maxCapacityFactor < 0.0 || !std::isfinite(maxCapacityFactor))
     return fail("--max-capacity-factor must be a positive number");
   return 0;
@@ -377,8 +391,16 @@ int checkOutputPath() {
         inputs.push_back(it->path());
   }
   std::string error;
-  if (!::vmoe::tools::checkOutputIsNoInput("-o", outputFile, inputs, &error))
-    return fail(error);
+  // --expert-shards writes NAME.rank<R>.vmoe instead of -o.
+  std::vector<std::string> outputs = {outputFile};
+  if (expertShards > 1) {
+    outputs.clear();
+    for (unsigned r = 0; r < expertShards; ++r)
+      outputs.push_back(mlir::vmoe::expertShardPath(outputFile, r));
+  }
+  for (const std::string &output : outputs)
+    if (!::vmoe::tools::checkOutputIsNoInput("-o", output, inputs, &error))
+      return fail(error);
   return 0;
 }
 
@@ -515,6 +537,7 @@ compileOptions(const std::vector<unsigned> &sms, const std::string &configJson,
   options.expertWeightsBf16 = expertWeights == "bf16";
   options.expertBf16Math = expertMath == "bf16";
   options.optLevel = optLevel;
+  options.expertShards = expertShards;
   options.modelName = !modelName.empty() ? std::string(modelName)
                       : !preset.empty()
                           ? std::string(preset)
@@ -611,18 +634,29 @@ int compileModule(ModuleOp module, mlir::vmoe::CompileOptions &options,
     progress.weights(done, total, segments, all);
   };
   mlir::vmoe::SerializeStats stats;
-  uint64_t fileSize = 0;
-  LogicalResult compiled = mlir::vmoe::compileToModuleFile(
-      module, options, outputFile, &error, &stats, &fileSize);
+  std::vector<uint64_t> fileSizes(1);
+  std::vector<std::string> paths;
+  LogicalResult compiled = failure();
+  if (expertShards > 1) {
+    compiled = mlir::vmoe::compileToShardedModuleFiles(
+        module, options, outputFile, &error, &stats, &fileSizes);
+    for (unsigned r = 0; r < expertShards; ++r)
+      paths.push_back(mlir::vmoe::expertShardPath(outputFile, r));
+  } else {
+    compiled = mlir::vmoe::compileToModuleFile(
+        module, options, outputFile, &error, &stats, fileSizes.data());
+    paths.push_back(outputFile);
+  }
   progress.finish();
   if (failed(compiled))
     return fail(error);
-  llvm::outs() << "wrote " << outputFile << ": " << fileSize << " bytes, "
-               << stats.kernels << " kernels for "
-               << deviceName(target, options.cudaSms) << ", weights "
-               << stats.constantBytes << " bytes, arena " << stats.arenaSize
-               << " bytes (" << stats.arenaSizeWithoutReuse
-               << " without buffer reuse)\n";
+  for (size_t i = 0; i < paths.size() && i < fileSizes.size(); ++i)
+    llvm::outs() << "wrote " << paths[i] << ": " << fileSizes[i] << " bytes, "
+                 << stats.kernels << " kernels for "
+                 << deviceName(target, options.cudaSms) << ", weights "
+                 << stats.constantBytes << " bytes, arena " << stats.arenaSize
+                 << " bytes (" << stats.arenaSizeWithoutReuse
+                 << " without buffer reuse)\n";
   if (signer) {
     uint8_t id[VMOE_SIGNATURE_KEY_ID_SIZE];
     signer->keyId(id);

@@ -2,7 +2,8 @@
 //
 // Everything the runtime's C API tells about a module: the compiler that
 // wrote it, its target and the CPU features its code needs, integrity,
-// signature, tensors, MoE layers, class names and the embedded config.
+// signature, expert shard, tensors, MoE layers, class names and the
+// embedded config.
 //
 //===----------------------------------------------------------------------===//
 
@@ -86,6 +87,19 @@ void printIntegrity(const vmoe_module_t *module) {
                                            : "not checked (--verify-weights)");
 }
 
+/// An expert shard's place in its model (vmoe-compile --expert-shards).
+void printShard(const vmoe_module_t *module) {
+  vmoe_shard_info_t shard;
+  vmoe_module_shard_info(module, &shard);
+  if (!shard.sharded)
+    return;
+  std::printf("  expert shard %u of %u (model id %016" PRIx64 "%016" PRIx64
+              "): holds 1/%u of every MoE layer's experts; run the %u parts "
+              "with mpirun -np %u\n",
+              shard.rank, shard.size, shard.model_id[1], shard.model_id[0],
+              shard.size, shard.size, shard.size);
+}
+
 void printTensorsAndLayers(const vmoe_module_t *module,
                            const vmoe_module_info_t &info) {
   vmoe_message_t msg;
@@ -161,6 +175,7 @@ void printInfo(vmoe_module_t *module) {
     std::printf(" (any multiple of %" PRId64 " up to it)", info.batch_multiple);
   std::printf("\n");
   printIntegrity(module);
+  printShard(module);
   printTensorsAndLayers(module, info);
   printClassesAndConfig(module, info);
 }

@@ -62,6 +62,16 @@ const char *const kUsage =
     "                          all; none: only for trusted large modules)\n"
     "  --copy-module           read the module into memory instead of\n"
     "                          mapping it (for files that may be rewritten)\n"
+    "  --mpi                   run as one rank of `mpirun -np N vmoe-run\n"
+    "                          NAME.vmoe ...` (on by itself under mpirun):\n"
+    "                          rank R loads NAME.rankR.vmoe when NAME.vmoe\n"
+    "                          does not exist (vmoe-compile --expert-shards),\n"
+    "                          runs its contiguous slice of the images (a\n"
+    "                          multiple of N routing groups in all), and\n"
+    "                          rank 0 prints and writes the gathered results\n"
+    "  --mpi-timeout SECONDS   longest wait for the other ranks in one\n"
+    "                          exchange before every rank fails (default\n"
+    "                          300)\n"
     "  --version               print the versions of vmoe-run and the runtime\n"
     "  --help                  print this text\n";
 
@@ -200,6 +210,14 @@ const ValueOption kValueOptions[] = {
        o.trustedKeys.push_back(fileArg(v));
        return nullptr;
      }},
+    {"--mpi-timeout",
+     [](const char *v, Opts &o) -> const char * {
+       long long n;
+       if (!parseInt(v, 1, 86400, n))
+         return "--mpi-timeout needs an integer in [1, 86400]";
+       o.mpiTimeout = static_cast<uint32_t>(n);
+       return nullptr;
+     }},
     {"--verify-weights",
      [](const char *v, Opts &o) -> const char * {
        int all = std::strcmp(v, "all") == 0;
@@ -218,6 +236,7 @@ bool *switchOf(const ArgParser &args, Options &o) {
          : args.is("--profile")     ? &o.profile
          : args.is("--info")        ? &o.info
          : args.is("--copy-module") ? &o.copyModule
+         : args.is("--mpi")         ? &o.mpi
                                     : nullptr;
 }
 

@@ -41,6 +41,10 @@ struct Options {
   bool help = false, version = false;
   std::vector<std::string> trustedKeys;
   bool verifyWeights = true, copyModule = false;
+  /// Run as one rank of an MPI job (also when mpirun's environment is
+  /// seen); the longest wait for the other ranks, in seconds.
+  bool mpi = false;
+  uint32_t mpiTimeout = 300;
 };
 
 /// Returns 0 when parsed (or --help / --version seen), 2 on a usage error

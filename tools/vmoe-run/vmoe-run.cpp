@@ -9,6 +9,7 @@
 
 #include "vmoe/runtime.h"
 
+#include "Ranks.h"
 #include "RunOptions.h"
 
 #include "../common/Image.h"
@@ -34,8 +35,11 @@ namespace {
 
 using namespace vmoe::tools::run;
 
+/// "rank R of N: " once vmoe-run runs as a rank of an MPI job.
+std::string rankPrefix;
+
 int fail(const std::string &message) {
-  return vmoe::tools::fail(kTool, message);
+  return vmoe::tools::fail(kTool, rankPrefix + message);
 }
 
 /// The module with the integrity flags' load options, or null with `error`.
@@ -174,7 +178,8 @@ int loadNpyInput(const std::string &path, const ModuleShape &m, Inputs &x) {
 
 /// The images: image files (--input IMAGE and the positional IMAGE
 /// arguments), a .npy of any number of them, or one batch of random values.
-int loadInputs(const Options &o, const ModuleShape &m, Inputs &x) {
+int loadInputs(const Options &o, const ModuleShape &m, uint32_t ranks,
+               Inputs &x) {
   std::vector<std::string> imageFiles = o.imageFiles;
   bool inputIsImage = !o.input.empty() && isImagePath(o.input);
   if (inputIsImage)
@@ -186,7 +191,7 @@ int loadInputs(const Options &o, const ModuleShape &m, Inputs &x) {
     return loadImageFiles(o, imageFiles, m, x);
   if (!o.input.empty())
     return loadNpyInput(o.input, m, x);
-  x.images = m.batch;
+  x.images = m.batch * ranks; // one batch per rank
   x.values.resize(x.images * m.itemFloats);
   std::mt19937_64 rng(o.seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -503,6 +508,180 @@ int writeOutputs(const Options &o, const ModuleShape &m, const Inputs &x,
   return 0;
 }
 
+/// Images per routing group: a rank's slice must be whole groups for its
+/// routing to be the one process's. 0 when a layer's groups do not align
+/// with images (message printed).
+int64_t imagesPerGroup(vmoe_module_t *module, const ModuleShape &m) {
+  int64_t images = 1;
+  for (uint32_t l = 0; l < m.info.moe_layer_count; ++l) {
+    vmoe_moe_layer_info_t layer;
+    vmoe_message_t msg;
+    if (vmoe_module_moe_layer_info(module, l, &layer, &msg))
+      return fail(msg.text), 0;
+    int64_t s = layer.group_size, t = layer.tokens_per_image, g = 1;
+    if (s % t == 0)
+      g = s / t;
+    else if (t % s != 0)
+      return fail("MoE layer " + std::to_string(l) + ": groups of " +
+                  std::to_string(s) + " tokens do not align with images of " +
+                  std::to_string(t) + ": the images cannot be split by rank"),
+             0;
+    images = std::lcm(images, g);
+  }
+  return images;
+}
+
+/// This rank's contiguous slice of the images (the whole run keeps `x` for
+/// the labels and the report). Returns 0, or 1 (message printed).
+int sliceForRank(vmoe_module_t *module, const ModuleShape &m,
+                 const Ranks &ranks, const Inputs &x, Inputs &mine) {
+  int64_t group = imagesPerGroup(module, m);
+  if (group == 0)
+    return 1;
+  int64_t step = std::lcm(group, std::max<int64_t>(m.info.batch_multiple, 1));
+  int64_t n = ranks.size;
+  if (x.images % (n * step) != 0)
+    return fail(std::to_string(x.images) + " image(s) do not split into " +
+                std::to_string(n) + " equal slices of whole routing groups (" +
+                std::to_string(step) + " image(s) each): give a multiple of " +
+                std::to_string(n * step) + " images");
+  mine.images = x.images / n;
+  auto begin = x.values.begin() + ranks.rank * mine.images * m.itemFloats;
+  mine.values.assign(begin, begin + mine.images * m.itemFloats);
+  return 0;
+}
+
+/// Rank 0 gets every rank's outputs (in rank order: image order) and the
+/// summed routing statistics; the slowest rank's times. Returns 0, or 1.
+int gatherResults(Ranks &ranks, const ModuleShape &m, const Inputs &mine,
+                  Results &r) {
+  std::string error;
+  uint32_t n = ranks.size;
+  for (uint32_t i = 0; i < m.info.output_count; ++i) {
+    if (m.outs[i].batch_dim != 0)
+      continue; // the same on every rank's last call: rank 0's
+    uint64_t floats = m.outs[i].size_bytes / 4 / m.batch * mine.images;
+    std::vector<float> all(floats * n);
+    if (!ranks.allGather(r.outputs[i].data(), all.data(), floats * 4, error))
+      return fail(error);
+    r.outputs[i] = std::move(all);
+  }
+  struct LayerRecord {
+    uint64_t assignments, kept, dropped;
+    double minCoverage;
+  };
+  for (uint32_t l = 0; l < m.info.moe_layer_count; ++l) {
+    vmoe_routing_stats_t &s = r.layerStats[l];
+    LayerRecord mineRecord = {s.assignments, s.assignments_kept,
+                              s.assignments_dropped, r.minCoverage[l]};
+    std::vector<LayerRecord> all(n);
+    if (!ranks.allGather(&mineRecord, all.data(), sizeof(LayerRecord), error))
+      return fail(error);
+    s.assignments = s.assignments_kept = s.assignments_dropped = 0;
+    for (const LayerRecord &rec : all) {
+      s.assignments += rec.assignments;
+      s.assignments_kept += rec.kept;
+      s.assignments_dropped += rec.dropped;
+      r.minCoverage[l] = std::min(r.minCoverage[l], rec.minCoverage);
+    }
+  }
+  std::vector<double> times(r.times.size() * n);
+  if (!ranks.allGather(r.times.data(), times.data(), r.times.size() * 8, error))
+    return fail(error);
+  for (size_t k = 0; k < r.times.size(); ++k)
+    for (uint32_t j = 0; j < n; ++j)
+      r.times[k] = std::max(r.times[k], times[j * r.times.size() + k]);
+  return 0;
+}
+
+/// Loads the module and the inputs (all of them, on every rank). Returns 0,
+/// or 1 (message printed).
+int prepare(const Options &o, const Ranks &ranks,
+            vmoe::tools::ModuleHandle &module, ModuleShape &m,
+            std::vector<std::string> &classNames, Inputs &x) {
+  std::string error;
+  module = loadModule(o, error);
+  if (!module)
+    return fail(error);
+  if (o.info)
+    return 0;
+  if (int rc = describeModule(module.get(), m))
+    return rc;
+  if (int rc = checkOutputs(o, m))
+    return rc;
+  if (int rc = loadClassNames(module.get(), o, m, classNames))
+    return rc;
+  if (int rc = loadInputs(o, m, ranks.size, x))
+    return rc;
+  if (!o.labels.empty())
+    if (int rc = loadLabels(o.labels, x))
+      return rc;
+  return 0;
+}
+
+int runRanked(Options o, Ranks &ranks) {
+  std::string error;
+  std::vector<std::string> inputs = o.imageFiles;
+  inputs.insert(inputs.end(), {o.module, o.input, o.labels, o.classes});
+  for (const std::string &output : o.outputs)
+    if (!vmoe::tools::checkOutputIsNoInput("--output", output, inputs, &error))
+      return fail(error);
+  o.module = ranks.modulePath(o.module);
+  if (ranks.rank != 0)
+    o.quiet = true; // rank 0 reports for the job
+  vmoe::tools::ModuleHandle module;
+  ModuleShape m;
+  std::vector<std::string> classNames;
+  Inputs x, mine;
+  int rc = prepare(o, ranks, module, m, classNames, x);
+  if (rc == 0 && !o.info && ranks.active())
+    rc = sliceForRank(module.get(), m, ranks, x, mine);
+  // Every rank fails here if one did (a missing file, a bad input), before
+  // any rank waits for the others in a session.
+  if (!ranks.allOk(rc == 0, error))
+    return rc ? rc : fail(error);
+  if (o.info) {
+    if (ranks.rank == 0)
+      printInfo(module.get());
+    return 0;
+  }
+  Inputs &run = ranks.active() ? mine : x;
+  Chunks chunks = planChunks(o, m, run);
+
+  vmoe_session_options_t sopts;
+  vmoe_session_options_init(&sopts);
+  sopts.thread_count = o.threads;
+  sopts.profile = o.profile;
+  sopts.device = o.device;
+  sopts.device_ordinal = o.deviceOrdinal;
+  if (o.cudaGraphs >= 0)
+    sopts.cuda_graphs = o.cudaGraphs;
+  if (o.cudaGraphCache)
+    sopts.cuda_graph_cache = o.cudaGraphCache;
+  sopts.collective = ranks.collective();
+  vmoe::tools::SessionHandle session =
+      vmoe::tools::createSession(module.get(), sopts, error);
+  if (!session)
+    return fail(error);
+  Results r;
+  if (int rc = runChunks(session.get(), o, m, run, chunks, r))
+    return rc;
+  if (ranks.active())
+    if (int rc = gatherResults(ranks, m, run, r))
+      return rc;
+  if (ranks.rank != 0)
+    return 0;
+
+  int64_t correct = printClasses(classNames, o, m, x, r);
+  printSummary(session.get(), o, m, x, r, correct);
+  if (ranks.active())
+    std::printf("ranks: %u, each on %" PRId64 " image(s)\n", ranks.size,
+                run.images);
+  if (o.profile)
+    printProfile(module.get(), session.get(), m);
+  return writeOutputs(o, m, x, r);
+}
+
 } // namespace
 
 int runMain(int argc, char **argv) {
@@ -517,59 +696,11 @@ int runMain(int argc, char **argv) {
     vmoe::tools::printVersion(kTool);
     return 0;
   }
-
-  std::string error;
-  std::vector<std::string> inputs = o.imageFiles;
-  inputs.insert(inputs.end(), {o.module, o.input, o.labels, o.classes});
-  for (const std::string &output : o.outputs)
-    if (!vmoe::tools::checkOutputIsNoInput("--output", output, inputs, &error))
-      return fail(error);
-  vmoe::tools::ModuleHandle module = loadModule(o, error);
-  if (!module)
-    return fail(error);
-  if (o.info) {
-    printInfo(module.get());
-    return 0;
-  }
-  ModuleShape m;
-  if (int rc = describeModule(module.get(), m))
+  Ranks ranks;
+  if (int rc = ranks.start(o))
     return rc;
-  std::vector<std::string> classNames;
-  if (int rc = checkOutputs(o, m))
-    return rc;
-  if (int rc = loadClassNames(module.get(), o, m, classNames))
-    return rc;
-  Inputs x;
-  if (int rc = loadInputs(o, m, x))
-    return rc;
-  if (!o.labels.empty())
-    if (int rc = loadLabels(o.labels, x))
-      return rc;
-  Chunks chunks = planChunks(o, m, x);
-
-  vmoe_session_options_t sopts;
-  vmoe_session_options_init(&sopts);
-  sopts.thread_count = o.threads;
-  sopts.profile = o.profile;
-  sopts.device = o.device;
-  sopts.device_ordinal = o.deviceOrdinal;
-  if (o.cudaGraphs >= 0)
-    sopts.cuda_graphs = o.cudaGraphs;
-  if (o.cudaGraphCache)
-    sopts.cuda_graph_cache = o.cudaGraphCache;
-  vmoe::tools::SessionHandle session =
-      vmoe::tools::createSession(module.get(), sopts, error);
-  if (!session)
-    return fail(error);
-  Results r;
-  if (int rc = runChunks(session.get(), o, m, x, chunks, r))
-    return rc;
-
-  int64_t correct = printClasses(classNames, o, m, x, r);
-  printSummary(session.get(), o, m, x, r, correct);
-  if (o.profile)
-    printProfile(module.get(), session.get(), m);
-  return writeOutputs(o, m, x, r);
+  rankPrefix = ranks.prefix();
+  return ranks.finish(runRanked(o, ranks));
 }
 
 int main(int argc, char **argv) {

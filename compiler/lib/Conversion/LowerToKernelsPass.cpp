@@ -224,6 +224,8 @@ void Lowering::setHostAttributes() {
   host->setAttr(kBatchMultipleAttrName,
                 b.getI64IntegerAttr(dynamicBatch ? batchMultiple : maxBatch));
   host->setAttr(kEntryAttrName, b.getUnitAttr());
+  if (expertShards > 1)
+    host->setAttr(kExpertShardsAttrName, b.getI64IntegerAttr(expertShards));
 }
 
 LogicalResult Lowering::run() {
@@ -273,6 +275,12 @@ struct VmoeLowerToKernelsPass
                             "expert-bf16-math and vector-width=16";
       return signalPassFailure();
     }
+    if (expertShards < 1) {
+      module.emitError() << "expert-shards must be at least 1 (1: the experts "
+                            "are not split), got "
+                         << expertShards;
+      return signalPassFailure();
+    }
     GemmTiling tiling;
     tiling.vectorWidth = vectorWidth;
     tiling.mr = microRows;
@@ -280,7 +288,7 @@ struct VmoeLowerToKernelsPass
     tiling.rowTile = 8 * microRows;
     if (failed(lowering::Lowering(module, models.front(), tiling,
                                   expertWeightsBf16, expertBf16Math,
-                                  nativeBf16Dot)
+                                  nativeBf16Dot, expertShards)
                    .run()))
       signalPassFailure();
   }

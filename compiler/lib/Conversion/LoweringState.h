@@ -10,6 +10,7 @@
 //   MapHeadKernels.cpp     vmoe's MapHead (classifier 'map')
 //   MoeKernels.cpp         the MoE layer's gates, expert and combine kernels
 //   MoeRouting.cpp         the MoE layer's slot assignment (MoeLayer.h)
+//   MoeShard.cpp           the MoE layer's experts split over ranks
 //   LowerToKernelsPass.cpp the pass, op dispatch, host schedule, residuals
 //
 //===----------------------------------------------------------------------===//
@@ -88,11 +89,12 @@ struct WeightRef {
 class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
-           bool expertWeightsBf16, bool expertBf16Math, bool nativeBf16Dot)
+           bool expertWeightsBf16, bool expertBf16Math, bool nativeBf16Dot,
+           int64_t expertShards = 1)
       : module(module), model(model), tiling(tiling),
         expertWeightsBf16(expertWeightsBf16 || expertBf16Math),
         expertBf16Math(expertBf16Math), nativeBf16Dot(nativeBf16Dot),
-        ctx(module.getContext()) {}
+        expertShards(expertShards), ctx(module.getContext()) {}
 
   LogicalResult run();
 
@@ -140,20 +142,23 @@ private:
   /// to bfloat16 (RNE) and stored as bf16; `kPairs` (with bf16, K even): in
   /// k pairs, (batch, N/nr, K/2, 2 nr), the layout of
   /// GemmOperands::bf16Pairs. Parameters become globals that name them
-  /// (#vmoe.packed_weight); constants are packed now.
+  /// (#vmoe.packed_weight); constants are packed now. `slices` > 1: the
+  /// weights hold that many batches of `batch` (experts split over ranks),
+  /// the global one of them.
   std::pair<Value, Value> packWeights(StringRef base,
                                       ArrayRef<const WeightRef *> weights,
                                       ArrayRef<const WeightRef *> biases,
                                       int64_t batch, int64_t k, int64_t n,
-                                      bool bf16 = false, bool kPairs = false);
+                                      bool bf16 = false, bool kPairs = false,
+                                      int64_t slices = 1);
   /// The same for one matrix and its bias.
   std::pair<Value, Value> packWeights(StringRef base, const WeightRef &weights,
                                       const WeightRef &bias, int64_t batch,
                                       int64_t k, int64_t n, bool bf16 = false,
-                                      bool kPairs = false) {
+                                      bool kPairs = false, int64_t slices = 1) {
     return packWeights(base, ArrayRef<const WeightRef *>{&weights},
                        ArrayRef<const WeightRef *>{&bias}, batch, k, n, bf16,
-                       kPairs);
+                       kPairs, slices);
   }
   /// A global of `type` made by `spec` from `sources` (all parameters or
   /// all constants; a mix is reported at `loc`).
@@ -211,6 +216,10 @@ private:
   /// is `tokBase` (S, or fewer where the call's batch ends).
   Value realTokens(Kernel &kern, const MoeLayer &layer, Value tokBase);
   LogicalResult emitMoeExperts(MoeLayer &layer);
+  /// Packs the expert weights (the rank's experts when sharded) and fills
+  /// expert-up's and expert-down's GEMMs but their A and C buffers.
+  LogicalResult planExpertGemms(MoeLayer &layer, ExpertGemm &up,
+                                ExpertGemm &down);
   /// Expert-up and expert-down: one GEMM per (row tile, panel block, expert
   /// x group) over the filled slots.
   void emitExpertGemm(const MoeLayer &layer, const ExpertGemm &gemm);
@@ -219,6 +228,29 @@ private:
   Value filledRows(Kernel &kern, const MoeLayer &layer, Value counts,
                    Value capacity, Value ex, Value gi);
   void emitMoeCombine(MoeLayer &layer);
+
+  // The MoE layer's experts split over `expertShards` ranks (MoeShard.cpp):
+  // pack -> all_to_all -> expert up/down over the local experts -> all_to_all
+  // back; combine then reads the returned rows (shardedRowIndex).
+  LogicalResult emitShardedExperts(MoeLayer &layer);
+  /// Checks that the layer can be split (E divisible, weights as
+  /// parameters) and allocates the exchange buffers.
+  LogicalResult setUpShards(MoeLayer &layer);
+  void emitMoePack(MoeLayer &layer);
+  /// Expert-up and expert-down over the local experts of the rows that
+  /// every rank sent (see emitShardedExperts).
+  void emitShardedExpertGemm(const MoeLayer &layer, const ExpertGemm &gemm);
+  /// Inside a kernel: the call's routing groups and capacity.
+  Value callGroups(Kernel &kern, const MoeLayer &layer);
+  Value callCapacity(Kernel &kern, const MoeLayer &layer, Value capacity);
+  /// Inside combine: the index into the returned rows of expert `ex`'s slot
+  /// `slot` of group `gi`, column `col`.
+  Value shardedRowIndex(ImplicitLocOpBuilder &b, const MoeLayer &layer,
+                        Value groups, Value capacity, Value ex, Value gi,
+                        Value slot, Value col);
+  /// Marks the packed global behind `get` as one rank's slice of the
+  /// layer's experts (vmoe.expert_slice).
+  void markExpertSlice(Value get, int64_t experts);
 
   // Residual fusion (LowerToKernelsPass.cpp).
   /// Residual adds fused into the kernel that produces one of their operands
@@ -243,6 +275,8 @@ private:
   /// bf16 x bf16 expert GEMMs (expert-bf16-math), with vdpbf16ps
   /// (native-bf16-dot).
   bool expertBf16Math, nativeBf16Dot;
+  /// Ranks the experts are split over (1: not split).
+  int64_t expertShards;
   MLIRContext *ctx;
   std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
   llvm::DenseMap<Value, Value> buffers;     // tensor -> memref

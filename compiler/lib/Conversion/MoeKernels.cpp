@@ -51,23 +51,6 @@ template <typename OpTy> static OpTy singleUserOfType(Value v) {
   return found;
 }
 
-/// What differs between expert-up and expert-down; the rest of the kernel
-/// is the same (see emitExpertGemm).
-struct ExpertGemm {
-  StringRef name;
-  /// A (rows to multiply), the per-slot operand, the packed weights, their
-  /// bias and C (expert x group x slot rows).
-  Value a, perSlot, packedB, bias, c;
-  int64_t n = 0, k = 0;
-  int64_t rowTile = 0, panelTile = 0;
-  /// Expert-up: `perSlot` is slot -> token and A's rows are the tokens,
-  /// read in place (a gather). Expert-down: A's rows are the slots and
-  /// `perSlot` holds the gate that scales each row.
-  bool gatherTokens = false;
-  Activation activation = Activation::None;
-  bool bf16RoundOutput = false;
-};
-
 LogicalResult Lowering::lowerMoe(RouterOp router) {
   FailureOr<MoeLayer> matched = matchMoeLayer(router);
   if (failed(matched))
@@ -76,12 +59,15 @@ LogicalResult Lowering::lowerMoe(RouterOp router) {
   if (failed(setUpMoeKnobs(layer)))
     return failure();
   allocMoeBuffers(layer);
+  if (expertShards > 1 && failed(setUpShards(layer)))
+    return failure();
   emitMoeGates(layer);
   if (layer.expertChoice)
     emitExpertChoiceAssign(layer);
   else
     emitMoeAssign(layer);
-  if (failed(emitMoeExperts(layer)))
+  if (failed(expertShards > 1 ? emitShardedExperts(layer)
+                              : emitMoeExperts(layer)))
     return failure();
   emitMoeCombine(layer);
   RoutingStatsOp::create(*hb, layer.counts, layer.kept, layer.index);
@@ -275,7 +261,9 @@ void Lowering::allocMoeBuffers(MoeLayer &l) {
   // bf16 (nearest even); vdpbf16ps reads them as bits (i16, see bf16Bits),
   // the f32 FMAs as f32 values (the same numbers: broadcast loads without
   // integer ops, 1.7x faster on AVX2 than splitting bits).
-  l.actBits = expertBf16Math && nativeBf16Dot;
+  // Expert-sharded layers send f32 words between ranks: their bf16
+  // activations stay f32 values (the f32-FMA form of the same products).
+  l.actBits = expertBf16Math && nativeBf16Dot && expertShards < 2;
   l.actType = l.actBits ? Type(IntegerType::get(ctx, 16)) : Type(f32);
   // Expert-up reads its rows in place, by slot -> token: from x, or from a
   // copy of x rounded to bf16 (bf16 dispatch, bf16 math) that the gates
@@ -475,19 +463,26 @@ void Lowering::emitExpertGemm(const MoeLayer &l, const ExpertGemm &gemm) {
          binds, {l.capacity});
 }
 
-LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
+LogicalResult Lowering::planExpertGemms(MoeLayer &l, ExpertGemm &up,
+                                        ExpertGemm &down) {
   int64_t g = l.g, d = l.d, e = l.e, cap = l.cap, m = l.m;
   if (expertBf16Math && (d % 2 != 0 || m % 2 != 0))
     return l.experts.emitOpError()
            << "bf16 expert math multiplies in k pairs and needs an even "
               "hidden size and MLP size, got "
            << d << " and " << m << "; compile this model with f32 expert math";
-  auto [pw1, pb1] = packWeights("expert_w1", l.w1, l.b1, e, d, m,
-                                expertWeightsBf16, expertBf16Math);
-  auto [pw2, pb2] = packWeights("expert_w2", l.w2, l.b2, e, m, d,
-                                expertWeightsBf16, expertBf16Math);
+  // An expert-sharded rank holds its own experts' weights only.
+  int64_t held = l.localExperts ? l.localExperts : e;
+  auto [pw1, pb1] = packWeights("expert_w1", l.w1, l.b1, held, d, m,
+                                expertWeightsBf16, expertBf16Math, e / held);
+  auto [pw2, pb2] = packWeights("expert_w2", l.w2, l.b2, held, m, d,
+                                expertWeightsBf16, expertBf16Math, e / held);
+  if (l.localExperts)
+    for (Value packed : {pw1, pb1, pw2, pb2})
+      markExpertSlice(packed, e);
   // The expert kernels run one workgroup per (row tile, panel block, expert
-  // x group) and return at once past the filled slots.
+  // x group) and return at once past the filled slots (sharded: local
+  // expert x received group, as many).
   int64_t rowTile = std::min<int64_t>(tiling.rowTile, cap);
   rowTile = std::max<int64_t>(tiling.mr, rowTile / tiling.mr * tiling.mr);
   // Split the columns only as far as needed for about 64 workgroups: each
@@ -510,14 +505,11 @@ LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
   };
   // GEMM1 + bias + GELU over the rows of its slots, each read in place
   // from its token's row (bf16-rounded already where the layer needs it).
-  l.hidden = alloc({e, g, cap, m}, l.actType);
-  ExpertGemm up;
   up.name = "moe_expert_up";
   up.a = l.expertInput;
   up.perSlot = l.slotToken;
   up.packedB = pw1;
   up.bias = pb1;
-  up.c = l.hidden;
   up.n = m;
   up.k = d;
   up.rowTile = rowTile;
@@ -526,21 +518,30 @@ LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
   up.activation = Activation::Gelu;
   // The GELU output as bf16 values (stored as bits with vdpbf16ps).
   up.bf16RoundOutput = expertBf16Math && !l.actBits;
-  emitExpertGemm(l, up);
   // GEMM2 + bias (+ bf16 rounding) times the gate, over the same slots.
-  l.expertOut = alloc({e, g, cap, d}, Float32Type::get(ctx));
-  ExpertGemm down;
   down.name = "moe_expert_down";
-  down.a = l.hidden;
   down.perSlot = l.slotGate;
   down.packedB = pw2;
   down.bias = pb2;
-  down.c = l.expertOut;
   down.n = d;
   down.k = m;
   down.rowTile = rowTile;
   down.panelTile = narrowPanelTile(d, m);
   down.bf16RoundOutput = l.bf16;
+  return success();
+}
+
+LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
+  ExpertGemm up, down;
+  if (failed(planExpertGemms(l, up, down)))
+    return failure();
+  int64_t g = l.g, d = l.d, e = l.e, cap = l.cap, m = l.m;
+  l.hidden = alloc({e, g, cap, m}, l.actType);
+  up.c = l.hidden;
+  emitExpertGemm(l, up);
+  l.expertOut = alloc({e, g, cap, d}, Float32Type::get(ctx));
+  down.a = l.hidden;
+  down.c = l.expertOut;
   emitExpertGemm(l, down);
   return success();
 }
@@ -553,15 +554,20 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
   // experts cannot).
   int64_t g = l.g, s = l.s, d = l.d, k = l.k, tokenTile = l.tokenTile;
   bool choice = l.expertChoice;
+  // Expert-sharded: the expert rows came back from their ranks (returnRecv).
+  bool sharded = static_cast<bool>(l.returnRecv);
   Type index = IndexType::get(ctx);
   auto [out, residual] = outputFor(l.combine.getResult(), l.combine);
-  SmallVector<Value> binds = {l.expertOut, choice ? l.kept : l.topIdx, l.slots,
-                              out};
+  SmallVector<Value> binds = {sharded ? l.returnRecv : l.expertOut,
+                              choice ? l.kept : l.topIdx, l.slots, out};
   if (residual)
     binds.push_back(residual);
-  Kernel kern =
-      newKernel(residual ? "moe_combine_residual" : "moe_combine", binds, 0);
+  Kernel kern = newKernel(residual ? "moe_combine_residual" : "moe_combine",
+                          binds, sharded ? 1 : 0);
   ImplicitLocOpBuilder &b = kern.b();
+  Value callG = sharded ? callGroups(kern, l) : Value();
+  Value callC =
+      sharded ? callCapacity(kern, l, kern.constants[0]) : Value();
   Value ky = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
         ko = kern.bindings[3];
   Value kr = residual ? kern.bindings[4] : Value();
@@ -596,7 +602,13 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
                          l.e);
         Value sl = clampIndex(b, slot, l.cap);
         forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
-          Value y = memref::LoadOp::create(b, ky, ValueRange{ex, gi, sl, dd});
+          Value y =
+              sharded
+                  ? memref::LoadOp::create(
+                        b, ky,
+                        ValueRange{shardedRowIndex(b, l, callG, callC, ex, gi,
+                                                   sl, dd)})
+                  : memref::LoadOp::create(b, ky, ValueRange{ex, gi, sl, dd});
           Value o = memref::LoadOp::create(b, ko, ValueRange{gi, si, dd});
           memref::StoreOp::create(b, arith::AddFOp::create(b, o, y), ko,
                                   ValueRange{gi, si, dd});
@@ -618,7 +630,10 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
         })[0];
     memref::StoreOp::create(b, kept, ki, ValueRange{tok});
   });
-  launch(kern, {ceilDiv(g * s, tokenTile)}, binds, {},
+  SmallVector<Value> constants;
+  if (sharded)
+    constants.push_back(l.capacity);
+  launch(kern, {ceilDiv(g * s, tokenTile)}, binds, constants,
          perBatch(g * s, tokenTile));
 }
 

@@ -56,8 +56,34 @@ struct MoeLayer {
   /// holds every gate (G, S, E) and there is no topIdx.
   Value x, expertInput, wrBuf, topVal, topIdx, counts, kept, slots, slotToken,
       slotGate, order, orderTmp, hidden, expertOut;
+  /// Expert-sharded: the experts each rank holds, and the exchange buffers
+  /// (flat f32 words, one chunk per rank): the slots each rank sends out
+  /// and receives (dispatchSend/Recv), the expert rows it sends back and
+  /// receives (returnSend/Recv). Null when the layer is not split.
+  int64_t localExperts = 0;
+  Value dispatchSend, dispatchRecv, returnSend, returnRecv;
+  /// Words of a dispatch chunk at the compiled groups and capacity, and of
+  /// a return chunk.
+  int64_t dispatchChunk = 0, returnChunk = 0;
   /// Tokens per workgroup of the gates and combine kernels.
   int64_t tokenTile = 32;
+};
+
+/// What differs between expert-up and expert-down; the rest of the kernel
+/// is the same (see emitExpertGemm and emitShardedExpertGemm).
+struct ExpertGemm {
+  StringRef name;
+  /// A (rows to multiply), the per-slot operand, the packed weights, their
+  /// bias and C (expert x group x slot rows).
+  Value a, perSlot, packedB, bias, c;
+  int64_t n = 0, k = 0;
+  int64_t rowTile = 0, panelTile = 0;
+  /// Expert-up: `perSlot` is slot -> token and A's rows are the tokens,
+  /// read in place (a gather). Expert-down: A's rows are the slots and
+  /// `perSlot` holds the gate that scales each row.
+  bool gatherTokens = false;
+  Activation activation = Activation::None;
+  bool bf16RoundOutput = false;
 };
 
 } // namespace mlir::vmoe::lowering

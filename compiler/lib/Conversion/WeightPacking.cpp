@@ -161,7 +161,8 @@ FailureOr<Value> Lowering::constantBuffer(Value tensor, Operation *user) {
 std::pair<Value, Value>
 Lowering::packWeights(StringRef base, ArrayRef<const WeightRef *> weights,
                       ArrayRef<const WeightRef *> biases, int64_t batch,
-                      int64_t k, int64_t n, bool bf16, bool kPairs) {
+                      int64_t k, int64_t n, bool bf16, bool kPairs,
+                      int64_t slices) {
   pack::PackSpec spec;
   spec.layout = pack::PackLayout::Panels;
   spec.batch = batch;
@@ -169,8 +170,9 @@ Lowering::packWeights(StringRef base, ArrayRef<const WeightRef *> weights,
   spec.nr = tiling.nr;
   spec.bf16 = bf16;
   spec.kPairs = kPairs;
+  // The sources hold `slices` batches of `batch`; one is packed.
   for (const WeightRef *w : weights)
-    spec.widths.push_back(w->numElements() / (batch * k));
+    spec.widths.push_back(w->numElements() / (slices * batch * k));
   int64_t nr = tiling.nr, panels = ceilDiv(n, nr);
   SmallVector<int64_t> shape;
   if (batch > 1)
@@ -190,7 +192,7 @@ Lowering::packWeights(StringRef base, ArrayRef<const WeightRef *> weights,
     biasSpec.batch = batch;
     biasSpec.nr = nr;
     for (const WeightRef *w : biases)
-      biasSpec.widths.push_back(w->numElements() / batch);
+      biasSpec.widths.push_back(w->numElements() / (slices * batch));
     SmallVector<int64_t> biasShape;
     if (batch > 1)
       biasShape.push_back(batch);

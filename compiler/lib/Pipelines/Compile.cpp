@@ -83,6 +83,7 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   pipeline.expertBf16Math = options.expertBf16Math;
   pipeline.nativeBf16Dot = options.expertBf16Math &&
                            info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
+  pipeline.expertShards = options.expertShards;
   buildVmoePipeline(pm, pipeline);
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
@@ -167,6 +168,12 @@ LogicalResult compileToExecutable(ModuleOp module,
              "' (known: cpu, cuda, cuda-emulation)";
     return failure();
   }
+  if (options.expertShards > 1 && options.target != "cpu") {
+    *error = "--expert-shards needs --target=cpu: the exchange between ranks "
+             "is implemented for CPU modules only (got --target=" +
+             options.target + ")";
+    return failure();
+  }
   // Before any work: the weights must be there, with their shapes.
   if (!checkParameters(module, options.parameters, error))
     return failure();
@@ -239,9 +246,23 @@ LogicalResult compileToExecutable(ModuleOp module,
   return success();
 }
 
+/// One module holds every expert: N rank modules come from
+/// compileToShardedModules(Files).
+static LogicalResult refuseShards(const CompileOptions &options,
+                                  std::string *error) {
+  if (options.expertShards <= 1)
+    return success();
+  *error = "expertShards = " + std::to_string(options.expertShards) +
+           " makes one module per rank: compile with compileToShardedModules "
+           "or compileToShardedModuleFiles";
+  return failure();
+}
+
 LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
                               std::vector<uint8_t> &bytes, std::string *error,
                               SerializeStats *stats) {
+  if (failed(refuseShards(options, error)))
+    return failure();
   SerializeOptions serialize;
   if (failed(compileToExecutable(module, options, serialize, error)))
     return failure();
@@ -257,6 +278,8 @@ LogicalResult compileToModuleFile(ModuleOp module,
                                   const CompileOptions &options,
                                   const std::string &path, std::string *error,
                                   SerializeStats *stats, uint64_t *fileSize) {
+  if (failed(refuseShards(options, error)))
+    return failure();
   SerializeOptions serialize;
   if (failed(compileToExecutable(module, options, serialize, error)))
     return failure();

@@ -31,6 +31,7 @@ void buildVmoePipeline(OpPassManager &pm, const VmoePipelineOptions &options) {
   lower.expertWeightsBf16 = options.expertWeightsBf16;
   lower.expertBf16Math = options.expertBf16Math;
   lower.nativeBf16Dot = options.nativeBf16Dot;
+  lower.expertShards = options.expertShards;
   pm.addPass(createVmoeLowerToKernels(lower));
   // Still at the memref level, before the targets split: both record it.
   pm.addPass(createVmoeRecordWrittenBindings());

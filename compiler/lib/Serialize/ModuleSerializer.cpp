@@ -115,7 +115,10 @@ private:
   void addExecutable();
   LogicalResult addDispatch(LaunchOp launch);
   LogicalResult addPushConstants(LaunchOp launch, mod::DispatchDesc &dispatch);
+  LogicalResult addCollective(AllToAllOp exchange);
   LogicalResult addMoeLayers();
+  /// The host's vmoe.expert_shards (1: not split), checked against the rank.
+  LogicalResult readShards();
   void fillStats(SerializeStats &stats) const;
 
   ModuleOp module;
@@ -126,7 +129,10 @@ private:
   std::vector<mod::BufferRequest> requests;
   llvm::StringMap<uint32_t> constants;
   llvm::DenseMap<Value, Knob> knobs;
-  std::vector<LaunchOp> launches;
+  /// The schedule's steps: launches and exchanges (vmoe.all_to_all).
+  std::vector<Operation *> steps;
+  uint32_t kernelLaunches = 0;
+  int64_t shards = 1;
   SmallVector<RoutingStatsOp> statsOps;
   /// MoE layer -> (expert counts, token kept) arena requests.
   llvm::DenseMap<int64_t, std::pair<uint32_t, uint32_t>> statsRequests;
@@ -302,14 +308,27 @@ FailureOr<uint32_t> Serializer::addPackedSegment(memref::GlobalOp global,
   if (::vmoe::writer::packedBytes(spec) != size)
     return global.emitOpError() << "packs " << ::vmoe::writer::packedBytes(spec)
                                 << " bytes into a global of " << size;
+  // One rank's slice of a layer's experts: the global holds its experts of
+  // the parameters' `experts`, from the rank's first on.
+  uint64_t sliceFactor = 1, sliceRank = 0;
+  if (Attribute attr = global->getAttr(kExpertSliceAttrName)) {
+    auto experts = dyn_cast<IntegerAttr>(attr);
+    if (shards < 2 || !experts || experts.getInt() != spec.batch * shards)
+      return global.emitOpError()
+             << "has " << kExpertSliceAttrName << " = " << attr
+             << "; expected the experts of its layer (" << spec.batch
+             << " per rank) in a schedule split over ranks";
+    sliceFactor = static_cast<uint64_t>(shards);
+    sliceRank = options.expertRank;
+  }
   std::vector<std::string> names;
   for (StringRef name : packed.getParameterNames())
     names.push_back(name.str());
   constantBytes += size;
   ::vmoe::readers::TensorSource *source = options.parameters;
   std::string what = global.getSymName().str();
-  auto produce = [source, spec, names, what](std::vector<uint8_t> &bytes,
-                                             std::string *error) {
+  auto produce = [source, spec, names, what, sliceFactor,
+                  sliceRank](std::vector<uint8_t> &bytes, std::string *error) {
     // The tensors of this one global, then its packed bytes: the memory
     // of one weight at a time.
     std::vector<::vmoe::readers::Tensor> tensors(names.size());
@@ -317,14 +336,15 @@ FailureOr<uint32_t> Serializer::addPackedSegment(memref::GlobalOp global,
     for (size_t i = 0; i < names.size(); ++i) {
       if (!source->read(names[i], tensors[i], error))
         return false;
-      uint64_t need = ::vmoe::writer::sourceElements(spec, i);
+      uint64_t slice = ::vmoe::writer::sourceElements(spec, i);
+      uint64_t need = slice * sliceFactor;
       if (tensors[i].data.size() != need) {
         *error = "parameter " + names[i] + " holds " +
                  std::to_string(tensors[i].data.size()) + " values, " + what +
                  " needs " + std::to_string(need);
         return false;
       }
-      data.push_back(tensors[i].data.data());
+      data.push_back(tensors[i].data.data() + sliceRank * slice);
     }
     ::vmoe::writer::packWeights(spec, data, bytes);
     return true;
@@ -339,7 +359,7 @@ LogicalResult Serializer::readSchedule() {
       mod::BufferRequest request;
       request.size = byteSize(allocOp.getType());
       request.alignment = 64;
-      request.firstUse = request.lastUse = launches.size();
+      request.firstUse = request.lastUse = steps.size();
       roots[allocOp] = {fb::BufferKind::Arena,
                         static_cast<uint32_t>(requests.size())};
       requests.push_back(request);
@@ -360,23 +380,40 @@ LogicalResult Serializer::readSchedule() {
         if (it == roots.end())
           return launch.emitOpError() << "binds a buffer of unknown origin";
         if (it->second.kind == fb::BufferKind::Arena)
-          requests[it->second.index].lastUse = launches.size();
+          requests[it->second.index].lastUse = steps.size();
       }
-      launches.push_back(launch);
+      steps.push_back(launch);
+      ++kernelLaunches;
+    } else if (auto exchange = dyn_cast<AllToAllOp>(op)) {
+      if (shards < 2)
+        return exchange.emitOpError()
+               << "exchanges buffers in a schedule without "
+               << kExpertShardsAttrName << " (not expert-sharded)";
+      if (exchange.getRanks() != shards)
+        return exchange.emitOpError()
+               << "exchanges between " << exchange.getRanks()
+               << " ranks in a schedule of " << shards;
+      for (Value v : {exchange.getSend(), exchange.getRecv()}) {
+        auto it = roots.find(v);
+        if (it == roots.end() || it->second.kind != fb::BufferKind::Arena)
+          return exchange.emitOpError() << "expects arena buffers";
+        requests[it->second.index].lastUse = steps.size();
+      }
+      steps.push_back(exchange);
     } else if (auto statsOp = dyn_cast<RoutingStatsOp>(op)) {
       statsOps.push_back(statsOp);
     } else if (!isa<arith::ConstantOp, func::ReturnOp>(op)) {
       return op.emitOpError() << "is not part of a host schedule";
     }
   }
-  if (launches.empty())
+  if (kernelLaunches == 0)
     return host.emitOpError() << "has no kernel launches";
   return success();
 }
 
 LogicalResult Serializer::planArena() {
   // Routing statistics are read after the run: keep them to the end.
-  uint32_t last = launches.size() - 1;
+  uint32_t last = steps.size() - 1;
   for (RoutingStatsOp s : statsOps) {
     BufferRoot counts = roots.lookup(s.getCounts());
     BufferRoot kept = roots.lookup(s.getKept());
@@ -518,6 +555,34 @@ LogicalResult Serializer::addDispatch(LaunchOp launch) {
   return success();
 }
 
+LogicalResult Serializer::addCollective(AllToAllOp exchange) {
+  mod::DispatchDesc dispatch;
+  dispatch.collective = true;
+  dispatch.collectiveLayer = static_cast<uint32_t>(exchange.getLayer());
+  dispatch.sendOffset = plan.offsets[roots.lookup(exchange.getSend()).index];
+  dispatch.recvOffset = plan.offsets[roots.lookup(exchange.getRecv()).index];
+  dispatch.groupBytes = static_cast<uint64_t>(exchange.getGroupBytes());
+  dispatch.slotBytes = static_cast<uint64_t>(exchange.getSlotBytes());
+  writer.addDispatch(std::move(dispatch));
+  return success();
+}
+
+LogicalResult Serializer::readShards() {
+  if (Attribute attr = host->getAttr(kExpertShardsAttrName)) {
+    auto n = dyn_cast<IntegerAttr>(attr);
+    if (!n || n.getInt() < 2 || n.getInt() > (int64_t(1) << 16))
+      return host.emitOpError()
+             << "has " << kExpertShardsAttrName << " = " << attr
+             << "; expected an i64 number of ranks >= 2";
+    shards = n.getInt();
+  }
+  if (options.expertRank >= shards)
+    return host.emitOpError()
+           << "has no rank " << options.expertRank << ": its schedule is for "
+           << shards << " rank(s) (" << kExpertShardsAttrName << ")";
+  return success();
+}
+
 LogicalResult Serializer::addMoeLayers() {
   Attribute attr = host->getAttr(kMoeLayersAttrName);
   auto layers = dyn_cast_or_null<ArrayAttr>(attr);
@@ -551,6 +616,11 @@ LogicalResult Serializer::addMoeLayers() {
       requirements |= VMOE_REQUIRES_CAPACITY_RULE;
     if (layer.expertChoice)
       requirements |= VMOE_REQUIRES_EXPERT_CHOICE;
+    if (shards > 1) {
+      // Every rank holds the same number of experts of every layer.
+      layer.localExperts = layer.numExperts / shards;
+      layer.firstExpert = options.expertRank * layer.localExperts;
+    }
     if (auto it = statsRequests.find(l.getLayer()); it != statsRequests.end()) {
       layer.hasStats = true;
       layer.expertCountsOffset = plan.offsets[it->second.first];
@@ -561,6 +631,14 @@ LogicalResult Serializer::addMoeLayers() {
   for (const auto &entry : knobs)
     if (entry.second.source == fb::PushConstantSource::MoeK)
       requirements |= VMOE_REQUIRES_K_KNOB;
+  if (shards > 1) {
+    requirements |= VMOE_REQUIRES_EXPERT_SHARDS;
+    mod::ExpertShardDesc shard;
+    shard.rank = options.expertRank;
+    shard.size = static_cast<uint32_t>(shards);
+    shard.modelId = options.modelId;
+    writer.setExpertShard(shard);
+  }
   writer.setRequirements(requirements);
   return success();
 }
@@ -571,17 +649,21 @@ void Serializer::fillStats(SerializeStats &stats) const {
   for (const mod::BufferRequest &r : requests)
     stats.arenaSizeWithoutReuse += (r.size + 63) / 64 * 64;
   stats.constantBytes = constantBytes;
-  stats.dispatches = launches.size();
-  stats.kernels = launches.size();
+  stats.dispatches = steps.size();
+  stats.kernels = kernelLaunches;
 }
 
 LogicalResult Serializer::build(SerializeStats *stats) {
-  if (failed(readSignature()) || failed(readSchedule()) || failed(planArena()))
+  if (failed(readShards()) || failed(readSignature()) ||
+      failed(readSchedule()) || failed(planArena()))
     return failure();
   addExecutable();
-  for (LaunchOp launch : launches)
-    if (failed(addDispatch(launch)))
+  for (Operation *step : steps) {
+    auto launch = dyn_cast<LaunchOp>(step);
+    if (failed(launch ? addDispatch(launch)
+                      : addCollective(cast<AllToAllOp>(step))))
       return failure();
+  }
   if (failed(addMoeLayers()))
     return failure();
 

@@ -69,6 +69,8 @@ struct ModuleWriter::Impl {
   uint32_t major = VMOE_FORMAT_VERSION_MAJOR;
   uint32_t minor = VMOE_FORMAT_VERSION_MINOR;
   uint64_t requirements = 0;
+  bool hasShard = false;
+  ExpertShardDesc shard;
   const ModuleSigner *signer = nullptr;
   WriteProgress progress;
 
@@ -234,6 +236,11 @@ void ModuleWriter::setRequirements(uint64_t requirements) {
   impl->requirements = requirements;
 }
 
+void ModuleWriter::setExpertShard(ExpertShardDesc shard) {
+  impl->hasShard = true;
+  impl->shard = shard;
+}
+
 void ModuleWriter::setSigner(const ModuleSigner *signer) {
   impl->signer = signer;
 }
@@ -318,9 +325,14 @@ void ModuleWriter::Impl::buildFlatBuffer(
       constants.push_back(
           fb::CreatePushConstant(fbb, p.source, p.layer, p.value));
     fb::BatchGrid batchGrid(d.batchUnitsPerImage, d.batchUnitsPerWorkgroup);
+    Offset<fb::Collective> collective;
+    if (d.collective)
+      collective = fb::CreateCollective(
+          fbb, d.collectiveKind, d.collectiveLayer, d.sendOffset, d.recvOffset,
+          d.groupBytes, d.slotBytes);
     dispatchOffsets.push_back(fb::CreateDispatch(
         fbb, d.kernel, fbb.CreateVector(bindings), fbb.CreateVector(constants),
-        d.batchUnitsPerWorkgroup ? &batchGrid : nullptr));
+        d.batchUnitsPerWorkgroup ? &batchGrid : nullptr, collective));
   }
   auto dispatchesOffset = fbb.CreateVector(dispatchOffsets);
 
@@ -350,8 +362,8 @@ void ModuleWriter::Impl::buildFlatBuffer(
         l.numGroups, l.numTokens, l.tokensPerImage, l.defaultCapacityFactor,
         l.maxCapacityFactor, l.maxCapacity, l.defaultBpr, stats,
         l.capacityMultipleOf, l.capacityRound,
-        l.expertChoice ? fb::RoutingKind::ExpertChoice
-                       : fb::RoutingKind::TopK));
+        l.expertChoice ? fb::RoutingKind::ExpertChoice : fb::RoutingKind::TopK,
+        l.firstExpert, l.localExperts));
   }
   auto layersOffset = fbb.CreateVector(layerOffsets);
 
@@ -360,11 +372,17 @@ void ModuleWriter::Impl::buildFlatBuffer(
     digests.emplace_back(d.low, d.high);
   auto digestsOffset = fbb.CreateVectorOfStructs(digests);
 
+  Offset<fb::ExpertShard> shardOffset;
+  if (hasShard) {
+    fb::Digest128 modelId(shard.modelId.low, shard.modelId.high);
+    shardOffset = fb::CreateExpertShard(fbb, shard.rank, shard.size, &modelId);
+  }
+
   fb::Version version(major, minor);
   auto root = fb::CreateModule(
       fbb, &version, requirements, metadataOffset, signature, segmentsOffset,
       constantsOffset, executablesOffset, kernelsOffset, dispatchesOffset,
-      arena, layersOffset, digestsOffset);
+      arena, layersOffset, digestsOffset, shardOffset);
   fbb.Finish(root, fb::ModuleIdentifier());
 }
 

@@ -181,6 +181,20 @@ LogicalResult VmoeDialect::verifyOperationAttribute(Operation *op,
   auto emit = [&] { return op->emitOpError(); };
   if (name == kPackedAttrName)
     return verifyPackedGlobal(op, attr.getValue());
+  if (name == kExpertSliceAttrName) {
+    if (!op->hasAttr(kPackedAttrName))
+      return emit() << "has '" << name << "' but no '" << kPackedAttrName
+                    << "': only weight globals packed from parameters are "
+                       "split between ranks";
+    return verifyInteger(emit, attr, 64, 2, kMaxU32);
+  }
+  if (name == kExpertShardsAttrName) {
+    if (!isa<FunctionOpInterface>(op))
+      return emit() << "has '" << name << "', which only functions may carry";
+    if (failed(verifyInteger(emit, attr, 64, 2, kMaxU32)))
+      return failure();
+    return verifyOnEntry(emit, op, attr);
+  }
   if (name == kInputAttrName || name == kOutputAttrName ||
       name == kKnobAttrName || name == kLayerAttrName)
     return emit() << "has '" << name

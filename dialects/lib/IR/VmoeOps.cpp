@@ -764,5 +764,27 @@ LaunchOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// AllToAllOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AllToAllOp::verify() {
+  // Both regions hold `ranks` chunks of one layout: the same buffer type.
+  if (getSend().getType() != getRecv().getType())
+    return emitOpError() << "expects send and recv buffers of one type, got "
+                         << getSend().getType() << " and "
+                         << getRecv().getType();
+  auto type = cast<MemRefType>(getSend().getType());
+  if (!type.hasStaticShape() || type.getElementTypeBitWidth() % 8 != 0)
+    return emitOpError() << "expects statically shaped buffers of whole "
+                            "bytes, got "
+                         << type;
+  int64_t bytes = type.getNumElements() * (type.getElementTypeBitWidth() / 8);
+  if (bytes % getRanks() != 0)
+    return emitOpError() << "expects buffers of " << getRanks()
+                         << " equal chunks, got " << bytes << " bytes";
+  return success();
+}
+
 #define GET_OP_CLASSES
 #include "vmoe/Dialect/IR/VmoeOps.cpp.inc"

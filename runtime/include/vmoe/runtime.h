@@ -350,6 +350,56 @@ typedef enum vmoe_device_t {
   VMOE_DEVICE_CUDA = 1,
 } vmoe_device_t;
 
+/* ---- collectives (expert parallelism) ---------------------------------------
+ *
+ * A module compiled for N expert shards (vmoe_module_shard_info) is one
+ * rank's part of a model: N processes (or threads) each run their part on
+ * their own images, and the dispatch buffers of every MoE layer travel
+ * between them by all-to-all. The runtime moves no bytes between processes
+ * itself: the caller supplies the exchange as this plain struct of function
+ * pointers (the optional vmoe_mpi library implements it with MPI; tests use
+ * threads of one process). Every rank must call the same functions in the
+ * same order (session creation, every run), as MPI's collectives do.
+ *
+ * Each function returns VMOE_STATUS_OK or an error with a message; a failed
+ * exchange fails the session call that made it (the session stays usable
+ * only if every rank failed the same way; callers normally end the job).
+ * A function must fail, not hang, when a peer is gone: give it a deadline.
+ */
+typedef struct vmoe_collective_t {
+  /* Passed back as the first argument of every function. */
+  void *user;
+  /* This process's rank in [0, size), and the number of ranks. */
+  uint32_t rank;
+  uint32_t size;
+  /* Sends bytes [j * chunk_bytes, (j + 1) * chunk_bytes) of `send` to rank
+   * j and receives rank j's chunk into the same place of `recv`, for every
+   * j (j == rank included). The regions do not overlap. */
+  vmoe_status_t (*all_to_all)(void *user, const void *send, void *recv,
+                              uint64_t chunk_bytes, vmoe_message_t *message);
+  /* Every rank contributes `bytes` bytes of `send`; rank j's land at
+   * recv + j * bytes on every rank. Small buffers (consistency checks). */
+  vmoe_status_t (*all_gather)(void *user, const void *send, void *recv,
+                              uint64_t bytes, vmoe_message_t *message);
+  /* Returns once every rank has called it. (The runtime itself lines the
+   * ranks up with all_gather; barrier is for the caller's own steps.) */
+  vmoe_status_t (*barrier)(void *user, vmoe_message_t *message);
+} vmoe_collective_t;
+
+/* The expert shard a module holds. */
+typedef struct vmoe_shard_info_t {
+  /* Nonzero: the module is rank `rank` of `size` parts of one model. */
+  int32_t sharded;
+  uint32_t rank;
+  uint32_t size;
+  /* Identifies the compile; the same in every part of it. */
+  uint64_t model_id[2];
+} vmoe_shard_info_t;
+
+/* Zeroed (sharded 0) for a module that is not a shard. */
+VMOE_API void vmoe_module_shard_info(const vmoe_module_t *module,
+                                     vmoe_shard_info_t *out_info);
+
 typedef struct vmoe_session_options_t {
   vmoe_device_t device;
   /* Threads that run each dispatch's workgroups, the caller included;
@@ -379,6 +429,15 @@ typedef struct vmoe_session_options_t {
    * k. Must be in [1, each layer's compiled k]; the capacity follows it
    * (vmoe recomputes it from S * k). Expert-choice layers ignore it. */
   uint32_t num_selected_experts;
+  /* An expert-sharded module's exchange between its ranks (NULL: none). A
+   * sharded module needs one whose size is the module's shard count and
+   * whose rank is the module's; a module that is not sharded ignores it.
+   * Read at creation; the struct and what it points to must outlive the
+   * session. vmoe_session_create is then collective: every rank checks that
+   * all ranks hold parts of the same compile, each rank once; every
+   * vmoe_session_run checks that all ranks run the same batch, capacity
+   * factor, BPR and k. CPU only. */
+  const vmoe_collective_t *collective;
 } vmoe_session_options_t;
 
 /* Bounds of vmoe_session_options_t.cuda_graph_cache. The default covers the
@@ -488,7 +547,8 @@ VMOE_API vmoe_status_t vmoe_session_profile(const vmoe_session_t *session,
                                             uint64_t *out_runs,
                                             vmoe_message_t *message);
 
-/* The kernel name of dispatch `index` ("" when out of range or unnamed). */
+/* The kernel name of dispatch `index` ("" when out of range or unnamed;
+ * "all_to_all" for an expert shard's exchange step). */
 VMOE_API const char *vmoe_module_dispatch_kernel(const vmoe_module_t *module,
                                                  uint32_t index);
 

@@ -172,3 +172,35 @@ EXPORT int vmoe_test_wait_gate(const vmoe_dispatch_state_v0_t *d,
     ;
   return 0;
 }
+
+/* The pack step of a toy expert shard (ShardSupport.h): fills chunk j of the
+ * send region (the part for rank j) with values that name the sender, the
+ * receiver and the input. Bindings: x (f32, one float per token), send
+ * (written). Constants: rank, ranks, batch, capacity C, tokens per image T,
+ * group size S. Chunks follow the collective contract with 4 bytes per group
+ * and 4 per slot: G + G * C floats, G = ceil(batch * T / S):
+ *   send[j * chunk + q] = 1000 * rank + 100 * j + x[q % (batch * T)]. */
+EXPORT int vmoe_test_pack_chunks(const vmoe_dispatch_state_v0_t *d,
+                                 const vmoe_workgroup_state_v0_t *w) {
+  (void)w;
+  if (d->binding_count != 2 || d->constant_count != 6)
+    return 1;
+  const float *x = (const float *)d->bindings[0];
+  float *send = (float *)d->bindings[1];
+  int64_t rank = d->constants[0], ranks = d->constants[1];
+  int64_t batch = d->constants[2], capacity = d->constants[3];
+  int64_t perImage = d->constants[4], groupSize = d->constants[5];
+  if (ranks < 1 || batch < 1 || capacity < 1 || perImage < 1 || groupSize < 1)
+    return 2;
+  uint64_t tokens = (uint64_t)batch * (uint64_t)perImage;
+  uint64_t groups = (tokens + (uint64_t)groupSize - 1) / (uint64_t)groupSize;
+  uint64_t chunk = groups + groups * (uint64_t)capacity;
+  if (tokens * sizeof(float) > d->binding_lengths[0] ||
+      chunk * (uint64_t)ranks * sizeof(float) > d->binding_lengths[1])
+    return 3;
+  for (int64_t j = 0; j < ranks; ++j)
+    for (uint64_t q = 0; q < chunk; ++q)
+      send[(uint64_t)j * chunk + q] =
+          (float)(1000 * rank + 100 * j) + x[q % tokens];
+  return 0;
+}

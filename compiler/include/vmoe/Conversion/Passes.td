@@ -44,7 +44,12 @@ def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
     Option<"nativeBf16Dot", "native-bf16-dot", "bool", "false",
            "with expert-bf16-math: multiply with x86vector.avx512.dot "
            "(AVX512-BF16 vdpbf16ps; needs vector-width=16) instead of the "
-           "same arithmetic in f32 FMAs">
+           "same arithmetic in f32 FMAs">,
+    Option<"expertShards", "expert-shards", "int64_t", "1",
+           "split every MoE layer's experts over this many ranks (expert "
+           "parallelism): one rank's schedule, whose expert weights are the "
+           "rank's E/N experts and whose MoE layers exchange their dispatch "
+           "buffers with vmoe.all_to_all; 1: not split">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

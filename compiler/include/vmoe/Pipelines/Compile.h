@@ -43,6 +43,10 @@ struct CompileOptions {
   /// expert-bf16-math; implies bf16 expert weights): AVX512-BF16 where
   /// the CPU target has it, the same arithmetic in f32 FMAs elsewhere.
   bool expertBf16Math = false;
+  /// --expert-shards: split every MoE layer's experts over this many ranks
+  /// (expert parallelism, one module per rank: compileToShardedModuleFiles);
+  /// 1: one module with every expert.
+  unsigned expertShards = 1;
   /// Where to write the optimized LLVM IR / the kernels' assembly, when set.
   std::string dumpLlvmIrPath;
   std::string dumpAssemblyPath;
@@ -106,6 +110,37 @@ LogicalResult compileToModuleFile(ModuleOp module,
                                   const std::string &path, std::string *error,
                                   SerializeStats *stats = nullptr,
                                   uint64_t *fileSize = nullptr);
+
+/// The file of rank `rank` of an expert-sharded compile to `path`:
+/// NAME.vmoe -> NAME.rank<R>.vmoe (a path without .vmoe gets the suffix).
+std::string expertShardPath(const std::string &path, unsigned rank);
+
+/// The id that the rank modules of one expert-sharded compile share: an
+/// XXH3-128 digest over the model (config, name, class names), the compiled
+/// kernels (they carry every lowering option and the target), the number of
+/// ranks and every weight the module packs (names and values).
+FailureOr<::vmoe::writer::Digest128>
+expertShardModelId(ModuleOp module, const CompileOptions &options,
+                   const SerializeOptions &serialize, std::string *error);
+
+/// The whole flow for options.expertShards = N >= 2 ranks into memory:
+/// `ranks[R]` gets rank R's module.
+LogicalResult compileToShardedModules(ModuleOp module,
+                                      const CompileOptions &options,
+                                      std::vector<std::vector<uint8_t>> &ranks,
+                                      std::string *error);
+
+/// The whole flow for options.expertShards = N >= 2 ranks: one lowering and
+/// code generation, then N module files, expertShardPath(path, R), each with
+/// the dense weights and rank R's experts, streamed. `fileSizes` gets their
+/// sizes; `stats` those of rank 0 (every rank has the same schedule).
+LogicalResult compileToShardedModuleFiles(ModuleOp module,
+                                          const CompileOptions &options,
+                                          const std::string &path,
+                                          std::string *error,
+                                          SerializeStats *stats = nullptr,
+                                          std::vector<uint64_t> *fileSizes =
+                                              nullptr);
 
 } // namespace mlir::vmoe
 

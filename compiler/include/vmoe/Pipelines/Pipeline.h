@@ -52,6 +52,10 @@ struct VmoePipelineOptions : public PassPipelineOptions<VmoePipelineOptions> {
       *this, "native-bf16-dot",
       llvm::cl::desc("With expert-bf16-math: AVX512-BF16 vdpbf16ps"),
       llvm::cl::init(false)};
+  Option<int64_t> expertShards{
+      *this, "expert-shards",
+      llvm::cl::desc("Split the experts over this many ranks (1: not split)"),
+      llvm::cl::init(1)};
 };
 
 /// Whether `phase` is one of graph, kernels, llvm.

@@ -49,6 +49,11 @@ struct SerializeOptions {
   const ::vmoe::writer::ModuleSigner *signer = nullptr;
   /// Reports the writing of the weights, when set.
   ::vmoe::writer::WriteProgress progress;
+  /// An expert-sharded schedule (vmoe.expert_shards = N on the host): the
+  /// rank to write (0..N-1; its experts' weights only) and the model id
+  /// that all N files of the compile share.
+  uint32_t expertRank = 0;
+  ::vmoe::writer::Digest128 modelId;
 };
 
 struct SerializeStats {

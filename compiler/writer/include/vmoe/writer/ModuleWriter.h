@@ -126,6 +126,16 @@ struct DispatchDesc {
   /// unitsPerWorkgroup) workgroups for a call of batch b.
   uint64_t batchUnitsPerImage = 0;
   uint64_t batchUnitsPerWorkgroup = 0;
+  /// Expert-sharded modules: when set, the step is an exchange between the
+  /// ranks (Dispatch.collective) and kernel, bindings and push constants
+  /// are left empty.
+  bool collective = false;
+  fb::CollectiveKind collectiveKind = fb::CollectiveKind::AllToAll;
+  uint32_t collectiveLayer = 0;
+  uint64_t sendOffset = 0;
+  uint64_t recvOffset = 0;
+  uint64_t groupBytes = 0;
+  uint64_t slotBytes = 0;
 };
 
 struct MoeLayerDesc {
@@ -150,6 +160,17 @@ struct MoeLayerDesc {
   bool hasStats = false;
   uint64_t expertCountsOffset = 0;
   uint64_t tokenKeptOffset = 0;
+  /// Expert-sharded modules: the experts this rank holds (0: all).
+  uint32_t firstExpert = 0;
+  uint32_t localExperts = 0;
+};
+
+/// Module.expert_shard: this module is rank `rank` of `size` parts of the
+/// model that `modelId` names.
+struct ExpertShardDesc {
+  uint32_t rank = 0;
+  uint32_t size = 0;
+  Digest128 modelId;
 };
 
 struct CudaCubinDesc {
@@ -238,6 +259,8 @@ public:
   /// Defaults to this build's VMOE_FORMAT_VERSION_*; tests set others.
   void setFormatVersion(uint32_t major, uint32_t minor);
   void setRequirements(uint64_t requirements);
+  /// Marks the module as one rank's part of an expert-sharded model.
+  void setExpertShard(ExpertShardDesc shard);
   /// Signs the module with `signer` (null: unsigned, the default). The
   /// signer must stay valid until the last write*().
   void setSigner(const ModuleSigner *signer);

@@ -29,10 +29,17 @@
 //   vmoe.entry                   unit      the host schedule function
 //   vmoe.batch_multiple          i64 >= 1  the batch step of a call
 //   vmoe.moe_layers              [#vmoe.moe_layer<...>]  one per MoE layer
+//   vmoe.expert_shards           i64 >= 2  present: one rank's schedule of
+//                                          a model whose experts are split
+//                                          over this many ranks
 // Weight globals (lowering -> serializer):
 //   vmoe.packed                  #vmoe.packed_weight<...>  on an
 //                                          uninitialized memref.global: the
 //                                          parameters it is packed from
+//   vmoe.expert_slice            i64 >= 2  on such a global of an
+//                                          expert-sharded schedule: its
+//                                          batch is one rank's experts of
+//                                          this many (the rank picks which)
 // Host function arguments (lowering -> serializer):
 //   vmoe.input, vmoe.output      i64 >= 0  the model input/result number
 //   vmoe.knob                    string    a KnobKind ("batch", "capacity",
@@ -72,9 +79,13 @@ inline constexpr llvm::StringLiteral kEntryAttrName = "vmoe.entry";
 inline constexpr llvm::StringLiteral kBatchMultipleAttrName =
     "vmoe.batch_multiple";
 inline constexpr llvm::StringLiteral kMoeLayersAttrName = "vmoe.moe_layers";
+inline constexpr llvm::StringLiteral kExpertShardsAttrName =
+    "vmoe.expert_shards";
 
 // Weight globals.
 inline constexpr llvm::StringLiteral kPackedAttrName = "vmoe.packed";
+inline constexpr llvm::StringLiteral kExpertSliceAttrName =
+    "vmoe.expert_slice";
 
 // Host function arguments.
 inline constexpr llvm::StringLiteral kInputAttrName = "vmoe.input";

@@ -548,4 +548,33 @@ def Vmoe_RoutingStatsOp : Vmoe_Op<"routing_stats"> {
   }];
 }
 
+def Vmoe_AllToAllOp : Vmoe_Op<"all_to_all"> {
+  let summary = "exchange a MoE layer's dispatch buffers between expert shards";
+  let description = [{
+    One step of an expert-sharded schedule (`vmoe.expert_shards` on the host
+    function): every rank sends chunk j of `send` to rank j and receives
+    rank j's chunk into chunk j of `recv`, for every j (its own chunk too).
+    For a call, a chunk is `group_bytes * G + slot_bytes * G * C` bytes,
+    where G is MoE layer `layer`'s routing groups in the call and C its
+    capacity in the call; both buffers hold `ranks` chunks at the compiled
+    batch and capacity. The kernels around it own the chunk's layout.
+
+    Example:
+    ```mlir
+    vmoe.all_to_all %send, %recv {layer = 0 : i64, ranks = 2 : i64,
+        group_bytes = 16 : i64, slot_bytes = 528 : i64}
+        : memref<4224xf32>, memref<4224xf32>
+    ```
+  }];
+  let arguments = (ins AnyMemRef:$send, AnyMemRef:$recv,
+                   ConfinedAttr<I64Attr, [IntNonNegative]>:$layer,
+                   ConfinedAttr<I64Attr, [IntMinValue<2>]>:$ranks,
+                   ConfinedAttr<I64Attr, [IntNonNegative]>:$group_bytes,
+                   ConfinedAttr<I64Attr, [IntPositive]>:$slot_bytes);
+  let assemblyFormat = [{
+    $send `,` $recv attr-dict `:` type($send) `,` type($recv)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // VMOE_DIALECT_VMOEOPS_TD
