@@ -34,9 +34,8 @@ using mlir::vmoe::WeightMap;
 
 /// `config` (its batch) with `weights` compiled whole (shards 1) or into
 /// `shards` rank modules.
-std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
-                                          const WeightMap &weights,
-                                          unsigned shards) {
+std::vector<std::vector<uint8_t>>
+compile(const VitMoeConfig &config, const WeightMap &weights, unsigned shards) {
   mlir::DialectRegistry registry;
   mlir::vmoe::registerCompilerDialects(registry);
   mlir::MLIRContext context(registry);
@@ -59,8 +58,8 @@ std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
         mlir::vmoe::compileToModule(*module, options, out[0], &error)))
         << error;
   } else {
-    EXPECT_TRUE(mlir::succeeded(mlir::vmoe::compileToShardedModules(
-        *module, options, out, &error)))
+    EXPECT_TRUE(mlir::succeeded(
+        mlir::vmoe::compileToShardedModules(*module, options, out, &error)))
         << error;
   }
   return out;
@@ -84,8 +83,7 @@ void runModule(const std::vector<uint8_t> &bytes, const VitMoeConfig &config,
   vmoe_session_options_init(&options);
   options.thread_count = 1;
   options.collective = collective;
-  if (vmoe_session_create(module, &options, &session, &msg) ==
-      VMOE_STATUS_OK) {
+  if (vmoe_session_create(module, &options, &session, &msg) == VMOE_STATUS_OK) {
     int64_t inShape[4] = {batch, config.imageHeight, config.imageWidth,
                           config.channels};
     int64_t outShape[2] = {batch, config.numClasses};
@@ -130,17 +128,17 @@ void expectShardsMatch(VitMoeConfig config, const WeightMap &weights,
                  std::to_string(c.cf) + ", BPR " + std::to_string(c.bpr));
     std::vector<float> want(all * classes), got(all * classes, -1.0f);
     std::string failure;
-    runModule(whole[0], config, images.data(), all, want.data(), nullptr,
-              c.cf, c.bpr, &failure);
+    runModule(whole[0], config, images.data(), all, want.data(), nullptr, c.cf,
+              c.bpr, &failure);
     ASSERT_EQ(failure, "");
     vmoe::test::InProcessGroup group(shards);
     std::vector<std::string> failures(shards);
     std::vector<std::thread> threads;
     for (unsigned r = 0; r < shards; ++r)
       threads.emplace_back([&, r] {
-        runModule(ranks[r], config, images.data() + r * perRank * item,
-                  perRank, got.data() + r * perRank * classes,
-                  group.collective(r), c.cf, c.bpr, &failures[r]);
+        runModule(ranks[r], config, images.data() + r * perRank * item, perRank,
+                  got.data() + r * perRank * classes, group.collective(r), c.cf,
+                  c.bpr, &failures[r]);
       });
     for (std::thread &t : threads)
       t.join();

@@ -78,8 +78,8 @@ expertShardModelId(ModuleOp module, const CompileOptions &options,
     if (!serialize.parameters ||
         !serialize.parameters->read(name, tensor, error)) {
       if (!serialize.parameters)
-        *error = "the model names parameter " + name +
-                 " but no weights were given";
+        *error =
+            "the model names parameter " + name + " but no weights were given";
       return failure();
     }
     id.add(name);
