@@ -34,8 +34,10 @@ using mlir::vmoe::WeightMap;
 
 /// `config` (its batch) with `weights` compiled whole (shards 1) or into
 /// `shards` rank modules.
-std::vector<std::vector<uint8_t>>
-compile(const VitMoeConfig &config, const WeightMap &weights, unsigned shards) {
+std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
+                                          const WeightMap &weights,
+                                          unsigned shards,
+                                          bool bf16Math = false) {
   mlir::DialectRegistry registry;
   mlir::vmoe::registerCompilerDialects(registry);
   mlir::MLIRContext context(registry);
@@ -52,6 +54,7 @@ compile(const VitMoeConfig &config, const WeightMap &weights, unsigned shards) {
   options.modelName = config.name;
   options.parameters = source.get();
   options.expertShards = shards;
+  options.expertBf16Math = bf16Math;
   if (shards == 1) {
     out.resize(1);
     EXPECT_TRUE(mlir::succeeded(
@@ -108,12 +111,14 @@ void runModule(const std::vector<uint8_t> &bytes, const VitMoeConfig &config,
 /// (when set) runs a smaller batch: that many images per rank.
 void expectShardsMatch(VitMoeConfig config, const WeightMap &weights,
                        unsigned shards, const std::vector<float> &images,
-                       int64_t runPerRank = 0) {
-  std::vector<std::vector<uint8_t>> ranks = compile(config, weights, shards);
+                       int64_t runPerRank = 0, bool bf16Math = false) {
+  std::vector<std::vector<uint8_t>> ranks =
+      compile(config, weights, shards, bf16Math);
   config.batchSize *= shards;
   int64_t perRank = runPerRank ? runPerRank : config.batchSize / shards;
   int64_t all = perRank * shards;
-  std::vector<std::vector<uint8_t>> whole = compile(config, weights, 1);
+  std::vector<std::vector<uint8_t>> whole =
+      compile(config, weights, 1, bf16Math);
   ASSERT_EQ(ranks.size(), shards);
   ASSERT_EQ(whole.size(), 1u);
   uint64_t item = config.imageHeight * config.imageWidth * config.channels;
@@ -214,6 +219,18 @@ TEST(ShardedModel, ExpertChoiceRouting) {
   config.batchSize = 2;
   WeightMap weights = mlir::vmoe::randomWeights(config, 23);
   expectShardsMatch(config, weights, 4, randomImages(config, 8));
+}
+
+TEST(ShardedModel, Bf16ExpertMath) {
+  // The ranks multiply the bf16 pairs with f32 FMAs; one process uses
+  // vdpbf16ps where the CPU has it: the same bits (no denormal products
+  // here).
+  VitMoeConfig config = vmoe::e2e::smallVitMoe("sharded-bf16");
+  config.numExperts = 8;
+  config.moeLayers = {0, 1};
+  config.batchSize = 2;
+  WeightMap weights = mlir::vmoe::randomWeights(config, 29);
+  expectShardsMatch(config, weights, 2, randomImages(config, 8), 0, true);
 }
 
 } // namespace
