@@ -141,8 +141,8 @@ TEST(ShardFiles, EachRankHoldsItsExpertsOnly) {
         continue;
       }
       ASSERT_EQ(bytes.size() * shards, full.size()) << name;
-      EXPECT_EQ(0, std::memcmp(bytes.data(),
-                               full.data() + r * bytes.size(), bytes.size()))
+      EXPECT_EQ(0, std::memcmp(bytes.data(), full.data() + r * bytes.size(),
+                               bytes.size()))
           << name;
       sliced += r == 0;
     }
@@ -151,8 +151,7 @@ TEST(ShardFiles, EachRankHoldsItsExpertsOnly) {
   EXPECT_EQ(sliced, 8u);
   // The unsharded module is no shard.
   EXPECT_FALSE(rootOf(whole[0])->expert_shard());
-  EXPECT_EQ(rootOf(whole[0])->requirements() & VMOE_REQUIRES_EXPERT_SHARDS,
-            0u);
+  EXPECT_EQ(rootOf(whole[0])->requirements() & VMOE_REQUIRES_EXPERT_SHARDS, 0u);
 }
 
 TEST(ShardFiles, ModelIdIsSharedByOneCompileOnly) {

@@ -36,7 +36,8 @@ using mlir::vmoe::WeightMap;
 /// `shards` rank modules.
 std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
                                           const WeightMap &weights,
-                                          unsigned shards) {
+                                          unsigned shards,
+                                          bool bf16Math = false) {
   mlir::DialectRegistry registry;
   mlir::vmoe::registerCompilerDialects(registry);
   mlir::MLIRContext context(registry);
@@ -53,14 +54,15 @@ std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
   options.modelName = config.name;
   options.parameters = source.get();
   options.expertShards = shards;
+  options.expertBf16Math = bf16Math;
   if (shards == 1) {
     out.resize(1);
     EXPECT_TRUE(mlir::succeeded(
         mlir::vmoe::compileToModule(*module, options, out[0], &error)))
         << error;
   } else {
-    EXPECT_TRUE(mlir::succeeded(mlir::vmoe::compileToShardedModules(
-        *module, options, out, &error)))
+    EXPECT_TRUE(mlir::succeeded(
+        mlir::vmoe::compileToShardedModules(*module, options, out, &error)))
         << error;
   }
   return out;
@@ -84,8 +86,7 @@ void runModule(const std::vector<uint8_t> &bytes, const VitMoeConfig &config,
   vmoe_session_options_init(&options);
   options.thread_count = 1;
   options.collective = collective;
-  if (vmoe_session_create(module, &options, &session, &msg) ==
-      VMOE_STATUS_OK) {
+  if (vmoe_session_create(module, &options, &session, &msg) == VMOE_STATUS_OK) {
     int64_t inShape[4] = {batch, config.imageHeight, config.imageWidth,
                           config.channels};
     int64_t outShape[2] = {batch, config.numClasses};
@@ -110,12 +111,14 @@ void runModule(const std::vector<uint8_t> &bytes, const VitMoeConfig &config,
 /// (when set) runs a smaller batch: that many images per rank.
 void expectShardsMatch(VitMoeConfig config, const WeightMap &weights,
                        unsigned shards, const std::vector<float> &images,
-                       int64_t runPerRank = 0) {
-  std::vector<std::vector<uint8_t>> ranks = compile(config, weights, shards);
+                       int64_t runPerRank = 0, bool bf16Math = false) {
+  std::vector<std::vector<uint8_t>> ranks =
+      compile(config, weights, shards, bf16Math);
   config.batchSize *= shards;
   int64_t perRank = runPerRank ? runPerRank : config.batchSize / shards;
   int64_t all = perRank * shards;
-  std::vector<std::vector<uint8_t>> whole = compile(config, weights, 1);
+  std::vector<std::vector<uint8_t>> whole =
+      compile(config, weights, 1, bf16Math);
   ASSERT_EQ(ranks.size(), shards);
   ASSERT_EQ(whole.size(), 1u);
   uint64_t item = config.imageHeight * config.imageWidth * config.channels;
@@ -130,17 +133,17 @@ void expectShardsMatch(VitMoeConfig config, const WeightMap &weights,
                  std::to_string(c.cf) + ", BPR " + std::to_string(c.bpr));
     std::vector<float> want(all * classes), got(all * classes, -1.0f);
     std::string failure;
-    runModule(whole[0], config, images.data(), all, want.data(), nullptr,
-              c.cf, c.bpr, &failure);
+    runModule(whole[0], config, images.data(), all, want.data(), nullptr, c.cf,
+              c.bpr, &failure);
     ASSERT_EQ(failure, "");
     vmoe::test::InProcessGroup group(shards);
     std::vector<std::string> failures(shards);
     std::vector<std::thread> threads;
     for (unsigned r = 0; r < shards; ++r)
       threads.emplace_back([&, r] {
-        runModule(ranks[r], config, images.data() + r * perRank * item,
-                  perRank, got.data() + r * perRank * classes,
-                  group.collective(r), c.cf, c.bpr, &failures[r]);
+        runModule(ranks[r], config, images.data() + r * perRank * item, perRank,
+                  got.data() + r * perRank * classes, group.collective(r), c.cf,
+                  c.bpr, &failures[r]);
       });
     for (std::thread &t : threads)
       t.join();
@@ -216,6 +219,18 @@ TEST(ShardedModel, ExpertChoiceRouting) {
   config.batchSize = 2;
   WeightMap weights = mlir::vmoe::randomWeights(config, 23);
   expectShardsMatch(config, weights, 4, randomImages(config, 8));
+}
+
+TEST(ShardedModel, Bf16ExpertMath) {
+  // The ranks multiply the bf16 pairs with f32 FMAs; one process uses
+  // vdpbf16ps where the CPU has it: the same bits (no denormal products
+  // here).
+  VitMoeConfig config = vmoe::e2e::smallVitMoe("sharded-bf16");
+  config.numExperts = 8;
+  config.moeLayers = {0, 1};
+  config.batchSize = 2;
+  WeightMap weights = mlir::vmoe::randomWeights(config, 29);
+  expectShardsMatch(config, weights, 2, randomImages(config, 8), 0, true);
 }
 
 } // namespace

@@ -566,8 +566,7 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
                           binds, sharded ? 1 : 0);
   ImplicitLocOpBuilder &b = kern.b();
   Value callG = sharded ? callGroups(kern, l) : Value();
-  Value callC =
-      sharded ? callCapacity(kern, l, kern.constants[0]) : Value();
+  Value callC = sharded ? callCapacity(kern, l, kern.constants[0]) : Value();
   Value ky = kern.bindings[0], ki = kern.bindings[1], ks = kern.bindings[2],
         ko = kern.bindings[3];
   Value kr = residual ? kern.bindings[4] : Value();

@@ -66,8 +66,7 @@ Value Lowering::callGroups(Kernel &kern, const MoeLayer &l) {
       constIndex(b, l.s));
 }
 
-Value Lowering::callCapacity(Kernel &kern, const MoeLayer &l,
-                             Value capacity) {
+Value Lowering::callCapacity(Kernel &kern, const MoeLayer &l, Value capacity) {
   return minIndex(kern.b(), capacity, constIndex(kern.b(), l.cap));
 }
 
@@ -77,15 +76,14 @@ Value Lowering::shardedRowIndex(ImplicitLocOpBuilder &b, const MoeLayer &l,
   Value cEl = constIndex(b, l.localExperts), cD = constIndex(b, l.d);
   Value rank = arith::DivUIOp::create(b, ex, cEl);
   Value local = arith::RemUIOp::create(b, ex, cEl);
-  Value slots = arith::MulIOp::create(
-      b, arith::MulIOp::create(b, cEl, groups), capacity);
+  Value slots =
+      arith::MulIOp::create(b, arith::MulIOp::create(b, cEl, groups), capacity);
   Value chunk = arith::MulIOp::create(b, slots, cD);
   Value slotIndex = arith::AddIOp::create(
       b,
       arith::MulIOp::create(
           b,
-          arith::AddIOp::create(b, arith::MulIOp::create(b, local, groups),
-                                gi),
+          arith::AddIOp::create(b, arith::MulIOp::create(b, local, groups), gi),
           capacity),
       slot);
   return arith::AddIOp::create(
@@ -110,8 +108,8 @@ struct DispatchChunk {
 
 void Lowering::emitMoePack(MoeLayer &l) {
   int64_t g = l.g, d = l.d, e = l.e, el = l.localExperts;
-  SmallVector<Value> binds = {l.counts, l.slotToken, l.slotGate,
-                              l.expertInput, l.dispatchSend};
+  SmallVector<Value> binds = {l.counts, l.slotToken, l.slotGate, l.expertInput,
+                              l.dispatchSend};
   Kernel kern = newKernel("moe_pack", binds, 1);
   ImplicitLocOpBuilder &b = kern.b();
   Value kCounts = kern.bindings[0], kToken = kern.bindings[1],
@@ -141,22 +139,21 @@ void Lowering::emitMoePack(MoeLayer &l) {
         b,
         arith::AddIOp::create(b, arith::MulIOp::create(b, local, groups), gi),
         capacity);
-    Value gateBase =
-        arith::AddIOp::create(b, base, arith::AddIOp::create(b, chunk.gates,
-                                                             slot0));
+    Value gateBase = arith::AddIOp::create(
+        b, base, arith::AddIOp::create(b, chunk.gates, slot0));
     Value rowBase = arith::AddIOp::create(
         b, base,
         arith::AddIOp::create(b, chunk.rows,
                               arith::MulIOp::create(b, slot0, cD)));
     forLoop(b, c0, filled, c1, [&](ImplicitLocOpBuilder &b, Value r) {
       Value gate = memref::LoadOp::create(b, kGate, ValueRange{ex, gi, r});
-      memref::StoreOp::create(b, gate, kSend,
-                              ValueRange{arith::AddIOp::create(b, gateBase, r)});
+      memref::StoreOp::create(
+          b, gate, kSend, ValueRange{arith::AddIOp::create(b, gateBase, r)});
       Value tok = arith::IndexCastOp::create(
           b, b.getIndexType(),
           memref::LoadOp::create(b, kToken, ValueRange{ex, gi, r}));
-      Value row = arith::AddIOp::create(b, rowBase,
-                                        arith::MulIOp::create(b, r, cD));
+      Value row =
+          arith::AddIOp::create(b, rowBase, arith::MulIOp::create(b, r, cD));
       forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
         Value v = memref::LoadOp::create(b, kx, ValueRange{gi, tok, dd});
         memref::StoreOp::create(b, v, kSend,
@@ -231,8 +228,8 @@ void Lowering::emitShardedExpertGemm(const MoeLayer &l,
         return hiddenIndex(b, row, kk);
       Value at = arith::AddIOp::create(
           b, arith::AddIOp::create(b, base, chunk.rows),
-          arith::AddIOp::create(
-              b, arith::MulIOp::create(b, slotOf(b, row), cD), kk));
+          arith::AddIOp::create(b, arith::MulIOp::create(b, slotOf(b, row), cD),
+                                kk));
       return SmallVector<Value>{at};
     };
     auto cIndex = [&](ImplicitLocOpBuilder &b, Value row, Value col) {
@@ -242,8 +239,8 @@ void Lowering::emitShardedExpertGemm(const MoeLayer &l,
       Value returnChunk = arith::MulIOp::create(b, chunk.slots, cD);
       Value at = arith::AddIOp::create(
           b, arith::MulIOp::create(b, rank, returnChunk),
-          arith::AddIOp::create(
-              b, arith::MulIOp::create(b, slotOf(b, row), cD), col));
+          arith::AddIOp::create(b, arith::MulIOp::create(b, slotOf(b, row), cD),
+                                col));
       return SmallVector<Value>{at};
     };
     auto gateOf = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
@@ -272,7 +269,8 @@ void Lowering::emitShardedExpertGemm(const MoeLayer &l,
     ops.cIndex = cIndex;
     emitGemmBlock(b, tiling, ops, rowBegin, rowEnd, panelBegin, panelEnd);
   });
-  launch(kern, {ceilDiv(l.cap, rowTile), ceilDiv(panels, panelTile), el * n * g},
+  launch(kern,
+         {ceilDiv(l.cap, rowTile), ceilDiv(panels, panelTile), el * n * g},
          binds, {l.capacity});
 }
 

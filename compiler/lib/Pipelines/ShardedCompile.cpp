@@ -17,6 +17,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/StringRef.h"
+#include "llvm/Support/FileSystem.h"
 
 #include <cstring>
 #include <set>
@@ -78,8 +79,8 @@ expertShardModelId(ModuleOp module, const CompileOptions &options,
     if (!serialize.parameters ||
         !serialize.parameters->read(name, tensor, error)) {
       if (!serialize.parameters)
-        *error = "the model names parameter " + name +
-                 " but no weights were given";
+        *error =
+            "the model names parameter " + name + " but no weights were given";
       return failure();
     }
     id.add(name);
@@ -149,8 +150,12 @@ LogicalResult compileToShardedModuleFiles(ModuleOp module,
     uint64_t size = 0;
     if (failed(serializeModuleToFile(module, serialize,
                                      expertShardPath(path, rank), &rankStats,
-                                     &size, error)))
+                                     &size, error))) {
+      // All ranks or none: the files written so far go too.
+      for (unsigned done = 0; done < rank; ++done)
+        llvm::sys::fs::remove(expertShardPath(path, done));
       return failure();
+    }
     if (stats && rank == 0)
       *stats = rankStats;
     if (fileSizes)

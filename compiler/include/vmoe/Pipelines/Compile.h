@@ -134,13 +134,11 @@ LogicalResult compileToShardedModules(ModuleOp module,
 /// code generation, then N module files, expertShardPath(path, R), each with
 /// the dense weights and rank R's experts, streamed. `fileSizes` gets their
 /// sizes; `stats` those of rank 0 (every rank has the same schedule).
-LogicalResult compileToShardedModuleFiles(ModuleOp module,
-                                          const CompileOptions &options,
-                                          const std::string &path,
-                                          std::string *error,
-                                          SerializeStats *stats = nullptr,
-                                          std::vector<uint64_t> *fileSizes =
-                                              nullptr);
+LogicalResult
+compileToShardedModuleFiles(ModuleOp module, const CompileOptions &options,
+                            const std::string &path, std::string *error,
+                            SerializeStats *stats = nullptr,
+                            std::vector<uint64_t> *fileSizes = nullptr);
 
 } // namespace mlir::vmoe
 

@@ -84,8 +84,7 @@ inline constexpr llvm::StringLiteral kExpertShardsAttrName =
 
 // Weight globals.
 inline constexpr llvm::StringLiteral kPackedAttrName = "vmoe.packed";
-inline constexpr llvm::StringLiteral kExpertSliceAttrName =
-    "vmoe.expert_slice";
+inline constexpr llvm::StringLiteral kExpertSliceAttrName = "vmoe.expert_slice";
 
 // Host function arguments.
 inline constexpr llvm::StringLiteral kInputAttrName = "vmoe.input";
