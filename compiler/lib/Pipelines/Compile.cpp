@@ -83,6 +83,23 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   pipeline.expertBf16Math = options.expertBf16Math;
   pipeline.nativeBf16Dot = options.expertBf16Math &&
                            info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
+  pipeline.expertInt8 = options.expertInt8;
+  pipeline.denseInt8 = options.denseInt8;
+  if (options.expertInt8 || options.denseInt8) {
+    using Dot = KernelTargetInfo::Int8Dot;
+    if (info.int8Dot == Dot::None) {
+      *error = "int8 math (--expert-math=int8, --dense-math=int8) needs an "
+               "integer dot product: the " +
+               options.target + " target '" + options.cpu +
+               "' has none (x86 needs AVX2, AArch64 dotprod: e.g. "
+               "--cpu=aarch64+dotprod)";
+      return failure();
+    }
+    pipeline.int8Dot = info.int8Dot == Dot::Avx2Madd     ? "avx2"
+                       : info.int8Dot == Dot::AvxVnni    ? "avx-vnni"
+                       : info.int8Dot == Dot::Avx512Vnni ? "avx512-vnni"
+                                                         : "sdot";
+  }
   buildVmoePipeline(pm, pipeline);
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"

@@ -43,6 +43,11 @@ struct CompileOptions {
   /// expert-bf16-math; implies bf16 expert weights): AVX512-BF16 where
   /// the CPU target has it, the same arithmetic in f32 FMAs elsewhere.
   bool expertBf16Math = false;
+  /// int8 GEMMs (vmoe-lower-to-kernels expert-int8, dense-int8): the
+  /// experts', and the attention projections' and dense MLPs'; with the
+  /// integer dot product of the CPU target (KernelTargetInfo::int8Dot).
+  bool expertInt8 = false;
+  bool denseInt8 = false;
   /// Where to write the optimized LLVM IR / the kernels' assembly, when set.
   std::string dumpLlvmIrPath;
   std::string dumpAssemblyPath;

@@ -52,6 +52,17 @@ struct VmoePipelineOptions : public PassPipelineOptions<VmoePipelineOptions> {
       *this, "native-bf16-dot",
       llvm::cl::desc("With expert-bf16-math: AVX512-BF16 vdpbf16ps"),
       llvm::cl::init(false)};
+  Option<bool> expertInt8{*this, "expert-int8",
+                          llvm::cl::desc("int8 expert GEMMs"),
+                          llvm::cl::init(false)};
+  Option<bool> denseInt8{*this, "dense-int8",
+                         llvm::cl::desc("int8 attention and dense MLP GEMMs"),
+                         llvm::cl::init(false)};
+  Option<std::string> int8Dot{
+      *this, "int8-dot",
+      llvm::cl::desc("The int8 GEMMs' dot product: avx2, avx-vnni, "
+                     "avx512-vnni, sdot"),
+      llvm::cl::init("")};
 };
 
 /// Whether `phase` is one of graph, kernels, llvm.
