@@ -269,7 +269,7 @@ struct VmoeLowerToKernelsPass
     if (!ok)
       return module.emitError()
              << "int8-dot=" << int8Dot << " needs vector-width=" << want
-             << ", got " << vectorWidth;
+             << ", got " << static_cast<int64_t>(vectorWidth);
     return success();
   }
 
