@@ -3,9 +3,9 @@
 // emitGemmBlock (KernelBuilder.h): for each column panel of the workgroup,
 // register blocks of `mr` rows stream past the panel; each block keeps its
 // `mr x nr` accumulators in vector registers through the k loop (f32 FMAs,
-// bf16 weights widened as they load, bf16 k pairs, or int8 k groups in
-// int32, see Int8Dot.cpp), then applies the
-// epilogue and stores, masked on the last partial panel.
+// bf16 weights widened as they load, bf16 k pairs, or int8 k groups summed
+// in int32, see Int8Dot.cpp), then applies the epilogue and stores, masked
+// on the last partial panel.
 //
 //===----------------------------------------------------------------------===//
 
