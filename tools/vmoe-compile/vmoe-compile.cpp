@@ -168,7 +168,14 @@ static cl::opt<std::string> expertMath(
              "weights, expert inputs and GELU output, products summed in "
              "f32; AVX512-BF16 vdpbf16ps where the CPU target has it, the "
              "same results from f32 FMAs elsewhere; implies "
-             "--expert-weights=bf16)"),
+             "--expert-weights=bf16) or int8 (weights quantized per output "
+             "channel, activations per row at run time, int32 sums; "
+             "AVX512-VNNI, AVX-VNNI, AVX2 or AArch64 dotprod)"),
+    cl::init("f32"));
+static cl::opt<std::string> denseMath(
+    "dense-math",
+    cl::desc("Arithmetic of the attention projections and dense MLPs: f32 "
+             "(default) or int8 (as --expert-math=int8)"),
     cl::init("f32"));
 static cl::opt<unsigned> expertShards(
     "expert-shards",
@@ -323,7 +330,7 @@ void parseCommandLine(int argc, char **argv) {
            &cudaBlockSize, &cpuName,        &emit,          &maxCapacityFactor,
            &expertWeights, &expertMath,     &randomWeights, &numInputs,
            &optLevel,      &modelName,      &signKey,       &generateSigningKey,
-           &imageSize,     &quiet,          &expertShards})
+           &imageSize,     &quiet,          &expertShards, &denseMath})
     option->addCategory(category);
   cl::HideUnrelatedOptions(category);
   // --version: vmoe's version and revision first, then LLVM's.
@@ -341,8 +348,17 @@ int checkOptions(std::vector<unsigned> &sms) {
   if (expertWeights != "f32" && expertWeights != "bf16")
     return fail("--expert-weights takes f32 or bf16, got '" + expertWeights +
                 "'");
-  if (expertMath != "f32" && expertMath != "bf16")
-    return fail("--expert-math takes f32 or bf16, got '" + expertMath + "'");
+  if (expertMath != "f32" && expertMath != "bf16" && expertMath != "int8")
+    return fail("--expert-math takes f32, bf16 or int8, got '" + expertMath +
+                "'");
+  if (denseMath != "f32" && denseMath != "int8")
+    return fail("--dense-math takes f32 or int8, got '" + denseMath + "'");
+  if (expertMath == "int8" && expertWeights == "bf16")
+    return fail("--expert-math=int8 stores int8 weights: drop "
+                "--expert-weights=bf16");
+  if ((expertMath == "int8" || denseMath == "int8") && targetName != "cpu")
+    return fail("int8 math (--expert-math=int8, --dense-math=int8) needs "
+                "--target=cpu");
   if (expertMath == "bf16" && expertWeights.getNumOccurrences() &&
       expertWeights == "f32")
     return fail("--expert-math=bf16 multiplies bf16 weights: drop "
@@ -536,6 +552,8 @@ compileOptions(const std::vector<unsigned> &sms, const std::string &configJson,
   options.maxCapacityFactor = maxCapacityFactor;
   options.expertWeightsBf16 = expertWeights == "bf16";
   options.expertBf16Math = expertMath == "bf16";
+  options.expertInt8 = expertMath == "int8";
+  options.denseInt8 = denseMath == "int8";
   options.optLevel = optLevel;
   options.expertShards = expertShards;
   options.modelName = !modelName.empty() ? std::string(modelName)
@@ -719,6 +737,7 @@ int main(int argc, char **argv) {
     // its experts as bf16 unless told otherwise (V-MoE-H/14 Every-2,
     // V-MoE-15B).
     if (!preset.empty() && !expertWeights.getNumOccurrences() &&
+        expertMath != "int8" &&
         mlir::vmoe::weightBytes(config) > kBf16PresetBytes) {
       expertWeights = "bf16";
       llvm::errs() << "vmoe-compile: note: " << preset << " has "

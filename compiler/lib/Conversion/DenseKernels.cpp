@@ -16,7 +16,7 @@
 
 namespace mlir::vmoe::lowering {
 
-void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
+void Lowering::emitDenseGemm(StringRef name, Value a, const GemmWeights &w,
                              int64_t n, Activation act, Value c,
                              Value residual) {
   a = flatten2d(a);
@@ -25,18 +25,28 @@ void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
     residual = flatten2d(residual);
   int64_t m = shapeOf(a)[0], k = shapeOf(a)[1];
   int64_t panels = ceilDiv(n, tiling.nr);
-  SmallVector<Value> binds = {a, packedB};
-  if (bias)
-    binds.push_back(bias);
-  if (residual)
-    binds.push_back(residual);
+  const bool int8 = static_cast<bool>(w.scales);
+  Value aScales;
+  if (int8) {
+    // int8: the rows quantized first, by a kernel of their own.
+    Value q = alloc({m, k}, int8ActType(ctx, int8Dot));
+    aScales = alloc({m}, Float32Type::get(ctx));
+    emitQuantizeRows((name + "_quantize").str(), a, q, aScales);
+    a = q;
+  }
+  SmallVector<Value> binds = {a, w.b};
+  for (Value v : {w.bias, aScales, w.scales, w.colSums, residual})
+    if (v)
+      binds.push_back(v);
   binds.push_back(c);
   Kernel kern = newKernel(name, binds, 0);
   ImplicitLocOpBuilder &b = kern.b();
   unsigned i = 0;
   Value kA = kern.bindings[i++], kB = kern.bindings[i++];
-  Value kBias = bias ? kern.bindings[i++] : Value();
-  Value kRes = residual ? kern.bindings[i++] : Value();
+  auto next = [&](Value v) { return v ? kern.bindings[i++] : Value(); };
+  Value kBias = next(w.bias), kAScales = next(aScales),
+        kWScales = next(w.scales), kSums = next(w.colSums);
+  Value kRes = next(residual);
   Value kC = kern.bindings[i++];
 
   int64_t rowTile = tiling.rowTile;
@@ -55,9 +65,18 @@ void Lowering::emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
   auto cIndex = [&](ImplicitLocOpBuilder &, Value row, Value col) {
     return SmallVector<Value>{row, col};
   };
+  auto aScale = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+    return memref::LoadOp::create(b, kAScales, ValueRange{row});
+  };
   GemmOperands ops;
   ops.n = n;
   ops.k = k;
+  if (int8) {
+    ops.int8 = int8Dot;
+    ops.aScale = aScale;
+    ops.wScale = kWScales;
+    ops.colSums = kSums;
+  }
   ops.a = kA;
   ops.aIndex = aIndex;
   ops.b = kB;
@@ -179,13 +198,16 @@ LogicalResult Lowering::lowerMlp(MlpOp op) {
     return failure();
   int64_t d = shapeOf(op.getW1())[0], m = shapeOf(op.getW1())[1];
   int64_t rows = numElements(op.getInput()) / d;
-  auto [pw1, pb1] = packWeights("mlp_w1", *w1, *b1, 1, d, m);
-  auto [pw2, pb2] = packWeights("mlp_w2", *w2, *b2, 1, m, d);
+  FailureOr<GemmWeights> pw1 =
+      packGemmWeights("mlp_w1", {&*w1}, {&*b1}, 1, d, m, denseInt8, op);
+  FailureOr<GemmWeights> pw2 =
+      packGemmWeights("mlp_w2", {&*w2}, {&*b2}, 1, m, d, denseInt8, op);
+  if (failed(pw1) || failed(pw2))
+    return failure();
   Value hidden = alloc({rows, m}, Float32Type::get(ctx));
-  emitDenseGemm("mlp_up", *x, pw1, pb1, m, Activation::Gelu, hidden);
+  emitDenseGemm("mlp_up", *x, *pw1, m, Activation::Gelu, hidden);
   auto [out, residual] = outputFor(op.getResult(), op);
-  emitDenseGemm("mlp_down", hidden, pw2, pb2, d, Activation::None, out,
-                residual);
+  emitDenseGemm("mlp_down", hidden, *pw2, d, Activation::None, out, residual);
   return success();
 }
 
@@ -427,20 +449,20 @@ LogicalResult Lowering::lowerAttention(AttentionOp op) {
   FailureOr<WeightRef> bo = weightOperand(op.getOutBias(), op);
   if (failed(wo) || failed(bo))
     return failure();
-  auto [pqkv, pqkvBias] = packWeights(
-      "attn_qkv", ArrayRef<const WeightRef *>{&qkv[0], &qkv[1], &qkv[2]},
-      ArrayRef<const WeightRef *>{&qkvBias[0], &qkvBias[1], &qkvBias[2]}, 1, d,
-      3 * d);
-  auto [pwo, pbo] = packWeights("attn_out", *wo, *bo, 1, d, d);
+  FailureOr<GemmWeights> pqkv = packGemmWeights(
+      "attn_qkv", {&qkv[0], &qkv[1], &qkv[2]},
+      {&qkvBias[0], &qkvBias[1], &qkvBias[2]}, 1, d, 3 * d, denseInt8, op);
+  FailureOr<GemmWeights> pwo =
+      packGemmWeights("attn_out", {&*wo}, {&*bo}, 1, d, d, denseInt8, op);
+  if (failed(pqkv) || failed(pwo))
+    return failure();
   Type f32 = Float32Type::get(ctx);
   Value qkvBuf = alloc({batch * t, 3 * d}, f32);
-  emitDenseGemm("attn_qkv", *x, pqkv, pqkvBias, 3 * d, Activation::None,
-                qkvBuf);
+  emitDenseGemm("attn_qkv", *x, *pqkv, 3 * d, Activation::None, qkvBuf);
   Value ctxBuf = alloc({batch * t, d}, f32);
   emitAttentionKernel(qkvBuf, ctxBuf, batch, t, d, heads, dh);
   auto [out, residual] = outputFor(op.getResult(), op);
-  emitDenseGemm("attn_out", ctxBuf, pwo, pbo, d, Activation::None, out,
-                residual);
+  emitDenseGemm("attn_out", ctxBuf, *pwo, d, Activation::None, out, residual);
   return success();
 }
 

@@ -3,8 +3,9 @@
 // emitGemmBlock (KernelBuilder.h): for each column panel of the workgroup,
 // register blocks of `mr` rows stream past the panel; each block keeps its
 // `mr x nr` accumulators in vector registers through the k loop (f32 FMAs,
-// bf16 weights widened as they load, or bf16 k pairs), then applies the
-// epilogue and stores, masked on the last partial panel.
+// bf16 weights widened as they load, bf16 k pairs, or int8 k groups summed
+// in int32, see Int8Dot.cpp), then applies the epilogue and stores, masked
+// on the last partial panel.
 //
 //===----------------------------------------------------------------------===//
 
@@ -63,10 +64,17 @@ private:
   SmallVector<Value> kPairSteps(ImplicitLocOpBuilder &b, Value p,
                                 ArrayRef<Value> loadRows, Value kBegin,
                                 Value kEnd, ValueRange init, bool prefetch);
+  /// int8 k groups over [kBegin, kEnd): see GemmOperands::int8.
+  SmallVector<Value> kInt8Steps(ImplicitLocOpBuilder &b, Value p,
+                                ArrayRef<Value> loadRows, Value kBegin,
+                                Value kEnd, ValueRange init, bool prefetch);
+  /// The accumulators' start: zero, or -128 x B's column sums (vpdpbusd).
+  Value accInit(ImplicitLocOpBuilder &b, Value p, int64_t v);
   /// Bias, activation, rounding, row scale and residual on the
-  /// accumulators of `rows`, then the (masked) stores into C.
+  /// accumulators of `rows` (int8: dequantized first, with the scales of
+  /// `loadRows`), then the (masked) stores into C.
   void epilogue(ImplicitLocOpBuilder &b, Value p, ArrayRef<Value> rows,
-                ArrayRef<Value> acc);
+                ArrayRef<Value> loadRows, ArrayRef<Value> acc);
 
   /// With `prefetch`, each k step (or k pair) also fetches the B line
   /// kAhead steps ahead.
@@ -74,7 +82,7 @@ private:
 
   const GemmOperands &ops;
   const int64_t vw, mr, nr, nv;
-  /// k steps of the loop: single k, or k pairs.
+  /// k steps of the loop: single k, k pairs, or int8 k groups.
   const int64_t kTrip;
   const bool bf16Weights;
   VectorType vecType;
@@ -88,7 +96,9 @@ GemmEmitter::GemmEmitter(ImplicitLocOpBuilder &b, const GemmTiling &tiling,
                          const GemmOperands &ops, Value rowEnd)
     : ops(ops), vw(tiling.vectorWidth), mr(tiling.mr), nr(tiling.nr),
       nv(tiling.nr / tiling.vectorWidth),
-      kTrip(ops.bf16Pairs ? ops.k / 2 : ops.k),
+      kTrip(ops.int8 != Int8Dot::None ? ops.k / int8KGroup(ops.int8)
+            : ops.bf16Pairs           ? ops.k / 2
+                                      : ops.k),
       // bf16 weights are widened in the loop, two cheap vector ops per load:
       // the bytes read are halved, which pays where the weights stream from
       // memory (few rows per expert) and costs nothing measurable elsewhere.
@@ -194,6 +204,8 @@ SmallVector<Value> GemmEmitter::kSteps(ImplicitLocOpBuilder &b, Value p,
                                        bool prefetch) {
   if (ops.bf16Pairs)
     return kPairSteps(b, p, loadRows, kBegin, kEnd, init, prefetch);
+  if (ops.int8 != Int8Dot::None)
+    return kInt8Steps(b, p, loadRows, kBegin, kEnd, init, prefetch);
   const int64_t blockRows = loadRows.size();
   return forLoopAcc(
       b, kBegin, kEnd, c1, init,
@@ -234,26 +246,97 @@ SmallVector<Value> GemmEmitter::kSteps(ImplicitLocOpBuilder &b, Value p,
       });
 }
 
+SmallVector<Value> GemmEmitter::kInt8Steps(ImplicitLocOpBuilder &b, Value p,
+                                           ArrayRef<Value> loadRows,
+                                           Value kBegin, Value kEnd,
+                                           ValueRange init, bool prefetch) {
+  const int64_t group = int8KGroup(ops.int8);
+  auto groupVec = VectorType::get({group * vw}, b.getI8Type());
+  auto aElem = cast<MemRefType>(ops.a.getType()).getElementType();
+  // One 32-bit word: four i8, or two i16 (Avx2Madd).
+  auto aGroup = VectorType::get({group}, aElem);
+  const int64_t blockRows = loadRows.size();
+  return forLoopAcc(
+      b, kBegin, kEnd, c1, init,
+      [&](ImplicitLocOpBuilder &b, Value kg, ValueRange acc) {
+        if (prefetch)
+          prefetchB(b, p, kg);
+        SmallVector<Value> bv;
+        for (int64_t v = 0; v < nv; ++v) {
+          SmallVector<Value> idx(ops.bPrefix);
+          idx.append({p, kg, constIndex(b, v * group * vw)});
+          bv.push_back(vector::LoadOp::create(b, groupVec, ops.b, idx));
+        }
+        Value k = arith::MulIOp::create(b, kg, constIndex(b, group));
+        SmallVector<Value> next;
+        for (int64_t i = 0; i < blockRows; ++i) {
+          // A's k group of this row as one 32-bit word.
+          Value g = vector::LoadOp::create(b, aGroup, ops.a,
+                                           ops.aIndex(b, loadRows[i], k));
+          Value word = vector::ExtractOp::create(
+              b,
+              vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()),
+                                        g),
+              ArrayRef<int64_t>{0});
+          for (int64_t v = 0; v < nv; ++v)
+            next.push_back(
+                emitInt8Dot(b, ops.int8, acc[i * nv + v], word, bv[v]));
+        }
+        return next;
+      });
+}
+
+Value GemmEmitter::accInit(ImplicitLocOpBuilder &b, Value p, int64_t v) {
+  if (ops.int8 == Int8Dot::None)
+    return zero;
+  auto accType = VectorType::get({vw}, b.getI32Type());
+  if (!int8Unsigned(ops.int8))
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(accType, b.getI32IntegerAttr(0)));
+  // vpdpbusd adds (q + 128) w: start from -128 sum_k w.
+  SmallVector<Value> idx(ops.biasPrefix);
+  idx.push_back(arith::AddIOp::create(b, arith::MulIOp::create(b, p, cNr),
+                                      constIndex(b, v * vw)));
+  Value sums = vector::LoadOp::create(b, accType, ops.colSums, idx);
+  return arith::MulIOp::create(
+      b, sums,
+      arith::ConstantOp::create(
+          b, DenseElementsAttr::get(accType, b.getI32IntegerAttr(-128))));
+}
+
 void GemmEmitter::epilogue(ImplicitLocOpBuilder &b, Value p,
-                           ArrayRef<Value> rows, ArrayRef<Value> acc) {
+                           ArrayRef<Value> rows, ArrayRef<Value> loadRows,
+                           ArrayRef<Value> acc) {
   // Epilogue and store, masked on the last partial panel of N.
   Value col0 = arith::MulIOp::create(b, p, cNr);
-  SmallVector<Value> biasVec;
+  SmallVector<Value> biasVec, wScaleVec;
+  const bool int8 = ops.int8 != Int8Dot::None;
   for (int64_t v = 0; v < nv; ++v) {
     Value col = arith::AddIOp::create(b, col0, constIndex(b, v * vw));
-    if (ops.bias) {
-      SmallVector<Value> idx(ops.biasPrefix);
-      idx.push_back(col);
+    SmallVector<Value> idx(ops.biasPrefix);
+    idx.push_back(col);
+    if (ops.bias)
       biasVec.push_back(vector::LoadOp::create(b, vecType, ops.bias, idx));
-    }
+    if (int8)
+      wScaleVec.push_back(vector::LoadOp::create(b, vecType, ops.wScale, idx));
   }
   for (size_t i = 0; i < rows.size(); ++i) {
     Value inRange =
         arith::CmpIOp::create(b, arith::CmpIPredicate::slt, rows[i], rowEnd);
     ifThen(b, inRange, [&](ImplicitLocOpBuilder &b) {
       Value scale = ops.rowScale ? ops.rowScale(b, rows[i]) : Value();
+      Value aScale = int8 ? vector::BroadcastOp::create(
+                                b, vecType, ops.aScale(b, loadRows[i]))
+                                .getResult()
+                          : Value();
       for (int64_t v = 0; v < nv; ++v) {
         Value x = acc[i * nv + v];
+        if (int8) // ((float)acc * scale_x) * scale_w, in that order
+          x = arith::MulFOp::create(
+              b,
+              arith::MulFOp::create(b, arith::SIToFPOp::create(b, vecType, x),
+                                    aScale),
+              wScaleVec[v]);
         if (ops.bias)
           x = arith::AddFOp::create(b, x, biasVec[v]);
         if (ops.activation == Activation::Gelu)
@@ -307,7 +390,10 @@ void GemmEmitter::rowBlock(ImplicitLocOpBuilder &b, Value p, Value r0,
     Value clamped = minIndex(b, r, last);
     loadRows.push_back(ops.aRow ? ops.aRow(b, clamped) : clamped);
   }
-  SmallVector<Value> init(blockRows * nv, zero);
+  SmallVector<Value> init;
+  for (int64_t i = 0; i < blockRows; ++i)
+    for (int64_t v = 0; v < nv; ++v)
+      init.push_back(i == 0 ? accInit(b, p, v) : init[v]);
   // Weights stream from memory once per row tile, so their lines are
   // fetched ahead; the last kAhead steps run without the prefetch, so
   // its index needs no clamp inside the loop (a clamp cost ~10 scalar
@@ -320,7 +406,7 @@ void GemmEmitter::rowBlock(ImplicitLocOpBuilder &b, Value p, Value r0,
   } else {
     acc = kSteps(b, p, loadRows, c0, cKTrip, init, /*prefetch=*/false);
   }
-  epilogue(b, p, rows, acc);
+  epilogue(b, p, rows, loadRows, acc);
 }
 
 void emitGemmBlock(ImplicitLocOpBuilder &b, const GemmTiling &tiling,

@@ -252,6 +252,29 @@ struct VmoeLowerToKernelsPass
     : impl::VmoeLowerToKernelsBase<VmoeLowerToKernelsPass> {
   using Base::Base;
 
+  /// The int8 options against each other and the vector width.
+  LogicalResult checkInt8Options(ModuleOp module, Int8Dot dot) {
+    if (!expertInt8 && !denseInt8)
+      return success();
+    if (dot == Int8Dot::None)
+      return module.emitError()
+             << "expert-int8 and dense-int8 need int8-dot (the CPU target's "
+                "integer dot product: avx2, avx-vnni, avx512-vnni or sdot)";
+    if (expertInt8 && (expertBf16Math || expertWeightsBf16))
+      return module.emitError() << "expert-int8 and bf16 expert weights or "
+                                   "math exclude each other; pick one";
+    int64_t want = dot == Int8Dot::Avx512Vnni ? 16
+                   : dot == Int8Dot::NeonSdot ? 4
+                                              : 8;
+    bool ok =
+        vectorWidth == want || (dot == Int8Dot::Avx2Madd && vectorWidth == 16);
+    if (!ok)
+      return module.emitError()
+             << "int8-dot=" << int8Dot << " needs vector-width=" << want
+             << ", got " << static_cast<int64_t>(vectorWidth);
+    return success();
+  }
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> models;
@@ -281,6 +304,15 @@ struct VmoeLowerToKernelsPass
                          << expertShards;
       return signalPassFailure();
     }
+    std::optional<Int8Dot> dot = parseInt8Dot(int8Dot);
+    if (!dot) {
+      module.emitError() << "int8-dot takes avx2, avx-vnni, avx512-vnni or "
+                            "sdot, got '"
+                         << int8Dot << "'";
+      return signalPassFailure();
+    }
+    if (failed(checkInt8Options(module, *dot)))
+      return signalPassFailure();
     GemmTiling tiling;
     tiling.vectorWidth = vectorWidth;
     tiling.mr = microRows;
@@ -288,7 +320,8 @@ struct VmoeLowerToKernelsPass
     tiling.rowTile = 8 * microRows;
     if (failed(lowering::Lowering(module, models.front(), tiling,
                                   expertWeightsBf16, expertBf16Math,
-                                  nativeBf16Dot, expertShards)
+                                  nativeBf16Dot, expertShards, *dot,
+                                  expertInt8, denseInt8)
                    .run()))
       signalPassFailure();
   }

@@ -6,6 +6,7 @@
 // `vmoe.launch` in the host function. Its parts live by job:
 //   LoweringState.cpp      kernels, launches, buffers (the infrastructure)
 //   WeightPacking.cpp      weight operands, globals, packed GEMM weights
+//   Int8Kernels.cpp        int8 GEMM weights and the quantize kernels
 //   DenseKernels.cpp       layer norm, MLP, attention, patch embedding, head
 //   MapHeadKernels.cpp     vmoe's MapHead (classifier 'map')
 //   MoeKernels.cpp         the MoE layer's gates, expert and combine kernels
@@ -65,6 +66,12 @@ struct BatchGrid {
 struct MoeLayer;
 struct ExpertGemm;
 
+/// The packed operands of one GEMM: B and its bias, and for int8 GEMMs the
+/// per-column scales and (vpdpbusd) column sums; those are null in f32.
+struct GemmWeights {
+  Value b, bias, scales, colSums;
+};
+
 /// A weight operand of a model op: a named parameter (vmoe.parameter),
 /// whose bytes the serializer streams from the checkpoint, or the values of
 /// an IR constant, packed at once.
@@ -90,11 +97,13 @@ class Lowering {
 public:
   Lowering(ModuleOp module, func::FuncOp model, GemmTiling tiling,
            bool expertWeightsBf16, bool expertBf16Math, bool nativeBf16Dot,
-           int64_t expertShards = 1)
+           int64_t expertShards = 1, Int8Dot int8Dot = Int8Dot::None,
+           bool expertInt8 = false, bool denseInt8 = false)
       : module(module), model(model), tiling(tiling),
         expertWeightsBf16(expertWeightsBf16 || expertBf16Math),
         expertBf16Math(expertBf16Math), nativeBf16Dot(nativeBf16Dot),
-        expertShards(expertShards), ctx(module.getContext()) {}
+        expertShards(expertShards), int8Dot(int8Dot), expertInt8(expertInt8),
+        denseInt8(denseInt8), ctx(module.getContext()) {}
 
   LogicalResult run();
 
@@ -160,6 +169,29 @@ private:
                        ArrayRef<const WeightRef *>{&bias}, batch, k, n, bf16,
                        kPairs, slices);
   }
+  /// The zero-padded (batch, panels * nr) bias of packWeights (`slices` as
+  /// there).
+  Value packBias(StringRef base, ArrayRef<const WeightRef *> biases,
+                 int64_t batch, int64_t n, int64_t slices = 1);
+  /// A GEMM's weights: packWeights' f32 panels, or with `int8` the int8
+  /// panels in the k groups of int8Dot, their scales and column sums
+  /// (Int8Kernels.cpp). Fails (reported at `user`) where int8 cannot
+  /// multiply K.
+  FailureOr<GemmWeights> packGemmWeights(StringRef base,
+                                         ArrayRef<const WeightRef *> weights,
+                                         ArrayRef<const WeightRef *> biases,
+                                         int64_t batch, int64_t k, int64_t n,
+                                         bool int8, Operation *user);
+  /// A kernel that quantizes the rows of `src` (rows, K) into `q` (rows, K,
+  /// int8ActType) and their scales into `scales` (rows), as SPEC'd
+  /// (emitQuantizeRow); rows scale with the batch.
+  void emitQuantizeRows(StringRef name, Value src, Value q, Value scales);
+  /// The same over the filled slots of each (expert, group): `src` and `q`
+  /// are (E, G, capacity, M), `scales` (E, G, capacity).
+  void emitQuantizeExpertRows(const MoeLayer &layer, Value src, Value q,
+                              Value scales);
+  /// The vector lanes a quantize kernel reads a row of `k` values in.
+  int64_t quantizeLanes(int64_t k) const;
   /// A global of `type` made by `spec` from `sources` (all parameters or
   /// all constants; a mix is reported at `loc`).
   Value packedGlobal(StringRef base, MemRefType type,
@@ -171,7 +203,13 @@ private:
   // Dense kernels (DenseKernels.cpp).
   void emitDenseGemm(StringRef name, Value a, Value packedB, Value bias,
                      int64_t n, Activation act, Value c,
-                     Value residual = Value());
+                     Value residual = Value()) {
+    emitDenseGemm(name, a, GemmWeights{packedB, bias, {}, {}}, n, act, c,
+                  residual);
+  }
+  /// With int8 weights (w.scales set), `a`'s rows are quantized first.
+  void emitDenseGemm(StringRef name, Value a, const GemmWeights &w, int64_t n,
+                     Activation act, Value c, Value residual = Value());
   enum class Elementwise { Add, Gelu, Copy };
   void emitElementwise(StringRef name, Value x, Value y, Value out,
                        Elementwise kind);
@@ -277,6 +315,9 @@ private:
   bool expertBf16Math, nativeBf16Dot;
   /// Ranks the experts are split over (1: not split).
   int64_t expertShards;
+  /// int8 GEMMs: the target's dot product, and which GEMMs use it.
+  Int8Dot int8Dot;
+  bool expertInt8, denseInt8;
   MLIRContext *ctx;
   std::unique_ptr<ImplicitLocOpBuilder> hb; // host builder
   llvm::DenseMap<Value, Value> buffers;     // tensor -> memref

@@ -22,6 +22,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <tuple>
 
 namespace mlir::vmoe::lowering {
 
@@ -404,6 +405,11 @@ void Lowering::emitExpertGemm(const MoeLayer &l, const ExpertGemm &gemm) {
   int64_t panels = ceilDiv(gemm.n, tiling.nr);
   SmallVector<Value> binds = {gemm.a,       gemm.perSlot, l.counts,
                               gemm.packedB, gemm.bias,    gemm.c};
+  const bool int8 = static_cast<bool>(gemm.wScales);
+  if (int8)
+    binds.append({gemm.aScales, gemm.wScales});
+  if (gemm.colSums)
+    binds.push_back(gemm.colSums);
   Kernel kern = newKernel(gemm.name, binds, 1);
   ImplicitLocOpBuilder &b = kern.b();
   Value ka = kern.bindings[0], kSlot = kern.bindings[1];
@@ -443,6 +449,24 @@ void Lowering::emitExpertGemm(const MoeLayer &l, const ExpertGemm &gemm) {
     ops.n = gemm.n;
     ops.k = gemm.k;
     ops.bf16Pairs = expertBf16Math;
+    // int8: the scale of A's row, the token's (gathered: `row` is the
+    // token) or the slot's.
+    auto aScale = [&](ImplicitLocOpBuilder &b, Value row) -> Value {
+      if (gemm.gatherTokens)
+        return memref::LoadOp::create(
+            b, kern.bindings[6],
+            ValueRange{arith::AddIOp::create(
+                b, arith::MulIOp::create(b, gi, constIndex(b, l.s)), row)});
+      return memref::LoadOp::create(b, kern.bindings[6],
+                                    ValueRange{ex, gi, row});
+    };
+    if (int8) {
+      ops.int8 = int8Dot;
+      ops.aScale = aScale;
+      ops.wScale = kern.bindings[7];
+      if (gemm.colSums)
+        ops.colSums = kern.bindings[8];
+    }
     ops.a = ka;
     if (gemm.gatherTokens)
       ops.aRow = tokenOf;
@@ -473,13 +497,32 @@ LogicalResult Lowering::planExpertGemms(MoeLayer &l, ExpertGemm &up,
            << d << " and " << m << "; compile this model with f32 expert math";
   // An expert-sharded rank holds its own experts' weights only.
   int64_t held = l.localExperts ? l.localExperts : e;
-  auto [pw1, pb1] = packWeights("expert_w1", l.w1, l.b1, held, d, m,
-                                expertWeightsBf16, expertBf16Math, e / held);
-  auto [pw2, pb2] = packWeights("expert_w2", l.w2, l.b2, held, m, d,
-                                expertWeightsBf16, expertBf16Math, e / held);
-  if (l.localExperts)
-    for (Value packed : {pw1, pb1, pw2, pb2})
-      markExpertSlice(packed, e);
+  if (expertInt8 && l.localExperts)
+    return l.experts.emitOpError()
+           << "int8 expert math is not available with expert shards yet; "
+              "compile the shards with f32 or bf16 expert math";
+  GemmWeights w1, w2;
+  if (expertInt8) {
+    FailureOr<GemmWeights> q1 = packGemmWeights("expert_w1", {&l.w1}, {&l.b1},
+                                                e, d, m, true, l.experts);
+    FailureOr<GemmWeights> q2 = packGemmWeights("expert_w2", {&l.w2}, {&l.b2},
+                                                e, m, d, true, l.experts);
+    if (failed(q1) || failed(q2))
+      return failure();
+    w1 = *q1;
+    w2 = *q2;
+  } else {
+    std::tie(w1.b, w1.bias) =
+        packWeights("expert_w1", l.w1, l.b1, held, d, m, expertWeightsBf16,
+                    expertBf16Math, e / held);
+    std::tie(w2.b, w2.bias) =
+        packWeights("expert_w2", l.w2, l.b2, held, m, d, expertWeightsBf16,
+                    expertBf16Math, e / held);
+    if (l.localExperts)
+      for (Value packed : {w1.b, w1.bias, w2.b, w2.bias})
+        markExpertSlice(packed, e);
+  }
+  Value pw1 = w1.b, pb1 = w1.bias, pw2 = w2.b, pb2 = w2.bias;
   // The expert kernels run one workgroup per (row tile, panel block, expert
   // x group) and return at once past the filled slots (sharded: local
   // expert x received group, as many).
@@ -497,7 +540,7 @@ LogicalResult Lowering::planExpertGemms(MoeLayer &l, ExpertGemm &up,
   // nothing: at most about 256 KB of B per workgroup, and consecutive
   // workgroups (the row tiles of one expert) find the same panels in L2
   // instead of each streaming the expert's whole matrix.
-  int64_t bBytes = expertWeightsBf16 ? 2 : 4;
+  int64_t bBytes = expertInt8 ? 1 : expertWeightsBf16 ? 2 : 4;
   auto narrowPanelTile = [&](int64_t n, int64_t kDim) {
     return std::min(
         panelTileFor(n),
@@ -507,6 +550,16 @@ LogicalResult Lowering::planExpertGemms(MoeLayer &l, ExpertGemm &up,
   // from its token's row (bf16-rounded already where the layer needs it).
   up.name = "moe_expert_up";
   up.a = l.expertInput;
+  Type qType = int8ActType(ctx, int8Dot), f32 = Float32Type::get(ctx);
+  if (expertInt8) {
+    // Each token quantized once per layer: the same q in every expert.
+    up.a = alloc({g, l.s, d}, qType);
+    up.aScales = alloc({g * l.s}, f32);
+    emitQuantizeRows("moe_quantize_input", flatten2d(l.expertInput),
+                     flatten2d(up.a), up.aScales);
+    up.wScales = w1.scales;
+    up.colSums = w1.colSums;
+  }
   up.perSlot = l.slotToken;
   up.packedB = pw1;
   up.bias = pb1;
@@ -520,6 +573,10 @@ LogicalResult Lowering::planExpertGemms(MoeLayer &l, ExpertGemm &up,
   up.bf16RoundOutput = expertBf16Math && !l.actBits;
   // GEMM2 + bias (+ bf16 rounding) times the gate, over the same slots.
   down.name = "moe_expert_down";
+  // int8: the GELU output is quantized per row once up has run
+  // (emitMoeExperts).
+  down.wScales = w2.scales;
+  down.colSums = w2.colSums;
   down.perSlot = l.slotGate;
   down.packedB = pw2;
   down.bias = pb2;
@@ -541,6 +598,12 @@ LogicalResult Lowering::emitMoeExperts(MoeLayer &l) {
   emitExpertGemm(l, up);
   l.expertOut = alloc({e, g, cap, d}, Float32Type::get(ctx));
   down.a = l.hidden;
+  if (expertInt8) {
+    // The GELU output of each filled slot, quantized per row.
+    down.a = alloc({e, g, cap, m}, int8ActType(ctx, int8Dot));
+    down.aScales = alloc({e, g, cap}, Float32Type::get(ctx));
+    emitQuantizeExpertRows(l, l.hidden, down.a, down.aScales);
+  }
   down.c = l.expertOut;
   emitExpertGemm(l, down);
   return success();

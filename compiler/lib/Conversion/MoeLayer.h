@@ -76,6 +76,8 @@ struct ExpertGemm {
   /// A (rows to multiply), the per-slot operand, the packed weights, their
   /// bias and C (expert x group x slot rows).
   Value a, perSlot, packedB, bias, c;
+  /// int8: A's row scales, B's column scales and sums (see GemmWeights).
+  Value aScales, wScales, colSums;
   int64_t n = 0, k = 0;
   int64_t rowTile = 0, panelTile = 0;
   /// Expert-up: `perSlot` is slot -> token and A's rows are the tokens,

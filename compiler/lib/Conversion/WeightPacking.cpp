@@ -121,13 +121,11 @@ Value Lowering::packedGlobal(StringRef base, MemRefType type,
   SmallVector<Attribute> names;
   for (const WeightRef *w : sources)
     names.push_back(w->parameter);
-  PackLayout layout = spec.layout == pack::PackLayout::Copy ? PackLayout::Copy
-                      : spec.layout == pack::PackLayout::Panels
-                          ? PackLayout::Panels
-                          : PackLayout::Bias;
+  // The writer's layouts and the dialect's are in the same order.
+  auto layout = static_cast<PackLayout>(spec.layout);
   auto packed = PackedWeightAttr::get(ctx, layout, ArrayAttr::get(ctx, names),
                                       spec.widths, spec.batch, spec.k, spec.nr,
-                                      spec.kPairs);
+                                      spec.kPairs, spec.kQuads);
   OpBuilder mb(ctx);
   mb.setInsertionPoint(host);
   auto global = memref::GlobalOp::create(
@@ -185,23 +183,27 @@ Lowering::packWeights(StringRef base, ArrayRef<const WeightRef *> weights,
   Type element = bf16 ? Type(BFloat16Type::get(ctx)) : Float32Type::get(ctx);
   Value b = packedGlobal((base + (bf16 ? "_packed_bf16" : "_packed")).str(),
                          MemRefType::get(shape, element), spec, weights, loc);
-  Value biasBuffer;
-  if (!biases.empty()) {
-    pack::PackSpec biasSpec;
-    biasSpec.layout = pack::PackLayout::Bias;
-    biasSpec.batch = batch;
-    biasSpec.nr = nr;
-    for (const WeightRef *w : biases)
-      biasSpec.widths.push_back(w->numElements() / (slices * batch));
-    SmallVector<int64_t> biasShape;
-    if (batch > 1)
-      biasShape.push_back(batch);
-    biasShape.push_back(panels * nr);
-    biasBuffer = packedGlobal((base + "_bias").str(),
-                              MemRefType::get(biasShape, Float32Type::get(ctx)),
-                              biasSpec, biases, loc);
-  }
-  return {b, biasBuffer};
+  return {b, packBias(base, biases, batch, n, slices)};
+}
+
+Value Lowering::packBias(StringRef base, ArrayRef<const WeightRef *> biases,
+                         int64_t batch, int64_t n, int64_t slices) {
+  if (biases.empty())
+    return Value();
+  int64_t nr = tiling.nr;
+  pack::PackSpec biasSpec;
+  biasSpec.layout = pack::PackLayout::Bias;
+  biasSpec.batch = batch;
+  biasSpec.nr = nr;
+  for (const WeightRef *w : biases)
+    biasSpec.widths.push_back(w->numElements() / (slices * batch));
+  SmallVector<int64_t> biasShape;
+  if (batch > 1)
+    biasShape.push_back(batch);
+  biasShape.push_back(ceilDiv(n, nr) * nr);
+  return packedGlobal((base + "_bias").str(),
+                      MemRefType::get(biasShape, Float32Type::get(ctx)),
+                      biasSpec, biases, model.getLoc());
 }
 
 } // namespace mlir::vmoe::lowering

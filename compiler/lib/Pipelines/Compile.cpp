@@ -84,6 +84,23 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
   pipeline.nativeBf16Dot = options.expertBf16Math &&
                            info.bf16Dot == KernelTargetInfo::Bf16Dot::Avx512Dot;
   pipeline.expertShards = options.expertShards;
+  pipeline.expertInt8 = options.expertInt8;
+  pipeline.denseInt8 = options.denseInt8;
+  if (options.expertInt8 || options.denseInt8) {
+    using Dot = KernelTargetInfo::Int8Dot;
+    if (info.int8Dot == Dot::None) {
+      *error = "int8 math (--expert-math=int8, --dense-math=int8) needs an "
+               "integer dot product: the " +
+               options.target + " target '" + options.cpu +
+               "' has none (x86 needs AVX2, AArch64 dotprod: e.g. "
+               "--cpu=aarch64+dotprod)";
+      return failure();
+    }
+    pipeline.int8Dot = info.int8Dot == Dot::Avx2Madd     ? "avx2"
+                       : info.int8Dot == Dot::AvxVnni    ? "avx-vnni"
+                       : info.int8Dot == Dot::Avx512Vnni ? "avx512-vnni"
+                                                         : "sdot";
+  }
   buildVmoePipeline(pm, pipeline);
   if (failed(pm.run(module))) {
     *error = diagnostics.text.empty() ? "the kernel lowering failed"
@@ -172,6 +189,12 @@ LogicalResult compileToExecutable(ModuleOp module,
     *error = "--expert-shards needs --target=cpu: the exchange between ranks "
              "is implemented for CPU modules only (got --target=" +
              options.target + ")";
+    return failure();
+  }
+  if (options.expertShards > 1 && options.expertInt8) {
+    *error = "--expert-shards does not take --expert-math=int8 yet: compile "
+             "the shards with f32 or bf16 expert math (--dense-math=int8 "
+             "works)";
     return failure();
   }
   // Before any work: the weights must be there, with their shapes.

@@ -32,6 +32,9 @@ void buildVmoePipeline(OpPassManager &pm, const VmoePipelineOptions &options) {
   lower.expertBf16Math = options.expertBf16Math;
   lower.nativeBf16Dot = options.nativeBf16Dot;
   lower.expertShards = options.expertShards;
+  lower.expertInt8 = options.expertInt8;
+  lower.denseInt8 = options.denseInt8;
+  lower.int8Dot = options.int8Dot;
   pm.addPass(createVmoeLowerToKernels(lower));
   // Still at the memref level, before the targets split: both record it.
   pm.addPass(createVmoeRecordWrittenBindings());

@@ -290,17 +290,16 @@ FailureOr<uint32_t> Serializer::addPackedSegment(memref::GlobalOp global,
            << "), but no weights were given to read them from (vmoe-compile "
               "--weights FILE or --random-weights=SEED)";
   ::vmoe::writer::PackSpec spec;
-  spec.layout = packed.getLayout() == PackLayout::Copy
-                    ? ::vmoe::writer::PackLayout::Copy
-                : packed.getLayout() == PackLayout::Panels
-                    ? ::vmoe::writer::PackLayout::Panels
-                    : ::vmoe::writer::PackLayout::Bias;
+  spec.layout = static_cast<::vmoe::writer::PackLayout>(packed.getLayout());
   spec.batch = packed.getBatch();
   spec.k = packed.getK();
   spec.nr = packed.getNr();
   spec.widths.assign(packed.getWidths().begin(), packed.getWidths().end());
   spec.kPairs = packed.getKPairs();
+  spec.kQuads = packed.getKQuads();
   spec.bf16 = global.getType().getElementType().isBF16();
+  spec.int8 = packed.getLayout() == PackLayout::Panels &&
+              global.getType().getElementType().isInteger(8);
   std::string error;
   if (!::vmoe::writer::checkPackSpec(spec, &error))
     return global.emitOpError() << error;

@@ -2,6 +2,8 @@
 
 #include "vmoe/writer/WeightPacking.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace vmoe {
@@ -17,6 +19,25 @@ uint16_t floatToBf16Bits(float x) {
 }
 
 static int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+float quantizeInt8Column(const float *column, int64_t k, int64_t stride,
+                         int8_t *q) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < k; ++i)
+    amax = std::max(amax, std::fabs(column[i * stride]));
+  float scale = amax == 0.0f ? 1.0f : amax / 127.0f;
+  if (q)
+    for (int64_t i = 0; i < k; ++i) {
+      float r = std::nearbyint(column[i * stride] / scale);
+      q[i] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+    }
+  return scale;
+}
+
+static bool isPerColumn(PackLayout layout) {
+  return layout == PackLayout::Bias || layout == PackLayout::Int8Scales ||
+         layout == PackLayout::Int8ColSums;
+}
 
 static int64_t totalWidth(const PackSpec &spec) {
   int64_t n = 0;
@@ -46,17 +67,25 @@ bool checkPackSpec(const PackSpec &spec, std::string *error) {
   if (spec.batch < 1 || spec.k < 1 || spec.nr < 1 || spec.batch > kMax ||
       spec.k > kMax || spec.nr > 4096 || n > kMax)
     return fail("batch, k or nr out of range");
-  int64_t rows = spec.layout == PackLayout::Bias ? 1 : spec.k;
+  int64_t rows = isPerColumn(spec.layout) ? 1 : spec.k;
   if (spec.layout != PackLayout::Copy && double(spec.batch) * double(rows) *
                                                  double(ceilDiv(n, spec.nr)) *
                                                  double(spec.nr) >
                                              double(kMax))
     return fail("the packed weight has more than 2^40 elements");
-  if (spec.kPairs &&
-      (!spec.bf16 || spec.k % 2 != 0 || spec.layout != PackLayout::Panels))
-    return fail("k pairs need bf16 panels and an even K");
+  if (spec.kPairs && (spec.k % 2 != 0 || spec.layout != PackLayout::Panels))
+    return fail("k pairs need panels and an even K");
   if (spec.bf16 && spec.layout != PackLayout::Panels)
     return fail("only panels are stored as bf16");
+  if (spec.int8 &&
+      (spec.bf16 || spec.layout != PackLayout::Panels ||
+       spec.kPairs == spec.kQuads || spec.k % (spec.kQuads ? 4 : 2) != 0))
+    return fail("int8 panels need k pairs or k quads and a K that is a "
+                "multiple of the group");
+  if (spec.kQuads && !spec.int8)
+    return fail("k quads are int8 panels");
+  if (spec.kPairs && !spec.bf16 && !spec.int8)
+    return fail("k pairs need bf16 or int8 panels");
   return true;
 }
 
@@ -65,6 +94,8 @@ uint64_t sourceElements(const PackSpec &spec, size_t i) {
   case PackLayout::Copy:
     return uint64_t(spec.widths[i]);
   case PackLayout::Panels:
+  case PackLayout::Int8Scales:
+  case PackLayout::Int8ColSums:
     return uint64_t(spec.batch) * spec.k * spec.widths[i];
   case PackLayout::Bias:
     break;
@@ -79,8 +110,12 @@ uint64_t packedBytes(const PackSpec &spec) {
     return uint64_t(n) * 4;
   case PackLayout::Panels:
     return uint64_t(spec.batch) * ceilDiv(n, spec.nr) * spec.k * spec.nr *
-           (spec.bf16 ? 2 : 4);
+           (spec.int8   ? 1
+            : spec.bf16 ? 2
+                        : 4);
   case PackLayout::Bias:
+  case PackLayout::Int8Scales:
+  case PackLayout::Int8ColSums:
     break;
   }
   return uint64_t(spec.batch) * ceilDiv(n, spec.nr) * spec.nr * 4;
@@ -120,14 +155,59 @@ static void packPanels(const PackSpec &spec,
         }
 }
 
+/// Int8 panels, scales or column sums: each column of each batch entry is
+/// quantized once, then placed where the layout puts it.
+static void packInt8(const PackSpec &spec,
+                     const std::vector<const float *> &sources, uint8_t *out) {
+  int64_t n = totalWidth(spec), nr = spec.nr, k = spec.k;
+  int64_t panels = ceilDiv(n, nr), group = spec.kQuads ? 4 : 2;
+  std::vector<int> source;
+  std::vector<int64_t> column;
+  columnSources(spec, source, column);
+  std::vector<int8_t> q(k);
+  for (int64_t e = 0; e < spec.batch; ++e)
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t width = spec.widths[source[j]];
+      const float *col = sources[source[j]] + e * k * width + column[j];
+      bool values = spec.layout != PackLayout::Int8Scales;
+      float scale = quantizeInt8Column(col, k, width, values ? q.data() : 0);
+      int64_t at = e * panels * nr + j;
+      if (spec.layout == PackLayout::Int8Scales) {
+        std::memcpy(out + at * 4, &scale, 4);
+        continue;
+      }
+      if (spec.layout == PackLayout::Int8ColSums) {
+        int32_t sum = 0;
+        for (int8_t v : q)
+          sum += v;
+        std::memcpy(out + at * 4, &sum, 4);
+        continue;
+      }
+      // (p, kk / g, g l + kk % g) inside the batch entry's panels.
+      int64_t p = j / nr, l = j % nr;
+      int8_t *panel =
+          reinterpret_cast<int8_t *>(out) + (e * panels + p) * k * nr;
+      for (int64_t kk = 0; kk < k; ++kk)
+        panel[(kk / group) * group * nr + group * l + kk % group] = q[kk];
+    }
+}
+
 void packWeights(const PackSpec &spec,
                  const std::vector<const float *> &sources,
                  std::vector<uint8_t> &out) {
   out.assign(packedBytes(spec), 0);
   int64_t n = totalWidth(spec);
+  if (spec.int8 || spec.layout == PackLayout::Int8Scales ||
+      spec.layout == PackLayout::Int8ColSums) {
+    packInt8(spec, sources, out.data());
+    return;
+  }
   switch (spec.layout) {
   case PackLayout::Copy:
     std::memcpy(out.data(), sources[0], out.size());
+    return;
+  case PackLayout::Int8Scales:
+  case PackLayout::Int8ColSums:
     return;
   case PackLayout::Panels:
     if (spec.bf16)

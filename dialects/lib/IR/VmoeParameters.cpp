@@ -26,7 +26,7 @@ LogicalResult
 PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          PackLayout layout, ArrayAttr parameters,
                          ArrayRef<int64_t> widths, int64_t batch, int64_t k,
-                         int64_t nr, bool kPairs) {
+                         int64_t nr, bool kPairs, bool kQuads) {
   if (parameters.empty() || parameters.size() != widths.size())
     return emitError() << "needs one width per parameter and at least one "
                           "parameter, got "
@@ -48,6 +48,10 @@ PackedWeightAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << ", " << k << ", " << nr;
   if (kPairs && (layout != PackLayout::Panels || k % 2 != 0))
     return emitError() << "k_pairs needs panels and an even k, got k = " << k;
+  if (kQuads && (layout != PackLayout::Panels || kPairs || k % 4 != 0))
+    return emitError() << "k_quads needs panels without k_pairs and a k that "
+                          "is a multiple of 4, got k = "
+                       << k;
   return success();
 }
 
@@ -61,8 +65,12 @@ SmallVector<int64_t> PackedWeightAttr::getPackedShape() const {
     return {n};
   if (getBatch() > 1)
     shape.push_back(getBatch());
-  if (getLayout() == PackLayout::Bias)
+  if (getLayout() == PackLayout::Bias ||
+      getLayout() == PackLayout::Int8Scales ||
+      getLayout() == PackLayout::Int8ColSums)
     shape.push_back(panels * nr);
+  else if (getKQuads())
+    shape.append({panels, getK() / 4, 4 * nr});
   else if (getKPairs())
     shape.append({panels, getK() / 2, 2 * nr});
   else
@@ -96,14 +104,27 @@ LogicalResult mlir::vmoe::verifyPackedGlobal(Operation *op, Attribute attr) {
   auto type = dyn_cast<MemRefType>(typeAttr.getValue());
   SmallVector<int64_t> shape = packed.getPackedShape();
   Type element = type ? type.getElementType() : Type();
-  bool bf16Ok = packed.getLayout() == PackLayout::Panels;
-  if (!type || !(element.isF32() || (bf16Ok && element.isBF16())))
+  PackLayout layout = packed.getLayout();
+  bool panels = layout == PackLayout::Panels;
+  bool elementOk =
+      !type ? false
+      : layout == PackLayout::Int8ColSums
+          ? element.isInteger(32)
+          : element.isF32() ||
+                (panels && (element.isBF16() || element.isInteger(8)));
+  if (!elementOk)
     return op->emitOpError()
            << "has 'vmoe.packed' but type " << typeAttr.getValue()
-           << "; packed weights are f32 memrefs (bf16 "
-              "for panels)";
-  if (packed.getKPairs() && !element.isBF16())
-    return op->emitOpError() << "packs in k pairs, which are bf16";
+           << "; packed weights are f32 memrefs (bf16 or i8 for panels, i32 "
+              "for int8_col_sums)";
+  if (packed.getKPairs() && !element.isBF16() && !element.isInteger(8))
+    return op->emitOpError() << "packs in k pairs, which are bf16 or i8";
+  if (panels && element.isInteger(8) && !packed.getKPairs() &&
+      !packed.getKQuads())
+    return op->emitOpError() << "packs int8 panels, which come in k pairs or "
+                                "k quads";
+  if (packed.getKQuads() && !element.isInteger(8))
+    return op->emitOpError() << "packs in k quads, which are i8";
   bool same =
       packed.getLayout() == PackLayout::Copy
           ? type.hasStaticShape() && type.getNumElements() == shape.front()

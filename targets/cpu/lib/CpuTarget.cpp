@@ -229,8 +229,14 @@ mlir::vmoe::cpu::resolveCpuTarget(StringRef spec, std::string *errorMessage) {
     return failure();
   target.isaFeatures = isaFeatures(target);
   target.vectorWidthF32 = vectorWidthF32(target, *sti);
-  target.hasAvx512Bf16 = llvm::Triple(target.triple).isX86() &&
-                         sti->checkFeatures("+avx512bf16,+avx512f");
+  bool x86 = llvm::Triple(target.triple).isX86();
+  target.hasAvx512Bf16 = x86 && sti->checkFeatures("+avx512bf16,+avx512f");
+  target.hasAvx512Vnni = x86 && sti->checkFeatures("+avx512vnni,+avx512f");
+  target.hasAvxVnni = x86 && (sti->checkFeatures("+avxvnni") ||
+                              sti->checkFeatures("+avx512vnni,+avx512vl"));
+  target.hasAvx2 = x86 && sti->checkFeatures("+avx2");
+  target.hasDotProd =
+      llvm::Triple(target.triple).isAArch64() && sti->checkFeatures("+dotprod");
   if (target.vectorWidthF32 == 16) {
     // AVX-512's 32 zmm registers: 12 rows x 2 vectors (a 12 x 32 block, the
     // shape of BLIS's Skylake-X sgemm kernel) keep 24 accumulators, 2 B

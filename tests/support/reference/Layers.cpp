@@ -95,8 +95,8 @@ Tensor layerNorm(const Tensor &x, const LayerNormWeights &weights,
   return layerNorm(x, weights.scale, weights.bias, epsilon);
 }
 
-Tensor mlpBlock(const Tensor &x, const MlpWeights &weights) {
-  return dense(gelu(dense(x, weights.dense0)), weights.dense1);
+Tensor mlpBlock(const Tensor &x, const MlpWeights &weights, GemmMath math) {
+  return dense(gelu(dense(x, weights.dense0, math)), weights.dense1, math);
 }
 
 //===----------------------------------------------------------------------===//
@@ -179,20 +179,20 @@ Tensor addPositionEmbedding(const Tensor &x, const Tensor &posEmbedding) {
 
 /// DenseGeneral D -> (H, Dh): x (B, T, D) -> (B, T, H, Dh).
 static Tensor projectHeads(const Tensor &x, const Tensor &kernel,
-                           const Tensor &bias) {
+                           const Tensor &bias, GemmMath math) {
   VMOE_REF_CHECK(kernel.rank() == 3 && kernel.dim(0) == x.dim(2),
                  "attention: q/k/v kernel " + shapeToString(kernel.shape) +
                      " is not (D, H, Dh)");
   int64_t heads = kernel.dim(1), headDim = kernel.dim(2);
   VMOE_REF_CHECK(bias.shape == (std::vector<int64_t>{heads, headDim}),
                  "attention: q/k/v bias " + shapeToString(bias.shape));
-  return dense(x, kernel.reshaped({kernel.dim(0), heads * headDim}),
-               bias.reshaped({heads * headDim}))
-      .reshaped({x.dim(0), x.dim(1), heads, headDim});
+  DenseWeights flat{kernel.reshaped({kernel.dim(0), heads * headDim}),
+                    bias.reshaped({heads * headDim})};
+  return dense(x, flat, math).reshaped({x.dim(0), x.dim(1), heads, headDim});
 }
 
 Tensor multiHeadAttention(const Tensor &inputsQ, const Tensor &inputsKv,
-                          const AttentionWeights &weights) {
+                          const AttentionWeights &weights, GemmMath math) {
   VMOE_REF_CHECK(inputsQ.rank() == 3 && inputsKv.rank() == 3 &&
                      inputsQ.dim(0) == inputsKv.dim(0) &&
                      inputsQ.dim(2) == inputsKv.dim(2),
@@ -202,9 +202,11 @@ Tensor multiHeadAttention(const Tensor &inputsQ, const Tensor &inputsKv,
                      shapeToString(inputsKv.shape));
   int64_t batch = inputsQ.dim(0), queries = inputsQ.dim(1),
           tokens = inputsKv.dim(1), hidden = inputsQ.dim(2);
-  Tensor query = projectHeads(inputsQ, weights.queryKernel, weights.queryBias);
-  Tensor key = projectHeads(inputsKv, weights.keyKernel, weights.keyBias);
-  Tensor value = projectHeads(inputsKv, weights.valueKernel, weights.valueBias);
+  Tensor query =
+      projectHeads(inputsQ, weights.queryKernel, weights.queryBias, math);
+  Tensor key = projectHeads(inputsKv, weights.keyKernel, weights.keyBias, math);
+  Tensor value =
+      projectHeads(inputsKv, weights.valueKernel, weights.valueBias, math);
   VMOE_REF_CHECK(query.dim(2) == key.dim(2) && query.dim(3) == key.dim(3) &&
                      key.shape == value.shape,
                  "multiHeadAttention: q, k, v kernels disagree");
@@ -245,13 +247,15 @@ Tensor multiHeadAttention(const Tensor &inputsQ, const Tensor &inputsKv,
                      shapeToString(outKernel.shape) + " is not (H, Dh, D)");
   // Output DenseGeneral contracts (H, Dh) jointly.
   return dense(attended.reshaped({batch, queries, heads * headDim}),
-               outKernel.reshaped({heads * headDim, hidden}), weights.outBias);
+               {outKernel.reshaped({heads * headDim, hidden}), weights.outBias},
+               math);
 }
 
-Tensor selfAttention(const Tensor &x, const AttentionWeights &weights) {
+Tensor selfAttention(const Tensor &x, const AttentionWeights &weights,
+                     GemmMath math) {
   VMOE_REF_CHECK(x.rank() == 3, "selfAttention: x must be (B, T, D), got " +
                                     shapeToString(x.shape));
-  return multiHeadAttention(x, x, weights);
+  return multiHeadAttention(x, x, weights, math);
 }
 
 //===----------------------------------------------------------------------===//
@@ -334,15 +338,17 @@ static Tensor add(const Tensor &a, const Tensor &b) {
 
 Result<EncoderBlockOutput> encoderBlock(const Tensor &x,
                                         const EncoderBlockWeights &weights,
-                                        const MoeConfig &moeConfig) {
+                                        const MoeConfig &moeConfig,
+                                        GemmMath denseMath) {
   VMOE_REF_CHECK(weights.mlp.has_value() != weights.moe.has_value(),
                  "encoderBlock: exactly one of mlp and moe must be set");
-  Tensor afterAttention = add(
-      x, selfAttention(layerNorm(x, weights.layerNorm0), weights.attention));
+  Tensor afterAttention = add(x, selfAttention(layerNorm(x, weights.layerNorm0),
+                                               weights.attention, denseMath));
   Tensor normed = layerNorm(afterAttention, weights.layerNorm1);
   EncoderBlockOutput result;
   if (weights.mlp) {
-    result.output = add(afterAttention, mlpBlock(normed, *weights.mlp));
+    result.output =
+        add(afterAttention, mlpBlock(normed, *weights.mlp, denseMath));
     return result;
   }
   Result<MoeOutput> moe = sparseMoe(normed, *weights.moe, moeConfig);
@@ -402,7 +408,8 @@ Result<ModelOutput> visionTransformerMoe(const Tensor &images,
   ModelOutput result;
   for (size_t i = 0; i < weights.blocks.size(); ++i) {
     Result<EncoderBlockOutput> block =
-        encoderBlock(x, weights.blocks[i], config.moe);
+        encoderBlock(x, weights.blocks[i], config.moe,
+                     config.int8DenseMath ? GemmMath::Int8 : GemmMath::F32);
     if (!block)
       return Error{"encoderblock_" + std::to_string(i) + ": " + block.error()};
     x = std::move(block->output);

@@ -72,7 +72,7 @@ static Tensor sliceLeading(const Tensor &t, int64_t index) {
 }
 
 Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights,
-                 bool roundHiddenToBf16) {
+                 bool roundHiddenToBf16, GemmMath math) {
   VMOE_REF_CHECK(buffers.rank() >= 2, "expertMlp: buffers must be (E, ..., D)");
   int64_t numExperts = buffers.dim(0), hidden = buffers.dim(-1);
   VMOE_REF_CHECK(
@@ -87,6 +87,8 @@ Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights,
               (std::vector<int64_t>{numExperts, mlpDim, hidden}) &&
           weights.bias1.shape == (std::vector<int64_t>{numExperts, hidden}),
       "expertMlp: stacked expert weights have inconsistent shapes");
+  VMOE_REF_CHECK(!(roundHiddenToBf16 && math == GemmMath::Int8),
+                 "expertMlp: bf16 hidden rounding is for bf16 math, not int8");
   Tensor result(buffers.shape);
   int64_t perExpert = buffers.numElements() / numExperts;
   for (int64_t e = 0; e < numExperts; ++e) {
@@ -97,7 +99,7 @@ Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights,
                    ? dense(roundToBf16(gelu(dense(sliceLeading(buffers, e),
                                                   mlp.dense0))),
                            mlp.dense1)
-                   : mlpBlock(sliceLeading(buffers, e), mlp);
+                   : mlpBlock(sliceLeading(buffers, e), mlp, math);
     std::copy(y.data.begin(), y.data.end(),
               result.data.begin() + e * perExpert);
   }
@@ -178,6 +180,8 @@ Result<MoeOutput> sparseMoe(const Tensor &x, const MoeWeights &weights,
     return Error{"num_selected_experts = " + std::to_string(k) +
                  " must be in [1, num_experts = " + std::to_string(numExperts) +
                  "]"};
+  if (config.bf16ExpertMath && config.int8ExpertMath)
+    return Error{"bf16 and int8 expert math are exclusive: choose one"};
   Result<int64_t> capacity = resolveCapacity(config, numExperts);
   if (!capacity)
     return capacity.takeError();
@@ -203,7 +207,8 @@ Result<MoeOutput> sparseMoe(const Tensor &x, const MoeWeights &weights,
   Tensor buffers = dispatch(grouped, routing,
                             config.bf16Dispatch || config.bf16ExpertMath);
   Tensor expertOutputs =
-      expertMlp(buffers, weights.experts, config.bf16ExpertMath);
+      expertMlp(buffers, weights.experts, config.bf16ExpertMath,
+                config.int8ExpertMath ? GemmMath::Int8 : GemmMath::F32);
   Tensor combined = combine(expertOutputs, routing, config.bf16Dispatch);
 
   MoeOutput result;

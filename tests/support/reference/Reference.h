@@ -198,6 +198,56 @@ double roundHalfToEven(double value);
 float valueRangeMinusOneOne(uint8_t pixel);
 
 //===----------------------------------------------------------------------===//
+// int8 GEMMs (vmoe-compile --expert-math=int8, --dense-math=int8)
+//===----------------------------------------------------------------------===//
+//
+// The fixed numerics that the compiled int8 kernels implement too:
+//   weights W (K, N), per output channel n: scale_w[n] = int8Scale(max_k
+//     |W[k, n]|), qw[k, n] = quantizeInt8(W[k, n], scale_w[n]);
+//   activations X (M, K), per row m: scale_x[m] = int8Scale(max_k |X[m, k]|),
+//     qx[m, k] = quantizeInt8(X[m, k], scale_x[m]);
+//   acc[m, n] = sum_k qx[m, k] * qw[k, n] in int32 (exact);
+//   y[m, n] = ((float)acc[m, n] * scale_x[m]) * scale_w[n] + bias[n], each
+//     step a float32 operation of its own (no FMA).
+// Unlike the f32 ops (double accumulation), every step here is exactly what
+// a correct kernel computes, so compiled int8 results differ from these only
+// through the f32 ops that follow.
+
+using Int8Tensor = BasicTensor<int8_t>;
+
+/// How a GEMM multiplies: f32 (as the rest of this file), or the int8
+/// numerics above.
+enum class GemmMath { F32, Int8 };
+
+/// amax / 127.0f in float32; 1.0f for amax == 0 (an all-zero row or channel
+/// quantizes to zeros). amax must be finite and >= 0.
+float int8Scale(float amax);
+/// clamp(nearbyint(value / scale), -127, 127): a float32 division (not a
+/// multiplication by 1/scale), halves to even. Finite inputs only.
+int8_t quantizeInt8(float value, float scale);
+
+/// Quantized values and their scales.
+struct Int8Quantized {
+  Int8Tensor values;
+  Tensor scales;
+};
+/// Per output channel: kernel (K, N) -> values (K, N), scales (N).
+Int8Quantized quantizeWeightsInt8(const Tensor &kernel);
+/// Per row: x (..., K) -> values (..., K), scales (...).
+Int8Quantized quantizeRowsInt8(const Tensor &x);
+/// Exact int32 products x (..., K) @ w (K, N) -> (..., N). Aborts when K is
+/// large enough for an int32 accumulator to overflow.
+IntTensor int8MatMul(const Int8Tensor &x, const Int8Tensor &w);
+/// ((float)acc * rowScales[m]) * channelScales[n] (+ bias[n]); acc (..., N),
+/// rowScales with one scale per row, channelScales (N). A default-constructed
+/// bias means none.
+Tensor int8Epilogue(const IntTensor &acc, const Tensor &rowScales,
+                    const Tensor &channelScales, const Tensor &bias);
+/// The int8 dense layer: quantize x per row and kernel (In, Out) per output
+/// channel, multiply, epilogue with bias.
+Tensor denseInt8(const Tensor &x, const Tensor &kernel, const Tensor &bias);
+
+//===----------------------------------------------------------------------===//
 // Capacity (reference section 6)
 //===----------------------------------------------------------------------===//
 
@@ -324,6 +374,8 @@ struct AttentionWeights {
 Tensor dense(const Tensor &x, const Tensor &kernel);
 Tensor dense(const Tensor &x, const Tensor &kernel, const Tensor &bias);
 Tensor dense(const Tensor &x, const DenseWeights &weights);
+/// The same with the given GEMM math (GemmMath::Int8: denseInt8).
+Tensor dense(const Tensor &x, const DenseWeights &weights, GemmMath math);
 
 /// Flax LayerNorm over the last axis: mu = mean(x), var = max(0, mean(x^2) -
 /// mu^2), y = (x - mu) * (rsqrt(var + eps) * scale) + bias. The statistics
@@ -335,7 +387,10 @@ Tensor layerNorm(const Tensor &x, const LayerNormWeights &weights,
                  double epsilon = 1e-6);
 
 /// Dense_0 -> tanh GELU -> Dense_1 (dropout is the identity at inference).
-Tensor mlpBlock(const Tensor &x, const MlpWeights &weights);
+/// With GemmMath::Int8 both GEMMs are int8: Dense_1 quantizes the GELU
+/// output per row.
+Tensor mlpBlock(const Tensor &x, const MlpWeights &weights,
+                GemmMath math = GemmMath::F32);
 
 /// Patch embedding: images (B, H, W, C) NHWC, kernel (p, p, C, D) HWIO, bias
 /// (D); VALID conv with stride p (pixels past floor(H/p)*p are ignored).
@@ -350,12 +405,17 @@ Tensor addPositionEmbedding(const Tensor &x, const Tensor &posEmbedding);
 
 /// Flax MultiHeadDotProductAttention as self-attention on x (B, T, D): q, k,
 /// v projections with bias; q scaled by 1/sqrt(Dh) before q.k; softmax over
-/// the keys; no mask; output projection over (H, Dh) with bias.
-Tensor selfAttention(const Tensor &x, const AttentionWeights &weights);
+/// the keys; no mask; output projection over (H, Dh) with bias. With
+/// GemmMath::Int8 the q, k, v projections (kernels as (D, H*Dh), one channel
+/// per (head, dim)) and the output projection are int8 GEMMs; q.k, softmax
+/// and the weighted sum of values stay f32.
+Tensor selfAttention(const Tensor &x, const AttentionWeights &weights,
+                     GemmMath math = GemmMath::F32);
 /// The same with queries from `inputsQ` (B, Tq, D) and keys and values
 /// from `inputsKv` (B, Tkv, D): result (B, Tq, D).
 Tensor multiHeadAttention(const Tensor &inputsQ, const Tensor &inputsKv,
-                          const AttentionWeights &weights);
+                          const AttentionWeights &weights,
+                          GemmMath math = GemmMath::F32);
 
 /// vmoe's sincos2d position embedding (EncoderMoe.add_position_emb) of a
 /// height x width patch grid with `hidden` channels: (height * width,
@@ -412,9 +472,11 @@ Tensor toUpstreamDispatchLayout(const Tensor &buffers);
 /// Applies expert e's MLP (Dense_0 -> GELU -> Dense_1) to buffers[e] for
 /// every e. buffers (E, ..., D) -> (E, ..., D). Empty slots are computed too
 /// (MLP(0)); combine gives them weight 0. With `roundHiddenToBf16`, the
-/// GELU output is bf16-rounded before Dense_1.
+/// GELU output is bf16-rounded before Dense_1. With GemmMath::Int8 both
+/// expert GEMMs are int8 (mlpBlock's int8 form); per-row quantization makes a
+/// token's quantized row the same in every expert it is dispatched to.
 Tensor expertMlp(const Tensor &buffers, const ExpertWeights &weights,
-                 bool roundHiddenToBf16 = false);
+                 bool roundHiddenToBf16 = false, GemmMath math = GemmMath::F32);
 
 /// out[g,s,:] = sum over kept assignments j of weight[g,s,j] *
 /// Y[expert, g, slot, :]. Y (E, G, C, D) -> (G, S, D). With
@@ -449,6 +511,11 @@ struct MoeConfig {
   /// and the GELU output are bf16-rounded as well (the caller rounds the
   /// expert weights).
   bool bf16ExpertMath = false;
+  /// int8 expert GEMMs (vmoe-compile --expert-math=int8): the dispatched
+  /// rows (bf16-rounded first under bf16Dispatch) and the GELU output are
+  /// quantized per row, the expert kernels per output channel (the int8
+  /// section above). Routing stays f32. Exclusive with bf16ExpertMath.
+  bool int8ExpertMath = false;
 };
 
 /// The capacity C that `config` gives for E experts: the explicit capacity,
@@ -510,10 +577,12 @@ struct EncoderBlockOutput {
 };
 
 /// Pre-LN block: x += attn(LN0(x)); x += mlp_or_moe(LN1(x)). `moeConfig` is
-/// used only by MoE blocks.
+/// used only by MoE blocks; `denseMath` applies to the attention
+/// projections and the dense MLP (not to the MoE layer: see moeConfig).
 Result<EncoderBlockOutput> encoderBlock(const Tensor &x,
                                         const EncoderBlockWeights &weights,
-                                        const MoeConfig &moeConfig);
+                                        const MoeConfig &moeConfig,
+                                        GemmMath denseMath = GemmMath::F32);
 
 /// 'token': prepend cls, pool token 0. 'first' (upstream classifier='0'): no
 /// cls, pool token 0. 'gap': no cls, mean over tokens. 'map': no cls,
@@ -549,6 +618,10 @@ struct ModelConfig {
   std::optional<double> sincos2dTemperature;
   /// Used by every MoE block.
   MoeConfig moe;
+  /// int8 dense GEMMs (vmoe-compile --dense-math=int8): the encoder blocks'
+  /// attention q/k/v/out projections and dense MLPs. The patch embedding,
+  /// the router, the MAP head, pre-logits and the head stay f32.
+  bool int8DenseMath = false;
 };
 
 struct ModelOutput {

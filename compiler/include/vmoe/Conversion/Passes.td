@@ -49,13 +49,25 @@ def VmoeLowerToKernels : Pass<"vmoe-lower-to-kernels", "::mlir::ModuleOp"> {
            "split every MoE layer's experts over this many ranks (expert "
            "parallelism): one rank's schedule, whose expert weights are the "
            "rank's E/N experts and whose MoE layers exchange their dispatch "
-           "buffers with vmoe.all_to_all; 1: not split">
+           "buffers with vmoe.all_to_all; 1: not split">,
+    Option<"expertInt8", "expert-int8", "bool", "false",
+           "int8 expert GEMMs: weights quantized per output channel when "
+           "the module is written, activation rows quantized at run time, "
+           "int32 accumulation, the dequantization, bias, GELU and gate in "
+           "f32 (needs int8-dot)">,
+    Option<"denseInt8", "dense-int8", "bool", "false",
+           "int8 GEMMs for the attention projections and the dense MLPs, "
+           "as expert-int8">,
+    Option<"int8Dot", "int8-dot", "std::string", "\"\"",
+           "the integer dot product of the int8 GEMMs: avx2 (vpmaddwd, "
+           "vector-width 8 or 16), avx-vnni (vpdpbusd, 8), avx512-vnni "
+           "(vpdpbusd, 16) or sdot (AArch64 dotprod, 4)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
-    "::mlir::x86vector::X86VectorDialect"
+    "::mlir::x86vector::X86VectorDialect", "::mlir::LLVM::LLVMDialect"
   ];
 }
 

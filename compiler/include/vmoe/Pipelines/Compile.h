@@ -47,6 +47,11 @@ struct CompileOptions {
   /// (expert parallelism, one module per rank: compileToShardedModuleFiles);
   /// 1: one module with every expert.
   unsigned expertShards = 1;
+  /// int8 GEMMs (vmoe-lower-to-kernels expert-int8, dense-int8): the
+  /// experts', and the attention projections' and dense MLPs'; with the
+  /// integer dot product of the CPU target (KernelTargetInfo::int8Dot).
+  bool expertInt8 = false;
+  bool denseInt8 = false;
   /// Where to write the optimized LLVM IR / the kernels' assembly, when set.
   std::string dumpLlvmIrPath;
   std::string dumpAssemblyPath;

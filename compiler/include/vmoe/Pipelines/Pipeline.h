@@ -56,6 +56,17 @@ struct VmoePipelineOptions : public PassPipelineOptions<VmoePipelineOptions> {
       *this, "expert-shards",
       llvm::cl::desc("Split the experts over this many ranks (1: not split)"),
       llvm::cl::init(1)};
+  Option<bool> expertInt8{*this, "expert-int8",
+                          llvm::cl::desc("int8 expert GEMMs"),
+                          llvm::cl::init(false)};
+  Option<bool> denseInt8{*this, "dense-int8",
+                         llvm::cl::desc("int8 attention and dense MLP GEMMs"),
+                         llvm::cl::init(false)};
+  Option<std::string> int8Dot{
+      *this, "int8-dot",
+      llvm::cl::desc("The int8 GEMMs' dot product: avx2, avx-vnni, "
+                     "avx512-vnni, sdot"),
+      llvm::cl::init("")};
 };
 
 /// Whether `phase` is one of graph, kernels, llvm.

@@ -34,7 +34,7 @@ memref.global "private" constant @pairs : memref<1x8x32xf32>
 
 // -----
 
-// expected-error @+1 {{'memref.global' op has 'vmoe.packed' but type 'memref<4xbf16>'; packed weights are f32 memrefs (bf16 for panels)}}
+// expected-error @+1 {{'memref.global' op has 'vmoe.packed' but type 'memref<4xbf16>'; packed weights are f32 memrefs (bf16 or i8 for panels, i32 for int8_col_sums)}}
 memref.global "private" constant @copybf16 : memref<4xbf16>
     {vmoe.packed = #vmoe.packed_weight<copy, ["a"], widths = [4], batch = 1, k = 1, nr = 1, k_pairs = false>}
 

@@ -41,7 +41,9 @@ def Vmoe_PackLayout : I32EnumAttr<"PackLayout",
     "how a weight global is made of parameters", [
       I32EnumAttrCase<"Copy", 0, "copy">,
       I32EnumAttrCase<"Panels", 1, "panels">,
-      I32EnumAttrCase<"Bias", 2, "bias">
+      I32EnumAttrCase<"Bias", 2, "bias">,
+      I32EnumAttrCase<"Int8Scales", 3, "int8_scales">,
+      I32EnumAttrCase<"Int8ColSums", 4, "int8_col_sums">
     ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::vmoe";
@@ -60,9 +62,14 @@ def Vmoe_PackedWeightAttr : AttrDef<Vmoe_Dialect, "PackedWeight"> {
       (batch, ceil(N / nr), K, nr) GEMM panels, zero padded; with `k_pairs`
       as (batch, ceil(N / nr), K / 2, 2 nr), the layout of AVX512-BF16's
       vdpbf16ps. The global's element type says f32 or bf16 (rounded to
-      nearest even).
+      nearest even), or i8: each column quantized symmetrically to int8
+      (the int8 GEMMs), in k pairs or, with `k_quads`, as (batch,
+      ceil(N / nr), K / 4, 4 nr).
     - `bias`: the parameters as (`batch`, widths[i]) rows side by side, zero
       padded to (batch, ceil(N / nr) * nr).
+    - `int8_scales` / `int8_col_sums`: from the same (`batch`, `k`,
+      widths[i]) matrices as int8 panels, each column's f32 scale / the
+      i32 sum of its int8 values, laid out as `bias`.
     A leading dimension `batch` is present when batch > 1. The dialect
     checks that the global's type is the one the packing makes.
 
@@ -80,12 +87,13 @@ def Vmoe_PackedWeightAttr : AttrDef<Vmoe_Dialect, "PackedWeight"> {
     "int64_t":$batch,
     "int64_t":$k,
     "int64_t":$nr,
-    "bool":$k_pairs
+    "bool":$k_pairs,
+    DefaultValuedParameter<"bool", "false">:$k_quads
   );
   let assemblyFormat = [{
     `<` $layout `,` $parameters `,` `widths` `=` `[` $widths `]` `,`
     `batch` `=` $batch `,` `k` `=` $k `,` `nr` `=` $nr `,`
-    `k_pairs` `=` $k_pairs `>`
+    `k_pairs` `=` $k_pairs (`,` `k_quads` `=` $k_quads^)? `>`
   }];
   let extraClassDeclaration = [{
     /// The shape and element type of the global it makes.

@@ -33,6 +33,22 @@ struct KernelTargetInfo {
     Avx512Dot,
   };
   Bf16Dot bf16Dot = Bf16Dot::F32Fma;
+
+  /// The integer dot product of the int8 GEMMs (vmoe-lower-to-kernels
+  /// int8-dot, whose names follow each); None: the target has none and
+  /// int8 math is refused.
+  enum class Int8Dot {
+    None,
+    /// "avx2": vpmaddwd on int16 k pairs (AVX2, AVX-512 without VNNI).
+    Avx2Madd,
+    /// "avx-vnni": vpdpbusd on 256-bit vectors.
+    AvxVnni,
+    /// "avx512-vnni": vpdpbusd on 512-bit vectors.
+    Avx512Vnni,
+    /// "sdot": AArch64 dotprod.
+    NeonSdot,
+  };
+  Int8Dot int8Dot = Int8Dot::None;
 };
 
 } // namespace mlir::vmoe

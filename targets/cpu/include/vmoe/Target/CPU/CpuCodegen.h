@@ -65,6 +65,11 @@ struct CpuTarget {
   /// AVX512-BF16 (vdpbf16ps): bf16 expert GEMMs use it (see
   /// vmoe-lower-to-kernels native-bf16-dot).
   bool hasAvx512Bf16 = false;
+  /// Integer dot products of the int8 GEMMs: AVX512-VNNI (with AVX-512F),
+  /// AVX-VNNI or AVX512-VNNI+VL (256-bit vpdpbusd), AVX2 (vpmaddwd),
+  /// AArch64 dotprod (sdot).
+  bool hasAvx512Vnni = false, hasAvxVnni = false, hasAvx2 = false;
+  bool hasDotProd = false;
 };
 
 /// The names resolveCpuTarget accepts.
