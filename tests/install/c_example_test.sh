@@ -69,7 +69,7 @@ readelf -d "$work/shared/classify" | grep -q 'NEEDED.*libvmoe_runtime.so' ||
 cmp -s "$work/static.out" "$work/shared.out" ||
   fail "the static and shared builds print different results"
 
-# The package's version file: 0.6 is this version's series; another minor
+# The package's version file: 0.7 is this version's series; another minor
 # version is refused (0.x).
 major=${version%%.*} rest=${version#*.} minor=${rest%%.*}
 mkdir -p "$work/version"
