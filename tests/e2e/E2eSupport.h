@@ -1,8 +1,9 @@
 //===- E2eSupport.h - Models compiled for the end-to-end tests --*- C++ -*-===//
 //
-// What several end-to-end tests share: compiling a ViT-MoE config with its
-// weights for this machine, the target the tests run on, opening a session
-// on compiled bytes, and a small model of random-weight shape.
+// What several end-to-end tests share: the bundled model, compiling a
+// ViT-MoE config with its weights for this machine (whole or into expert
+// shards), the target the tests run on, opening a session on compiled bytes,
+// and a small model of random-weight shape.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +12,10 @@
 
 #include "vmoe/Import/ModelBuilder.h"
 #include "vmoe/Pipelines/Compile.h"
+#include "vmoe/readers/ModelConfig.h"
+#include "vmoe/readers/Npz.h"
+#include "vmoe/readers/TensorSource.h"
+#include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -47,6 +52,67 @@ compileForHost(const mlir::vmoe::VitMoeConfig &config,
       mlir::vmoe::compileToModule(*module, options, bytes, &error)))
       << error;
   return bytes;
+}
+
+/// `config` with `weights` compiled for this machine whole (`shards` 1: one
+/// module) or into `shards` rank modules (expert parallelism), with the
+/// other choices of `options`. Empty when it does not compile: with
+/// `error`, the message goes there; without, it fails the test.
+inline std::vector<std::vector<uint8_t>>
+compileRanks(const mlir::vmoe::VitMoeConfig &config,
+             const mlir::vmoe::WeightMap &weights, unsigned shards,
+             mlir::vmoe::CompileOptions options = {},
+             std::string *error = nullptr) {
+  mlir::DialectRegistry registry;
+  mlir::vmoe::registerCompilerDialects(registry);
+  mlir::MLIRContext context(registry);
+  std::string text;
+  auto source = ::vmoe::readers::tensorMapSource(weights);
+  auto module =
+      mlir::vmoe::buildVitMoe(context, config, source->shapes(), &text);
+  EXPECT_TRUE(module) << text;
+  std::vector<std::vector<uint8_t>> out;
+  if (!module)
+    return out;
+  options.cpu = "host";
+  options.modelName = config.name;
+  options.parameters = source.get();
+  options.expertShards = shards;
+  bool ok;
+  if (shards == 1) {
+    out.resize(1);
+    ok = mlir::succeeded(
+        mlir::vmoe::compileToModule(*module, options, out[0], &text));
+  } else {
+    ok = mlir::succeeded(
+        mlir::vmoe::compileToShardedModules(*module, options, out, &text));
+  }
+  if (error)
+    *error = ok ? "" : text;
+  else
+    EXPECT_TRUE(ok) << text;
+  if (!ok)
+    out.clear();
+  return out;
+}
+
+/// The bundled model (models/fashion-mnist): its config and weights, and
+/// with `samples` its sample images ("inputs") and their golden PyTorch
+/// logits ("logits"). False with *error when a file does not read.
+inline bool loadBundledModel(mlir::vmoe::VitMoeConfig &config,
+                             mlir::vmoe::WeightMap &weights,
+                             mlir::vmoe::WeightMap *samples,
+                             std::string *error) {
+  std::string dir = VMOE_BUNDLED_MODEL_DIR;
+  if (!::vmoe::readers::readModelConfig(dir + "/config.json", config, error) ||
+      !::vmoe::readers::readWeights(dir + "/weights.npz", weights, error))
+    return false;
+  if (!samples)
+    return true;
+  ::vmoe::readers::ReadOptions options;
+  options.skipNonFloat = true; // the uint8 images and int32 labels
+  return ::vmoe::readers::readNpz(dir + "/samples.npz", *samples, error,
+                                  options);
 }
 
 /// Where the end-to-end tests run: this CPU by default;

@@ -645,23 +645,13 @@ namespace {
 // implementation (python/vmoe_torch.py) wrote for the bundled samples:
 // the default capacity factor, and 0.5 with BPR on and off.
 TEST(BundledModel, MatchesPyTorchGoldenLogits) {
-  std::string dir = VMOE_BUNDLED_MODEL_DIR;
   ::vmoe::readers::ModelConfig config;
+  WeightMap weights, samples;
   std::string error;
-  ASSERT_TRUE(
-      ::vmoe::readers::readModelConfig(dir + "/config.json", config, &error))
+  ASSERT_TRUE(vmoe::e2e::loadBundledModel(config, weights, &samples, &error))
       << error;
   config.batchSize = 8;
   config.maxCapacityFactor = 2.0;
-  WeightMap weights, samples;
-  ASSERT_TRUE(
-      ::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
-      << error;
-  ::vmoe::readers::ReadOptions options;
-  options.skipNonFloat = true; // the uint8 images and int32 labels
-  ASSERT_TRUE(
-      ::vmoe::readers::readNpz(dir + "/samples.npz", samples, &error, options))
-      << error;
   const WeightTensor &inputs = samples.at("inputs");
   int64_t n = inputs.shape[0];
   ASSERT_EQ(n % config.batchSize, 0);

@@ -22,8 +22,6 @@
 #include "E2eSupport.h"
 #include "vmoe/module_format.h"
 #include "vmoe/module_generated.h"
-#include "vmoe/readers/ModelConfig.h"
-#include "vmoe/readers/Weights.h"
 #include "vmoe/runtime.h"
 #include "vmoe/writer/ModuleDigests.h"
 
@@ -186,12 +184,10 @@ TEST(ForgedGrid, EveryKernelRefusesWorkgroupsPastItsGrid) {
 /// buffers, so stale values are there to be misread.
 const std::vector<uint8_t> &bundledModule() {
   static const std::vector<uint8_t> bytes = [] {
-    std::string dir = VMOE_BUNDLED_MODEL_DIR, error;
     VitMoeConfig config;
     WeightMap weights;
-    if (!::vmoe::readers::readModelConfig(dir + "/config.json", config,
-                                          &error) ||
-        !::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
+    std::string error;
+    if (!vmoe::e2e::loadBundledModel(config, weights, nullptr, &error))
       return std::vector<uint8_t>();
     config.batchSize = 8; // one routing group of 8 images
     return vmoe::e2e::compileForHost(config, weights);

@@ -256,23 +256,13 @@ TEST(Int8, RandomModelMatchesTheInt8Reference) {
 /// and at 0.5 with and without BPR; against the f32 golden logits (top-1 and
 /// a logit bound).
 TEST(Int8, BundledModelMatchesTheInt8Reference) {
-  std::string dir = VMOE_BUNDLED_MODEL_DIR;
   ::vmoe::readers::ModelConfig config;
+  WeightMap weights, samples;
   std::string error;
-  ASSERT_TRUE(
-      ::vmoe::readers::readModelConfig(dir + "/config.json", config, &error))
+  ASSERT_TRUE(vmoe::e2e::loadBundledModel(config, weights, &samples, &error))
       << error;
   config.batchSize = 8;
   config.maxCapacityFactor = 2.0;
-  WeightMap weights, samples;
-  ASSERT_TRUE(
-      ::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
-      << error;
-  ::vmoe::readers::ReadOptions options;
-  options.skipNonFloat = true;
-  ASSERT_TRUE(
-      ::vmoe::readers::readNpz(dir + "/samples.npz", samples, &error, options))
-      << error;
   const WeightTensor &inputs = samples.at("inputs");
   const WeightTensor &golden = samples.at("logits");
   ref::ModelWeights refWeights = vmoe::e2e::toReference(config, weights);

@@ -70,15 +70,10 @@ std::vector<float> run(const Loaded &l, uint64_t seed, double cf) {
 }
 
 TEST(ManyModules, DifferentCompiledModulesRunInterleaved) {
-  std::string dir = VMOE_BUNDLED_MODEL_DIR;
   VitMoeConfig bundled;
-  std::string error;
-  ASSERT_TRUE(
-      ::vmoe::readers::readModelConfig(dir + "/config.json", bundled, &error))
-      << error;
   WeightMap weights;
-  ASSERT_TRUE(
-      ::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
+  std::string error;
+  ASSERT_TRUE(vmoe::e2e::loadBundledModel(bundled, weights, nullptr, &error))
       << error;
 
   struct Variant {

@@ -32,38 +32,7 @@ std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
                                           const WeightMap &weights,
                                           unsigned shards,
                                           std::string *error = nullptr) {
-  mlir::DialectRegistry registry;
-  mlir::vmoe::registerCompilerDialects(registry);
-  mlir::MLIRContext context(registry);
-  std::string text;
-  auto source = ::vmoe::readers::tensorMapSource(weights);
-  auto module =
-      mlir::vmoe::buildVitMoe(context, config, source->shapes(), &text);
-  EXPECT_TRUE(module) << text;
-  std::vector<std::vector<uint8_t>> out;
-  if (!module)
-    return out;
-  mlir::vmoe::CompileOptions options;
-  options.cpu = "host";
-  options.modelName = config.name;
-  options.parameters = source.get();
-  options.expertShards = shards;
-  bool ok;
-  if (shards == 1) {
-    out.resize(1);
-    ok = mlir::succeeded(
-        mlir::vmoe::compileToModule(*module, options, out[0], &text));
-  } else {
-    ok = mlir::succeeded(
-        mlir::vmoe::compileToShardedModules(*module, options, out, &text));
-  }
-  if (error)
-    *error = ok ? "" : text;
-  else
-    EXPECT_TRUE(ok) << text;
-  if (!ok)
-    out.clear();
-  return out;
+  return vmoe::e2e::compileRanks(config, weights, shards, {}, error);
 }
 
 const fb::Module *rootOf(const std::vector<uint8_t> &bytes) {

@@ -38,34 +38,9 @@ std::vector<std::vector<uint8_t>> compile(const VitMoeConfig &config,
                                           const WeightMap &weights,
                                           unsigned shards,
                                           bool bf16Math = false) {
-  mlir::DialectRegistry registry;
-  mlir::vmoe::registerCompilerDialects(registry);
-  mlir::MLIRContext context(registry);
-  std::string error;
-  auto source = ::vmoe::readers::tensorMapSource(weights);
-  auto module =
-      mlir::vmoe::buildVitMoe(context, config, source->shapes(), &error);
-  EXPECT_TRUE(module) << error;
-  std::vector<std::vector<uint8_t>> out;
-  if (!module)
-    return out;
   mlir::vmoe::CompileOptions options;
-  options.cpu = "host";
-  options.modelName = config.name;
-  options.parameters = source.get();
-  options.expertShards = shards;
   options.expertBf16Math = bf16Math;
-  if (shards == 1) {
-    out.resize(1);
-    EXPECT_TRUE(mlir::succeeded(
-        mlir::vmoe::compileToModule(*module, options, out[0], &error)))
-        << error;
-  } else {
-    EXPECT_TRUE(mlir::succeeded(
-        mlir::vmoe::compileToShardedModules(*module, options, out, &error)))
-        << error;
-  }
-  return out;
+  return vmoe::e2e::compileRanks(config, weights, shards, options);
 }
 
 /// Runs `bytes` on `images` (batch x item floats) into `logits`; with a
@@ -167,20 +142,10 @@ std::vector<float> randomImages(const VitMoeConfig &config, int64_t n) {
 }
 
 TEST(ShardedModel, BundledModelOnTwoAndFourRanks) {
-  std::string dir = VMOE_BUNDLED_MODEL_DIR;
   VitMoeConfig config;
-  std::string error;
-  ASSERT_TRUE(
-      ::vmoe::readers::readModelConfig(dir + "/config.json", config, &error))
-      << error;
   WeightMap weights, samples;
-  ASSERT_TRUE(
-      ::vmoe::readers::readWeights(dir + "/weights.npz", weights, &error))
-      << error;
-  ::vmoe::readers::ReadOptions options;
-  options.skipNonFloat = true;
-  ASSERT_TRUE(
-      ::vmoe::readers::readNpz(dir + "/samples.npz", samples, &error, options))
+  std::string error;
+  ASSERT_TRUE(vmoe::e2e::loadBundledModel(config, weights, &samples, &error))
       << error;
   const std::vector<float> &images = samples.at("inputs").data;
   // A routing group is 8 images: each rank runs one group.

@@ -657,11 +657,11 @@ void Lowering::emitMoeCombine(MoeLayer &l) {
         // Expert and slot come from other kernels through the arena:
         // clamped, so that a forged module cannot read past the buffer.
         Value ex =
-            choice ? jj
-                   : clampIndex(
-                         b,
-                         memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}),
-                         l.e);
+            choice
+                ? jj
+                : clampIndex(
+                      b, memref::LoadOp::create(b, ki, ValueRange{gi, si, jj}),
+                      l.e);
         Value sl = clampIndex(b, slot, l.cap);
         forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
           Value y =

@@ -172,8 +172,8 @@ void Lowering::emitMoeAssign(MoeLayer &l) {
       Value si = arith::IndexCastOp::create(
           b, index, memref::LoadOp::create(b, ko, ValueRange{gi, p}));
       // The gates kernel wrote the expert: clamped (see clampIndex).
-      Value ex =
-          clampIndex(b, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}), e);
+      Value ex = clampIndex(
+          b, memref::LoadOp::create(b, ki, ValueRange{gi, si, j}), e);
       Value posI32 = memref::LoadOp::create(b, kc, ValueRange{gi, ex});
       memref::StoreOp::create(b,
                               arith::AddIOp::create(b, posI32, constI32(b, 1)),

@@ -116,9 +116,9 @@ LogicalResult lowerToKernels(ModuleOp module, const CompileOptions &options,
 /// and a runtime elsewhere could not check them all.
 static std::string requiredFeatures(StringRef features) {
   static const char *const kCompute[] = {
-      "sse", "ssse3", "avx", "fma", "f16c", "bmi", "lzcnt", "popcnt",
-      "movbe", "amx", "neon", "fp-armv8", "sve", "bf16", "dotprod",
-      "fullfp16", "i8mm"};
+      "sse",   "ssse3",  "avx",     "fma",      "f16c", "bmi",
+      "lzcnt", "popcnt", "movbe",   "amx",      "neon", "fp-armv8",
+      "sve",   "bf16",   "dotprod", "fullfp16", "i8mm"};
   SmallVector<StringRef> all;
   features.split(all, ',', -1, /*KeepEmpty=*/false);
   std::string out;
@@ -291,7 +291,8 @@ LogicalResult compileToModule(ModuleOp module, const CompileOptions &options,
     return failure();
   DiagnosticCollector diagnostics(module.getContext());
   if (failed(serializeModule(module, serialize, bytes, stats))) {
-    *error = diagnostics.text.empty() ? "serialization failed" : diagnostics.text;
+    *error =
+        diagnostics.text.empty() ? "serialization failed" : diagnostics.text;
     return failure();
   }
   return success();
