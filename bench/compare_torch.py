@@ -9,6 +9,8 @@ runs after warm-up) and the ratio printed.
 
   compare_torch.py --model models/fashion-mnist --batch 8 --threads 1
   compare_torch.py --preset vmoe-s32-e8-last2 --batch 8 --threads 2
+  compare_torch.py --preset vmoe-s32-e8-last2 --batch 8 \
+      --vmoe-flag=--expert-math=int8 --vmoe-flag=--dense-math=int8
 
 A preset gets deterministic random weights (written once to --work).
 
@@ -76,6 +78,9 @@ def main():
     ap.add_argument("--capacity-factor", type=float, default=None)
     ap.add_argument("--bpr", choices=["on", "off"], default=None)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--vmoe-flag", action="append", default=[],
+                    help="an extra vmoe-compile flag for vmoe's module "
+                         "(e.g. --vmoe-flag=--expert-math=int8); repeatable")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench"))
     args = ap.parse_args()
@@ -114,9 +119,12 @@ def main():
         overrides = []
     cfg = effective
     max_cf = max(2.0, args.capacity_factor or 0.0)
-    module = os.path.join(args.work, f"{name}-b{args.batch}.vmoe")
+    suffix = "".join("-" + f.lstrip("-").replace("=", "-").replace("/", "-")
+                     for f in args.vmoe_flag)
+    module = os.path.join(args.work, f"{name}-b{args.batch}{suffix}.vmoe")
     run([os.path.join(bindir, "vmoe-compile"), config_path, "--weights", weights,
-         "--max-capacity-factor", str(max_cf), *overrides, "-o", module])
+         "--max-capacity-factor", str(max_cf), *overrides, *args.vmoe_flag,
+         "-o", module])
 
     # Same images, same routing knobs.
     h, w = cfg["image_size"]
@@ -165,7 +173,8 @@ def main():
     run(bench_cmd)
     ours = json.load(open(bench_json))["results"][0]
     print(f"model {name}, batch {args.batch}, {args.threads} thread(s), "
-          f"capacity factor {ours['capacity_factor']}, BPR {'on' if ours['bpr'] else 'off'}")
+          f"capacity factor {ours['capacity_factor']}, BPR {'on' if ours['bpr'] else 'off'}"
+          + (f", vmoe-compile {' '.join(args.vmoe_flag)}" if args.vmoe_flag else ""))
     print(f"  logits max |vmoe - torch| = {diff:.3g}")
     print(f"  vmoe   {ours['median_ms']:9.3f} ms  ({ours['images_per_second']:.1f} images/s, "
           f"{ours['gflops']:.1f} GFLOP/s)")

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Draws the capacity sweep (CSV from scripts/demo.sh) as an SVG: accuracy
 against the share of expert assignments processed, BPR against vanilla
-routing. Standard library only.
+routing; with the int8 columns (accuracy_int8, assignments_kept_share_int8)
+the int8 module's curves beside the fp32 ones (dashed). Standard library
+only.
 
   plot_sweep.py SWEEP.csv OUT.svg
 """
@@ -13,10 +15,14 @@ def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     rows = list(csv.DictReader(open(sys.argv[1])))
-    series = {"on": [], "off": []}
+    # (bpr, math) -> points; "" is fp32, "_int8" the int8 columns.
+    maths = [""] + (["_int8"] if rows and "accuracy_int8" in rows[0] else [])
+    series = {(b, m): [] for m in maths for b in ("on", "off")}
     for r in rows:
-        series[r["bpr"]].append((float(r["assignments_kept_share"]),
-                                 float(r["accuracy"]), r["capacity_factor"]))
+        for m in maths:
+            series[r["bpr"], m].append(
+                (float(r["assignments_kept_share" + m]),
+                 float(r["accuracy" + m]), r["capacity_factor"]))
     w, h, left, bottom, top, right = 640, 420, 70, 60, 30, 150
     ys = [p[1] for s in series.values() for p in s]
     y_lo = max(0.0, min(ys) - 0.05)
@@ -52,22 +58,36 @@ def main():
                f'transform="rotate(-90 16 {(top + h - bottom) / 2})">test accuracy</text>')
     colors = {"on": "#1f77b4", "off": "#d62728"}
     names = {"on": "BPR", "off": "vanilla"}
-    for key, pts in series.items():
+    dash = {"": "", "_int8": ' stroke-dasharray="6 4"'}
+    label = {"": "", "_int8": " int8"}
+    if len(maths) > 1:
+        label[""] = " fp32"
+    for (bpr, m), pts in series.items():
         pts = sorted(pts)
         if not pts:
             continue
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in pts)
         out.append(f'<polyline points="{path}" fill="none" '
-                   f'stroke="{colors[key]}" stroke-width="2"/>')
+                   f'stroke="{colors[bpr]}" stroke-width="2"{dash[m]}/>')
         for x, y, cf in pts:
-            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" '
-                       f'fill="{colors[key]}"><title>cf {cf}: {y * 100:.2f}%'
-                       '</title></circle>')
-    for i, key in enumerate(("on", "off")):
+            title = f"{names[bpr]}{label[m]}, cf {cf}: {y * 100:.2f}%"
+            if m:
+                # int8 points: hollow squares over the fp32 circles.
+                out.append(f'<rect x="{px(x) - 4:.1f}" y="{py(y) - 4:.1f}" '
+                           f'width="8" height="8" fill="white" '
+                           f'stroke="{colors[bpr]}"><title>{title}</title>'
+                           '</rect>')
+            else:
+                out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" '
+                           f'r="3.5" fill="{colors[bpr]}"><title>{title}'
+                           '</title></circle>')
+    for i, (bpr, m) in enumerate(series):
         y = top + 20 + 22 * i
         out.append(f'<line x1="{w - right + 15}" y1="{y}" x2="{w - right + 40}" '
-                   f'y2="{y}" stroke="{colors[key]}" stroke-width="2"/>')
-        out.append(f'<text x="{w - right + 46}" y="{y + 4}">{names[key]}</text>')
+                   f'y2="{y}" stroke="{colors[bpr]}" stroke-width="2"'
+                   f'{dash[m]}/>')
+        out.append(f'<text x="{w - right + 46}" y="{y + 4}">'
+                   f'{names[bpr]}{label[m]}</text>')
     out.append("</svg>")
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
 
