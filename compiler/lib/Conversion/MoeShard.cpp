@@ -149,9 +149,9 @@ void Lowering::emitMoePack(MoeLayer &l) {
       Value gate = memref::LoadOp::create(b, kGate, ValueRange{ex, gi, r});
       memref::StoreOp::create(
           b, gate, kSend, ValueRange{arith::AddIOp::create(b, gateBase, r)});
-      Value tok = arith::IndexCastOp::create(
-          b, b.getIndexType(),
-          memref::LoadOp::create(b, kToken, ValueRange{ex, gi, r}));
+      // Written by assign: clamped into the group (see clampIndex).
+      Value tok = clampIndex(
+          b, memref::LoadOp::create(b, kToken, ValueRange{ex, gi, r}), l.s);
       Value row =
           arith::AddIOp::create(b, rowBase, arith::MulIOp::create(b, r, cD));
       forLoop(b, c0, cD, c1, [&](ImplicitLocOpBuilder &b, Value dd) {
