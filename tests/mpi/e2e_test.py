@@ -13,30 +13,17 @@ bit for bit, as must every MoE layer's routing report.
 """
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 import numpy as np
+
+import mpirun_support
 
 BOUND_S = 120
 
 
 def run(cmd, cwd, mpirun=None, np_=0):
-    if mpirun:
-        cmd = [mpirun, "--allow-run-as-root", "--oversubscribe",
-               "--mca", "btl", "self,vader", "-np", str(np_)] + cmd
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                              timeout=BOUND_S)
-    except subprocess.TimeoutExpired as e:
-        sys.exit(f"FAIL: {' '.join(cmd)} did not end in {BOUND_S} s\n"
-                 f"{e.stdout}\n{e.stderr}")
-    print(f"$ {' '.join(cmd)}  ->  exit {proc.returncode} in "
-          f"{time.monotonic() - start:.1f} s")
-    print(proc.stdout + proc.stderr)
-    return proc.returncode, proc.stdout + proc.stderr
+    return mpirun_support.run(cmd, cwd, BOUND_S, mpirun, np_)
 
 
 def expect(cond, what):

@@ -14,24 +14,13 @@ import time
 
 import numpy as np
 
+import mpirun_support
+
 BOUND_S = 60  # any scenario, fault cases included, ends well inside this
 
 
 def mpirun(mpirun_path, np_, args, cwd):
-    cmd = [mpirun_path, "--allow-run-as-root", "--oversubscribe",
-           "--mca", "btl", "self,vader", "-np", str(np_)] + args
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                              timeout=BOUND_S)
-    except subprocess.TimeoutExpired as e:
-        sys.exit(f"FAIL: {' '.join(cmd)} did not end in {BOUND_S} s\n"
-                 f"{e.stdout}\n{e.stderr}")
-    took = time.monotonic() - start
-    out = proc.stdout + proc.stderr
-    print(f"$ {' '.join(cmd)}  ->  exit {proc.returncode} in {took:.1f} s")
-    print(out)
-    return proc.returncode, out
+    return mpirun_support.run(args, cwd, BOUND_S, mpirun_path, np_)
 
 
 def expect(cond, what):
